@@ -1,0 +1,71 @@
+// timm checkpoints: config.json + model.safetensors, validated against the
+// ViT/DeiT tensor spec derived from the hyper-parameters.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "vitint/image.h"
+
+namespace vitint::convert {
+
+struct VitConfig {
+  std::string architecture;  // e.g. "deit_tiny_patch16_224"
+  std::string tag;           // pretrained_cfg.tag, e.g. "fb_in1k"
+  int image_size = 224;
+  int patch_size = 16;
+  int in_chans = 3;
+  int embed_dim = 0;
+  int depth = 0;
+  int num_heads = 0;
+  int mlp_hidden = 0;  // fc1 output width (embed_dim * mlp_ratio)
+  int num_classes = 0;
+  bool qkv_bias = true;
+  float ln_eps = 1e-6f;  // timm ViT/DeiT use LayerNorm(eps=1e-6)
+  // Preprocessing from pretrained_cfg.
+  double crop_pct = 0.875;
+  Interpolation interpolation = Interpolation::kBicubic;
+  std::array<float, 3> mean{};
+  std::array<float, 3> std{};
+
+  int num_patches() const { return (image_size / patch_size) * (image_size / patch_size); }
+  int num_tokens() const { return num_patches() + 1; }  // + class token
+  int head_dim() const { return embed_dim / num_heads; }
+};
+
+struct Tensor {
+  std::vector<int64_t> shape;
+  std::vector<float> data;
+  int64_t numel() const;
+};
+
+class Checkpoint {
+ public:
+  // Reads dir/config.json and dir/model.safetensors. Throws vitint::Error that
+  // names the file, the tensor and the expectation on any problem: unreadable
+  // or malformed files, an unsupported architecture (e.g. distilled DeiT,
+  // no class token, global average pooling), missing, unexpected or
+  // mis-shaped tensors, non-F32 dtypes, truncated data.
+  static Checkpoint load(const std::string& dir);
+  // Builds a checkpoint with random weights (fixed seed) for a standard timm
+  // architecture name such as "deit_small_patch16_224"; for speed and FP32
+  // reference tests where no pretrained weights exist.
+  static Checkpoint random(const std::string& architecture, uint32_t seed);
+
+  const VitConfig& config() const { return config_; }
+  // Throws vitint::Error if absent.
+  const Tensor& get(const std::string& name) const;
+  const std::map<std::string, Tensor>& tensors() const { return tensors_; }
+
+ private:
+  VitConfig config_;
+  std::map<std::string, Tensor> tensors_;
+};
+
+// Reads the class names file (one "nXXXXXXXX name, synonyms" line per class)
+// and returns the human-readable part ("tench, Tinca tinca").
+std::vector<std::string> read_class_names(const std::string& path);
+
+}  // namespace vitint::convert
