@@ -13,6 +13,10 @@ bool parse_isa(const std::string& name, Isa* out);
 // True when this CPU (and, for AMX, the kernel's tile permission) supports the path.
 bool isa_supported(Isa isa);
 // The best supported path, unless VITINT_ISA names another one (which must be supported).
+// Computed once per process; throws std::runtime_error on a bad VITINT_ISA.
 Isa best_isa();
+// best_isa()'s rule for a given VITINT_ISA value, uncached: null or empty picks the
+// best supported path; an unknown or unsupported name throws std::runtime_error.
+Isa resolve_isa(const char* forced);
 
 }  // namespace vitint::kernels

@@ -1,0 +1,148 @@
+// Isa dispatch and argument checks for the GEMM kernels (the paths themselves
+// live in ref/ and x86/ and trust what is checked here).
+#include "vitint/kernels/gemm.h"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+#include "gemm_internal.h"
+
+namespace vitint::kernels {
+namespace {
+
+[[noreturn]] void fail(const char* fn, const std::string& what) {
+  throw std::invalid_argument(std::string("vitint::kernels::") + fn + ": " + what);
+}
+
+void check_isa(const char* fn, Isa isa) {
+  if (static_cast<int>(isa) < 0 || static_cast<int>(isa) > static_cast<int>(Isa::kAmx)) {
+    fail(fn, "invalid Isa value " + std::to_string(static_cast<int>(isa)));
+  }
+  // Running another path's instructions would die with SIGILL; say why instead.
+  if (!isa_supported(isa)) {
+    throw std::runtime_error(std::string("vitint::kernels::") + fn + ": kernel path " +
+                             isa_name(isa) + " is not supported on this CPU/OS (use best_isa())");
+  }
+}
+
+void check_dims(const char* fn, int m, int n, int k) {
+  if (m < 0 || n < 0 || k < 0) {
+    fail(fn, "negative size m=" + std::to_string(m) + " n=" + std::to_string(n) +
+                 " k=" + std::to_string(k));
+  }
+}
+
+void check_stride(const char* fn, const char* name, int stride, int min_stride) {
+  if (stride < min_stride) {
+    fail(fn, std::string(name) + "=" + std::to_string(stride) + " is below the row length " +
+                 std::to_string(min_stride));
+  }
+}
+
+void check_pack(const char* fn, Isa isa, int n, int k, const void* b, int ldb, int min_ldb,
+                const void* packed) {
+  check_isa(fn, isa);
+  check_dims(fn, 0, n, k);
+  check_stride(fn, "ldb", ldb, min_ldb);
+  if (n > 0 && k > 0 && (b == nullptr || packed == nullptr)) fail(fn, "null buffer");
+}
+
+// Returns false when there is nothing to multiply (C was cleared if k == 0).
+bool check_gemm(const char* fn, Isa isa, int m, int n, int k, const void* a, int lda,
+                const void* packed_b, int32_t* c, int ldc) {
+  check_isa(fn, isa);
+  check_dims(fn, m, n, k);
+  if (m == 0 || n == 0) return false;
+  check_stride(fn, "lda", lda, k);
+  check_stride(fn, "ldc", ldc, n);
+  if (c == nullptr) fail(fn, "null C");
+  if (k == 0) {
+    for (int i = 0; i < m; ++i) std::fill_n(c + static_cast<ptrdiff_t>(i) * ldc, n, 0);
+    return false;
+  }
+  if (a == nullptr || packed_b == nullptr) fail(fn, "null A or packed B");
+  return true;
+}
+
+void pack_any(Isa isa, int n, int k, const int8_t* b, ptrdiff_t col_stride, ptrdiff_t k_stride,
+              void* packed) {
+  if (n == 0 || k == 0) return;
+  switch (isa) {
+    case Isa::kRef: detail::ref_pack_b(n, k, b, col_stride, k_stride, packed); return;
+    case Isa::kAvx2: detail::avx2_pack_b(n, k, b, col_stride, k_stride, packed); return;
+    case Isa::kAvx512Vnni: detail::avx512_pack_b(n, k, b, col_stride, k_stride, packed); return;
+    case Isa::kAmx: detail::amx_pack_b(n, k, b, col_stride, k_stride, packed); return;
+  }
+}
+
+}  // namespace
+
+size_t packed_b_bytes(Isa isa, int n, int k) {
+  check_dims("packed_b_bytes", 0, n, k);
+  if (n == 0 || k == 0) return 0;
+  switch (isa) {
+    case Isa::kRef: return detail::ref_packed_b_bytes(n, k);
+    case Isa::kAvx2: return detail::avx2_packed_b_bytes(n, k);
+    case Isa::kAvx512Vnni: return detail::avx512_packed_b_bytes(n, k);
+    case Isa::kAmx: return detail::amx_packed_b_bytes(n, k);
+  }
+  fail("packed_b_bytes", "invalid Isa value " + std::to_string(static_cast<int>(isa)));
+}
+
+void pack_b_s8(Isa isa, int n, int k, const int8_t* b, int ldb, void* packed) {
+  check_pack("pack_b_s8", isa, n, k, b, ldb, k, packed);
+  pack_any(isa, n, k, b, ldb, 1, packed);
+}
+
+void pack_b_s8_transposed(Isa isa, int n, int k, const int8_t* b_t, int ldb, void* packed) {
+  check_pack("pack_b_s8_transposed", isa, n, k, b_t, ldb, n, packed);
+  pack_any(isa, n, k, b_t, 1, ldb, packed);
+}
+
+void gemm_u8s8s32(Isa isa, int m, int n, int k, const uint8_t* a, int lda, const void* packed_b,
+                  int32_t* c, int ldc) {
+  if (!check_gemm("gemm_u8s8s32", isa, m, n, k, a, lda, packed_b, c, ldc)) return;
+  switch (isa) {
+    case Isa::kRef: detail::ref_gemm_u8s8s32(m, n, k, a, lda, packed_b, c, ldc); return;
+    case Isa::kAvx2: detail::avx2_gemm_u8s8s32(m, n, k, a, lda, packed_b, c, ldc); return;
+    case Isa::kAvx512Vnni: detail::avx512_gemm_u8s8s32(m, n, k, a, lda, packed_b, c, ldc); return;
+    case Isa::kAmx: detail::amx_gemm_u8s8s32(m, n, k, a, lda, packed_b, c, ldc); return;
+  }
+}
+
+size_t packed_b16_bytes(Isa isa, int n, int k) {
+  check_dims("packed_b16_bytes", 0, n, k);
+  if (n == 0 || k == 0) return 0;
+  switch (isa) {
+    case Isa::kRef: return detail::ref_packed_b_bytes(n, k);
+    case Isa::kAvx2: return detail::avx2_packed_b_bytes(n, k);
+    case Isa::kAvx512Vnni:
+    case Isa::kAmx: return detail::avx512_packed_b16_bytes(n, k);
+  }
+  fail("packed_b16_bytes", "invalid Isa value " + std::to_string(static_cast<int>(isa)));
+}
+
+void pack_b16_s8_transposed(Isa isa, int n, int k, const int8_t* b_t, int ldb, void* packed) {
+  check_pack("pack_b16_s8_transposed", isa, n, k, b_t, ldb, n, packed);
+  if (n == 0 || k == 0) return;
+  switch (isa) {
+    case Isa::kRef: detail::ref_pack_b(n, k, b_t, 1, ldb, packed); return;
+    case Isa::kAvx2: detail::avx2_pack_b(n, k, b_t, 1, ldb, packed); return;
+    case Isa::kAvx512Vnni:
+    case Isa::kAmx: detail::avx512_pack_b16(n, k, b_t, 1, ldb, packed); return;
+  }
+}
+
+void gemm_s16s8s32(Isa isa, int m, int n, int k, const int16_t* a, int lda, const void* packed_b,
+                   int32_t* c, int ldc) {
+  if (!check_gemm("gemm_s16s8s32", isa, m, n, k, a, lda, packed_b, c, ldc)) return;
+  switch (isa) {
+    case Isa::kRef: detail::ref_gemm_s16s8s32(m, n, k, a, lda, packed_b, c, ldc); return;
+    case Isa::kAvx2: detail::avx2_gemm_s16s8s32(m, n, k, a, lda, packed_b, c, ldc); return;
+    case Isa::kAvx512Vnni:
+    case Isa::kAmx: detail::avx512_gemm_s16s8s32(m, n, k, a, lda, packed_b, c, ldc); return;
+  }
+}
+
+}  // namespace vitint::kernels

@@ -1,0 +1,210 @@
+// AMX-INT8 GEMM: tdpbusd on 16 x 64-byte tiles (16 rows x 64 k-values of A,
+// 16 k-groups x 16 columns x 4 k-values of B, 16 x 16 int32 of C). The dot
+// products are exact (no saturation), so the result matches the reference.
+//
+// Packed B: per 16-column tile column, k zero-padded to a multiple of 64 and
+// stored as (k / 4) rows of 64 bytes (row r = 16 columns x k-values 4r..4r+3),
+// so each 64-k slice is one contiguous 1 KiB tile.
+//
+// Blocking: 2 x 2 C tiles (32 rows x 32 columns) stay in tile registers for
+// the whole k loop, fed by 2 A and 2 B tiles. Column pairs are the outer
+// loop so that B is read from memory once and its 32-column panel stays in
+// L1 while A (at most 197 x 3072 bytes in ViT-B) comes from L2. A tiles load
+// straight from the caller's A; only rows of a partial 16-row tile, or all
+// rows when k is not a multiple of 64, are copied into a zero-padded buffer.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "../gemm_internal.h"
+
+namespace vitint::kernels::detail {
+namespace {
+
+constexpr int kTileRows = 16;
+constexpr int kTileK = 64;                            // k-values per tile slice
+constexpr int kBTileBytes = kTileRows * kTileK;       // 1 KiB
+
+int round_up(int x, int to) { return (x + to - 1) / to * to; }
+
+struct alignas(64) TileConfig {
+  uint8_t palette_id;
+  uint8_t start_row;
+  uint8_t reserved[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+};
+
+// Tiles 0-3: C, 4-5: A, 6-7: B; all 16 rows x 64 bytes.
+void load_config() {
+  TileConfig cfg;
+  std::memset(&cfg, 0, sizeof cfg);
+  cfg.palette_id = 1;
+  for (int t = 0; t < 8; ++t) {
+    cfg.colsb[t] = 64;
+    cfg.rows[t] = kTileRows;
+  }
+  _tile_loadconfig(&cfg);
+}
+
+struct Block {
+  const uint8_t* a[2];  // A tile rows, per row tile
+  ptrdiff_t a_stride[2];
+  const int8_t* b[2];  // packed B tile column, per column tile
+  int k_tiles;
+  int32_t* c;  // C at the block's top-left
+  ptrdiff_t ldc;
+  int rows;  // valid rows of the block (1..32)
+  int cols;  // valid columns (1..32)
+};
+
+// store(ptr, stride_bytes) issues tilestored on one fixed tile (GCC's
+// _tile_stored takes the tile number as a literal, not a value).
+template <typename Store>
+void store_tile(const Block& blk, int rt, int ct, Store store) {
+  const int rows = std::min(kTileRows, blk.rows - rt * kTileRows);
+  const int cols = std::min(16, blk.cols - ct * 16);
+  int32_t* dst = blk.c + rt * kTileRows * blk.ldc + ct * 16;
+  const ptrdiff_t stride_bytes = blk.ldc * static_cast<ptrdiff_t>(sizeof(int32_t));
+  if (rows == kTileRows && cols == 16) {
+    store(dst, stride_bytes);
+    return;
+  }
+  alignas(64) int32_t tmp[kTileRows * 16];
+  store(tmp, ptrdiff_t{64});
+  for (int r = 0; r < rows; ++r) {
+    std::memcpy(dst + r * blk.ldc, tmp + r * 16, static_cast<size_t>(cols) * sizeof(int32_t));
+  }
+}
+
+template <int MT, int NT>
+void block_kernel(const Block& blk) {
+  _tile_zero(0);
+  if constexpr (NT > 1) _tile_zero(1);
+  if constexpr (MT > 1) _tile_zero(2);
+  if constexpr (MT > 1 && NT > 1) _tile_zero(3);
+  for (int kt = 0; kt < blk.k_tiles; ++kt) {
+    _tile_loadd(4, blk.a[0] + kt * kTileK, blk.a_stride[0]);
+    _tile_loadd(6, blk.b[0] + kt * kBTileBytes, 64);
+    if constexpr (NT > 1) _tile_loadd(7, blk.b[1] + kt * kBTileBytes, 64);
+    _tile_dpbusd(0, 4, 6);
+    if constexpr (NT > 1) _tile_dpbusd(1, 4, 7);
+    if constexpr (MT > 1) {
+      _tile_loadd(5, blk.a[1] + kt * kTileK, blk.a_stride[1]);
+      _tile_dpbusd(2, 5, 6);
+      if constexpr (NT > 1) _tile_dpbusd(3, 5, 7);
+    }
+  }
+  store_tile(blk, 0, 0, [](void* p, ptrdiff_t s) { _tile_stored(0, p, s); });
+  if constexpr (NT > 1) {
+    store_tile(blk, 0, 1, [](void* p, ptrdiff_t s) { _tile_stored(1, p, s); });
+  }
+  if constexpr (MT > 1) {
+    store_tile(blk, 1, 0, [](void* p, ptrdiff_t s) { _tile_stored(2, p, s); });
+  }
+  if constexpr (MT > 1 && NT > 1) {
+    store_tile(blk, 1, 1, [](void* p, ptrdiff_t s) { _tile_stored(3, p, s); });
+  }
+}
+
+std::vector<uint8_t>& a_buffer() {
+  thread_local std::vector<uint8_t> buf;
+  return buf;
+}
+
+}  // namespace
+
+size_t amx_packed_b_bytes(int n, int k) {
+  return static_cast<size_t>(round_up(n, 16)) * static_cast<size_t>(round_up(k, kTileK));
+}
+
+void amx_pack_b(int n, int k, const int8_t* b, ptrdiff_t cs, ptrdiff_t ks, void* packed) {
+  const int k_pad = round_up(k, kTileK);
+  const int n_pad = round_up(n, 16);
+  auto* dst = static_cast<int8_t*>(packed);
+  for (int j0 = 0; j0 < n_pad; j0 += 16) {
+    int8_t* col_tile = dst + ptrdiff_t{j0} * k_pad;
+    // (p, jj) lives at row p / 4, byte jj * 4 + p % 4.
+    if (ks == 1) {
+      for (int jj = 0; jj < 16; ++jj) {
+        const int j = j0 + jj;
+        for (int p = 0; p < k_pad; ++p) {
+          col_tile[(p / 4) * 64 + jj * 4 + p % 4] = (j < n && p < k) ? b[j * cs + p] : int8_t{0};
+        }
+      }
+    } else {
+      for (int p = 0; p < k_pad; ++p) {
+        for (int jj = 0; jj < 16; ++jj) {
+          const int j = j0 + jj;
+          col_tile[(p / 4) * 64 + jj * 4 + p % 4] =
+              (j < n && p < k) ? b[j * cs + p * ks] : int8_t{0};
+        }
+      }
+    }
+  }
+}
+
+void amx_gemm_u8s8s32(int m, int n, int k, const uint8_t* a, int lda, const void* packed_b,
+                      int32_t* c, int ldc) {
+  const int k_pad = round_up(k, kTileK);
+  const int k_tiles = k_pad / kTileK;
+  const int m_tiles = (m + kTileRows - 1) / kTileRows;
+  const int n_tiles = round_up(n, 16) / 16;
+  const auto* packed = static_cast<const int8_t*>(packed_b);
+
+  // Rows [0, m_direct) load straight from A; the rest come zero-padded (to 16
+  // rows and to k_pad columns) from the buffer, so no tile read leaves A.
+  const int m_direct = k % kTileK == 0 ? m / kTileRows * kTileRows : 0;
+  const int m_copy = m_tiles * kTileRows - m_direct;
+  std::vector<uint8_t>& buf = a_buffer();
+  if (m_copy > 0) {
+    buf.assign(static_cast<size_t>(m_copy) * static_cast<size_t>(k_pad), 0);
+    for (int i = m_direct; i < m; ++i) {
+      std::memcpy(buf.data() + ptrdiff_t{i - m_direct} * k_pad, a + ptrdiff_t{i} * lda,
+                  static_cast<size_t>(k));
+    }
+  }
+  auto a_tile = [&](int it, const uint8_t** ptr, ptrdiff_t* stride) {
+    const int row = it * kTileRows;
+    if (row < m_direct) {
+      *ptr = a + ptrdiff_t{row} * lda;
+      *stride = lda;
+    } else {
+      *ptr = buf.data() + ptrdiff_t{row - m_direct} * k_pad;
+      *stride = k_pad;
+    }
+  };
+
+  load_config();
+  Block blk{};
+  blk.k_tiles = k_tiles;
+  blk.ldc = ldc;
+  for (int jt = 0; jt < n_tiles; jt += 2) {
+    const int nt = std::min(2, n_tiles - jt);
+    for (int t = 0; t < nt; ++t) blk.b[t] = packed + ptrdiff_t{jt + t} * 16 * k_pad;
+    blk.cols = std::min(32, n - jt * 16);
+    for (int it = 0; it < m_tiles; it += 2) {
+      const int mt = std::min(2, m_tiles - it);
+      for (int t = 0; t < mt; ++t) a_tile(it + t, &blk.a[t], &blk.a_stride[t]);
+      blk.rows = std::min(32, m - it * kTileRows);
+      blk.c = c + ptrdiff_t{it} * kTileRows * ldc + jt * 16;
+      if (mt == 2) {
+        if (nt == 2) {
+          block_kernel<2, 2>(blk);
+        } else {
+          block_kernel<2, 1>(blk);
+        }
+      } else if (nt == 2) {
+        block_kernel<1, 2>(blk);
+      } else {
+        block_kernel<1, 1>(blk);
+      }
+    }
+  }
+  // Return the tile state to its init state: cheaper context switches.
+  _tile_release();
+}
+
+}  // namespace vitint::kernels::detail

@@ -1,0 +1,172 @@
+// AVX2 GEMMs. vpmaddubsw would saturate its int16 pair sums (255 * 127 * 2
+// overflows), so both operands are widened to int16 and multiplied with
+// vpmaddwd, whose int16 x int16 products and pair sums are exact in int32.
+//
+// Packed B (int16): panels of 16 columns (n zero-padded to a multiple of
+// 16); inside a panel, k-pair g holds 16 columns x 2 k-values, i.e. two ymm
+// loads per pair. A is copied, one k block at a time, into an int16 buffer
+// with an even, zero-padded row length, which also removes every k tail from
+// the micro-kernel. The micro-kernel keeps 6 rows x 16 columns (12 ymm).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "../gemm_internal.h"
+
+namespace vitint::kernels::detail {
+namespace {
+
+constexpr int kPanel = 16;  // columns per packed panel (2 ymm)
+constexpr int kMr = 6;
+constexpr int kKBlock = 256;  // k-values per cache block (B micro-panel: 8 KiB)
+
+int round_up(int x, int to) { return (x + to - 1) / to * to; }
+
+struct Tile {
+  const int16_t* a;  // packed A block at row i0
+  ptrdiff_t lda;     // packed A row stride (elements)
+  int pairs;         // k-pairs in this block
+  const int16_t* b;  // packed panel at this k block
+  int32_t* c;
+  ptrdiff_t ldc;
+  int valid;         // valid columns of the panel (1..16)
+  bool accumulate;
+};
+
+inline __m256i lane_mask(int valid) {
+  const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(valid), idx);
+}
+
+template <int MR>
+void micro_kernel(const Tile& t) {
+  __m256i acc[MR][2];
+  const bool full = t.valid == kPanel;
+  const __m256i m0 = lane_mask(t.valid);
+  const __m256i m1 = lane_mask(t.valid - 8);
+  for (int r = 0; r < MR; ++r) {
+    if (!t.accumulate) {
+      acc[r][0] = _mm256_setzero_si256();
+      acc[r][1] = _mm256_setzero_si256();
+    } else if (full) {
+      acc[r][0] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.c + r * t.ldc));
+      acc[r][1] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.c + r * t.ldc + 8));
+    } else {
+      acc[r][0] = _mm256_maskload_epi32(reinterpret_cast<const int*>(t.c + r * t.ldc), m0);
+      acc[r][1] = _mm256_maskload_epi32(reinterpret_cast<const int*>(t.c + r * t.ldc + 8), m1);
+    }
+  }
+  const int16_t* a = t.a;
+  const int16_t* b = t.b;
+  for (int g = 0; g < t.pairs; ++g) {
+    const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b));
+    const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 16));
+    for (int r = 0; r < MR; ++r) {
+      int32_t pair;
+      std::memcpy(&pair, a + r * t.lda, sizeof pair);
+      const __m256i av = _mm256_set1_epi32(pair);
+      acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(av, b0));
+      acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(av, b1));
+    }
+    a += 2;
+    b += 32;
+  }
+  for (int r = 0; r < MR; ++r) {
+    int32_t* cr = t.c + r * t.ldc;
+    if (full) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(cr), acc[r][0]);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(cr + 8), acc[r][1]);
+    } else {
+      _mm256_maskstore_epi32(reinterpret_cast<int*>(cr), m0, acc[r][0]);
+      _mm256_maskstore_epi32(reinterpret_cast<int*>(cr + 8), m1, acc[r][1]);
+    }
+  }
+}
+
+using MicroKernel = void (*)(const Tile&);
+
+MicroKernel pick(int mr) {
+  switch (mr) {
+    case 1: return &micro_kernel<1>;
+    case 2: return &micro_kernel<2>;
+    case 3: return &micro_kernel<3>;
+    case 4: return &micro_kernel<4>;
+    case 5: return &micro_kernel<5>;
+    default: return &micro_kernel<6>;
+  }
+}
+
+std::vector<int16_t>& a_buffer() {
+  thread_local std::vector<int16_t> buf;
+  return buf;
+}
+
+template <typename A>
+void drive(int m, int n, int k, const A* a, int lda, const void* packed_b, int32_t* c, int ldc) {
+  const int k_pad = round_up(k, 2);
+  const auto* packed = static_cast<const int16_t*>(packed_b);
+  const int kb_max = std::min(kKBlock, k_pad);
+  std::vector<int16_t>& buf = a_buffer();
+  buf.resize(static_cast<size_t>(m) * static_cast<size_t>(kb_max));
+
+  Tile t{};
+  t.lda = kb_max;
+  t.ldc = ldc;
+  for (int k0 = 0; k0 < k_pad; k0 += kKBlock) {
+    const int kb = std::min(kKBlock, k_pad - k0);  // even
+    const int kr = std::min(kb, k - k0);           // real k-values in the block
+    for (int i = 0; i < m; ++i) {
+      const A* src = a + ptrdiff_t{i} * lda + k0;
+      int16_t* dst = buf.data() + ptrdiff_t{i} * kb_max;
+      for (int p = 0; p < kr; ++p) dst[p] = static_cast<int16_t>(src[p]);
+      if (kr < kb) dst[kr] = 0;
+    }
+    t.pairs = kb / 2;
+    t.accumulate = k0 > 0;
+    for (int j0 = 0; j0 < n; j0 += kPanel) {
+      t.valid = std::min(kPanel, n - j0);
+      t.b = packed + ptrdiff_t{j0} * k_pad + ptrdiff_t{k0} * kPanel;
+      for (int i0 = 0; i0 < m; i0 += kMr) {
+        t.a = buf.data() + ptrdiff_t{i0} * kb_max;
+        t.c = c + ptrdiff_t{i0} * ldc + j0;
+        pick(std::min(kMr, m - i0))(t);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+size_t avx2_packed_b_bytes(int n, int k) {
+  return static_cast<size_t>(round_up(n, kPanel)) * static_cast<size_t>(round_up(k, 2)) * 2;
+}
+
+void avx2_pack_b(int n, int k, const int8_t* b, ptrdiff_t cs, ptrdiff_t ks, void* packed) {
+  const int k_pad = round_up(k, 2);
+  const int n_pad = round_up(n, kPanel);
+  auto* dst = static_cast<int16_t*>(packed);
+  for (int j0 = 0; j0 < n_pad; j0 += kPanel) {
+    int16_t* panel = dst + ptrdiff_t{j0} * k_pad;
+    for (int p = 0; p < k_pad; ++p) {
+      for (int jj = 0; jj < kPanel; ++jj) {
+        const int j = j0 + jj;
+        panel[(p / 2) * 2 * kPanel + jj * 2 + p % 2] =
+            (j < n && p < k) ? int16_t{b[j * cs + p * ks]} : int16_t{0};
+      }
+    }
+  }
+}
+
+void avx2_gemm_u8s8s32(int m, int n, int k, const uint8_t* a, int lda, const void* packed_b,
+                       int32_t* c, int ldc) {
+  drive(m, n, k, a, lda, packed_b, c, ldc);
+}
+
+void avx2_gemm_s16s8s32(int m, int n, int k, const int16_t* a, int lda, const void* packed_b,
+                        int32_t* c, int ldc) {
+  drive(m, n, k, a, lda, packed_b, c, ldc);
+}
+
+}  // namespace vitint::kernels::detail

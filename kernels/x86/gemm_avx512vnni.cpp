@@ -1,0 +1,233 @@
+// AVX-512 VNNI GEMMs: vpdpbusd (uint8 x int8, 4 k-values per int32 lane) and
+// vpdpwssd (int16 x int16, 2 k-values per lane). Neither saturates, so the
+// int32 sums equal the reference's (modulo 2^32, like any int32 sum).
+//
+// Packed B: panels of 64 columns (the last one narrower, padded with zero
+// columns to a multiple of 16); inside a panel of width w, k-group g holds
+// w columns x 4 bytes (4 int8 k-values, or 2 int16 ones) so that one zmm
+// load yields 16 columns of one group. k is zero-padded to whole groups.
+//
+// The micro-kernel keeps MR x NV zmm accumulators (6 x 4: 6 rows x 64
+// columns), broadcasts 4 bytes of each A row per group straight from A
+// (no A packing), and walks k innermost. k is blocked so that the B
+// micro-panel in use (kKGroups x 256 bytes) stays in L1 while all of A's
+// rows stream past it.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "../gemm_internal.h"
+
+namespace vitint::kernels::detail {
+namespace {
+
+constexpr int kPanel = 64;     // columns per packed panel (4 zmm)
+constexpr int kMr = 6;         // rows per micro-kernel call
+constexpr int kKGroups = 128;  // k-groups per cache block (512 int8 k-values)
+
+int round_up(int x, int to) { return (x + to - 1) / to * to; }
+
+struct Tile {
+  const uint8_t* a;     // first A byte of the block's k range, row i0
+  ptrdiff_t lda_bytes;  // A row stride in bytes
+  int groups;           // whole 4-byte A groups in this k block
+  int tail_bytes;       // bytes of a final partial group (0..3), zero-extended
+  const int8_t* b;      // packed panel at this k block
+  ptrdiff_t b_stride;   // bytes per k-group in the panel (panel width x 4)
+  int32_t* c;           // C at (i0, j0)
+  ptrdiff_t ldc;
+  __mmask16 mask[4];    // valid columns of each zmm
+  bool accumulate;      // add to C (a later k block) instead of overwriting
+};
+
+template <bool kS16>
+inline __m512i dot(__m512i acc, __m512i a, __m512i b) {
+  if constexpr (kS16) {
+    return _mm512_dpwssd_epi32(acc, a, b);
+  } else {
+    return _mm512_dpbusd_epi32(acc, a, b);
+  }
+}
+
+inline int32_t load_group(const uint8_t* p) {
+  int32_t x;
+  std::memcpy(&x, p, sizeof x);
+  return x;
+}
+
+template <bool kS16, int MR, int NV>
+void micro_kernel(const Tile& t) {
+  __m512i acc[MR][NV];
+  for (int r = 0; r < MR; ++r) {
+    for (int v = 0; v < NV; ++v) {
+      acc[r][v] = t.accumulate ? _mm512_maskz_loadu_epi32(t.mask[v], t.c + r * t.ldc + 16 * v)
+                               : _mm512_setzero_si512();
+    }
+  }
+  const uint8_t* a = t.a;
+  const int8_t* b = t.b;
+  for (int g = 0; g < t.groups; ++g) {
+    __m512i bv[NV];
+    for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_si512(b + 64 * v);
+    for (int r = 0; r < MR; ++r) {
+      const __m512i av = _mm512_set1_epi32(load_group(a + r * t.lda_bytes));
+      for (int v = 0; v < NV; ++v) acc[r][v] = dot<kS16>(acc[r][v], av, bv[v]);
+    }
+    a += 4;
+    b += t.b_stride;
+  }
+  if (t.tail_bytes != 0) {
+    // The packed B is zero beyond k, but A may end inside this group: read
+    // only its real bytes.
+    __m512i bv[NV];
+    for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_si512(b + 64 * v);
+    for (int r = 0; r < MR; ++r) {
+      int32_t x = 0;
+      std::memcpy(&x, a + r * t.lda_bytes, static_cast<size_t>(t.tail_bytes));
+      const __m512i av = _mm512_set1_epi32(x);
+      for (int v = 0; v < NV; ++v) acc[r][v] = dot<kS16>(acc[r][v], av, bv[v]);
+    }
+  }
+  for (int r = 0; r < MR; ++r) {
+    for (int v = 0; v < NV; ++v) {
+      _mm512_mask_storeu_epi32(t.c + r * t.ldc + 16 * v, t.mask[v], acc[r][v]);
+    }
+  }
+}
+
+using MicroKernel = void (*)(const Tile&);
+
+template <bool kS16, int MR>
+constexpr MicroKernel pick_nv(int nv) {
+  switch (nv) {
+    case 1: return &micro_kernel<kS16, MR, 1>;
+    case 2: return &micro_kernel<kS16, MR, 2>;
+    case 3: return &micro_kernel<kS16, MR, 3>;
+    default: return &micro_kernel<kS16, MR, 4>;
+  }
+}
+
+template <bool kS16>
+MicroKernel pick(int mr, int nv) {
+  switch (mr) {
+    case 1: return pick_nv<kS16, 1>(nv);
+    case 2: return pick_nv<kS16, 2>(nv);
+    case 3: return pick_nv<kS16, 3>(nv);
+    case 4: return pick_nv<kS16, 4>(nv);
+    case 5: return pick_nv<kS16, 5>(nv);
+    default: return pick_nv<kS16, 6>(nv);
+  }
+}
+
+// a: A as bytes; elem: bytes per A element (1 or 2); k-values per 4-byte group
+// = 4 / elem.
+template <bool kS16>
+void drive(int m, int n, int k, const uint8_t* a, ptrdiff_t lda_bytes, const void* packed_b,
+           int32_t* c, int ldc) {
+  constexpr int kElem = kS16 ? 2 : 1;
+  constexpr int kPerGroup = 4 / kElem;
+  const int total_groups = (k + kPerGroup - 1) / kPerGroup;
+  const int tail_bytes = (k % kPerGroup) * kElem;
+  const int n_pad = round_up(n, 16);
+  const ptrdiff_t panel_bytes = ptrdiff_t{kPanel} * total_groups * 4;
+  const auto* packed = static_cast<const int8_t*>(packed_b);
+
+  Tile t{};
+  t.lda_bytes = lda_bytes;
+  t.ldc = ldc;
+  for (int g0 = 0; g0 < total_groups; g0 += kKGroups) {
+    const int gn = std::min(kKGroups, total_groups - g0);
+    const bool last_block = g0 + gn == total_groups;
+    t.groups = gn;
+    t.tail_bytes = 0;
+    if (last_block && tail_bytes != 0) {
+      t.groups = gn - 1;
+      t.tail_bytes = tail_bytes;
+    }
+    t.accumulate = g0 > 0;
+    for (int j0 = 0; j0 < n; j0 += kPanel) {
+      const int width = std::min(kPanel, n_pad - j0);
+      const int nv = width / 16;
+      for (int v = 0; v < 4; ++v) {
+        const int valid = std::clamp(n - j0 - 16 * v, 0, 16);
+        t.mask[v] = static_cast<__mmask16>((1u << valid) - 1u);
+      }
+      t.b = packed + (j0 / kPanel) * panel_bytes + ptrdiff_t{g0} * width * 4;
+      t.b_stride = ptrdiff_t{width} * 4;
+      const MicroKernel full = pick<kS16>(kMr, nv);
+      for (int i0 = 0; i0 < m; i0 += kMr) {
+        t.a = a + i0 * lda_bytes + ptrdiff_t{g0} * 4;
+        t.c = c + ptrdiff_t{i0} * ldc + j0;
+        const int mr = std::min(kMr, m - i0);
+        (mr == kMr ? full : pick<kS16>(mr, nv))(t);
+      }
+    }
+  }
+}
+
+// Packs B[j][p] = b[j * cs + p * ks] into the panel layout with kPerGroup
+// k-values of type T per 4-byte group.
+template <typename T>
+void pack(int n, int k, const int8_t* b, ptrdiff_t cs, ptrdiff_t ks, void* packed) {
+  constexpr int kPerGroup = 4 / static_cast<int>(sizeof(T));
+  const int k_pad = round_up(k, kPerGroup);
+  const int n_pad = round_up(n, 16);
+  auto* dst = static_cast<T*>(packed);
+  for (int j0 = 0; j0 < n_pad; j0 += kPanel) {
+    const int width = std::min(kPanel, n_pad - j0);
+    T* panel = dst + ptrdiff_t{j0} * k_pad;
+    // Element (p, jj) of the panel lives at ((p / G) * width + jj) * G + p % G.
+    auto at = [&](int p, int jj) -> T& {
+      return panel[(ptrdiff_t{p / kPerGroup} * width + jj) * kPerGroup + p % kPerGroup];
+    };
+    const int w_real = std::min(width, n - j0);
+    if (ks == 1) {
+      for (int jj = 0; jj < width; ++jj) {
+        const int8_t* src = b + (j0 + jj) * cs;
+        for (int p = 0; p < k_pad; ++p) {
+          at(p, jj) = (jj < w_real && p < k) ? static_cast<T>(src[p]) : T{0};
+        }
+      }
+    } else {
+      for (int p = 0; p < k_pad; ++p) {
+        const int8_t* src = b + p * ks + j0 * cs;
+        for (int jj = 0; jj < width; ++jj) {
+          at(p, jj) = (jj < w_real && p < k) ? static_cast<T>(src[jj * cs]) : T{0};
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+size_t avx512_packed_b_bytes(int n, int k) {
+  return static_cast<size_t>(round_up(n, 16)) * static_cast<size_t>(round_up(k, 4));
+}
+
+void avx512_pack_b(int n, int k, const int8_t* b, ptrdiff_t col_stride, ptrdiff_t k_stride,
+                   void* packed) {
+  pack<int8_t>(n, k, b, col_stride, k_stride, packed);
+}
+
+void avx512_gemm_u8s8s32(int m, int n, int k, const uint8_t* a, int lda, const void* packed_b,
+                         int32_t* c, int ldc) {
+  drive<false>(m, n, k, a, lda, packed_b, c, ldc);
+}
+
+size_t avx512_packed_b16_bytes(int n, int k) {
+  return static_cast<size_t>(round_up(n, 16)) * static_cast<size_t>(round_up(k, 2)) * 2;
+}
+
+void avx512_pack_b16(int n, int k, const int8_t* b, ptrdiff_t col_stride, ptrdiff_t k_stride,
+                     void* packed) {
+  pack<int16_t>(n, k, b, col_stride, k_stride, packed);
+}
+
+void avx512_gemm_s16s8s32(int m, int n, int k, const int16_t* a, int lda, const void* packed_b,
+                          int32_t* c, int ldc) {
+  drive<true>(m, n, k, reinterpret_cast<const uint8_t*>(a), ptrdiff_t{lda} * 2, packed_b, c, ldc);
+}
+
+}  // namespace vitint::kernels::detail
