@@ -1,0 +1,57 @@
+// Calibration: run the FP32 reference over calibration images and derive the
+// ranges of every activation quantizer (and PTS channel shifts of the
+// residual stream).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "converter/reference.h"
+
+namespace vitint::convert {
+
+struct Recipe {
+  std::string method = "minmax";  // activation calibrator
+  bool pts = true;                // power-of-two channel scales on LayerNorm inputs
+  int attention_bits = 8;         // 8: uniform uint8 probabilities, 4: Log-Int-Softmax
+  int residual_bits = 16;         // residual stream bits (8 as FQ-ViT, 16 as I-ViT)
+};
+
+struct Range {
+  double min = 0;
+  double max = 0;
+};
+
+// One residual-stream quantization point.
+struct StreamCalib {
+  Range range;                 // over all channels
+  std::vector<uint8_t> alpha;  // per channel, 0..3 (all 0 without PTS)
+};
+
+struct Calibration {
+  // Per block.
+  std::vector<Range> ln1, q, k, v, attn_out, ln2, fc1, gelu;
+  Range head_in;
+  // 2 * depth + 1 stream points (see models/vit_spec.h).
+  std::vector<StreamCalib> streams;
+};
+
+// images: preprocessed uint8 RGB, image_size^2 * 3 bytes each.
+Calibration calibrate(const ReferenceModel& model, const std::vector<std::vector<uint8_t>>& images,
+                      const Recipe& recipe, bool progress);
+
+// Stream quantization grid shared by calibration and quantization.
+struct StreamGrid {
+  int32_t qmin, qmax, zero_point;
+  double base_scale;  // s: channel c has scale s * 2^alpha_c
+};
+StreamGrid stream_grid(const Range& r, int bits, bool pts);
+
+// uint8 asymmetric quantizer of a range (zero always representable).
+struct ActQuant {
+  double scale;
+  int32_t zero_point;
+};
+ActQuant act_quant(const Range& r);
+
+}  // namespace vitint::convert

@@ -1,0 +1,64 @@
+#include "converter/cli.h"
+
+#include "vitint/error.h"
+
+namespace vitint::convert {
+
+Args::Args(int argc, char** argv, const std::set<std::string>& options, const std::set<std::string>& flags) {
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a.size() > 2 && a.compare(0, 2, "--") == 0) {
+      std::string name = a.substr(2), value;
+      const auto eq = name.find('=');
+      const bool inline_value = eq != std::string::npos;
+      if (inline_value) {
+        value = name.substr(eq + 1);
+        name = name.substr(0, eq);
+      }
+      if (flags.count(name)) {
+        if (inline_value) throw Error("option --" + name + " takes no value");
+        flags_.insert(name);
+      } else if (options.count(name)) {
+        if (!inline_value) {
+          if (i + 1 >= argc) throw Error("option --" + name + " needs a value");
+          value = argv[++i];
+        }
+        values_[name] = value;
+      } else {
+        throw Error("unknown option --" + name + " (see --help)");
+      }
+    } else if (a == "-o" && options.count("output")) {
+      if (i + 1 >= argc) throw Error("option -o needs a value");
+      values_["output"] = argv[++i];
+    } else {
+      positional_.push_back(a);
+    }
+  }
+}
+
+std::string Args::get(const std::string& name, const std::string& fallback) const {
+  const auto it = values_.find(name);
+  return it == values_.end() ? fallback : it->second;
+}
+
+int Args::get_int(const std::string& name, int fallback, int lo, int hi) const {
+  const auto it = values_.find(name);
+  if (it == values_.end()) return fallback;
+  try {
+    size_t used = 0;
+    const long v = std::stol(it->second, &used);
+    if (used != it->second.size() || v < lo || v > hi) throw std::out_of_range(it->second);
+    return static_cast<int>(v);
+  } catch (const std::exception&) {
+    throw Error("option --" + name + " must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) +
+                "], got '" + it->second + "'");
+  }
+}
+
+std::string Args::require(const std::string& name) const {
+  const auto it = values_.find(name);
+  if (it == values_.end()) throw Error("missing required option --" + name + " (see --help)");
+  return it->second;
+}
+
+}  // namespace vitint::convert

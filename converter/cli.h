@@ -1,0 +1,29 @@
+// A small command-line parser shared by the tools: positional arguments,
+// --flag, --option VALUE (or --option=VALUE), with clear errors.
+#pragma once
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace vitint::convert {
+
+class Args {
+ public:
+  // options: names taking a value; flags: names without one (both without "--").
+  Args(int argc, char** argv, const std::set<std::string>& options, const std::set<std::string>& flags);
+  const std::vector<std::string>& positional() const { return positional_; }
+  bool has(const std::string& name) const { return values_.count(name) || flags_.count(name); }
+  std::string get(const std::string& name, const std::string& fallback = "") const;
+  // Integer option in [lo, hi]; throws vitint::Error naming the option otherwise.
+  int get_int(const std::string& name, int fallback, int lo, int hi) const;
+  // Throws vitint::Error if a required option is absent.
+  std::string require(const std::string& name) const;
+
+ private:
+  std::vector<std::string> positional_;
+  std::map<std::string, std::string> values_;
+  std::set<std::string> flags_;
+};
+
+}  // namespace vitint::convert

@@ -1,0 +1,38 @@
+// Image lists ("FILE LABEL" lines, as ImageNet's val.txt) and a progress bar
+// for the long-running tools.
+#pragma once
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+namespace vitint::convert {
+
+struct LabeledImage {
+  std::string file;  // relative to the list's image root
+  int label = -1;
+};
+
+// Reads `path`; lines are "FILE LABEL" (LABEL optional: -1). Throws
+// vitint::Error naming the file and line for malformed lines.
+std::vector<LabeledImage> read_image_list(const std::string& path);
+// The slice [skip, skip + limit) (limit < 0: to the end), checked against the size.
+std::vector<LabeledImage> slice(const std::vector<LabeledImage>& list, int skip, int limit,
+                                const std::string& what);
+
+// Progress on stderr: "label [=====>    ] 37/100  2.1 s  ETA 3.5 s". Redraws
+// at most ten times a second; silent when disabled.
+class Progress {
+ public:
+  Progress(std::string label, int total, bool enabled = true);
+  void update(int done);
+  void finish();
+
+ private:
+  std::string label_;
+  int total_;
+  bool enabled_;
+  std::chrono::steady_clock::time_point start_, last_;
+};
+
+}  // namespace vitint::convert

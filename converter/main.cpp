@@ -1,0 +1,122 @@
+// vitint-convert: timm checkpoint + calibration images -> integer .vti model.
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "converter/calibrate.h"
+#include "converter/cli.h"
+#include "converter/dataset.h"
+#include "converter/quantize.h"
+#include "vitint/error.h"
+
+namespace {
+
+const char* kUsage = R"(usage: vitint-convert CHECKPOINT_DIR -o MODEL.vti --calib-list LIST --calib-root DIR
+                      [--calib-count N] [--attn-bits 8|4] [--quant-method minmax]
+                      [--pts | --no-pts] [--lis | --no-lis] [--residual-bits 16|8]
+                      [--labels FILE] [--force] [--quiet] [--json]
+
+CHECKPOINT_DIR holds model.safetensors and config.json as timm publishes them
+(e.g. the files of hf-hub:timm/deit_tiny_patch16_224.fb_in1k).
+LIST has "FILE LABEL" lines (ImageNet val.txt style); the first N images
+(default 100) calibrate the activation quantizers.
+  --attn-bits 8|4     attention probabilities: uniform uint8, or 4-bit Log-Int-Softmax
+  --lis / --no-lis    same as --attn-bits 4 / 8 (FQ-ViT's switch)
+  --pts / --no-pts    power-of-two channel scales on LayerNorm inputs (default on)
+  --residual-bits     bits of the integer residual stream (default 16)
+  --labels FILE       class names, one "nXXXXXXXX name" line per class, stored in the model
+  --force             overwrite MODEL.vti if it exists
+  --json              print a JSON summary on stdout
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace vitint::convert;
+  try {
+    const Args args(argc, argv,
+                    {"output", "calib-list", "calib-root", "calib-count", "attn-bits", "quant-method",
+                     "residual-bits", "labels"},
+                    {"pts", "no-pts", "lis", "no-lis", "force", "quiet", "json", "help"});
+    if (args.has("help")) {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    if (args.positional().size() != 1) throw vitint::Error("expected exactly one CHECKPOINT_DIR\n" + std::string(kUsage));
+    const std::string ckpt_dir = args.positional()[0];
+    const std::string output = args.require("output");
+    const bool quiet = args.has("quiet");
+    const bool force = args.has("force");
+
+    ConvertInfo info;
+    info.recipe.method = args.get("quant-method", "minmax");
+    if (args.has("pts") && args.has("no-pts")) throw vitint::Error("--pts and --no-pts contradict each other");
+    if (args.has("lis") && args.has("no-lis")) throw vitint::Error("--lis and --no-lis contradict each other");
+    info.recipe.pts = !args.has("no-pts");
+    info.recipe.attention_bits = args.get_int("attn-bits", 8, 4, 8);
+    if (info.recipe.attention_bits != 4 && info.recipe.attention_bits != 8)
+      throw vitint::Error("--attn-bits must be 8 or 4");
+    if (args.has("lis")) info.recipe.attention_bits = 4;
+    if (args.has("no-lis")) info.recipe.attention_bits = 8;
+    info.recipe.residual_bits = args.get_int("residual-bits", 16, 8, 16);
+    if (info.recipe.residual_bits != 8 && info.recipe.residual_bits != 16)
+      throw vitint::Error("--residual-bits must be 16 or 8");
+    info.calib_count = args.get_int("calib-count", 100, 1, 100000);
+    info.calib_list = args.require("calib-list");
+    const std::string calib_root = args.require("calib-root");
+
+    // Refuse early, before minutes of calibration, if the output exists.
+    if (std::FILE* f = force ? nullptr : std::fopen(output.c_str(), "rb")) {
+      std::fclose(f);
+      throw vitint::Error("output " + output + " already exists; pass --force to overwrite it");
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    const Checkpoint ckpt = Checkpoint::load(ckpt_dir);
+    const VitConfig& cfg = ckpt.config();
+    if (args.has("labels")) {
+      info.labels = read_class_names(args.get("labels"));
+      if (info.labels.size() != static_cast<size_t>(cfg.num_classes))
+        throw vitint::Error("labels file " + args.get("labels") + " has " + std::to_string(info.labels.size()) +
+                            " classes, the model has " + std::to_string(cfg.num_classes));
+    }
+    const auto list = slice(read_image_list(info.calib_list), 0, info.calib_count, "calibration list " + info.calib_list);
+    std::vector<std::vector<uint8_t>> images;
+    Progress load("loading calibration images", static_cast<int>(list.size()), !quiet);
+    for (const auto& item : list) {
+      const vitint::Image img = vitint::preprocess(vitint::load_image(calib_root + "/" + item.file), cfg.image_size,
+                                                   cfg.crop_pct, cfg.interpolation);
+      images.push_back(img.rgb);
+      load.update(static_cast<int>(images.size()));
+    }
+    load.finish();
+    const ReferenceModel model(ckpt);
+    const Calibration cal = calibrate(model, images, info.recipe, !quiet);
+    vitint::format::Writer writer;
+    quantize_vit(ckpt, cal, info, &writer);
+    writer.write(output, force);
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (args.has("json")) {
+      nlohmann::json j = {{"output", output},
+                          {"architecture", cfg.architecture},
+                          {"method", info.recipe.method},
+                          {"pts", info.recipe.pts},
+                          {"attention_bits", info.recipe.attention_bits},
+                          {"residual_bits", info.recipe.residual_bits},
+                          {"calibration_images", info.calib_count},
+                          {"seconds", secs}};
+      std::cout << j.dump(2) << "\n";
+    } else if (!quiet) {
+      std::printf("wrote %s: %s, W8A8, %s attention, %d-bit residual stream, %s%s calibration on %d images (%.1f s)\n",
+                  output.c_str(), cfg.architecture.c_str(),
+                  info.recipe.attention_bits == 8 ? "8-bit" : "4-bit Log-Int-Softmax", info.recipe.residual_bits,
+                  info.recipe.method.c_str(), info.recipe.pts ? " + PTS" : "", info.calib_count, secs);
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "vitint-convert: error: %s\n", e.what());
+    return 1;
+  }
+}

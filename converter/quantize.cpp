@@ -1,0 +1,329 @@
+#include "converter/quantize.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include <nlohmann/json.hpp>
+
+#include "models/vit_spec.h"
+#include "vitint/error.h"
+#include "vitint/kernels/quant.h"
+
+namespace vitint::convert {
+namespace {
+
+using json = nlohmann::json;
+using format::DType;
+namespace vit = models::vit;
+
+template <class T>
+void add(format::Writer* w, const std::string& name, std::vector<int64_t> shape, const std::vector<T>& v) {
+  w->add_tensor(name, format::DTypeOf<T>::value, std::move(shape), v.data(), v.size() * sizeof(T));
+}
+
+int32_t to_i32(double v, const std::string& what) {
+  const double r = std::round(v);
+  if (!(r >= -2147483648.0 && r <= 2147483647.0))
+    throw Error("quantization: " + what + " = " + std::to_string(v) + " does not fit in int32 (degenerate scales?)");
+  return static_cast<int32_t>(r);
+}
+
+// int8 symmetric per-output-channel weights: scale = max|w| / 127.
+struct QWeight {
+  int n = 0, k = 0;
+  std::vector<int8_t> q;
+  std::vector<double> scale;
+  std::vector<int64_t> colsum;  // sum of the int8 weights of each output channel
+};
+
+QWeight quantize_weight(const float* w, int n, int k) {
+  QWeight r;
+  r.n = n;
+  r.k = k;
+  r.q.resize(static_cast<size_t>(n) * k);
+  r.scale.resize(static_cast<size_t>(n));
+  r.colsum.assign(static_cast<size_t>(n), 0);
+  for (int j = 0; j < n; ++j) {
+    const float* row = w + static_cast<size_t>(j) * k;
+    double mx = 0;
+    for (int p = 0; p < k; ++p) mx = std::max(mx, std::fabs(static_cast<double>(row[p])));
+    const double s = mx > 0 ? mx / 127.0 : 1.0;
+    r.scale[static_cast<size_t>(j)] = s;
+    for (int p = 0; p < k; ++p) {
+      const auto v = static_cast<int8_t>(std::clamp(std::round(row[p] / s), -127.0, 127.0));
+      r.q[static_cast<size_t>(j) * k + p] = v;
+      r.colsum[static_cast<size_t>(j)] += v;
+    }
+  }
+  return r;
+}
+
+struct DyadicVec {
+  std::vector<int32_t> mult, shift;
+  void push(double ratio) {
+    const kernels::Dyadic d = kernels::make_dyadic(ratio);
+    mult.push_back(d.mult);
+    shift.push_back(d.shift);
+  }
+};
+
+// Per-channel real scale of a residual-stream point.
+struct Stream {
+  StreamGrid grid;
+  std::vector<uint8_t> alpha;
+  double scale(int c) const { return grid.base_scale * (1 << alpha[static_cast<size_t>(c)]); }
+};
+
+class VitQuantizer {
+ public:
+  VitQuantizer(const Checkpoint& ckpt, const Calibration& cal, const ConvertInfo& info, format::Writer* w)
+      : ck_(ckpt), cfg_(ckpt.config()), cal_(cal), info_(info), w_(w) {}
+
+  void run() {
+    const int depth = cfg_.depth;
+    for (int p = 0; p <= 2 * depth; ++p) {
+      const StreamCalib& sc = cal_.streams[static_cast<size_t>(p)];
+      streams_.push_back({stream_grid(sc.range, info_.recipe.residual_bits, info_.recipe.pts), sc.alpha});
+      json s;
+      s["bits"] = info_.recipe.residual_bits;
+      s["zero_point"] = streams_.back().grid.zero_point;
+      s["qmin"] = streams_.back().grid.qmin;
+      s["qmax"] = streams_.back().grid.qmax;
+      quant_["streams"].push_back(s);
+      add(w_, vit::stream_alpha(p), {cfg_.embed_dim}, sc.alpha);
+    }
+    patch_embed();
+    for (int b = 0; b < depth; ++b) block(b);
+    quant_["norm"] = layernorm("norm", streams_.back(), act_quant(cal_.head_in));
+    head();
+    quant_["attention_bits"] = info_.recipe.attention_bits;
+    quant_["residual_bits"] = info_.recipe.residual_bits;
+    w_->set_metadata(metadata());
+  }
+
+ private:
+  const float* t(const std::string& name) const { return ck_.get(name).data.data(); }
+
+  json metadata() const {
+    json m;
+    m["family"] = vit::kFamily;
+    m["family_revision"] = vit::kRevision;
+    m["architecture"] = cfg_.architecture;
+    m["tag"] = cfg_.tag;
+    m["hparams"] = {{"image_size", cfg_.image_size}, {"patch_size", cfg_.patch_size},
+                    {"embed_dim", cfg_.embed_dim},   {"depth", cfg_.depth},
+                    {"num_heads", cfg_.num_heads},   {"mlp_hidden", cfg_.mlp_hidden},
+                    {"num_classes", cfg_.num_classes}, {"ln_eps", cfg_.ln_eps}};
+    m["preprocess"] = {{"input_size", cfg_.image_size},
+                       {"crop_pct", cfg_.crop_pct},
+                       {"interpolation", interpolation_name(cfg_.interpolation)},
+                       {"mean", cfg_.mean},
+                       {"std", cfg_.std}};
+    if (!info_.labels.empty()) m["labels"] = info_.labels;
+    m["calibration"] = {{"method", info_.recipe.method},
+                        {"pts", info_.recipe.pts},
+                        {"attention_bits", info_.recipe.attention_bits},
+                        {"residual_bits", info_.recipe.residual_bits},
+                        {"weights", "int8 symmetric per output channel"},
+                        {"images", info_.calib_count},
+                        {"list", info_.calib_list}};
+    m["converter"] = {{"name", "vitint-convert"}, {"version", VITINT_CONVERTER_VERSION}};
+    m["quant"] = quant_;
+    return m;
+  }
+
+  // y = W x + b with uint8 input (scale s_in, zero point zp_in): the int32
+  // bias folds the zero-point correction -zp_in * sum(Wq).
+  std::vector<int32_t> int_bias(const QWeight& qw, const float* b, double s_in, int32_t zp_in, const std::string& name) {
+    std::vector<int32_t> bias(static_cast<size_t>(qw.n));
+    for (int j = 0; j < qw.n; ++j) {
+      const double acc_scale = s_in * qw.scale[static_cast<size_t>(j)];
+      const double v = (b ? b[j] / acc_scale : 0.0) - double(zp_in) * double(qw.colsum[static_cast<size_t>(j)]);
+      bias[static_cast<size_t>(j)] = to_i32(v, name + ".bias");
+    }
+    return bias;
+  }
+
+  void add_weight(const std::string& name, const QWeight& qw) { add(w_, name + ".weight", {qw.n, qw.k}, qw.q); }
+
+  json layernorm(const std::string& name, const Stream& in, const ActQuant& out) {
+    const int d = cfg_.embed_dim;
+    const float* gamma = t(name == "norm" ? "norm.weight" : ln_src(name) + ".weight");
+    const float* beta = t(name == "norm" ? "norm.bias" : ln_src(name) + ".bias");
+    double gmax = 1e-12, bmax = 0;
+    for (int c = 0; c < d; ++c) {
+      gmax = std::max(gmax, std::fabs(gamma[c] / out.scale));
+      bmax = std::max(bmax, std::fabs(beta[c] / out.scale + out.zero_point) + 1.0);
+    }
+    int g = 30;
+    while (g > 0 && (gmax * std::ldexp(1.0, g) >= std::ldexp(1.0, 22) || bmax * std::ldexp(1.0, 16 + g) >= std::ldexp(1.0, 50))) --g;
+    std::vector<int32_t> gq(static_cast<size_t>(d));
+    std::vector<int64_t> bq(static_cast<size_t>(d));
+    for (int c = 0; c < d; ++c) {
+      gq[static_cast<size_t>(c)] = static_cast<int32_t>(std::llround(gamma[c] / out.scale * std::ldexp(1.0, g)));
+      bq[static_cast<size_t>(c)] = std::llround((beta[c] / out.scale + out.zero_point) * std::ldexp(1.0, 16 + g)) +
+                                   (int64_t{1} << (15 + g));
+    }
+    add(w_, name + ".gamma", {d}, gq);
+    add(w_, name + ".beta", {d}, bq);
+    const double s = in.grid.base_scale;
+    const double eps_term = double(d) * d * cfg_.ln_eps / (s * s);
+    return {{"eps_term", static_cast<int64_t>(std::min(std::round(eps_term), std::ldexp(1.0, 40)))}, {"g_shift", g}};
+  }
+  // "blocks.3.ln1" -> checkpoint prefix "blocks.3.norm1"
+  static std::string ln_src(const std::string& name) {
+    std::string s = name;
+    const auto pos = s.rfind(".ln");
+    return s.substr(0, pos) + ".norm" + s.substr(pos + 3);
+  }
+
+  void patch_embed() {
+    const int d = cfg_.embed_dim, p = cfg_.patch_size, k = 3 * p * p, np = cfg_.num_patches();
+    const float* w = t("patch_embed.proj.weight");
+    const float* b = t("patch_embed.proj.bias");
+    // Fold the normalization into the conv: the engine feeds raw 0..255 pixels.
+    std::vector<float> wf(static_cast<size_t>(d) * k);
+    std::vector<double> bf(static_cast<size_t>(d));
+    for (int j = 0; j < d; ++j) {
+      double bias = b[j];
+      for (int c = 0; c < 3; ++c)
+        for (int i = 0; i < p * p; ++i) {
+          const size_t idx = static_cast<size_t>(j) * k + static_cast<size_t>(c) * p * p + i;
+          wf[idx] = static_cast<float>(w[idx] / (255.0 * cfg_.std[static_cast<size_t>(c)]));
+          bias -= double(w[idx]) * cfg_.mean[static_cast<size_t>(c)] / cfg_.std[static_cast<size_t>(c)];
+        }
+      bf[static_cast<size_t>(j)] = bias;
+    }
+    const QWeight qw = quantize_weight(wf.data(), d, k);
+    add_weight("patch", qw);
+    const Stream& out = streams_[0];
+    const float* pos = t("pos_embed");
+    const float* cls = t("cls_token");
+    std::vector<int32_t> pos_bias(static_cast<size_t>(np) * d);
+    DyadicVec dy;
+    std::vector<int16_t> cls_row(static_cast<size_t>(d));
+    for (int j = 0; j < d; ++j) {
+      const double s_acc = qw.scale[static_cast<size_t>(j)];
+      dy.push(s_acc / out.scale(j));
+      for (int tkn = 0; tkn < np; ++tkn)
+        pos_bias[static_cast<size_t>(tkn) * d + j] =
+            to_i32((bf[static_cast<size_t>(j)] + pos[static_cast<size_t>(tkn + 1) * d + j]) / s_acc, "patch.pos_bias");
+      const double v = std::round((cls[j] + pos[j]) / out.scale(j)) + out.grid.zero_point;
+      cls_row[static_cast<size_t>(j)] = static_cast<int16_t>(std::clamp<double>(v, out.grid.qmin, out.grid.qmax));
+    }
+    add(w_, "patch.pos_bias", {np, d}, pos_bias);
+    add(w_, "patch.mult", {d}, dy.mult);
+    add(w_, "patch.shift", {d}, dy.shift);
+    add(w_, "cls", {d}, cls_row);
+  }
+
+  // Linear whose output is requantized to per-channel uint8 quantizers.
+  void linear_u8(const std::string& name, const std::string& src, const ActQuant& in,
+                 const std::vector<ActQuant>& out_per_channel) {
+    const Tensor& wt = ck_.get(src + ".weight");
+    const int n = static_cast<int>(wt.shape[0]), k = static_cast<int>(wt.shape[1]);
+    const QWeight qw = quantize_weight(wt.data.data(), n, k);
+    add_weight(name, qw);
+    add(w_, name + ".bias", {n}, int_bias(qw, t(src + ".bias"), in.scale, in.zero_point, name));
+    DyadicVec dy;
+    std::vector<uint8_t> zp(static_cast<size_t>(n));
+    for (int j = 0; j < n; ++j) {
+      const ActQuant& o = out_per_channel[static_cast<size_t>(j)];
+      dy.push(in.scale * qw.scale[static_cast<size_t>(j)] / o.scale);
+      zp[static_cast<size_t>(j)] = static_cast<uint8_t>(o.zero_point);
+    }
+    add(w_, name + ".mult", {n}, dy.mult);
+    add(w_, name + ".shift", {n}, dy.shift);
+    add(w_, name + ".zero_point", {n}, zp);
+  }
+
+  // Linear whose output is added to the residual stream (point -> point + 1).
+  void linear_residual(const std::string& name, const std::string& src, const ActQuant& in, int point) {
+    const Tensor& wt = ck_.get(src + ".weight");
+    const int n = static_cast<int>(wt.shape[0]), k = static_cast<int>(wt.shape[1]);
+    const QWeight qw = quantize_weight(wt.data.data(), n, k);
+    add_weight(name, qw);
+    add(w_, name + ".bias", {n}, int_bias(qw, t(src + ".bias"), in.scale, in.zero_point, name));
+    const Stream& from = streams_[static_cast<size_t>(point)];
+    const Stream& to = streams_[static_cast<size_t>(point + 1)];
+    DyadicVec branch, skip;
+    for (int j = 0; j < n; ++j) {
+      branch.push(in.scale * qw.scale[static_cast<size_t>(j)] / to.scale(j));
+      skip.push(from.scale(j) / to.scale(j));
+    }
+    add(w_, name + ".mult", {n}, branch.mult);
+    add(w_, name + ".shift", {n}, branch.shift);
+    add(w_, name + ".skip_mult", {n}, skip.mult);
+    add(w_, name + ".skip_shift", {n}, skip.shift);
+  }
+
+  void block(int b) {
+    const int d = cfg_.embed_dim, hd = cfg_.head_dim();
+    auto name = [b](const std::string& s) { return vit::block(b, s); };
+    auto src = [b](const std::string& s) { return "blocks." + std::to_string(b) + "." + s; };
+    const auto i = static_cast<size_t>(b);
+    json bj;
+    const ActQuant ln1 = act_quant(cal_.ln1[i]);
+    bj["ln1"] = layernorm(name("ln1"), streams_[2 * i], ln1);
+
+    const ActQuant q = act_quant(cal_.q[i]), kq = act_quant(cal_.k[i]), v = act_quant(cal_.v[i]);
+    std::vector<ActQuant> outs;
+    for (int j = 0; j < 3 * d; ++j) outs.push_back(j < d ? q : (j < 2 * d ? kq : v));
+    linear_u8(name("qkv"), src("attn.qkv"), ln1, outs);
+
+    const ActQuant ao = act_quant(cal_.attn_out[i]);
+    const double logit_scale = q.scale * kq.scale / std::sqrt(double(hd));
+    const kernels::Dyadic to_exp = kernels::make_dyadic(logit_scale / (std::log(2.0) / (1 << kernels::kExpBits)));
+    const double p_scale = info_.recipe.attention_bits == 8 ? 1.0 / 255.0 : 1.0 / 16384.0;
+    const kernels::Dyadic out = kernels::make_dyadic(p_scale * v.scale / ao.scale);
+    bj["attn"] = {{"zq", q.zero_point},          {"zk", kq.zero_point - 128},   {"zv", v.zero_point - 128},
+                  {"to_exp_mult", to_exp.mult}, {"to_exp_shift", to_exp.shift}, {"out_mult", out.mult},
+                  {"out_shift", out.shift},     {"out_zp", ao.zero_point}};
+    linear_residual(name("proj"), src("attn.proj"), ao, 2 * b);
+
+    const ActQuant ln2 = act_quant(cal_.ln2[i]);
+    bj["ln2"] = layernorm(name("ln2"), streams_[2 * i + 1], ln2);
+    const ActQuant f1 = act_quant(cal_.fc1[i]), ge = act_quant(cal_.gelu[i]);
+    linear_u8(name("fc1"), src("mlp.fc1"), ln2, std::vector<ActQuant>(static_cast<size_t>(cfg_.mlp_hidden), f1));
+    // GELU on an 8-bit input has 256 possible values: an exact table.
+    std::vector<uint8_t> table(256);
+    for (int x = 0; x < 256; ++x) {
+      const double r = f1.scale * (x - f1.zero_point);
+      const double g = 0.5 * r * (1.0 + std::erf(r / std::sqrt(2.0)));
+      table[static_cast<size_t>(x)] = static_cast<uint8_t>(std::clamp(std::round(g / ge.scale) + ge.zero_point, 0.0, 255.0));
+    }
+    add(w_, name("gelu.table"), {256}, table);
+    linear_residual(name("fc2"), src("mlp.fc2"), ge, 2 * b + 1);
+    quant_["blocks"].push_back(bj);
+  }
+
+  void head() {
+    const ActQuant in = act_quant(cal_.head_in);
+    const Tensor& wt = ck_.get("head.weight");
+    const int n = static_cast<int>(wt.shape[0]), k = static_cast<int>(wt.shape[1]);
+    const QWeight qw = quantize_weight(wt.data.data(), n, k);
+    add_weight("head", qw);
+    add(w_, "head.bias", {n}, int_bias(qw, t("head.bias"), in.scale, in.zero_point, "head"));
+    std::vector<float> scale(static_cast<size_t>(n));
+    for (int j = 0; j < n; ++j) scale[static_cast<size_t>(j)] = static_cast<float>(in.scale * qw.scale[static_cast<size_t>(j)]);
+    add(w_, "head.scale", {n}, scale);
+  }
+
+  const Checkpoint& ck_;
+  const VitConfig& cfg_;
+  const Calibration& cal_;
+  const ConvertInfo& info_;
+  format::Writer* w_;
+  std::vector<Stream> streams_;
+  json quant_;
+};
+
+}  // namespace
+
+void quantize_vit(const Checkpoint& ckpt, const Calibration& cal, const ConvertInfo& info, format::Writer* out) {
+  VitQuantizer(ckpt, cal, info, out).run();
+}
+
+}  // namespace vitint::convert

@@ -1,0 +1,106 @@
+// libvitint public API: load a quantized ViT model file and run it
+// integer-only. No exception crosses this API: every call that can fail
+// returns a Status.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "vitint/image.h"
+
+namespace vitint {
+
+class Status {
+ public:
+  Status() = default;
+  static Status error(std::string message) { return Status(std::move(message)); }
+  bool ok() const { return !failed_; }
+  const std::string& message() const { return message_; }
+  explicit operator bool() const { return ok(); }
+
+ private:
+  explicit Status(std::string message) : failed_(true), message_(std::move(message)) {}
+  bool failed_ = false;
+  std::string message_;
+};
+
+struct ModelInfo {
+  std::string architecture;  // timm name, e.g. "deit_tiny_patch16_224"
+  std::string tag;           // e.g. "fb_in1k"
+  int image_size = 0;
+  int patch_size = 0;
+  int embed_dim = 0;
+  int depth = 0;
+  int num_heads = 0;
+  int mlp_hidden = 0;
+  int num_classes = 0;
+  double crop_pct = 0;
+  Interpolation interpolation = Interpolation::kBicubic;
+  int attention_bits = 8;  // 8: uniform 8-bit probabilities, 4: Log-Int-Softmax
+  int residual_bits = 16;  // bits of the residual stream (8 or 16)
+  std::string recipe;      // calibration recipe, JSON text
+  std::string converter_version;
+  std::vector<std::string> labels;  // class names (may be empty)
+};
+
+struct LoadOptions {
+  // Kernel path: "" = best for this CPU (or $VITINT_ISA), else "ref", "avx2",
+  // "avx512vnni" or "amx" (refused if the CPU lacks it).
+  std::string isa;
+};
+
+// An immutable model, shareable across threads.
+class Model {
+ public:
+  static Status load(const std::string& path, const LoadOptions& options,
+                     std::shared_ptr<const Model>* out);
+  ~Model();
+  const ModelInfo& info() const;
+  // The kernel path this model was prepared for.
+  std::string isa() const;
+
+  struct Impl;
+  const Impl& impl() const { return *impl_; }
+
+ private:
+  explicit Model(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+struct Prediction {
+  int class_index = -1;
+  std::string label;
+  float probability = 0;  // softmax of the logits
+  float logit = 0;
+};
+
+struct SessionOptions {
+  int max_batch = 1;
+};
+
+// Per-thread state (scratch arena). Use one Session per thread.
+class Session {
+ public:
+  static Status create(std::shared_ptr<const Model> model, const SessionOptions& options,
+                       std::unique_ptr<Session>* out);
+  ~Session();
+
+  // Any-size RGB image: timm's eval preprocessing, then the network.
+  Status classify(const Image& image, int top_k, std::vector<Prediction>* out);
+  // Preprocessed images: `batch` RGB uint8 images of image_size x image_size
+  // (HWC, the output of vitint::preprocess). Writes batch * num_classes logits.
+  Status run(const uint8_t* images, int batch, float* logits);
+  // Top-k of one logit vector.
+  std::vector<Prediction> top_k(const float* logits, int k) const;
+
+ private:
+  struct Impl;
+  explicit Session(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// The library version, "major.minor.patch".
+const char* version();
+
+}  // namespace vitint

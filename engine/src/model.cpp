@@ -1,0 +1,146 @@
+// Public API: Model (load, validate, prepare) and Session (arena, run).
+#include <algorithm>
+#include <cmath>
+#include <exception>
+#include <new>
+
+#include "engine/src/model_impl.h"
+#include "vitint/error.h"
+#include "vitint/vitint.h"
+
+namespace vitint {
+
+namespace {
+template <class F>
+Status guarded(F&& f) {
+  try {
+    f();
+    return Status();
+  } catch (const std::bad_alloc&) {
+    return Status::error("out of memory");
+  } catch (const std::exception& e) {
+    return Status::error(e.what());
+  }
+}
+}  // namespace
+
+const char* version() { return VITINT_VERSION; }
+
+Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Model::~Model() = default;
+const ModelInfo& Model::info() const { return impl_->info; }
+std::string Model::isa() const { return kernels::isa_name(impl_->isa); }
+
+Status Model::load(const std::string& path, const LoadOptions& options, std::shared_ptr<const Model>* out) {
+  return guarded([&] {
+    auto impl = std::make_unique<Impl>();
+    if (options.isa.empty()) {
+      impl->isa = kernels::best_isa();
+    } else {
+      if (!kernels::parse_isa(options.isa, &impl->isa))
+        throw Error("unknown kernel path '" + options.isa + "' (use ref, avx2, avx512vnni or amx)");
+      if (!kernels::isa_supported(impl->isa))
+        throw Error("kernel path '" + options.isa + "' is not supported by this CPU");
+    }
+    impl->file = format::Reader::open(path);
+    const auto& meta = impl->file->metadata();
+    if (!meta.contains("family") || !meta["family"].is_string())
+      throw Error("model file " + path + ": metadata 'family' is missing");
+    const std::string family = meta["family"].get<std::string>();
+    const models::GraphBuilder build = models::find_builder(family);
+    if (!build)
+      throw Error("model file " + path + ": architecture family '" + family +
+                  "' is not supported by this libvitint (supported: vit)");
+    build(*impl->file, impl->isa, &impl->info, &impl->graph);
+    *out = std::shared_ptr<const Model>(new Model(std::move(impl)));
+  });
+}
+
+struct Session::Impl {
+  std::shared_ptr<const Model> model;
+  int max_batch = 1;
+  engine::AlignedBuffer arena;
+  engine::ExecContext ctx;
+  std::vector<uint8_t> preprocessed;
+  std::vector<float> logits;
+};
+
+Session::Session(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Session::~Session() = default;
+
+Status Session::create(std::shared_ptr<const Model> model, const SessionOptions& options,
+                       std::unique_ptr<Session>* out) {
+  return guarded([&] {
+    if (!model) throw Error("Session::create: model is null");
+    if (options.max_batch < 1 || options.max_batch > 4096)
+      throw Error("Session::create: max_batch must be in [1, 4096], got " + std::to_string(options.max_batch));
+    auto impl = std::make_unique<Impl>();
+    impl->model = std::move(model);
+    impl->max_batch = options.max_batch;
+    const auto& graph = impl->model->impl().graph;
+    // Plan the arena once: every buffer gets its own 64-byte aligned slot.
+    std::vector<size_t> offsets;
+    size_t total = 0;
+    for (const auto& b : graph.buffers) {
+      offsets.push_back(total);
+      total += (b.per_image * static_cast<size_t>(options.max_batch) + b.fixed + 63) / 64 * 64;
+    }
+    impl->arena = engine::AlignedBuffer(total);
+    for (size_t off : offsets) impl->ctx.buffers.push_back(impl->arena.data() + off);
+    impl->ctx.isa = impl->model->impl().isa;
+    const ModelInfo& info = impl->model->info();
+    impl->preprocessed.resize(static_cast<size_t>(info.image_size) * info.image_size * 3);
+    impl->logits.resize(static_cast<size_t>(info.num_classes));
+    out->reset(new Session(std::move(impl)));
+  });
+}
+
+Status Session::run(const uint8_t* images, int batch, float* logits) {
+  return guarded([&] {
+    if (!images || !logits) throw Error("Session::run: images and logits must not be null");
+    if (batch < 1 || batch > impl_->max_batch)
+      throw Error("Session::run: batch " + std::to_string(batch) + " is outside [1, max_batch = " +
+                  std::to_string(impl_->max_batch) + "]");
+    impl_->ctx.batch = batch;
+    impl_->ctx.images = images;
+    impl_->ctx.logits = logits;
+    for (const auto& op : impl_->model->impl().graph.ops) op->run(impl_->ctx);
+  });
+}
+
+std::vector<Prediction> Session::top_k(const float* logits, int k) const {
+  const ModelInfo& info = impl_->model->info();
+  const int n = info.num_classes;
+  k = std::max(0, std::min(k, n));
+  std::vector<int> idx(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) idx[static_cast<size_t>(i)] = i;
+  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int a, int b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  });
+  float mx = logits[idx[0]];
+  double denom = 0;
+  for (int i = 0; i < n; ++i) denom += std::exp(static_cast<double>(logits[i] - mx));
+  std::vector<Prediction> preds;
+  for (int i = 0; i < k; ++i) {
+    Prediction p;
+    p.class_index = idx[static_cast<size_t>(i)];
+    p.logit = logits[p.class_index];
+    p.probability = static_cast<float>(std::exp(static_cast<double>(p.logit - mx)) / denom);
+    if (static_cast<size_t>(p.class_index) < info.labels.size()) p.label = info.labels[static_cast<size_t>(p.class_index)];
+    preds.push_back(std::move(p));
+  }
+  return preds;
+}
+
+Status Session::classify(const Image& image, int top_k_count, std::vector<Prediction>* out) {
+  return guarded([&] {
+    if (!out) throw Error("Session::classify: out must not be null");
+    const ModelInfo& info = impl_->model->info();
+    const Image pre = preprocess(image, info.image_size, info.crop_pct, info.interpolation);
+    const Status st = run(pre.rgb.data(), 1, impl_->logits.data());
+    if (!st.ok()) throw Error(st.message());
+    *out = top_k(impl_->logits.data(), top_k_count);
+  });
+}
+
+}  // namespace vitint

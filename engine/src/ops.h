@@ -1,0 +1,137 @@
+// Operators of the integer graph. Each op is prepared once at model load
+// (packed weights, per-channel parameters as views into the mapped file) and
+// its run() allocates nothing: all activations live in a per-session arena.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "vitint/kernels/cpu.h"
+#include "vitint/kernels/quant.h"
+
+namespace vitint::engine {
+
+// 64-byte aligned heap block (packed weights, arenas).
+class AlignedBuffer {
+ public:
+  AlignedBuffer() = default;
+  explicit AlignedBuffer(size_t bytes);
+  AlignedBuffer(AlignedBuffer&& o) noexcept;
+  AlignedBuffer& operator=(AlignedBuffer&& o) noexcept;
+  AlignedBuffer(const AlignedBuffer&) = delete;
+  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+  ~AlignedBuffer();
+  uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+// A buffer of the arena: bytes = per_image * batch + fixed.
+struct BufferDecl {
+  std::string name;
+  size_t per_image = 0;
+  size_t fixed = 0;
+};
+
+struct ExecContext {
+  int batch = 1;
+  kernels::Isa isa = kernels::Isa::kRef;
+  const uint8_t* images = nullptr;  // batch x H x W x 3
+  float* logits = nullptr;          // batch x classes
+  std::vector<uint8_t*> buffers;    // resolved arena pointers, by buffer id
+  template <class T>
+  T* buf(int id) const { return reinterpret_cast<T*>(buffers[static_cast<size_t>(id)]); }
+};
+
+class Op {
+ public:
+  virtual ~Op() = default;
+  virtual void run(ExecContext& ctx) const = 0;
+};
+
+// int8 weights [n][k] packed for one kernel path, with the epilogue's
+// per-channel parameters (views into the model file).
+struct PackedLinear {
+  int n = 0;
+  int k = 0;
+  AlignedBuffer packed;
+  const int32_t* bias = nullptr;
+  const int32_t* mult = nullptr;
+  const int32_t* shift = nullptr;
+  void pack(kernels::Isa isa, const int8_t* weight, int n_out, int k_in);
+  void gemm(kernels::Isa isa, int m, const uint8_t* a, int lda, int32_t* acc) const;
+};
+
+// Patch embedding: im2col of uint8 pixels, GEMM with the (normalization-
+// folded) conv weights, requantization into the residual stream with the
+// position embedding folded into a per-token bias; row 0 is the class token.
+struct PatchEmbedOp final : Op {
+  int image_size = 0, patch = 0, tokens = 0, dim = 0;
+  PackedLinear linear;
+  const int32_t* pos_bias = nullptr;  // [tokens - 1][dim]
+  const int16_t* cls_row = nullptr;   // [dim]
+  int32_t zp_out = 0, qmin = 0, qmax = 0;
+  int im2col = -1, acc = -1, stream = -1;
+  void run(ExecContext& ctx) const override;
+};
+
+// LayerNorm of `rows_per_image` rows (all tokens, or the class token only).
+struct LayerNormOp final : Op {
+  int tokens = 0, dim = 0, rows_per_image = 0;
+  kernels::LayerNormParams params{};
+  int in = -1, out = -1;
+  void run(ExecContext& ctx) const override;
+};
+
+// Linear layer with a requantizing epilogue: either to uint8 (optionally
+// through an exact 8-bit GELU table) or a residual add into the stream.
+struct LinearOp final : Op {
+  int rows_per_image = 0;
+  PackedLinear linear;
+  // uint8 epilogue
+  const uint8_t* zero_point = nullptr;  // [n]
+  const uint8_t* table = nullptr;       // [256] or null
+  // residual epilogue (when skip_mult != nullptr)
+  const int32_t* skip_mult = nullptr;
+  const int32_t* skip_shift = nullptr;
+  int32_t zp_in = 0, zp_out = 0, qmin = 0, qmax = 0;
+  int in = -1, acc = -1, out = -1;
+  void run(ExecContext& ctx) const override;
+};
+
+// Multi-head self-attention core: q.k^T, integer softmax (8-bit uniform or
+// 4-bit Log-Int-Softmax), attn @ v, requantization of the context.
+struct AttentionOp final : Op {
+  int tokens = 0, dim = 0, heads = 0, attention_bits = 8;
+  int32_t zq = 0, zk = 0, zv = 0;  // q uint8 zero point; k, v int8 zero points
+  int32_t to_exp_mult = 0, to_exp_shift = 0;
+  std::vector<int32_t> out_bias, out_mult, out_shift;  // per head_dim column (constant)
+  std::vector<uint8_t> out_zp;
+  int qkv = -1, out = -1, scratch = -1;
+  static size_t scratch_bytes(kernels::Isa isa, int tokens, int head_dim);
+  void run(ExecContext& ctx) const override;
+};
+
+// Classifier: int8 GEMM on the class token, float logits = (acc + bias) * scale.
+struct HeadOp final : Op {
+  PackedLinear linear;
+  const float* scale = nullptr;  // [classes]
+  int in = -1, acc = -1;
+  void run(ExecContext& ctx) const override;
+};
+
+struct Graph {
+  std::vector<BufferDecl> buffers;
+  std::vector<std::unique_ptr<Op>> ops;
+  int add_buffer(std::string name, size_t per_image, size_t fixed = 0) {
+    buffers.push_back({std::move(name), per_image, fixed});
+    return static_cast<int>(buffers.size()) - 1;
+  }
+};
+
+}  // namespace vitint::engine

@@ -1,0 +1,139 @@
+// Integer building blocks of the ViT pipeline: dyadic requantization,
+// power-of-two-scale LayerNorm, i-exp softmax (8-bit uniform and 4-bit
+// Log-Int-Softmax), residual adds. These scalar functions are normative:
+// every optimized path must reproduce them bit for bit.
+#pragma once
+#include <cstdint>
+
+namespace vitint::kernels {
+
+// A real multiplier represented as mult * 2^-shift, mult in [2^30, 2^31)
+// (or 0), shift in [0, 62].
+struct Dyadic {
+  int32_t mult = 0;
+  int32_t shift = 0;
+};
+
+// Offline only (converter): the dyadic form of a non-negative ratio. Ratios
+// >= 2^31 cannot be represented and throw; tiny ratios become zero.
+Dyadic make_dyadic(double ratio);
+
+// round(x * mult / 2^shift), rounding half up (towards +inf). Exact in int64
+// for |x| < 2^31.
+inline int32_t apply_dyadic(int64_t x, int32_t mult, int32_t shift) {
+  const int64_t p = x * mult;
+  if (shift == 0) return static_cast<int32_t>(p);
+  return static_cast<int32_t>((p + (int64_t{1} << (shift - 1))) >> shift);
+}
+
+inline int32_t clamp_i32(int32_t v, int32_t lo, int32_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
+
+// Floor of the square root of a non-negative 64-bit integer (exact, digit by
+// digit; no floating point, no iteration-count guesswork).
+uint32_t isqrt_u64(uint64_t v);
+
+// ---------------------------------------------------------------------------
+// Requantization of GEMM accumulators to uint8:
+//   out[i][j] = clamp(zp[j] + dyadic(acc[i][j] + bias[j], mult[j], shift[j]), 0, 255)
+// then, if table != nullptr, out[i][j] = table[out[i][j]] (exact 8-bit GELU).
+struct RequantU8Params {
+  const int32_t* bias;   // [n]
+  const int32_t* mult;   // [n]
+  const int32_t* shift;  // [n]
+  const uint8_t* zero_point;  // [n]
+  const uint8_t* table;  // [256] or nullptr
+};
+void requant_u8_ref(int m, int n, const int32_t* acc, int ld_acc, const RequantU8Params& p,
+                    uint8_t* out, int ld_out);
+
+// ---------------------------------------------------------------------------
+// The residual stream: int16 storage of a power-of-two-scale (PTS) quantized
+// tensor. Channel c holds q with real value s * 2^alpha[c] * (q - zp), one
+// base scale s and one zero point for all channels, q in [qmin, qmax]
+// (8-bit streams use [0, 255], 16-bit streams [-32768, 32767]).
+struct StreamQuant {
+  int32_t zero_point = 0;
+  int32_t qmin = 0;
+  int32_t qmax = 0;
+  const uint8_t* alpha = nullptr;  // [channels], each 0..3
+};
+
+// Residual add fused into a GEMM epilogue, in place on the stream:
+//   stream[i][j] = clamp(zp_out + dyadic(acc[i][j] + bias[j], branch_mult[j], branch_shift[j])
+//                     + dyadic(stream[i][j] - zp_in, skip_mult[j], skip_shift[j]), qmin_out, qmax_out)
+// Per channel multipliers carry the old and new alpha. bias may be [m][n]
+// (bias_rows = m, used by the patch embedding where it holds the position
+// embedding) or [n] (bias_rows = 1). skip_mult == nullptr means there is no
+// skip input (the stream is written from the branch alone).
+struct ResidualParams {
+  const int32_t* bias;
+  int bias_rows;
+  const int32_t* branch_mult;
+  const int32_t* branch_shift;
+  const int32_t* skip_mult;
+  const int32_t* skip_shift;
+  int32_t zp_in;
+  int32_t zp_out;
+  int32_t qmin_out;
+  int32_t qmax_out;
+};
+void residual_add_ref(int m, int n, const int32_t* acc, int ld_acc, const ResidualParams& p,
+                      int16_t* stream, int ld_stream);
+
+// ---------------------------------------------------------------------------
+// Integer LayerNorm on a PTS stream row, uint8 output.
+// x_c = (q_c - zp) << alpha_c; S = sum x_c; D = C * sum x_c^2 - S^2 + eps_term;
+// sigma = isqrt(D); t_c = round((C*x_c - S) * floor(2^48 / sigma) / 2^32)
+// (the normalized value in Q16); out_c = clamp(floor((t_c * gamma_c + beta_c) / 2^(16+g)), 0, 255)
+// where gamma_c = round(gamma / s_out * 2^g) and beta_c already holds
+// (beta / s_out + zp_out + 1/2) * 2^(16+g). sigma = 0 (a constant row and
+// eps_term = 0) gives t = 0.
+struct LayerNormParams {
+  int channels;
+  StreamQuant in;
+  int64_t eps_term;       // round(C^2 * eps / s^2)
+  const int32_t* gamma;   // [C]
+  const int64_t* beta;    // [C]
+  int32_t g_shift;        // g
+};
+void layernorm_ref(int rows, const int16_t* in, int ld_in, const LayerNormParams& p, uint8_t* out,
+                   int ld_out);
+
+// ---------------------------------------------------------------------------
+// Softmax of attention logits. acc[i][j] are raw u8 x s8 sums of q_i and
+// k_j; the true logit is proportional to acc - zq * colsum_k[j] (terms
+// constant along a row cancel). Each row: x = logit - max(logit), then
+// z = max(dyadic(x, to_exp), -30 * 2^kExpBits) is x in units of ln2 / 2^kExpBits
+// and the I-BERT i-exp gives e = poly(r) >> q with q = (-z) >> kExpBits,
+// r = z + q * 2^kExpBits, poly(r) = r * (r + kExpB) + kExpC.
+constexpr int kExpBits = 8;
+// floor(b / s) and floor(c / s^2) for s = ln2 / 2^8, b = 0.96963238 / 0.35815147,
+// c = 1 / 0.35815147 (I-BERT's second-order fit of exp on [-ln2, 0]).
+constexpr int32_t kExpB = 999;
+constexpr int32_t kExpC = 380857;
+int32_t iexp_ref(int32_t z);
+
+struct SoftmaxParams {
+  int rows;
+  int cols;
+  const int32_t* colsum_k;  // [cols]
+  int32_t zq;
+  int32_t to_exp_mult;  // dyadic: logit units -> ln2 / 2^kExpBits units
+  int32_t to_exp_shift;
+};
+// 8-bit uniform probabilities p = round(255 * e / sum e) (via a per-row
+// reciprocal: p = (e * floor((255 * 2^24 + sum/2) / sum) + 2^23) >> 24, clamped
+// to 255), scale 1/255. rowsum_p[i] = sum_j p[i][j].
+void softmax_u8_ref(const int32_t* acc, int ld_acc, const SoftmaxParams& p, uint8_t* probs,
+                    int ld_probs, int32_t* rowsum_p);
+// 4-bit Log-Int-Softmax: code = round(log2(round(sum e / e))) as FQ-ViT
+// defines it (leading one f of the ratio, plus one when ratio >= 1.5 * 2^f),
+// computed by exact integer comparisons. Codes 0..14 mean 2^-code, 15 (and
+// e = 0) means zero; the weight stored is 2^(14 - code) or 0. rowsum_w[i] =
+// sum_j w[i][j].
+constexpr int kLisZeroCode = 15;
+int lis_code_ref(int64_t sum, int32_t e);
+void softmax_lis_ref(const int32_t* acc, int ld_acc, const SoftmaxParams& p, int16_t* weights,
+                     int ld_w, int32_t* rowsum_w);
+
+}  // namespace vitint::kernels

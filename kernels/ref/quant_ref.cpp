@@ -1,0 +1,171 @@
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "vitint/kernels/quant.h"
+
+namespace vitint::kernels {
+
+Dyadic make_dyadic(double ratio) {
+  if (!(ratio >= 0.0) || !std::isfinite(ratio))
+    throw std::invalid_argument("make_dyadic: ratio must be finite and >= 0, got " + std::to_string(ratio));
+  if (ratio == 0.0) return {};
+  int e = 0;
+  const double m = std::frexp(ratio, &e);  // ratio = m * 2^e, m in [0.5, 1)
+  int64_t mult = std::llround(m * 2147483648.0);
+  if (mult == (int64_t{1} << 31)) {  // m rounded up to 1.0
+    mult /= 2;
+    ++e;
+  }
+  int shift = 31 - e;
+  if (shift < 0)
+    throw std::invalid_argument("make_dyadic: ratio " + std::to_string(ratio) + " is too large (>= 2^31)");
+  while (shift > 62) {  // drop precision that the rounding shift cannot use anyway
+    mult >>= 1;
+    --shift;
+    if (mult == 0) return {};
+  }
+  return {static_cast<int32_t>(mult), shift};
+}
+
+uint32_t isqrt_u64(uint64_t v) {
+  uint64_t root = 0;
+  uint64_t bit = uint64_t{1} << 62;
+  while (bit > v) bit >>= 2;
+  while (bit != 0) {
+    if (v >= root + bit) {
+      v -= root + bit;
+      root = (root >> 1) + bit;
+    } else {
+      root >>= 1;
+    }
+    bit >>= 2;
+  }
+  return static_cast<uint32_t>(root);
+}
+
+void requant_u8_ref(int m, int n, const int32_t* acc, int ld_acc, const RequantU8Params& p,
+                    uint8_t* out, int ld_out) {
+  for (int i = 0; i < m; ++i) {
+    const int32_t* a = acc + static_cast<int64_t>(i) * ld_acc;
+    uint8_t* o = out + static_cast<int64_t>(i) * ld_out;
+    for (int j = 0; j < n; ++j) {
+      const int32_t v = p.zero_point[j] + apply_dyadic(int64_t{a[j]} + p.bias[j], p.mult[j], p.shift[j]);
+      const auto q = static_cast<uint8_t>(clamp_i32(v, 0, 255));
+      o[j] = p.table ? p.table[q] : q;
+    }
+  }
+}
+
+void residual_add_ref(int m, int n, const int32_t* acc, int ld_acc, const ResidualParams& p,
+                      int16_t* stream, int ld_stream) {
+  for (int i = 0; i < m; ++i) {
+    const int32_t* a = acc + static_cast<int64_t>(i) * ld_acc;
+    const int32_t* bias = p.bias + (p.bias_rows > 1 ? static_cast<int64_t>(i) * n : 0);
+    int16_t* s = stream + static_cast<int64_t>(i) * ld_stream;
+    for (int j = 0; j < n; ++j) {
+      int32_t v = p.zp_out + apply_dyadic(int64_t{a[j]} + bias[j], p.branch_mult[j], p.branch_shift[j]);
+      if (p.skip_mult) v += apply_dyadic(int64_t{s[j]} - p.zp_in, p.skip_mult[j], p.skip_shift[j]);
+      s[j] = static_cast<int16_t>(clamp_i32(v, p.qmin_out, p.qmax_out));
+    }
+  }
+}
+
+void layernorm_ref(int rows, const int16_t* in, int ld_in, const LayerNormParams& p, uint8_t* out,
+                   int ld_out) {
+  const int c_count = p.channels;
+  const int out_shift = 16 + p.g_shift;
+  for (int i = 0; i < rows; ++i) {
+    const int16_t* q = in + static_cast<int64_t>(i) * ld_in;
+    uint8_t* o = out + static_cast<int64_t>(i) * ld_out;
+    int64_t sum = 0;
+    int64_t sum_sq = 0;
+    for (int c = 0; c < c_count; ++c) {
+      const int64_t x = int64_t{q[c] - p.in.zero_point} * (int64_t{1} << p.in.alpha[c]);
+      sum += x;
+      sum_sq += x * x;
+    }
+    const int64_t d = int64_t{c_count} * sum_sq - sum * sum + p.eps_term;
+    const uint32_t sigma = isqrt_u64(static_cast<uint64_t>(d));
+    const int64_t inv = sigma ? (int64_t{1} << 48) / sigma : 0;
+    for (int c = 0; c < c_count; ++c) {
+      const int64_t x = int64_t{q[c] - p.in.zero_point} * (int64_t{1} << p.in.alpha[c]);
+      const int64_t t = ((int64_t{c_count} * x - sum) * inv + (int64_t{1} << 31)) >> 32;
+      const int64_t y = (t * p.gamma[c] + p.beta[c]) >> out_shift;
+      o[c] = static_cast<uint8_t>(y < 0 ? 0 : (y > 255 ? 255 : y));
+    }
+  }
+}
+
+int32_t iexp_ref(int32_t z) {
+  // z <= 0, already clamped to >= -30 * 2^kExpBits.
+  const int32_t q = (-z) >> kExpBits;
+  const int32_t r = z + (q << kExpBits);
+  const int32_t poly = r * (r + kExpB) + kExpC;
+  return poly >> q;
+}
+
+namespace {
+inline int32_t row_logit(const int32_t* a, const SoftmaxParams& p, int j) {
+  return a[j] - p.zq * p.colsum_k[j];
+}
+inline int32_t exp_of(int32_t logit, int32_t row_max, const SoftmaxParams& p) {
+  constexpr int32_t kMinZ = -30 * (1 << kExpBits);
+  const int32_t z = apply_dyadic(int64_t{logit} - row_max, p.to_exp_mult, p.to_exp_shift);
+  return iexp_ref(z < kMinZ ? kMinZ : z);
+}
+}  // namespace
+
+void softmax_u8_ref(const int32_t* acc, int ld_acc, const SoftmaxParams& p, uint8_t* probs,
+                    int ld_probs, int32_t* rowsum_p) {
+  for (int i = 0; i < p.rows; ++i) {
+    const int32_t* a = acc + static_cast<int64_t>(i) * ld_acc;
+    uint8_t* o = probs + static_cast<int64_t>(i) * ld_probs;
+    int32_t row_max = row_logit(a, p, 0);
+    for (int j = 1; j < p.cols; ++j) row_max = std::max(row_max, row_logit(a, p, j));
+    int64_t sum = 0;
+    for (int j = 0; j < p.cols; ++j) sum += exp_of(row_logit(a, p, j), row_max, p);
+    const int64_t recip = ((int64_t{255} << 24) + sum / 2) / sum;
+    int32_t total = 0;
+    for (int j = 0; j < p.cols; ++j) {
+      const int64_t v = (exp_of(row_logit(a, p, j), row_max, p) * recip + (int64_t{1} << 23)) >> 24;
+      o[j] = static_cast<uint8_t>(v > 255 ? 255 : v);
+      total += o[j];
+    }
+    rowsum_p[i] = total;
+  }
+}
+
+int lis_code_ref(int64_t sum, int32_t e) {
+  if (e <= 0) return kLisZeroCode;
+  // round(sum / e) >= T  <=>  2 * sum + e >= 2 * e * T
+  const int64_t num = 2 * sum + e;
+  const int64_t den = 2 * int64_t{e};
+  int f = 0;
+  while (f < kLisZeroCode && num >= (den << (f + 1))) ++f;
+  int code = f;
+  if (f >= 1 && num >= 3 * int64_t{e} * (int64_t{1} << f)) ++code;
+  return code >= kLisZeroCode ? kLisZeroCode : code;
+}
+
+void softmax_lis_ref(const int32_t* acc, int ld_acc, const SoftmaxParams& p, int16_t* weights,
+                     int ld_w, int32_t* rowsum_w) {
+  for (int i = 0; i < p.rows; ++i) {
+    const int32_t* a = acc + static_cast<int64_t>(i) * ld_acc;
+    int16_t* w = weights + static_cast<int64_t>(i) * ld_w;
+    int32_t row_max = row_logit(a, p, 0);
+    for (int j = 1; j < p.cols; ++j) row_max = std::max(row_max, row_logit(a, p, j));
+    int64_t sum = 0;
+    for (int j = 0; j < p.cols; ++j) sum += exp_of(row_logit(a, p, j), row_max, p);
+    int32_t total = 0;
+    for (int j = 0; j < p.cols; ++j) {
+      const int code = lis_code_ref(sum, exp_of(row_logit(a, p, j), row_max, p));
+      w[j] = static_cast<int16_t>(code >= kLisZeroCode ? 0 : (1 << (14 - code)));
+      total += w[j];
+    }
+    rowsum_w[i] = total;
+  }
+}
+
+}  // namespace vitint::kernels

@@ -1,0 +1,314 @@
+// ViT / DeiT (class token) graph builder: hyper-parameters and quantization
+// parameters from the model file -> integer graph.
+#include <nlohmann/json.hpp>
+
+#include "engine/src/model_impl.h"
+#include "models/vit_spec.h"
+#include "vitint/error.h"
+#include "vitint/kernels/quant.h"
+
+namespace vitint::models {
+namespace {
+
+using format::DType;
+using json = nlohmann::json;
+
+// Reads integers out of the metadata with the path in every error message.
+class Meta {
+ public:
+  Meta(const format::Reader& file, const json& node, std::string path)
+      : file_(file), node_(node), path_(std::move(path)) {}
+  Meta at(const std::string& key) const {
+    const std::string p = path_.empty() ? key : path_ + "." + key;
+    if (!node_.is_object() || !node_.contains(key)) fail(p, "is missing");
+    return Meta(file_, node_.at(key), p);
+  }
+  Meta at(size_t i) const {
+    const std::string p = path_ + "[" + std::to_string(i) + "]";
+    if (!node_.is_array() || i >= node_.size()) fail(p, "is missing");
+    return Meta(file_, node_.at(i), p);
+  }
+  int64_t integer(int64_t lo, int64_t hi) const {
+    if (!node_.is_number_integer()) fail(path_, "is not an integer");
+    const auto v = node_.get<int64_t>();
+    if (v < lo || v > hi)
+      fail(path_, "= " + std::to_string(v) + " is outside [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    return v;
+  }
+  int32_t i32(int64_t lo, int64_t hi) const { return static_cast<int32_t>(integer(lo, hi)); }
+  double number() const {
+    if (!node_.is_number()) fail(path_, "is not a number");
+    return node_.get<double>();
+  }
+  std::string string() const {
+    if (!node_.is_string()) fail(path_, "is not a string");
+    return node_.get<std::string>();
+  }
+  const json& raw() const { return node_; }
+  bool contains(const std::string& key) const { return node_.is_object() && node_.contains(key); }
+
+ private:
+  [[noreturn]] void fail(const std::string& p, const std::string& what) const {
+    throw Error("model file " + file_.path() + ": metadata '" + p + "' " + what);
+  }
+  const format::Reader& file_;
+  const json& node_;
+  std::string path_;
+};
+
+class Builder {
+ public:
+  Builder(const format::Reader& file, kernels::Isa isa, ModelInfo* info, engine::Graph* graph)
+      : file_(file), isa_(isa), info_(*info), g_(*graph), meta_(file, file.metadata(), "") {}
+
+  void build() {
+    read_info();
+    const int d = info_.embed_dim, h = info_.mlp_hidden, t = tokens_;
+    const Meta q = meta_.at("quant");
+    stream_ = g_.add_buffer("stream", sizeof(int16_t) * t * d);
+    act_ = g_.add_buffer("act", static_cast<size_t>(t) * d);
+    qkv_ = g_.add_buffer("qkv", static_cast<size_t>(t) * 3 * d);
+    hidden_ = g_.add_buffer("hidden", static_cast<size_t>(t) * h);
+    acc_ = g_.add_buffer("acc", sizeof(int32_t) * t * std::max(3 * d, std::max(h, info_.num_classes)));
+    const int hd = d / info_.num_heads;
+    attn_scratch_ = g_.add_buffer("attention", 0, engine::AttentionOp::scratch_bytes(isa_, t, hd));
+
+    add_patch_embed(q);
+    for (int i = 0; i < info_.depth; ++i) add_block(q, i);
+    auto norm = make_layernorm(q.at("norm"), "norm", 2 * info_.depth, 1);
+    norm->out = act_;
+    g_.ops.push_back(std::move(norm));
+    auto head = std::make_unique<engine::HeadOp>();
+    pack(head->linear, "head", info_.num_classes, d);
+    head->scale = file_.tensor("head.scale", DType::kF32, {info_.num_classes}).as<float>();
+    head->in = act_;
+    head->acc = acc_;
+    g_.ops.push_back(std::move(head));
+  }
+
+ private:
+  void read_info() {
+    const Meta hp = meta_.at("hparams");
+    info_.architecture = meta_.at("architecture").string();
+    info_.tag = meta_.contains("tag") ? meta_.at("tag").string() : "";
+    info_.image_size = hp.at("image_size").i32(16, 4096);
+    info_.patch_size = hp.at("patch_size").i32(1, 64);
+    if (info_.image_size % info_.patch_size != 0)
+      throw Error("model file " + file_.path() + ": image_size is not a multiple of patch_size");
+    info_.embed_dim = hp.at("embed_dim").i32(8, 4096);
+    info_.depth = hp.at("depth").i32(1, 128);
+    info_.num_heads = hp.at("num_heads").i32(1, 64);
+    if (info_.embed_dim % info_.num_heads != 0)
+      throw Error("model file " + file_.path() + ": embed_dim is not a multiple of num_heads");
+    info_.mlp_hidden = hp.at("mlp_hidden").i32(1, 16384);
+    info_.num_classes = hp.at("num_classes").i32(1, 100000);
+    const int grid = info_.image_size / info_.patch_size;
+    tokens_ = grid * grid + 1;
+    if (tokens_ > 1025) throw Error("model file " + file_.path() + ": too many tokens (at most 1025)");
+    const Meta pre = meta_.at("preprocess");
+    info_.crop_pct = pre.at("crop_pct").number();
+    if (!(info_.crop_pct > 0.0 && info_.crop_pct <= 1.0))
+      throw Error("model file " + file_.path() + ": preprocess.crop_pct must be in (0, 1]");
+    info_.interpolation = parse_interpolation(pre.at("interpolation").string());
+    const Meta q = meta_.at("quant");
+    info_.attention_bits = q.at("attention_bits").i32(4, 8);
+    if (info_.attention_bits != 4 && info_.attention_bits != 8)
+      throw Error("model file " + file_.path() + ": quant.attention_bits must be 4 or 8");
+    info_.residual_bits = q.at("residual_bits").i32(8, 16);
+    info_.recipe = meta_.contains("calibration") ? meta_.at("calibration").raw().dump() : "{}";
+    info_.converter_version = meta_.contains("converter") ? meta_.at("converter").raw().dump() : "";
+    info_.labels.clear();
+    if (meta_.contains("labels")) {
+      const json& labels = meta_.at("labels").raw();
+      if (!labels.is_array() || labels.size() != static_cast<size_t>(info_.num_classes))
+        throw Error("model file " + file_.path() + ": metadata 'labels' must list num_classes strings");
+      for (const auto& l : labels) {
+        if (!l.is_string()) throw Error("model file " + file_.path() + ": metadata 'labels' holds a non-string");
+        info_.labels.push_back(l.get<std::string>());
+      }
+    }
+  }
+
+  const int32_t* i32s(const std::string& name, int64_t n) const {
+    return file_.tensor(name, DType::kS32, {n}).as<int32_t>();
+  }
+  // Shifts must stay inside [0, 62] and multipliers non-negative, or
+  // apply_dyadic is undefined: checked here, once.
+  void check_dyadic(const std::string& name, const int32_t* mult, const int32_t* shift, int64_t n) const {
+    for (int64_t i = 0; i < n; ++i)
+      if (mult[i] < 0 || shift[i] < 0 || shift[i] > 62)
+        throw Error("model file " + file_.path() + ": tensor '" + name + "' element " + std::to_string(i) +
+                    " has an invalid dyadic multiplier (" + std::to_string(mult[i]) + " * 2^-" +
+                    std::to_string(shift[i]) + ")");
+  }
+
+  // The patch embedding has no per-channel bias (it is folded into
+  // patch.pos_bias); the head has no requantization (it leaves in float).
+  void pack(engine::PackedLinear& lin, const std::string& name, int n, int k) const {
+    const auto* w = file_.tensor(name + ".weight", DType::kS8, {n, k}).as<int8_t>();
+    lin.pack(isa_, w, n, k);
+    if (name != "patch") lin.bias = i32s(name + ".bias", n);
+    if (name != "head") {
+      lin.mult = i32s(name + ".mult", n);
+      lin.shift = i32s(name + ".shift", n);
+      check_dyadic(name, lin.mult, lin.shift, n);
+    }
+  }
+
+  struct StreamPoint {
+    int32_t zp, qmin, qmax;
+    const uint8_t* alpha;
+  };
+  StreamPoint stream_point(const Meta& q, int point) const {
+    const Meta s = q.at("streams").at(static_cast<size_t>(point));
+    StreamPoint p{};
+    const int bits = s.at("bits").i32(8, 16);
+    const int32_t lo = bits == 16 ? -32768 : 0, hi = bits == 16 ? 32767 : 255;
+    p.qmin = s.at("qmin").i32(lo, hi);
+    p.qmax = s.at("qmax").i32(p.qmin, hi);
+    p.zp = s.at("zero_point").i32(p.qmin, p.qmax);
+    const std::string name = vit::stream_alpha(point);
+    p.alpha = file_.tensor(name, DType::kU8, {info_.embed_dim}).as<uint8_t>();
+    for (int c = 0; c < info_.embed_dim; ++c)
+      if (p.alpha[c] > 3) throw Error("model file " + file_.path() + ": tensor '" + name + "' holds a shift > 3");
+    return p;
+  }
+
+  std::unique_ptr<engine::LayerNormOp> make_layernorm(const Meta& m, const std::string& name, int point,
+                                                       int rows_per_image) const {
+    const int d = info_.embed_dim;
+    auto op = std::make_unique<engine::LayerNormOp>();
+    const StreamPoint sp = stream_point(meta_.at("quant"), point);
+    op->tokens = tokens_;
+    op->dim = d;
+    op->rows_per_image = rows_per_image;
+    op->params.channels = d;
+    op->params.in = {sp.zp, sp.qmin, sp.qmax, sp.alpha};
+    op->params.eps_term = m.at("eps_term").integer(0, int64_t{1} << 40);
+    op->params.g_shift = m.at("g_shift").i32(0, 30);
+    op->params.gamma = file_.tensor(name + ".gamma", DType::kS32, {d}).as<int32_t>();
+    op->params.beta = file_.tensor(name + ".beta", DType::kS64, {d}).as<int64_t>();
+    // Keep t * gamma + beta inside int64 (t < 2^23): |gamma| < 2^30, |beta| < 2^52.
+    for (int c = 0; c < d; ++c)
+      if (op->params.gamma[c] >= (1 << 30) || op->params.gamma[c] <= -(1 << 30) ||
+          op->params.beta[c] >= (int64_t{1} << 52) || op->params.beta[c] <= -(int64_t{1} << 52))
+        throw Error("model file " + file_.path() + ": LayerNorm '" + name + "' parameters out of range");
+    op->in = stream_;
+    return op;
+  }
+
+  void add_patch_embed(const Meta& q) {
+    const int d = info_.embed_dim, p = info_.patch_size;
+    auto op = std::make_unique<engine::PatchEmbedOp>();
+    op->image_size = info_.image_size;
+    op->patch = p;
+    op->tokens = tokens_;
+    op->dim = d;
+    pack(op->linear, "patch", d, 3 * p * p);
+    op->pos_bias = file_.tensor("patch.pos_bias", DType::kS32, {tokens_ - 1, d}).as<int32_t>();
+    op->cls_row = file_.tensor("cls", DType::kS16, {d}).as<int16_t>();
+    const StreamPoint sp = stream_point(q, 0);
+    op->zp_out = sp.zp;
+    op->qmin = sp.qmin;
+    op->qmax = sp.qmax;
+    op->im2col = g_.add_buffer("im2col", static_cast<size_t>(tokens_) * 3 * p * p);
+    op->acc = acc_;
+    op->stream = stream_;
+    g_.ops.push_back(std::move(op));
+  }
+
+  std::unique_ptr<engine::LinearOp> make_linear(const std::string& name, int n, int k, int in, int out) const {
+    auto op = std::make_unique<engine::LinearOp>();
+    op->rows_per_image = tokens_;
+    pack(op->linear, name, n, k);
+    op->in = in;
+    op->acc = acc_;
+    op->out = out;
+    return op;
+  }
+
+  void make_residual(engine::LinearOp& op, const Meta& q, const std::string& name, int point_in) const {
+    const StreamPoint in = stream_point(q, point_in), out = stream_point(q, point_in + 1);
+    const int n = op.linear.n;
+    op.skip_mult = i32s(name + ".skip_mult", n);
+    op.skip_shift = i32s(name + ".skip_shift", n);
+    check_dyadic(name + ".skip", op.skip_mult, op.skip_shift, n);
+    op.zp_in = in.zp;
+    op.zp_out = out.zp;
+    op.qmin = out.qmin;
+    op.qmax = out.qmax;
+  }
+
+  void add_block(const Meta& q, int i) {
+    const int d = info_.embed_dim, h = info_.mlp_hidden;
+    const Meta bm = q.at("blocks").at(static_cast<size_t>(i));
+    auto b = [i](const std::string& w) { return vit::block(i, w); };
+
+    auto ln1 = make_layernorm(bm.at("ln1"), b("ln1"), 2 * i, tokens_);
+    ln1->out = act_;
+    g_.ops.push_back(std::move(ln1));
+
+    auto qkv = make_linear(b("qkv"), 3 * d, d, act_, qkv_);
+    qkv->zero_point = file_.tensor(b("qkv.zero_point"), DType::kU8, {3 * d}).as<uint8_t>();
+    g_.ops.push_back(std::move(qkv));
+
+    const Meta am = bm.at("attn");
+    auto attn = std::make_unique<engine::AttentionOp>();
+    attn->tokens = tokens_;
+    attn->dim = d;
+    attn->heads = info_.num_heads;
+    attn->attention_bits = info_.attention_bits;
+    attn->zq = am.at("zq").i32(0, 255);
+    attn->zk = am.at("zk").i32(-128, 127);
+    attn->zv = am.at("zv").i32(-128, 127);
+    attn->to_exp_mult = am.at("to_exp_mult").i32(0, INT32_MAX);
+    attn->to_exp_shift = am.at("to_exp_shift").i32(0, 62);
+    const int hd = d / info_.num_heads;
+    attn->out_bias.assign(static_cast<size_t>(hd), 0);
+    attn->out_mult.assign(static_cast<size_t>(hd), am.at("out_mult").i32(0, INT32_MAX));
+    attn->out_shift.assign(static_cast<size_t>(hd), am.at("out_shift").i32(0, 62));
+    attn->out_zp.assign(static_cast<size_t>(hd), static_cast<uint8_t>(am.at("out_zp").i32(0, 255)));
+    attn->qkv = qkv_;
+    attn->out = act_;
+    attn->scratch = attn_scratch_;
+    g_.ops.push_back(std::move(attn));
+
+    auto proj = make_linear(b("proj"), d, d, act_, stream_);
+    make_residual(*proj, q, b("proj"), 2 * i);
+    g_.ops.push_back(std::move(proj));
+
+    auto ln2 = make_layernorm(bm.at("ln2"), b("ln2"), 2 * i + 1, tokens_);
+    ln2->out = act_;
+    g_.ops.push_back(std::move(ln2));
+
+    auto fc1 = make_linear(b("fc1"), h, d, act_, hidden_);
+    fc1->zero_point = file_.tensor(b("fc1.zero_point"), DType::kU8, {h}).as<uint8_t>();
+    fc1->table = file_.tensor(b("gelu.table"), DType::kU8, {256}).as<uint8_t>();
+    g_.ops.push_back(std::move(fc1));
+
+    auto fc2 = make_linear(b("fc2"), d, h, hidden_, stream_);
+    make_residual(*fc2, q, b("fc2"), 2 * i + 1);
+    g_.ops.push_back(std::move(fc2));
+  }
+
+  const format::Reader& file_;
+  kernels::Isa isa_;
+  ModelInfo& info_;
+  engine::Graph& g_;
+  Meta meta_;
+  int tokens_ = 0;
+  int stream_ = -1, act_ = -1, qkv_ = -1, hidden_ = -1, acc_ = -1, attn_scratch_ = -1;
+};
+
+void build_vit(const format::Reader& file, kernels::Isa isa, ModelInfo* info, engine::Graph* graph) {
+  Builder(file, isa, info, graph).build();
+}
+
+}  // namespace
+
+GraphBuilder find_builder(const std::string& family) {
+  if (family == vit::kFamily) return &build_vit;
+  return nullptr;
+}
+
+}  // namespace vitint::models

@@ -1,0 +1,20 @@
+// Names shared by the converter (which writes them) and the ViT graph
+// builder (which reads them). docs/model-format.md lists every tensor.
+#pragma once
+#include <string>
+
+namespace vitint::models::vit {
+
+constexpr const char* kFamily = "vit";
+// Revision of the ViT tensor set inside format 1.x; bumped when the meaning
+// of a tensor changes.
+constexpr int kRevision = 1;
+
+inline std::string block(int i, const std::string& what) {
+  return "blocks." + std::to_string(i) + "." + what;
+}
+// Residual-stream quantization points: 2i = input of block i (norm1),
+// 2i + 1 = after its attention add (norm2), 2 * depth = input of the final norm.
+inline std::string stream_alpha(int point) { return "streams." + std::to_string(point) + ".alpha"; }
+
+}  // namespace vitint::models::vit
