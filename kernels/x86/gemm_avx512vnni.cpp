@@ -56,45 +56,85 @@ inline int32_t load_group(const uint8_t* p) {
   return x;
 }
 
+// The accumulators are named variables, not an array: GCC 12 keeps a
+// __m512i[6][4] in memory and stores it back on every k step.
+#define VITINT_ROW(LOAD, r)                                              \
+  if constexpr (MR > r) {                                                \
+    const __m512i av = LOAD(r);                                          \
+    c##r##0 = dot<kS16>(c##r##0, av, b0);                                \
+    if constexpr (NV > 1) c##r##1 = dot<kS16>(c##r##1, av, b1);          \
+    if constexpr (NV > 2) c##r##2 = dot<kS16>(c##r##2, av, b2);          \
+    if constexpr (NV > 3) c##r##3 = dot<kS16>(c##r##3, av, b3);          \
+  }
+#define VITINT_STEP(LOAD)                                                                 \
+  {                                                                                       \
+    const __m512i b0 = _mm512_loadu_si512(b);                                             \
+    const __m512i b1 = NV > 1 ? _mm512_loadu_si512(b + 64) : _mm512_setzero_si512();      \
+    const __m512i b2 = NV > 2 ? _mm512_loadu_si512(b + 128) : _mm512_setzero_si512();     \
+    const __m512i b3 = NV > 3 ? _mm512_loadu_si512(b + 192) : _mm512_setzero_si512();     \
+    VITINT_ROW(LOAD, 0) VITINT_ROW(LOAD, 1) VITINT_ROW(LOAD, 2)                           \
+    VITINT_ROW(LOAD, 3) VITINT_ROW(LOAD, 4) VITINT_ROW(LOAD, 5)                           \
+  }
+#define VITINT_LOAD_FULL(r) _mm512_set1_epi32(load_group(a + (r)*lda))
+#define VITINT_ACC(r, v) __m512i c##r##v = _mm512_setzero_si512();
+#define VITINT_ACC_ROW(r) VITINT_ACC(r, 0) VITINT_ACC(r, 1) VITINT_ACC(r, 2) VITINT_ACC(r, 3)
+#define VITINT_STORE(r, v) \
+  if constexpr (MR > r && NV > v) _mm512_store_si512(out[r] + 16 * v, c##r##v);
+#define VITINT_STORE_ROW(r) VITINT_STORE(r, 0) VITINT_STORE(r, 1) VITINT_STORE(r, 2) VITINT_STORE(r, 3)
+
 template <bool kS16, int MR, int NV>
 void micro_kernel(const Tile& t) {
-  __m512i acc[MR][NV];
-  for (int r = 0; r < MR; ++r) {
-    for (int v = 0; v < NV; ++v) {
-      acc[r][v] = t.accumulate ? _mm512_maskz_loadu_epi32(t.mask[v], t.c + r * t.ldc + 16 * v)
-                               : _mm512_setzero_si512();
-    }
-  }
+  static_assert(MR >= 1 && MR <= 6 && NV >= 1 && NV <= 4, "micro-tile is at most 6 x 4 zmm");
+  VITINT_ACC_ROW(0) VITINT_ACC_ROW(1) VITINT_ACC_ROW(2)
+  VITINT_ACC_ROW(3) VITINT_ACC_ROW(4) VITINT_ACC_ROW(5)
   const uint8_t* a = t.a;
   const int8_t* b = t.b;
-  for (int g = 0; g < t.groups; ++g) {
-    __m512i bv[NV];
-    for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_si512(b + 64 * v);
-    for (int r = 0; r < MR; ++r) {
-      const __m512i av = _mm512_set1_epi32(load_group(a + r * t.lda_bytes));
-      for (int v = 0; v < NV; ++v) acc[r][v] = dot<kS16>(acc[r][v], av, bv[v]);
+  ptrdiff_t lda = t.lda_bytes;
+  int groups = t.groups;
+  // A may end inside the last group (B is zero-padded there): its bytes go
+  // to a zero-padded copy that a second pass of the same loop reads. A
+  // separate tail step would make GCC spill the accumulators in the loop.
+  int32_t tail[MR];
+  for (int pass = t.tail_bytes != 0 ? 2 : 1; pass > 0; --pass) {
+    for (int g = 0; g < groups; ++g) {
+      VITINT_STEP(VITINT_LOAD_FULL)
+      a += 4;
+      b += t.b_stride;
     }
-    a += 4;
-    b += t.b_stride;
-  }
-  if (t.tail_bytes != 0) {
-    // The packed B is zero beyond k, but A may end inside this group: read
-    // only its real bytes.
-    __m512i bv[NV];
-    for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_si512(b + 64 * v);
-    for (int r = 0; r < MR; ++r) {
-      int32_t x = 0;
-      std::memcpy(&x, a + r * t.lda_bytes, static_cast<size_t>(t.tail_bytes));
-      const __m512i av = _mm512_set1_epi32(x);
-      for (int v = 0; v < NV; ++v) acc[r][v] = dot<kS16>(acc[r][v], av, bv[v]);
+    if (pass == 2) {
+      // Masked-off bytes are neither read (no fault past A's end) nor kept.
+      const auto mask = static_cast<__mmask16>((1u << t.tail_bytes) - 1u);
+      for (int r = 0; r < MR; ++r) {
+        tail[r] = _mm_cvtsi128_si32(_mm_maskz_loadu_epi8(mask, a + r * lda));
+      }
+      a = reinterpret_cast<const uint8_t*>(tail);
+      lda = 4;
+      groups = 1;
     }
   }
+  // Masked stores of the accumulators straight into C make GCC 12 spill
+  // them inside the k loop; a plain store to a local block avoids that
+  // (and usually folds away again).
+  alignas(64) int32_t out[MR][16 * NV];
+  VITINT_STORE_ROW(0) VITINT_STORE_ROW(1) VITINT_STORE_ROW(2)
+  VITINT_STORE_ROW(3) VITINT_STORE_ROW(4) VITINT_STORE_ROW(5)
   for (int r = 0; r < MR; ++r) {
     for (int v = 0; v < NV; ++v) {
-      _mm512_mask_storeu_epi32(t.c + r * t.ldc + 16 * v, t.mask[v], acc[r][v]);
+      int32_t* c = t.c + r * t.ldc + 16 * v;
+      __m512i x = _mm512_load_si512(out[r] + 16 * v);
+      if (t.accumulate) x = _mm512_add_epi32(x, _mm512_maskz_loadu_epi32(t.mask[v], c));
+      _mm512_mask_storeu_epi32(c, t.mask[v], x);
     }
   }
 }
+
+#undef VITINT_ROW
+#undef VITINT_STEP
+#undef VITINT_LOAD_FULL
+#undef VITINT_ACC
+#undef VITINT_ACC_ROW
+#undef VITINT_STORE
+#undef VITINT_STORE_ROW
 
 using MicroKernel = void (*)(const Tile&);
 
