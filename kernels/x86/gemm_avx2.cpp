@@ -40,50 +40,68 @@ inline __m256i lane_mask(int valid) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(valid), idx);
 }
 
+// Named accumulators (GCC 12 keeps an array of vectors in memory), zero
+// at the start; C is read, if at all, after the k loop.
+#define VITINT_ROW(r)                                                                    \
+  if constexpr (MR > r) {                                                                \
+    int32_t pair;                                                                        \
+    std::memcpy(&pair, a + (r)*lda, sizeof pair);                                        \
+    const __m256i av = _mm256_set1_epi32(pair);                                          \
+    c##r##0 = _mm256_add_epi32(c##r##0, _mm256_madd_epi16(av, b0));                     \
+    c##r##1 = _mm256_add_epi32(c##r##1, _mm256_madd_epi16(av, b1));                     \
+  }
+#define VITINT_ACC_ROW(r) __m256i c##r##0 = _mm256_setzero_si256(), c##r##1 = c##r##0;
+#define VITINT_STORE_ROW(r)                                                    \
+  if constexpr (MR > r) {                                                      \
+    _mm256_store_si256(reinterpret_cast<__m256i*>(out[r]), c##r##0);           \
+    _mm256_store_si256(reinterpret_cast<__m256i*>(out[r] + 8), c##r##1);       \
+  }
+
 template <int MR>
 void micro_kernel(const Tile& t) {
-  __m256i acc[MR][2];
-  const bool full = t.valid == kPanel;
-  const __m256i m0 = lane_mask(t.valid);
-  const __m256i m1 = lane_mask(t.valid - 8);
-  for (int r = 0; r < MR; ++r) {
-    if (!t.accumulate) {
-      acc[r][0] = _mm256_setzero_si256();
-      acc[r][1] = _mm256_setzero_si256();
-    } else if (full) {
-      acc[r][0] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.c + r * t.ldc));
-      acc[r][1] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.c + r * t.ldc + 8));
-    } else {
-      acc[r][0] = _mm256_maskload_epi32(reinterpret_cast<const int*>(t.c + r * t.ldc), m0);
-      acc[r][1] = _mm256_maskload_epi32(reinterpret_cast<const int*>(t.c + r * t.ldc + 8), m1);
-    }
-  }
+  static_assert(MR >= 1 && MR <= kMr, "micro-tile is at most 6 rows");
+  VITINT_ACC_ROW(0) VITINT_ACC_ROW(1) VITINT_ACC_ROW(2)
+  VITINT_ACC_ROW(3) VITINT_ACC_ROW(4) VITINT_ACC_ROW(5)
   const int16_t* a = t.a;
   const int16_t* b = t.b;
+  const ptrdiff_t lda = t.lda;
   for (int g = 0; g < t.pairs; ++g) {
     const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b));
     const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 16));
-    for (int r = 0; r < MR; ++r) {
-      int32_t pair;
-      std::memcpy(&pair, a + r * t.lda, sizeof pair);
-      const __m256i av = _mm256_set1_epi32(pair);
-      acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(av, b0));
-      acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(av, b1));
-    }
+    VITINT_ROW(0) VITINT_ROW(1) VITINT_ROW(2) VITINT_ROW(3) VITINT_ROW(4) VITINT_ROW(5)
     a += 2;
     b += 32;
   }
+  alignas(32) int32_t out[MR][kPanel];
+  VITINT_STORE_ROW(0) VITINT_STORE_ROW(1) VITINT_STORE_ROW(2)
+  VITINT_STORE_ROW(3) VITINT_STORE_ROW(4) VITINT_STORE_ROW(5)
+  const __m256i m0 = lane_mask(t.valid);
+  const __m256i m1 = lane_mask(t.valid - 8);
   for (int r = 0; r < MR; ++r) {
     int32_t* cr = t.c + r * t.ldc;
-    if (full) {
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(cr), acc[r][0]);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(cr + 8), acc[r][1]);
+    __m256i x0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(out[r]));
+    __m256i x1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(out[r] + 8));
+    if (t.valid == kPanel) {
+      if (t.accumulate) {
+        x0 = _mm256_add_epi32(x0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(cr)));
+        x1 = _mm256_add_epi32(x1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(cr + 8)));
+      }
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(cr), x0);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(cr + 8), x1);
     } else {
-      _mm256_maskstore_epi32(reinterpret_cast<int*>(cr), m0, acc[r][0]);
-      _mm256_maskstore_epi32(reinterpret_cast<int*>(cr + 8), m1, acc[r][1]);
+      if (t.accumulate) {
+        x0 = _mm256_add_epi32(x0, _mm256_maskload_epi32(reinterpret_cast<const int*>(cr), m0));
+        x1 = _mm256_add_epi32(x1, _mm256_maskload_epi32(reinterpret_cast<const int*>(cr + 8), m1));
+      }
+      _mm256_maskstore_epi32(reinterpret_cast<int*>(cr), m0, x0);
+      _mm256_maskstore_epi32(reinterpret_cast<int*>(cr + 8), m1, x1);
     }
   }
 }
+
+#undef VITINT_ROW
+#undef VITINT_ACC_ROW
+#undef VITINT_STORE_ROW
 
 using MicroKernel = void (*)(const Tile&);
 
