@@ -1,0 +1,573 @@
+#include "converter/checkpoint.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "vitint/error.h"
+
+namespace vitint::convert {
+
+namespace {
+
+using json = nlohmann::json;
+
+constexpr std::array<float, 3> kImagenetMean{0.485f, 0.456f, 0.406f};
+constexpr std::array<float, 3> kImagenetStd{0.229f, 0.224f, 0.225f};
+constexpr std::array<float, 3> kInceptionMean{0.5f, 0.5f, 0.5f};
+constexpr std::array<float, 3> kInceptionStd{0.5f, 0.5f, 0.5f};
+
+// Largest safetensors header we accept (the format's reference reader uses
+// 100 MB as well); larger means a corrupt or hostile file.
+constexpr uint64_t kMaxHeaderBytes = 100u * 1000u * 1000u;
+
+std::string shape_str(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+std::vector<char> read_file(const std::string& path, const char* what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    throw Error(std::string("cannot open ") + what + " " + path + ": " + std::strerror(errno));
+  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) throw Error(std::string("cannot read ") + what + " " + path + ": I/O error");
+  return bytes;
+}
+
+// Standard timm hyper-parameters, used when config.json's model_args lacks a
+// value and by Checkpoint::random.
+struct KnownArch {
+  std::string family;  // "deit" or "vit"
+  std::string size;    // "tiny", "small", "base", "large"
+  int patch_size = 16;
+  int image_size = 224;
+  int embed_dim = 0;
+  int depth = 0;
+  int num_heads = 0;
+};
+
+// Parses "<deit|vit>_<tiny|small|base|large>_patch<P>_<S>"; false otherwise.
+bool parse_known_arch(const std::string& name, KnownArch* out) {
+  KnownArch a;
+  std::string rest;
+  if (name.rfind("deit_", 0) == 0) {
+    a.family = "deit";
+    rest = name.substr(5);
+  } else if (name.rfind("vit_", 0) == 0) {
+    a.family = "vit";
+    rest = name.substr(4);
+  } else {
+    return false;
+  }
+  static const struct {
+    const char* size;
+    int dim, depth, heads;
+  } kSizes[] = {{"tiny", 192, 12, 3}, {"small", 384, 12, 6}, {"base", 768, 12, 12},
+                {"large", 1024, 24, 16}};
+  bool found = false;
+  for (const auto& s : kSizes) {
+    const std::string prefix = std::string(s.size) + "_patch";
+    if (rest.rfind(prefix, 0) == 0) {
+      a.size = s.size;
+      a.embed_dim = s.dim;
+      a.depth = s.depth;
+      a.num_heads = s.heads;
+      rest = rest.substr(prefix.size());
+      found = true;
+      break;
+    }
+  }
+  if (!found) return false;
+  // rest = "<P>_<S>" exactly
+  const size_t us = rest.find('_');
+  if (us == std::string::npos || us == 0 || us + 1 >= rest.size()) return false;
+  const std::string p = rest.substr(0, us), s = rest.substr(us + 1);
+  auto all_digits = [](const std::string& t) {
+    if (t.empty() || t.size() > 4) return false;
+    for (char c : t)
+      if (c < '0' || c > '9') return false;
+    return true;
+  };
+  if (!all_digits(p) || !all_digits(s)) return false;
+  a.patch_size = std::stoi(p);
+  a.image_size = std::stoi(s);
+  *out = a;
+  return true;
+}
+
+// Typed access to config.json with errors that name the file and the key.
+class ConfigReader {
+ public:
+  explicit ConfigReader(std::string path) : path_(std::move(path)) {}
+
+  [[noreturn]] void fail(const std::string& key, const std::string& why) const {
+    throw Error("config " + path_ + ": " + key + " " + why);
+  }
+  int get_int(const json& obj, const char* key, const std::string& where) const {
+    const json& v = obj.at(key);
+    if (!v.is_number_integer() && !(v.is_number_float() && std::floor(v.get<double>()) == v.get<double>()))
+      fail(where + key, "must be an integer, got " + v.dump());
+    const double d = v.get<double>();
+    if (d < 1 || d > 1e6) fail(where + key, "is out of range: " + v.dump());
+    return static_cast<int>(d);
+  }
+  double get_double(const json& obj, const char* key, const std::string& where) const {
+    const json& v = obj.at(key);
+    if (!v.is_number()) fail(where + key, "must be a number, got " + v.dump());
+    return v.get<double>();
+  }
+  bool get_bool(const json& obj, const char* key, const std::string& where) const {
+    const json& v = obj.at(key);
+    if (!v.is_boolean()) fail(where + key, "must be true or false, got " + v.dump());
+    return v.get<bool>();
+  }
+  std::string get_string(const json& obj, const char* key, const std::string& where) const {
+    const json& v = obj.at(key);
+    if (!v.is_string()) fail(where + key, "must be a string, got " + v.dump());
+    return v.get<std::string>();
+  }
+  std::array<float, 3> get_vec3(const json& obj, const char* key, const std::string& where) const {
+    const json& v = obj.at(key);
+    if (!v.is_array() || v.size() != 3) fail(where + key, "must be a list of 3 numbers, got " + v.dump());
+    std::array<float, 3> out{};
+    for (size_t i = 0; i < 3; ++i) {
+      if (!v[i].is_number()) fail(where + key, "must be a list of 3 numbers, got " + v.dump());
+      out[i] = v[i].get<float>();
+    }
+    return out;
+  }
+
+ private:
+  std::string path_;
+};
+
+void check_global_pool(const ConfigReader& rd, const json& obj, const std::string& where) {
+  if (!obj.contains("global_pool") || obj["global_pool"].is_null()) return;
+  const json& gp = obj["global_pool"];
+  if (!gp.is_string() || gp.get<std::string>() != "token")
+    rd.fail(where + "global_pool",
+            "is " + gp.dump() +
+                ": only class-token pooling (\"token\") is supported, not average/max pooling");
+}
+
+VitConfig parse_config(const std::string& path) {
+  const std::vector<char> bytes = read_file(path, "config");
+  json cfg;
+  try {
+    cfg = json::parse(bytes.begin(), bytes.end());
+  } catch (const json::exception& e) {
+    throw Error("config " + path + " is not valid JSON: " + e.what());
+  }
+  if (!cfg.is_object()) throw Error("config " + path + " is not a JSON object");
+  ConfigReader rd(path);
+  VitConfig c;
+  if (!cfg.contains("architecture")) rd.fail("architecture", "is missing");
+  c.architecture = rd.get_string(cfg, "architecture", "");
+  const std::string& arch = c.architecture;
+  const bool is_deit = arch.rfind("deit_", 0) == 0;
+  const bool is_vit = arch.rfind("vit_", 0) == 0;
+  if (!is_deit && !is_vit)
+    rd.fail("architecture", "'" + arch +
+                                "' is not supported: libvitint handles timm's plain ViT "
+                                "(vit_*) and DeiT (deit_*) models");
+  if (arch.find("distilled") != std::string::npos)
+    rd.fail("architecture", "'" + arch +
+                                "' is a distilled DeiT (extra distillation token and head), which "
+                                "is not supported; use the non-distilled deit_* model");
+  check_global_pool(rd, cfg, "");
+
+  KnownArch known;
+  const bool has_known = parse_known_arch(arch, &known);
+  const json empty = json::object();
+  const json& margs = cfg.contains("model_args") ? cfg["model_args"] : empty;
+  if (!margs.is_object()) rd.fail("model_args", "must be an object");
+  const std::string ma = "model_args.";
+  check_global_pool(rd, margs, ma);
+
+  // Keys with no effect at inference, and keys that must keep timm's default
+  // for the network to be the plain ViT that libvitint implements.
+  static const std::set<std::string> kIgnored = {
+      "drop_rate",      "pos_drop_rate",  "patch_drop_rate", "proj_drop_rate",
+      "attn_drop_rate", "drop_path_rate", "weight_init",     "global_pool"};
+  static const std::set<std::string> kHandled = {"patch_size", "embed_dim", "depth",
+                                                 "num_heads",  "mlp_ratio", "qkv_bias",
+                                                 "img_size",   "in_chans",  "num_classes"};
+  for (const auto& [key, value] : margs.items()) {
+    if (kIgnored.count(key) || kHandled.count(key)) continue;
+    if (key == "class_token") {
+      if (!value.is_boolean() || !value.get<bool>())
+        rd.fail(ma + key, "is " + value.dump() + ": models without a class token are not supported");
+      continue;
+    }
+    const bool is_default = value.is_null() || (value.is_boolean() && !value.get<bool>()) ||
+                            (value.is_number() && value.get<double>() == 0.0);
+    static const std::set<std::string> kMustBeDefault = {
+        "reg_tokens", "no_embed_class", "pre_norm", "fc_norm", "init_values", "qk_norm",
+        "dynamic_img_size", "dynamic_img_pad", "proj_bias", "final_norm"};
+    if (kMustBeDefault.count(key)) {
+      // proj_bias and final_norm default to true in timm.
+      const bool ok = (key == "proj_bias" || key == "final_norm")
+                          ? (value.is_boolean() && value.get<bool>())
+                          : is_default;
+      if (ok) continue;
+      rd.fail(ma + key, "= " + value.dump() +
+                            " is not supported (libvitint implements the plain timm ViT: class "
+                            "token, no register tokens, no LayerScale, pre-norm blocks)");
+    }
+    rd.fail(ma + key, "= " + value.dump() + " is not a model argument libvitint understands");
+  }
+
+  auto int_arg = [&](const char* key, int fallback, bool have_fallback) {
+    if (margs.contains(key)) return rd.get_int(margs, key, ma);
+    if (!have_fallback)
+      rd.fail(ma + key, "is missing and '" + arch + "' is not a standard timm name to infer it from");
+    return fallback;
+  };
+  c.patch_size = int_arg("patch_size", known.patch_size, has_known);
+  c.embed_dim = int_arg("embed_dim", known.embed_dim, has_known);
+  c.depth = int_arg("depth", known.depth, has_known);
+  c.num_heads = int_arg("num_heads", known.num_heads, has_known);
+  c.in_chans = margs.contains("in_chans") ? rd.get_int(margs, "in_chans", ma) : 3;
+  if (c.in_chans != 3) rd.fail(ma + "in_chans", "must be 3 (RGB)");
+  const double mlp_ratio = margs.contains("mlp_ratio") ? rd.get_double(margs, "mlp_ratio", ma) : 4.0;
+  if (!(mlp_ratio > 0.0) || mlp_ratio > 64.0) rd.fail(ma + "mlp_ratio", "is out of range");
+  c.mlp_hidden = static_cast<int>(c.embed_dim * mlp_ratio);  // timm: int(dim * mlp_ratio)
+  c.qkv_bias = margs.contains("qkv_bias") ? rd.get_bool(margs, "qkv_bias", ma) : true;
+
+  const json& pcfg = cfg.contains("pretrained_cfg") ? cfg["pretrained_cfg"] : empty;
+  if (!pcfg.is_object()) rd.fail("pretrained_cfg", "must be an object");
+  const std::string pc = "pretrained_cfg.";
+  c.image_size = has_known ? known.image_size : 224;
+  if (margs.contains("img_size")) c.image_size = rd.get_int(margs, "img_size", ma);
+  if (pcfg.contains("input_size")) {
+    const json& is = pcfg["input_size"];
+    if (!is.is_array() || is.size() != 3 || !is[0].is_number_integer() ||
+        !is[1].is_number_integer() || !is[2].is_number_integer() || is[0].get<int>() != 3 ||
+        is[1].get<int>() != is[2].get<int>() || is[1].get<int>() <= 0)
+      rd.fail(pc + "input_size", "must be [3, S, S] (square RGB input), got " + is.dump());
+    c.image_size = is[1].get<int>();
+  }
+  c.tag = pcfg.contains("tag") ? rd.get_string(pcfg, "tag", pc) : "";
+  c.interpolation = Interpolation::kBicubic;
+  if (pcfg.contains("interpolation")) {
+    try {
+      c.interpolation = parse_interpolation(rd.get_string(pcfg, "interpolation", pc));
+    } catch (const Error& e) {
+      rd.fail(pc + "interpolation", e.what());
+    }
+  }
+  // Defaults: DeiT uses the ImageNet statistics, the AugReg ViTs 0.5/0.5.
+  c.crop_pct = pcfg.contains("crop_pct") ? rd.get_double(pcfg, "crop_pct", pc) : (is_deit ? 0.875 : 0.9);
+  if (!(c.crop_pct > 0.0) || c.crop_pct > 1.0) rd.fail(pc + "crop_pct", "must be in (0, 1]");
+  if (pcfg.contains("crop_mode") && rd.get_string(pcfg, "crop_mode", pc) != "center")
+    rd.fail(pc + "crop_mode", "must be \"center\" (the only eval crop libvitint implements)");
+  c.mean = pcfg.contains("mean") ? rd.get_vec3(pcfg, "mean", pc) : (is_deit ? kImagenetMean : kInceptionMean);
+  c.std = pcfg.contains("std") ? rd.get_vec3(pcfg, "std", pc) : (is_deit ? kImagenetStd : kInceptionStd);
+  for (float s : c.std)
+    if (!(s > 0.0f)) rd.fail(pc + "std", "must be positive");
+
+  c.num_classes = 1000;
+  if (cfg.contains("num_classes")) c.num_classes = rd.get_int(cfg, "num_classes", "");
+  else if (margs.contains("num_classes")) c.num_classes = rd.get_int(margs, "num_classes", ma);
+  else if (pcfg.contains("num_classes")) c.num_classes = rd.get_int(pcfg, "num_classes", pc);
+
+  if (c.embed_dim % c.num_heads != 0)
+    rd.fail(ma + "embed_dim", "(" + std::to_string(c.embed_dim) + ") is not a multiple of num_heads (" +
+                                  std::to_string(c.num_heads) + ")");
+  if (c.image_size % c.patch_size != 0)
+    rd.fail(ma + "patch_size", "(" + std::to_string(c.patch_size) + ") does not divide the image size (" +
+                                   std::to_string(c.image_size) + ")");
+  return c;
+}
+
+// name -> shape of every tensor a timm ViT/DeiT state_dict holds.
+std::map<std::string, std::vector<int64_t>> expected_tensors(const VitConfig& c) {
+  const int64_t d = c.embed_dim, h = c.mlp_hidden, p = c.patch_size, n = c.num_tokens();
+  std::map<std::string, std::vector<int64_t>> e;
+  e["patch_embed.proj.weight"] = {d, c.in_chans, p, p};
+  e["patch_embed.proj.bias"] = {d};
+  e["cls_token"] = {1, 1, d};
+  e["pos_embed"] = {1, n, d};
+  for (int i = 0; i < c.depth; ++i) {
+    const std::string b = "blocks." + std::to_string(i) + ".";
+    e[b + "norm1.weight"] = {d};
+    e[b + "norm1.bias"] = {d};
+    e[b + "attn.qkv.weight"] = {3 * d, d};
+    if (c.qkv_bias) e[b + "attn.qkv.bias"] = {3 * d};
+    e[b + "attn.proj.weight"] = {d, d};
+    e[b + "attn.proj.bias"] = {d};
+    e[b + "norm2.weight"] = {d};
+    e[b + "norm2.bias"] = {d};
+    e[b + "mlp.fc1.weight"] = {h, d};
+    e[b + "mlp.fc1.bias"] = {h};
+    e[b + "mlp.fc2.weight"] = {d, h};
+    e[b + "mlp.fc2.bias"] = {d};
+  }
+  e["norm.weight"] = {d};
+  e["norm.bias"] = {d};
+  e["head.weight"] = {c.num_classes, d};
+  e["head.bias"] = {c.num_classes};
+  return e;
+}
+
+std::string unexpected_hint(const std::string& name) {
+  if (name == "dist_token" || name.rfind("head_dist", 0) == 0)
+    return " (a distilled DeiT: not supported)";
+  if (name == "reg_token") return " (register tokens: not supported)";
+  if (name.rfind("fc_norm", 0) == 0) return " (fc_norm means average pooling: not supported)";
+  if (name.rfind("norm_pre", 0) == 0) return " (pre-norm, CLIP-style ViT: not supported)";
+  if (name.find(".ls1.") != std::string::npos || name.find(".ls2.") != std::string::npos)
+    return " (LayerScale: not supported)";
+  return "";
+}
+
+std::map<std::string, Tensor> read_safetensors(const std::string& path) {
+  const std::vector<char> bytes = read_file(path, "checkpoint");
+  const std::string where = "checkpoint " + path;
+  if (bytes.size() < 8)
+    throw Error(where + " is truncated: " + std::to_string(bytes.size()) +
+                " bytes, not even the 8-byte header length");
+  uint64_t header_len = 0;
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | static_cast<uint8_t>(bytes[static_cast<size_t>(i)]);
+  if (header_len > kMaxHeaderBytes || header_len > bytes.size() - 8)
+    throw Error(where + ": the header length (" + std::to_string(header_len) +
+                " bytes) runs past the end of the file (" + std::to_string(bytes.size()) +
+                " bytes): truncated or not a safetensors file");
+  json header;
+  try {
+    header = json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<std::ptrdiff_t>(header_len));
+  } catch (const json::exception& e) {
+    throw Error(where + ": the header is not valid JSON (" + e.what() + "): not a safetensors file?");
+  }
+  if (!header.is_object()) throw Error(where + ": the header is not a JSON object");
+  const size_t data_start = 8 + static_cast<size_t>(header_len);
+  const uint64_t data_size = bytes.size() - data_start;
+
+  std::map<std::string, Tensor> tensors;
+  for (const auto& [name, info] : header.items()) {
+    if (name == "__metadata__") continue;
+    const std::string tw = where + ", tensor '" + name + "'";
+    if (!info.is_object() || !info.contains("dtype") || !info.contains("shape") ||
+        !info.contains("data_offsets"))
+      throw Error(tw + ": header entry lacks dtype/shape/data_offsets: " + info.dump());
+    const json& dtype = info["dtype"];
+    if (!dtype.is_string()) throw Error(tw + ": dtype is not a string");
+    if (dtype.get<std::string>() != "F32")
+      throw Error(tw + ": dtype " + dtype.get<std::string>() +
+                  " is not supported (only F32 for now); re-save the checkpoint in float32");
+    Tensor t;
+    const json& shape = info["shape"];
+    if (!shape.is_array()) throw Error(tw + ": shape is not a list");
+    uint64_t numel = 1;
+    for (const json& dim : shape) {
+      if (!dim.is_number_unsigned()) throw Error(tw + ": bad shape " + shape.dump());
+      const uint64_t dv = dim.get<uint64_t>();
+      if (dv != 0 && numel > (data_size / sizeof(float)) / dv + 1)
+        throw Error(tw + ": shape " + shape.dump() + " is larger than the file");
+      numel *= dv;
+      t.shape.push_back(static_cast<int64_t>(dv));
+    }
+    const json& off = info["data_offsets"];
+    if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() ||
+        !off[1].is_number_unsigned())
+      throw Error(tw + ": data_offsets must be [begin, end], got " + off.dump());
+    const uint64_t begin = off[0].get<uint64_t>(), end = off[1].get<uint64_t>();
+    if (begin > end || end > data_size)
+      throw Error(tw + ": data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
+                  "] (byte " + std::to_string(data_start + end) + " of the file) lie outside the " +
+                  std::to_string(data_size) + "-byte data section: the file is truncated or corrupt");
+    if (end - begin != numel * sizeof(float))
+      throw Error(tw + ": data_offsets span " + std::to_string(end - begin) + " bytes but shape " +
+                  shape_str(t.shape) + " in F32 needs " + std::to_string(numel * sizeof(float)));
+    t.data.resize(static_cast<size_t>(numel));
+    // safetensors is little-endian, like every host libvitint targets.
+    if (numel) std::memcpy(t.data.data(), bytes.data() + data_start + begin, end - begin);
+    tensors.emplace(name, std::move(t));
+  }
+  return tensors;
+}
+
+void validate_tensors(const VitConfig& c, const std::map<std::string, Tensor>& tensors,
+                      const std::string& path) {
+  const auto expected = expected_tensors(c);
+  std::vector<std::string> problems;
+  for (const auto& [name, shape] : expected) {
+    auto it = tensors.find(name);
+    if (it == tensors.end())
+      problems.push_back("missing tensor '" + name + "' (expected shape " + shape_str(shape) + ")");
+    else if (it->second.shape != shape)
+      problems.push_back("tensor '" + name + "' has shape " + shape_str(it->second.shape) +
+                         ", expected " + shape_str(shape));
+  }
+  for (const auto& [name, t] : tensors)
+    if (!expected.count(name))
+      problems.push_back("unexpected tensor '" + name + "' " + shape_str(t.shape) +
+                         unexpected_hint(name));
+  if (problems.empty()) return;
+  std::ostringstream msg;
+  msg << "checkpoint " << path << " does not match " << c.architecture << " (D=" << c.embed_dim
+      << ", depth=" << c.depth << ", heads=" << c.num_heads << ", mlp=" << c.mlp_hidden
+      << ", patch=" << c.patch_size << ", image=" << c.image_size
+      << ", classes=" << c.num_classes << ", qkv_bias=" << (c.qkv_bias ? "true" : "false")
+      << " from config.json): ";
+  constexpr size_t kMaxListed = 10;
+  for (size_t i = 0; i < problems.size() && i < kMaxListed; ++i) msg << (i ? "; " : "") << problems[i];
+  if (problems.size() > kMaxListed) msg << "; and " << problems.size() - kMaxListed << " more";
+  throw Error(msg.str());
+}
+
+// Deterministic on every platform (std::normal_distribution is not).
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : state_(seed) {}
+  uint64_t next() {  // splitmix64
+    uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }  // [0, 1)
+  double normal() {
+    if (has_spare_) {
+      has_spare_ = false;
+      return spare_;
+    }
+    double u1 = uniform();
+    while (u1 <= 0.0) u1 = uniform();
+    const double u2 = uniform();
+    const double r = std::sqrt(-2.0 * std::log(u1));
+    constexpr double kTwoPi = 6.283185307179586476925;
+    spare_ = r * std::sin(kTwoPi * u2);
+    has_spare_ = true;
+    return r * std::cos(kTwoPi * u2);
+  }
+  double trunc_normal(double std) {  // truncated at +-2 std, like timm's init
+    for (;;) {
+      const double v = normal();
+      if (v >= -2.0 && v <= 2.0) return v * std;
+    }
+  }
+
+ private:
+  uint64_t state_;
+  bool has_spare_ = false;
+  double spare_ = 0.0;
+};
+
+}  // namespace
+
+int64_t Tensor::numel() const {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+Checkpoint Checkpoint::load(const std::string& dir) {
+  Checkpoint ck;
+  ck.config_ = parse_config(dir + "/config.json");
+  const std::string st_path = dir + "/model.safetensors";
+  ck.tensors_ = read_safetensors(st_path);
+  validate_tensors(ck.config_, ck.tensors_, st_path);
+  return ck;
+}
+
+Checkpoint Checkpoint::random(const std::string& architecture, uint32_t seed) {
+  KnownArch known;
+  if (!parse_known_arch(architecture, &known) || known.size == "large" || known.patch_size != 16 ||
+      known.image_size != 224)
+    throw Error("Checkpoint::random: unknown architecture '" + architecture +
+                "' (use deit_{tiny,small,base}_patch16_224 or vit_{tiny,small,base}_patch16_224)");
+  Checkpoint ck;
+  VitConfig& c = ck.config_;
+  c.architecture = architecture;
+  c.tag = "random";
+  c.image_size = known.image_size;
+  c.patch_size = known.patch_size;
+  c.embed_dim = known.embed_dim;
+  c.depth = known.depth;
+  c.num_heads = known.num_heads;
+  c.mlp_hidden = 4 * known.embed_dim;
+  c.num_classes = 1000;
+  c.qkv_bias = true;
+  c.interpolation = Interpolation::kBicubic;
+  if (known.family == "deit") {
+    c.crop_pct = 0.875;
+    c.mean = kImagenetMean;
+    c.std = kImagenetStd;
+  } else {  // augreg ViTs
+    c.crop_pct = 0.9;
+    c.mean = kInceptionMean;
+    c.std = kInceptionStd;
+  }
+
+  // timm's initialization (trunc-normal 0.02 for Linear weights and
+  // pos_embed, PyTorch's default uniform for the patch conv); norms and
+  // biases get a small spread around ones/zeros so that no term of the
+  // integer pipeline is trivially zero or one.
+  Rng rng(0x5EED0000ull ^ (static_cast<uint64_t>(seed) << 20));
+  const auto expected = expected_tensors(c);
+  for (const auto& [name, shape] : expected) {
+    Tensor t;
+    t.shape = shape;
+    t.data.resize(static_cast<size_t>(t.numel()));
+    const bool is_norm = name.find("norm") != std::string::npos;
+    const bool is_weight = name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0;
+    if (name == "patch_embed.proj.weight" || name == "patch_embed.proj.bias") {
+      const double bound = 1.0 / std::sqrt(static_cast<double>(c.in_chans * c.patch_size * c.patch_size));
+      for (float& v : t.data) v = static_cast<float>((2.0 * rng.uniform() - 1.0) * bound);
+    } else if (name == "cls_token" || name == "pos_embed") {
+      for (float& v : t.data) v = static_cast<float>(rng.trunc_normal(0.02));
+    } else if (is_norm && is_weight) {
+      for (float& v : t.data) v = static_cast<float>(1.0 + rng.trunc_normal(0.1));
+    } else if (is_norm) {
+      for (float& v : t.data) v = static_cast<float>(rng.trunc_normal(0.02));
+    } else if (is_weight) {
+      for (float& v : t.data) v = static_cast<float>(rng.trunc_normal(0.02));
+    } else {  // Linear biases
+      for (float& v : t.data) v = static_cast<float>(rng.trunc_normal(0.02));
+    }
+    ck.tensors_.emplace(name, std::move(t));
+  }
+  return ck;
+}
+
+const Tensor& Checkpoint::get(const std::string& name) const {
+  auto it = tensors_.find(name);
+  if (it == tensors_.end())
+    throw Error("checkpoint of " + config_.architecture + " has no tensor '" + name + "'");
+  return it->second;
+}
+
+std::vector<std::string> read_class_names(const std::string& path) {
+  const std::vector<char> bytes = read_file(path, "class names file");
+  std::vector<std::string> names;
+  std::string line;
+  std::istringstream in(std::string(bytes.begin(), bytes.end()));
+  int lineno = 0;
+  std::vector<std::string> lines;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    lines.push_back(line);
+  }
+  while (!lines.empty() && lines.back().empty()) lines.pop_back();  // trailing blank lines
+  for (const std::string& l : lines) {
+    ++lineno;
+    const size_t sp = l.find(' ');
+    if (sp == std::string::npos || sp == 0 || sp + 1 >= l.size())
+      throw Error("class names file " + path + ", line " + std::to_string(lineno) +
+                  ": expected \"<synset id> <name>\", got \"" + l + "\"");
+    names.push_back(l.substr(sp + 1));
+  }
+  if (names.empty()) throw Error("class names file " + path + " is empty");
+  return names;
+}
+
+}  // namespace vitint::convert

@@ -1,0 +1,315 @@
+// Image decoding (stb_image) and a bit-exact port of Pillow's resampling, so
+// that preprocessing matches timm/torchvision on PIL images byte for byte.
+#include "vitint/image.h"
+
+#include <stb/stb_image.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+
+#include "vitint/error.h"
+
+namespace vitint {
+
+namespace {
+
+// Bigger than any photograph worth classifying; protects against decoding
+// bombs (a tiny file declaring a gigapixel image).
+constexpr int kMaxImageSide = 1 << 15;
+constexpr long long kMaxImagePixels = 1LL << 27;
+
+// Pillow: 8 bits for the result, 2 bits of headroom for negative lobes and
+// sums above 1, in a 32-bit int.
+constexpr int kPrecisionBits = 32 - 8 - 2;
+
+struct Filter {
+  double (*fn)(double);
+  double support;
+};
+
+double bilinear_filter(double x) {
+  if (x < 0.0) x = -x;
+  if (x < 1.0) return 1.0 - x;
+  return 0.0;
+}
+
+double bicubic_filter(double x) {
+  // Keys' cubic convolution with a = -0.5, written in Pillow's operation
+  // order so the doubles round identically.
+  constexpr double a = -0.5;
+  if (x < 0.0) x = -x;
+  if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1;
+  if (x < 2.0) return (((x - 5) * x + 8) * x - 4) * a;
+  return 0.0;
+}
+
+Filter filter_for(Interpolation interp) {
+  switch (interp) {
+    case Interpolation::kBilinear:
+      return {bilinear_filter, 1.0};
+    case Interpolation::kBicubic:
+      return {bicubic_filter, 2.0};
+  }
+  VITINT_ASSERT(false);
+  return {bicubic_filter, 2.0};
+}
+
+// One output position's source window [start, start + count) and its
+// fixed-point weights (Pillow's precompute_coeffs + normalize_coeffs_8bpc).
+struct Coeffs {
+  int ksize = 0;
+  std::vector<int> start;
+  std::vector<int> count;
+  std::vector<int32_t> weights;  // out_size * ksize
+};
+
+Coeffs precompute_coeffs(int in_size, int out_size, const Filter& filter) {
+  // Full-image box: in0 = 0, in1 = in_size (floats in Pillow; exact here).
+  const float in0 = 0.0f;
+  const float in1 = static_cast<float>(in_size);
+  const double scale = static_cast<double>(in1 - in0) / out_size;
+  const double filterscale = scale < 1.0 ? 1.0 : scale;
+  const double support = filter.support * filterscale;
+  Coeffs c;
+  c.ksize = static_cast<int>(std::ceil(support)) * 2 + 1;
+  c.start.resize(static_cast<size_t>(out_size));
+  c.count.resize(static_cast<size_t>(out_size));
+  c.weights.assign(static_cast<size_t>(out_size) * static_cast<size_t>(c.ksize), 0);
+  std::vector<double> k(static_cast<size_t>(c.ksize));
+  for (int xx = 0; xx < out_size; ++xx) {
+    const double center = in0 + (xx + 0.5) * scale;
+    const double ss = 1.0 / filterscale;
+    // Pillow rounds with (int)(v + 0.5), i.e. truncation toward zero.
+    int xmin = static_cast<int>(center - support + 0.5);
+    if (xmin < 0) xmin = 0;
+    int xmax = static_cast<int>(center + support + 0.5);
+    if (xmax > in_size) xmax = in_size;
+    xmax -= xmin;
+    double ww = 0.0;
+    for (int x = 0; x < xmax; ++x) {
+      const double w = filter.fn((x + xmin - center + 0.5) * ss);
+      k[static_cast<size_t>(x)] = w;
+      ww += w;
+    }
+    int32_t* out = &c.weights[static_cast<size_t>(xx) * static_cast<size_t>(c.ksize)];
+    for (int x = 0; x < xmax; ++x) {
+      double v = k[static_cast<size_t>(x)];
+      if (ww != 0.0) v /= ww;
+      const double scaled = v * (1 << kPrecisionBits);
+      out[x] = static_cast<int32_t>(v < 0 ? -0.5 + scaled : 0.5 + scaled);
+    }
+    c.start[static_cast<size_t>(xx)] = xmin;
+    c.count[static_cast<size_t>(xx)] = xmax;
+  }
+  return c;
+}
+
+inline uint8_t clip8(int32_t acc) {
+  const int32_t v = acc >> kPrecisionBits;  // arithmetic shift, as in Pillow
+  return static_cast<uint8_t>(v < 0 ? 0 : (v > 255 ? 255 : v));
+}
+
+// src rows [row0, row0 + out_h) of width src_w -> out_w wide.
+void resample_horizontal(const uint8_t* src, int src_w, int row0, int out_h, int out_w,
+                         const Coeffs& c, uint8_t* dst) {
+  for (int yy = 0; yy < out_h; ++yy) {
+    const uint8_t* in_row = src + static_cast<size_t>(yy + row0) * static_cast<size_t>(src_w) * 3;
+    uint8_t* out_row = dst + static_cast<size_t>(yy) * static_cast<size_t>(out_w) * 3;
+    for (int xx = 0; xx < out_w; ++xx) {
+      const int xmin = c.start[static_cast<size_t>(xx)];
+      const int n = c.count[static_cast<size_t>(xx)];
+      const int32_t* k = &c.weights[static_cast<size_t>(xx) * static_cast<size_t>(c.ksize)];
+      int32_t s0 = 1 << (kPrecisionBits - 1), s1 = s0, s2 = s0;
+      const uint8_t* p = in_row + static_cast<size_t>(xmin) * 3;
+      for (int x = 0; x < n; ++x) {
+        s0 += p[3 * x + 0] * k[x];
+        s1 += p[3 * x + 1] * k[x];
+        s2 += p[3 * x + 2] * k[x];
+      }
+      out_row[3 * xx + 0] = clip8(s0);
+      out_row[3 * xx + 1] = clip8(s1);
+      out_row[3 * xx + 2] = clip8(s2);
+    }
+  }
+}
+
+// c.start is relative to the first row of src.
+void resample_vertical(const uint8_t* src, int width, int out_h, const Coeffs& c, int row_shift,
+                       uint8_t* dst) {
+  const size_t stride = static_cast<size_t>(width) * 3;
+  for (int yy = 0; yy < out_h; ++yy) {
+    const int ymin = c.start[static_cast<size_t>(yy)] - row_shift;
+    const int n = c.count[static_cast<size_t>(yy)];
+    const int32_t* k = &c.weights[static_cast<size_t>(yy) * static_cast<size_t>(c.ksize)];
+    uint8_t* out_row = dst + static_cast<size_t>(yy) * stride;
+    for (size_t i = 0; i < stride; ++i) {
+      int32_t s = 1 << (kPrecisionBits - 1);
+      for (int y = 0; y < n; ++y) s += src[static_cast<size_t>(ymin + y) * stride + i] * k[y];
+      out_row[i] = clip8(s);
+    }
+  }
+}
+
+void check_image(const Image& img, const char* what) {
+  if (img.width <= 0 || img.height <= 0 ||
+      img.rgb.size() != static_cast<size_t>(img.width) * static_cast<size_t>(img.height) * 3)
+    throw Error(std::string(what) + ": invalid image (" + std::to_string(img.width) + "x" +
+                std::to_string(img.height) + " with " + std::to_string(img.rgb.size()) +
+                " bytes; expected width*height*3 interleaved RGB bytes)");
+}
+
+}  // namespace
+
+Interpolation parse_interpolation(const std::string& name) {
+  if (name == "bicubic") return Interpolation::kBicubic;
+  if (name == "bilinear") return Interpolation::kBilinear;
+  throw Error("unsupported interpolation '" + name +
+              "' (pretrained_cfg.interpolation must be \"bicubic\" or \"bilinear\")");
+}
+
+const char* interpolation_name(Interpolation interp) {
+  switch (interp) {
+    case Interpolation::kBilinear:
+      return "bilinear";
+    case Interpolation::kBicubic:
+      return "bicubic";
+  }
+  return "unknown";
+}
+
+Image decode_image(const uint8_t* bytes, size_t size, const std::string& what) {
+  if (bytes == nullptr || size == 0) throw Error("cannot decode image " + what + ": it is empty");
+  if (size > static_cast<size_t>(INT_MAX))
+    throw Error("cannot decode image " + what + ": " + std::to_string(size) +
+                " bytes is more than the decoder accepts (2 GiB)");
+  const int len = static_cast<int>(size);
+  int w = 0, h = 0, channels = 0;
+  if (!stbi_info_from_memory(bytes, len, &w, &h, &channels))
+    throw Error("cannot decode image " + what + ": " + stbi_failure_reason() +
+                " (supported formats: JPEG, PNG, BMP, PPM/PGM, TGA, GIF)");
+  if (w <= 0 || h <= 0 || w > kMaxImageSide || h > kMaxImageSide ||
+      static_cast<long long>(w) * h > kMaxImagePixels)
+    throw Error("cannot decode image " + what + ": its size " + std::to_string(w) + "x" +
+                std::to_string(h) + " is absurd (at most " + std::to_string(kMaxImageSide) +
+                " pixels a side and " + std::to_string(kMaxImagePixels) + " pixels)");
+  // Forcing 3 channels replicates grey and drops alpha, as PIL's convert("RGB").
+  stbi_uc* pixels = stbi_load_from_memory(bytes, len, &w, &h, &channels, 3);
+  if (pixels == nullptr)
+    throw Error("cannot decode image " + what + ": " + stbi_failure_reason());
+  Image img;
+  img.width = w;
+  img.height = h;
+  img.rgb.assign(pixels, pixels + static_cast<size_t>(w) * static_cast<size_t>(h) * 3);
+  stbi_image_free(pixels);
+  return img;
+}
+
+Image load_image(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error("cannot open image " + path + ": " + std::strerror(errno));
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) throw Error("cannot read image " + path + ": I/O error");
+  return decode_image(bytes.data(), bytes.size(), path);
+}
+
+Image resize(const Image& src, int width, int height, Interpolation interp) {
+  check_image(src, "resize");
+  if (width <= 0 || height <= 0 || width > kMaxImageSide || height > kMaxImageSide)
+    throw Error("resize: invalid output size " + std::to_string(width) + "x" +
+                std::to_string(height));
+  const Filter filter = filter_for(interp);
+  // Pillow's ImagingResampleInner for box = (0, 0, W, H): each pass runs only
+  // when that dimension changes; the horizontal pass covers just the source
+  // rows that the vertical pass will read.
+  const bool need_h = width != src.width;
+  const bool need_v = height != src.height;
+  if (!need_h && !need_v) return src;
+
+  const Coeffs vert = precompute_coeffs(src.height, height, filter);
+  const int ybox_first = vert.start.front();
+  const int ybox_last = vert.start.back() + vert.count.back();
+
+  Image tmp;
+  const Image* cur = &src;
+  int row_shift = 0;
+  if (need_h) {
+    const Coeffs horiz = precompute_coeffs(src.width, width, filter);
+    tmp.width = width;
+    tmp.height = ybox_last - ybox_first;
+    tmp.rgb.resize(static_cast<size_t>(tmp.width) * static_cast<size_t>(tmp.height) * 3);
+    resample_horizontal(src.rgb.data(), src.width, ybox_first, tmp.height, width, horiz,
+                        tmp.rgb.data());
+    cur = &tmp;
+    row_shift = ybox_first;
+  }
+  if (!need_v) {
+    // An unchanged height keeps every source row in the vertical window.
+    VITINT_ASSERT(tmp.height == src.height);
+    return tmp;
+  }
+  Image out;
+  out.width = cur->width;
+  out.height = height;
+  out.rgb.resize(static_cast<size_t>(out.width) * static_cast<size_t>(height) * 3);
+  resample_vertical(cur->rgb.data(), cur->width, height, vert, row_shift, out.rgb.data());
+  return out;
+}
+
+Image center_crop(const Image& src, int width, int height) {
+  check_image(src, "center_crop");
+  if (width <= 0 || height <= 0 || width > src.width || height > src.height)
+    throw Error("center_crop: a " + std::to_string(width) + "x" + std::to_string(height) +
+                " crop does not fit in a " + std::to_string(src.width) + "x" +
+                std::to_string(src.height) + " image");
+  // torchvision: int(round((H - h) / 2.0)); Python rounds halves to even.
+  auto offset = [](int diff) {
+    const int half = diff / 2;
+    return (diff % 2 == 0 || half % 2 == 0) ? half : half + 1;
+  };
+  const int top = offset(src.height - height);
+  const int left = offset(src.width - width);
+  Image out;
+  out.width = width;
+  out.height = height;
+  out.rgb.resize(static_cast<size_t>(width) * static_cast<size_t>(height) * 3);
+  const size_t row_bytes = static_cast<size_t>(width) * 3;
+  for (int y = 0; y < height; ++y) {
+    const uint8_t* from = src.rgb.data() +
+                          (static_cast<size_t>(top + y) * static_cast<size_t>(src.width) +
+                           static_cast<size_t>(left)) * 3;
+    std::memcpy(out.rgb.data() + static_cast<size_t>(y) * row_bytes, from, row_bytes);
+  }
+  return out;
+}
+
+Image preprocess(const Image& src, int input_size, double crop_pct, Interpolation interp) {
+  check_image(src, "preprocess");
+  if (input_size <= 0 || !(crop_pct > 0.0) || crop_pct > 1.0)
+    throw Error("preprocess: invalid input_size " + std::to_string(input_size) + " / crop_pct " +
+                std::to_string(crop_pct) + " (need input_size > 0 and 0 < crop_pct <= 1)");
+  // timm: math.floor(img_size / crop_pct), evaluated in double like Python.
+  const double scaled = std::floor(static_cast<double>(input_size) / crop_pct);
+  if (scaled > kMaxImageSide) throw Error("preprocess: resize target too large");
+  const int size = static_cast<int>(scaled);
+  // torchvision Resize(int): the shorter side becomes `size`, the longer side
+  // int(size * long / short) (true division in double, then truncation).
+  const bool wide = src.width > src.height;
+  const int short_side = wide ? src.height : src.width;
+  const int long_side = wide ? src.width : src.height;
+  const double long_d =
+      static_cast<double>(static_cast<long long>(size) * long_side) / short_side;
+  if (long_d > kMaxImageSide)
+    throw Error("preprocess: a " + std::to_string(src.width) + "x" + std::to_string(src.height) +
+                " image has an absurd aspect ratio");
+  const int new_long = static_cast<int>(long_d);
+  const int new_w = wide ? new_long : size;
+  const int new_h = wide ? size : new_long;
+  return center_crop(resize(src, new_w, new_h, interp), input_size, input_size);
+}
+
+}  // namespace vitint

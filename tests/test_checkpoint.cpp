@@ -1,0 +1,273 @@
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "converter/checkpoint.h"
+#include "shared_data.h"
+#include "vitint/error.h"
+
+using vitint::convert::Checkpoint;
+using vitint::convert::VitConfig;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string read_all(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  REQUIRE(in.good());
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+void write_all(const fs::path& p, const std::string& s) {
+  std::ofstream out(p, std::ios::binary);
+  out << s;
+  REQUIRE(out.good());
+}
+
+// A scratch checkpoint directory in the temp dir: copies of the DeiT-Tiny
+// files, optionally with the safetensors header or config edited.
+struct ScratchCheckpoint {
+  fs::path dir;
+  ScratchCheckpoint() {
+    dir = fs::temp_directory_path() / ("vitint_test_ckpt_" + std::to_string(std::rand()));
+    fs::create_directories(dir);
+    const fs::path src = vitint::test::model_dir(vitint::test::kDeitTiny);
+    write_all(dir / "config.json", read_all(src / "config.json"));
+    write_all(dir / "model.safetensors", read_all(src / "model.safetensors"));
+  }
+  ~ScratchCheckpoint() {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+  void edit_header(const std::function<void(nlohmann::json&)>& fn) {
+    const std::string file = read_all(dir / "model.safetensors");
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<uint8_t>(file[static_cast<size_t>(i)]);
+    nlohmann::json header = nlohmann::json::parse(file.substr(8, n));
+    fn(header);
+    const std::string h = header.dump();
+    std::string out(8, '\0');
+    for (int i = 0; i < 8; ++i) out[static_cast<size_t>(i)] = static_cast<char>((h.size() >> (8 * i)) & 0xff);
+    write_all(dir / "model.safetensors", out + h + file.substr(8 + n));
+  }
+  void edit_config(const std::function<void(nlohmann::json&)>& fn) {
+    nlohmann::json cfg = nlohmann::json::parse(read_all(dir / "config.json"));
+    fn(cfg);
+    write_all(dir / "config.json", cfg.dump(2));
+  }
+  // The message of the Error that loading throws ("" if it loads).
+  std::string load_error() const {
+    try {
+      Checkpoint::load(dir.string());
+    } catch (const vitint::Error& e) {
+      return e.what();
+    }
+    return "";
+  }
+};
+
+bool contains(const std::string& s, const std::string& sub) { return s.find(sub) != std::string::npos; }
+
+void check_tiny_shapes(const Checkpoint& ck) {
+  const VitConfig& c = ck.config();
+  CHECK(c.depth == 12);
+  CHECK(c.embed_dim == 192);
+  CHECK(c.num_heads == 3);
+  CHECK(c.head_dim() == 64);
+  CHECK(c.mlp_hidden == 768);
+  CHECK(c.patch_size == 16);
+  CHECK(c.image_size == 224);
+  CHECK(c.num_tokens() == 197);
+  CHECK(c.num_classes == 1000);
+  CHECK(c.qkv_bias);
+  CHECK(c.interpolation == vitint::Interpolation::kBicubic);
+  CHECK(ck.tensors().size() == 152);
+  CHECK(ck.get("pos_embed").shape == std::vector<int64_t>{1, 197, 192});
+  CHECK(ck.get("blocks.11.mlp.fc1.weight").shape == std::vector<int64_t>{768, 192});
+  CHECK(ck.get("head.weight").numel() == 192000);
+  CHECK_THROWS_AS(ck.get("dist_token"), vitint::Error);
+}
+
+}  // namespace
+
+TEST_CASE("checkpoint: DeiT-Tiny loads") {
+  const Checkpoint ck = Checkpoint::load(vitint::test::model_dir(vitint::test::kDeitTiny));
+  check_tiny_shapes(ck);
+  const VitConfig& c = ck.config();
+  CHECK(c.architecture == "deit_tiny_patch16_224");
+  CHECK(c.tag == "fb_in1k");
+  CHECK(c.crop_pct == doctest::Approx(0.875));
+  CHECK(c.mean[0] == doctest::Approx(0.485));
+  CHECK(c.mean[2] == doctest::Approx(0.406));
+  CHECK(c.std[1] == doctest::Approx(0.224));
+  // The README says the LayerNorm parameters sit on a 2^-6 grid.
+  const float w = ck.get("blocks.0.norm1.weight").data[0];
+  CHECK(w * 64.0f == doctest::Approx(std::round(w * 64.0f)));
+}
+
+TEST_CASE("checkpoint: ViT-Tiny augreg loads") {
+  const Checkpoint ck = Checkpoint::load(vitint::test::model_dir(vitint::test::kVitTiny));
+  check_tiny_shapes(ck);
+  const VitConfig& c = ck.config();
+  CHECK(c.architecture == "vit_tiny_patch16_224");
+  CHECK(c.tag == "augreg_in21k_ft_in1k");
+  CHECK(c.crop_pct == doctest::Approx(0.9));
+  for (int i = 0; i < 3; ++i) {
+    CHECK(c.mean[static_cast<size_t>(i)] == 0.5f);
+    CHECK(c.std[static_cast<size_t>(i)] == 0.5f);
+  }
+}
+
+TEST_CASE("checkpoint: broken checkpoints give errors that name the tensor and the file") {
+  SUBCASE("missing tensor") {
+    ScratchCheckpoint s;
+    s.edit_header([](nlohmann::json& h) { h.erase("blocks.5.attn.proj.bias"); });
+    const std::string msg = s.load_error();
+    CHECK(contains(msg, "missing tensor 'blocks.5.attn.proj.bias'"));
+    CHECK(contains(msg, "[192]"));
+    CHECK(contains(msg, "model.safetensors"));
+  }
+  SUBCASE("mis-shaped tensor") {
+    ScratchCheckpoint s;
+    s.edit_header([](nlohmann::json& h) { h["blocks.3.mlp.fc1.weight"]["shape"] = {192, 768}; });
+    const std::string msg = s.load_error();
+    CHECK(contains(msg, "'blocks.3.mlp.fc1.weight'"));
+    CHECK(contains(msg, "[192, 768]"));
+    CHECK(contains(msg, "expected [768, 192]"));
+    CHECK(contains(msg, "model.safetensors"));
+  }
+  SUBCASE("unexpected tensor (distilled DeiT)") {
+    ScratchCheckpoint s;
+    s.edit_header([](nlohmann::json& h) {
+      h["dist_token"] = {{"dtype", "F32"}, {"shape", {1, 1, 192}}, {"data_offsets", {0, 768}}};
+    });
+    const std::string msg = s.load_error();
+    CHECK(contains(msg, "unexpected tensor 'dist_token'"));
+    CHECK(contains(msg, "distilled"));
+  }
+  SUBCASE("offsets that do not match the shape") {
+    ScratchCheckpoint s;
+    s.edit_header([](nlohmann::json& h) { h["norm.bias"]["data_offsets"][1] = h["norm.bias"]["data_offsets"][0].get<uint64_t>() + 4; });
+    CHECK(contains(s.load_error(), "'norm.bias'"));
+  }
+  SUBCASE("unsupported dtype") {
+    ScratchCheckpoint s;
+    s.edit_header([](nlohmann::json& h) { h["cls_token"]["dtype"] = "BF16"; });
+    const std::string msg = s.load_error();
+    CHECK(contains(msg, "'cls_token'"));
+    CHECK(contains(msg, "only F32"));
+  }
+  SUBCASE("truncated file") {
+    ScratchCheckpoint s;
+    const std::string file = read_all(s.dir / "model.safetensors");
+    write_all(s.dir / "model.safetensors", file.substr(0, file.size() / 2));
+    const std::string msg = s.load_error();
+    CHECK(contains(msg, "truncated"));
+    CHECK(contains(msg, "tensor '"));
+    CHECK(contains(msg, "model.safetensors"));
+    // Cut inside the header itself.
+    write_all(s.dir / "model.safetensors", file.substr(0, 1000));
+    CHECK(contains(s.load_error(), "truncated"));
+    write_all(s.dir / "model.safetensors", file.substr(0, 5));
+    CHECK(contains(s.load_error(), "truncated"));
+  }
+  SUBCASE("config: unsupported models") {
+    ScratchCheckpoint s;
+    s.edit_config([](nlohmann::json& c) { c["architecture"] = "deit_tiny_distilled_patch16_224"; });
+    CHECK(contains(s.load_error(), "distilled"));
+    s.edit_config([](nlohmann::json& c) {
+      c["architecture"] = "deit_tiny_patch16_224";
+      c["global_pool"] = "avg";
+    });
+    CHECK(contains(s.load_error(), "global_pool"));
+    s.edit_config([](nlohmann::json& c) {
+      c["global_pool"] = "token";
+      c["model_args"]["class_token"] = false;
+    });
+    CHECK(contains(s.load_error(), "class token"));
+    s.edit_config([](nlohmann::json& c) {
+      c["model_args"].erase("class_token");
+      c["architecture"] = "swin_tiny_patch4_window7_224";
+    });
+    CHECK(contains(s.load_error(), "not supported"));
+  }
+  SUBCASE("config: hyper-parameters fall back to timm's for standard names") {
+    ScratchCheckpoint s;
+    s.edit_config([](nlohmann::json& c) { c.erase("model_args"); });
+    CHECK(s.load_error().empty());
+    // A config that disagrees with the weights is caught by the tensor check.
+    s.edit_config([](nlohmann::json& c) { c["model_args"] = {{"depth", 11}}; });
+    CHECK(contains(s.load_error(), "unexpected tensor 'blocks.11."));
+  }
+  SUBCASE("missing files") {
+    ScratchCheckpoint s;
+    fs::remove(s.dir / "model.safetensors");
+    CHECK(contains(s.load_error(), "model.safetensors"));
+    fs::remove(s.dir / "config.json");
+    CHECK(contains(s.load_error(), "config.json"));
+  }
+}
+
+TEST_CASE("checkpoint: random weights for standard architectures") {
+  struct Case {
+    const char* arch;
+    int dim, heads;
+    double crop;
+    float mean0;
+  };
+  const Case cases[] = {{"deit_tiny_patch16_224", 192, 3, 0.875, 0.485f},
+                        {"deit_small_patch16_224", 384, 6, 0.875, 0.485f},
+                        {"deit_base_patch16_224", 768, 12, 0.875, 0.485f},
+                        {"vit_base_patch16_224", 768, 12, 0.9, 0.5f}};
+  for (const auto& c : cases) {
+    CAPTURE(c.arch);
+    const Checkpoint ck = Checkpoint::random(c.arch, 7);
+    const VitConfig& cfg = ck.config();
+    CHECK(cfg.architecture == c.arch);
+    CHECK(cfg.embed_dim == c.dim);
+    CHECK(cfg.num_heads == c.heads);
+    CHECK(cfg.depth == 12);
+    CHECK(cfg.mlp_hidden == 4 * c.dim);
+    CHECK(cfg.num_classes == 1000);
+    CHECK(cfg.crop_pct == doctest::Approx(c.crop));
+    CHECK(cfg.mean[0] == doctest::Approx(c.mean0));
+    CHECK(cfg.interpolation == vitint::Interpolation::kBicubic);
+    CHECK(ck.tensors().size() == 152);
+    const auto& qkv = ck.get("blocks.0.attn.qkv.weight");
+    CHECK(qkv.shape == std::vector<int64_t>{3 * c.dim, c.dim});
+    double sum = 0, sq = 0;
+    for (float v : qkv.data) {
+      sum += v;
+      sq += static_cast<double>(v) * v;
+    }
+    const double n = static_cast<double>(qkv.data.size());
+    CHECK(std::abs(sum / n) < 1e-3);
+    CHECK(std::sqrt(sq / n) == doctest::Approx(0.0176).epsilon(0.05));  // trunc-normal(0.02, +-2 sigma)
+    const auto& ln = ck.get("blocks.0.norm1.weight").data;
+    CHECK(ln[0] == doctest::Approx(1.0).epsilon(0.3));
+  }
+  // Deterministic in the seed.
+  const Checkpoint a = Checkpoint::random("deit_tiny_patch16_224", 1);
+  const Checkpoint b = Checkpoint::random("deit_tiny_patch16_224", 1);
+  const Checkpoint d = Checkpoint::random("deit_tiny_patch16_224", 2);
+  CHECK(a.get("blocks.3.mlp.fc2.weight").data == b.get("blocks.3.mlp.fc2.weight").data);
+  CHECK(a.get("blocks.3.mlp.fc2.weight").data != d.get("blocks.3.mlp.fc2.weight").data);
+  CHECK_THROWS_AS(Checkpoint::random("resnet50", 1), vitint::Error);
+}
+
+TEST_CASE("read_class_names") {
+  const auto names =
+      vitint::convert::read_class_names(vitint::test::shared_dir() + "/data/imagenet_synset_words.txt");
+  REQUIRE(names.size() == 1000);
+  CHECK(names[0] == "tench, Tinca tinca");
+  CHECK(names[1] == "goldfish, Carassius auratus");
+  CHECK_THROWS_AS(vitint::convert::read_class_names("/nonexistent/synsets.txt"), vitint::Error);
+}

@@ -1,0 +1,251 @@
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "shared_data.h"
+#include "vitint/error.h"
+#include "vitint/image.h"
+
+using vitint::Image;
+using vitint::Interpolation;
+
+namespace {
+
+Image make_image(int w, int h) {
+  Image img;
+  img.width = w;
+  img.height = h;
+  img.rgb.assign(static_cast<size_t>(w) * static_cast<size_t>(h) * 3, 0);
+  return img;
+}
+
+uint8_t& px(Image& img, int x, int y, int c) {
+  return img.rgb[(static_cast<size_t>(y) * static_cast<size_t>(img.width) + static_cast<size_t>(x)) * 3 +
+                 static_cast<size_t>(c)];
+}
+uint8_t px(const Image& img, int x, int y, int c) {
+  return img.rgb[(static_cast<size_t>(y) * static_cast<size_t>(img.width) + static_cast<size_t>(x)) * 3 +
+                 static_cast<size_t>(c)];
+}
+
+// Deterministic, non-smooth content.
+Image pattern_image(int w, int h) {
+  Image img = make_image(w, h);
+  uint32_t s = 12345;
+  for (auto& b : img.rgb) {
+    s = s * 1664525u + 1013904223u;
+    b = static_cast<uint8_t>(s >> 24);
+  }
+  return img;
+}
+
+std::filesystem::path temp_dir(const std::string& name) {
+  auto dir = std::filesystem::temp_directory_path() /
+             ("vitint_test_image_" + name + "_" + std::to_string(std::rand()));
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+}  // namespace
+
+TEST_CASE("parse_interpolation") {
+  CHECK(vitint::parse_interpolation("bicubic") == Interpolation::kBicubic);
+  CHECK(vitint::parse_interpolation("bilinear") == Interpolation::kBilinear);
+  CHECK(std::string(vitint::interpolation_name(Interpolation::kBicubic)) == "bicubic");
+  CHECK_THROWS_AS(vitint::parse_interpolation("lanczos"), vitint::Error);
+}
+
+TEST_CASE("resize: same size is the identity") {
+  const Image img = pattern_image(13, 7);
+  for (auto interp : {Interpolation::kBicubic, Interpolation::kBilinear}) {
+    const Image out = vitint::resize(img, 13, 7, interp);
+    CHECK(out.width == 13);
+    CHECK(out.height == 7);
+    CHECK(out.rgb == img.rgb);
+  }
+}
+
+TEST_CASE("resize: a constant image stays constant") {
+  Image img = make_image(9, 6);
+  for (int y = 0; y < 6; ++y)
+    for (int x = 0; x < 9; ++x) {
+      px(img, x, y, 0) = 3;
+      px(img, x, y, 1) = 128;
+      px(img, x, y, 2) = 255;
+    }
+  const int sizes[][2] = {{20, 6}, {9, 17}, {4, 3}, {2, 11}, {31, 2}, {1, 1}};
+  for (auto interp : {Interpolation::kBicubic, Interpolation::kBilinear})
+    for (const auto& s : sizes) {
+      const Image out = vitint::resize(img, s[0], s[1], interp);
+      REQUIRE(out.width == s[0]);
+      REQUIRE(out.height == s[1]);
+      REQUIRE(out.rgb.size() == static_cast<size_t>(s[0] * s[1] * 3));
+      for (int y = 0; y < s[1]; ++y)
+        for (int x = 0; x < s[0]; ++x) {
+          CHECK(px(out, x, y, 0) == 3);
+          CHECK(px(out, x, y, 1) == 128);
+          CHECK(px(out, x, y, 2) == 255);
+        }
+    }
+}
+
+// Bicubic (a = -0.5) upscaling 2 -> 4 pixels, computed by hand:
+// scale 0.5, support 2; output 0 has center 0.25 and taps x = 0, 1 at
+// distances 0.25 and 1.25: k(0.25) = 0.8671875, k(1.25) = -0.0703125,
+// normalized 1.0882353 / -0.0882353 -> 22-bit fixed point 4564442 / -370085.
+// [100, 200] gives (100*4564442 - 200*370085 + 2^21) >> 22 = 91.
+// Output 1 (center 0.75): k(0.25), k(0.75) = 0.8671875, 0.2265625 ->
+// 0.7928571 / 0.2071429 -> 121; outputs 2 and 3 mirror them: 179, 209.
+TEST_CASE("resize: bicubic 2 -> 4 by hand, both passes") {
+  Image row = make_image(2, 1);
+  Image col = make_image(1, 2);
+  for (int c = 0; c < 3; ++c) {
+    const uint8_t a = c == 1 ? 200 : 100, b = c == 1 ? 100 : 200;
+    px(row, 0, 0, c) = a;
+    px(row, 1, 0, c) = b;
+    px(col, 0, 0, c) = a;
+    px(col, 0, 1, c) = b;
+  }
+  const uint8_t expect[4] = {91, 121, 179, 209};
+  const Image h = vitint::resize(row, 4, 1, Interpolation::kBicubic);
+  const Image v = vitint::resize(col, 1, 4, Interpolation::kBicubic);
+  REQUIRE(h.width == 4);
+  REQUIRE(v.height == 4);
+  for (int i = 0; i < 4; ++i) {
+    CHECK(px(h, i, 0, 0) == expect[i]);
+    CHECK(px(h, i, 0, 2) == expect[i]);
+    CHECK(px(h, i, 0, 1) == expect[3 - i]);
+    CHECK(px(v, 0, i, 0) == expect[i]);
+    CHECK(px(v, 0, i, 1) == expect[3 - i]);
+  }
+  // Both passes at once: a 2x2 image whose rows are equal behaves like a row.
+  Image sq = make_image(2, 2);
+  for (int y = 0; y < 2; ++y)
+    for (int c = 0; c < 3; ++c) {
+      px(sq, 0, y, c) = 100;
+      px(sq, 1, y, c) = 200;
+    }
+  const Image hv = vitint::resize(sq, 4, 3, Interpolation::kBicubic);
+  for (int y = 0; y < 3; ++y)
+    for (int i = 0; i < 4; ++i) CHECK(px(hv, i, y, 0) == expect[i]);
+}
+
+// Bilinear downscaling 4 -> 2 (antialiased): support 1 * scale 2 = 2;
+// output 0 has center 1 and taps 0..2 with triangle weights 0.75, 0.75, 0.25
+// (/1.75): (10*3 + 20*3 + 30) / 7 = 17.14 -> 17; output 1 (center 3) taps
+// 1..3 with 0.25, 0.75, 0.75: (20 + 30*3 + 40*3) / 7 = 32.86 -> 33.
+TEST_CASE("resize: bilinear 4 -> 2 by hand") {
+  Image img = make_image(4, 1);
+  const uint8_t vals[4] = {10, 20, 30, 40};
+  for (int x = 0; x < 4; ++x)
+    for (int c = 0; c < 3; ++c) px(img, x, 0, c) = vals[x];
+  const Image out = vitint::resize(img, 2, 1, Interpolation::kBilinear);
+  REQUIRE(out.width == 2);
+  CHECK(px(out, 0, 0, 0) == 17);
+  CHECK(px(out, 1, 0, 0) == 33);
+}
+
+TEST_CASE("resize: rejects bad sizes") {
+  const Image img = pattern_image(5, 5);
+  CHECK_THROWS_AS(vitint::resize(img, 0, 5, Interpolation::kBicubic), vitint::Error);
+  CHECK_THROWS_AS(vitint::resize(img, 5, -1, Interpolation::kBicubic), vitint::Error);
+  Image bad = img;
+  bad.rgb.pop_back();
+  CHECK_THROWS_AS(vitint::resize(bad, 4, 4, Interpolation::kBicubic), vitint::Error);
+}
+
+TEST_CASE("center_crop: torchvision offsets (round half to even)") {
+  Image img = make_image(10, 9);
+  for (int y = 0; y < 9; ++y)
+    for (int x = 0; x < 10; ++x) {
+      px(img, x, y, 0) = static_cast<uint8_t>(x);
+      px(img, x, y, 1) = static_cast<uint8_t>(y);
+    }
+  struct Case {
+    int w, h, left, top;
+  };
+  // left = round((10 - w) / 2), top = round((9 - h) / 2)
+  const Case cases[] = {{10, 9, 0, 0}, {6, 5, 2, 2},  // 2.0, 2.0
+                        {5, 4, 2, 2},                 // 2.5 -> 2, 2.5 -> 2
+                        {7, 6, 2, 2},                 // 1.5 -> 2, 1.5 -> 2
+                        {9, 8, 0, 0},                 // 0.5 -> 0
+                        {1, 2, 4, 4},                 // 4.5 -> 4, 3.5 -> 4
+                        {3, 1, 4, 4}};                // 3.5 -> 4, 4.0
+  for (const auto& c : cases) {
+    CAPTURE(c.w);
+    CAPTURE(c.h);
+    const Image out = vitint::center_crop(img, c.w, c.h);
+    REQUIRE(out.width == c.w);
+    REQUIRE(out.height == c.h);
+    CHECK(px(out, 0, 0, 0) == c.left);
+    CHECK(px(out, 0, 0, 1) == c.top);
+    CHECK(px(out, c.w - 1, c.h - 1, 0) == c.left + c.w - 1);
+    CHECK(px(out, c.w - 1, c.h - 1, 1) == c.top + c.h - 1);
+  }
+  CHECK_THROWS_AS(vitint::center_crop(img, 11, 9), vitint::Error);
+  CHECK_THROWS_AS(vitint::center_crop(img, 10, 10), vitint::Error);
+}
+
+TEST_CASE("preprocess: torchvision Resize(int) then CenterCrop") {
+  // Landscape 300x200, crop_pct 0.875: shorter side -> 256, longer int(256*300/200) = 384.
+  const Image wide = pattern_image(300, 200);
+  Image out = vitint::preprocess(wide, 224, 0.875, Interpolation::kBicubic);
+  CHECK(out.width == 224);
+  CHECK(out.height == 224);
+  CHECK(out.rgb == vitint::center_crop(vitint::resize(wide, 384, 256, Interpolation::kBicubic), 224, 224).rgb);
+  // Portrait 200x333, crop_pct 0.9: floor(224/0.9) = 248, longer int(248*333/200) = 412.
+  const Image tall = pattern_image(200, 333);
+  out = vitint::preprocess(tall, 224, 0.9, Interpolation::kBilinear);
+  CHECK(out.width == 224);
+  CHECK(out.height == 224);
+  CHECK(out.rgb == vitint::center_crop(vitint::resize(tall, 248, 412, Interpolation::kBilinear), 224, 224).rgb);
+  // crop_pct 1: the shorter side becomes exactly the input size.
+  const Image sq = pattern_image(227, 227);
+  out = vitint::preprocess(sq, 224, 1.0, Interpolation::kBicubic);
+  CHECK(out.rgb == vitint::resize(sq, 224, 224, Interpolation::kBicubic).rgb);
+  CHECK_THROWS_AS(vitint::preprocess(sq, 224, 0.0, Interpolation::kBicubic), vitint::Error);
+}
+
+TEST_CASE("load_image: errors name the file") {
+  const auto dir = temp_dir("errors");
+  const std::string missing = (dir / "does_not_exist.jpg").string();
+  try {
+    vitint::load_image(missing);
+    FAIL("no exception");
+  } catch (const vitint::Error& e) {
+    CHECK(std::string(e.what()).find(missing) != std::string::npos);
+  }
+  const std::string garbage = (dir / "garbage.jpg").string();
+  {
+    std::ofstream f(garbage, std::ios::binary);
+    for (int i = 0; i < 1000; ++i) f.put(static_cast<char>((i * 7919) & 0xff));
+  }
+  try {
+    vitint::load_image(garbage);
+    FAIL("no exception");
+  } catch (const vitint::Error& e) {
+    CHECK(std::string(e.what()).find(garbage) != std::string::npos);
+  }
+  // A truncated JPEG: the first 300 bytes of a real one.
+  const std::string real = vitint::test::val_dir() + "/ILSVRC2012_val_00000347.JPEG";
+  std::ifstream in(real, std::ios::binary);
+  REQUIRE(in.good());
+  std::string head(300, '\0');
+  in.read(head.data(), 300);
+  const std::string truncated = (dir / "truncated.jpg").string();
+  std::ofstream(truncated, std::ios::binary) << head;
+  CHECK_THROWS_AS(vitint::load_image(truncated), vitint::Error);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("load_image: a real JPEG") {
+  const Image img = vitint::load_image(vitint::test::val_dir() + "/ILSVRC2012_val_00000347.JPEG");
+  CHECK(img.width == 227);
+  CHECK(img.height == 227);
+  CHECK(img.rgb.size() == 227u * 227u * 3u);
+  const Image p = vitint::preprocess(img, 224, 0.875, Interpolation::kBicubic);
+  CHECK(p.width == 224);
+  CHECK(p.height == 224);
+}

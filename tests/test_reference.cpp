@@ -1,0 +1,196 @@
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "converter/checkpoint.h"
+#include "converter/npy.h"
+#include "converter/reference.h"
+#include "shared_data.h"
+#include "vitint/error.h"
+#include "vitint/image.h"
+
+using vitint::convert::Checkpoint;
+using vitint::convert::Observer;
+using vitint::convert::ReferenceModel;
+using vitint::convert::Site;
+
+namespace {
+
+std::vector<std::string> val_files() {
+  std::ifstream in(vitint::test::val_dir() + "/val.txt");
+  REQUIRE(in.good());
+  std::vector<std::string> files;
+  std::string file;
+  int label = 0;
+  while (in >> file >> label) files.push_back(file);
+  REQUIRE(files.size() == 1300);
+  return files;
+}
+
+std::vector<uint8_t> preprocessed(const Checkpoint& ck, const std::string& file) {
+  const auto& c = ck.config();
+  const vitint::Image img = vitint::load_image(vitint::test::val_dir() + "/" + file);
+  return vitint::preprocess(img, c.image_size, c.crop_pct, c.interpolation).rgb;
+}
+
+size_t argmax(const float* v, size_t n) { return static_cast<size_t>(std::max_element(v, v + n) - v); }
+
+// Every 26th image: 50 images spread over the whole file.
+constexpr int kSubset = 50;
+constexpr int kStride = 26;
+
+// Measured over the 50 images (see the MESSAGE): max |logit - timm| is
+// 2.2e-4 (DeiT-T) and 4.1e-4 (ViT-T); the bound leaves room for other
+// compilers / ISAs reordering float sums.
+constexpr double kMaxLogitDeviation = 5e-3;
+
+void compare_with_timm(const char* model_name) {
+  const Checkpoint ck = Checkpoint::load(vitint::test::model_dir(model_name));
+  const ReferenceModel model(ck);
+  const auto ref = vitint::convert::read_npy_f32(vitint::test::val_dir() + "/timm_fp32_logits/" +
+                                                 model_name + ".npy");
+  REQUIRE(ref.shape == std::vector<int64_t>{1300, 1000});
+  const auto files = val_files();
+  double max_dev = 0, sum_dev = 0, seconds = 0;
+  int agree = 0;
+  for (int i = 0; i < kSubset; ++i) {
+    const size_t row = static_cast<size_t>(i * kStride);
+    const auto image = preprocessed(ck, files[row]);
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::vector<float> logits = model.forward(image.data());
+    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    REQUIRE(logits.size() == 1000);
+    const float* expect = ref.data.data() + row * 1000;
+    double dev = 0;
+    for (size_t j = 0; j < 1000; ++j) dev = std::max(dev, std::abs(double(logits[j]) - expect[j]));
+    max_dev = std::max(max_dev, dev);
+    sum_dev += dev;
+    const bool same = argmax(logits.data(), 1000) == argmax(expect, 1000);
+    agree += same;
+    CHECK_MESSAGE(same, files[row] << ": top-1 " << argmax(logits.data(), 1000) << " vs timm "
+                                    << argmax(expect, 1000));
+  }
+  MESSAGE(model_name << ": top-1 agreement " << agree << "/" << kSubset
+                     << ", max |logit - timm| " << max_dev << " (mean of per-image max "
+                     << sum_dev / kSubset << "), forward " << 1000.0 * seconds / kSubset
+                     << " ms/image");
+  CHECK(agree == kSubset);
+  CHECK(max_dev < kMaxLogitDeviation);
+}
+
+struct RecordingObserver : Observer {
+  struct Call {
+    Site site;
+    int block, rows, cols;
+    std::vector<float> data;
+  };
+  std::vector<Call> calls;
+  void observe(Site site, int block, const float* data, int rows, int cols) override {
+    calls.push_back({site, block, rows, cols,
+                     std::vector<float>(data, data + static_cast<size_t>(rows) * static_cast<size_t>(cols))});
+  }
+  const Call& find(Site site, int block) const {
+    for (const auto& c : calls)
+      if (c.site == site && c.block == block) return c;
+    FAIL("site not observed");
+    return calls.front();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("reference: DeiT-Tiny matches timm FP32 logits") { compare_with_timm(vitint::test::kDeitTiny); }
+
+TEST_CASE("reference: ViT-Tiny augreg matches timm FP32 logits") { compare_with_timm(vitint::test::kVitTiny); }
+
+TEST_CASE("reference: observer sites, shapes and layouts") {
+  const Checkpoint ck = Checkpoint::random("deit_tiny_patch16_224", 3);
+  const ReferenceModel model(ck);
+  const auto image = preprocessed(ck, "ILSVRC2012_val_00000347.JPEG");
+  RecordingObserver obs;
+  const auto logits = model.forward(image.data(), &obs);
+  const auto plain = model.forward(image.data());
+  CHECK(logits == plain);  // observing changes nothing
+
+  const int N = 197, D = 192, H = 768, heads = 3, dh = 64, depth = 12;
+  REQUIRE(obs.calls.size() == static_cast<size_t>(11 * depth + 2));
+  const std::map<Site, std::pair<int, int>> shapes = {
+      {Site::kBlockInput, {N, D}}, {Site::kLn1Out, {N, D}},         {Site::kQ, {N, D}},
+      {Site::kK, {N, D}},          {Site::kV, {N, D}},              {Site::kAttnLogits, {heads * N, N}},
+      {Site::kAttnOut, {N, D}},    {Site::kBlockMid, {N, D}},       {Site::kLn2Out, {N, D}},
+      {Site::kFc1Out, {N, H}},     {Site::kGeluOut, {N, H}},        {Site::kFinalNormIn, {N, D}},
+      {Site::kHeadIn, {1, D}}};
+  for (const auto& c : obs.calls) {
+    CAPTURE(static_cast<int>(c.site));
+    CHECK(c.rows == shapes.at(c.site).first);
+    CHECK(c.cols == shapes.at(c.site).second);
+    if (c.site == Site::kFinalNormIn || c.site == Site::kHeadIn)
+      CHECK(c.block == depth);
+    else
+      CHECK((c.block >= 0 && c.block < depth));
+    for (float v : c.data) REQUIRE(std::isfinite(v));
+  }
+
+  // Logits are head-major rows of q_h k_h^T / sqrt(dh).
+  const auto& q = obs.find(Site::kQ, 4).data;
+  const auto& k = obs.find(Site::kK, 4).data;
+  const auto& lg = obs.find(Site::kAttnLogits, 4).data;
+  for (int h : {0, 2})
+    for (int i : {0, 5, 196})
+      for (int j : {0, 77}) {
+        double dot = 0;
+        for (int e = 0; e < dh; ++e)
+          dot += double(q[static_cast<size_t>(i * D + h * dh + e)]) * k[static_cast<size_t>(j * D + h * dh + e)];
+        CHECK(lg[static_cast<size_t>((h * N + i) * N + j)] == doctest::Approx(dot / 8.0).epsilon(1e-4).scale(1e-3));
+      }
+  // GELU output follows from the fc1 output.
+  const auto& f = obs.find(Site::kFc1Out, 7).data;
+  const auto& g = obs.find(Site::kGeluOut, 7).data;
+  for (size_t i = 0; i < f.size(); i += 997)
+    CHECK(g[i] == doctest::Approx(0.5 * f[i] * (1 + std::erf(f[i] / std::sqrt(2.0)))).epsilon(1e-5).scale(1e-6));
+  // The head input is the final-normed class token: zero mean before the affine part
+  // is not observable, but it must differ from block input rows.
+  CHECK(obs.find(Site::kHeadIn, depth).data.size() == static_cast<size_t>(D));
+  // Residual stream: the next block's input is this block's mid plus the MLP branch.
+  CHECK(obs.find(Site::kBlockInput, 1).data != obs.find(Site::kBlockMid, 0).data);
+}
+
+TEST_CASE("reference: forward is thread-safe") {
+  const Checkpoint ck = Checkpoint::random("deit_tiny_patch16_224", 11);
+  const ReferenceModel model(ck);
+  const auto files = val_files();
+  std::vector<std::vector<uint8_t>> images;
+  for (int i = 0; i < 4; ++i) images.push_back(preprocessed(ck, files[static_cast<size_t>(i * 300)]));
+  std::vector<std::vector<float>> serial, parallel(images.size());
+  for (const auto& im : images) serial.push_back(model.forward(im.data()));
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < images.size(); ++i)
+    threads.emplace_back([&, i] { parallel[i] = model.forward(images[i].data()); });
+  for (auto& t : threads) t.join();
+  for (size_t i = 0; i < images.size(); ++i) CHECK(serial[i] == parallel[i]);
+}
+
+TEST_CASE("reference: random DeiT-Small gives finite, spread logits") {
+  const Checkpoint ck = Checkpoint::random("deit_small_patch16_224", 5);
+  const ReferenceModel model(ck);
+  const auto image = preprocessed(ck, "ILSVRC2012_val_00000347.JPEG");
+  const auto logits = model.forward(image.data());
+  REQUIRE(logits.size() == 1000);
+  double sq = 0;
+  for (float v : logits) {
+    REQUIRE(std::isfinite(v));
+    sq += double(v) * v;
+  }
+  const double rms = std::sqrt(sq / 1000);
+  MESSAGE("random deit_small logit rms " << rms);
+  CHECK(rms > 1e-3);
+  CHECK(rms < 100);
+}
