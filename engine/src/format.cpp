@@ -807,7 +807,8 @@ void Reader::parse() {
   for (size_t i = 0; i < 3; ++i) used.push_back({sections[i].range, nullptr});
   for (const TensorView& t : tensors_)
     if (t.nbytes > 0) used.push_back({Interval{t.offset, t.offset + t.nbytes}, &t});
-  std::sort(used.begin(), used.end(), [](const auto& x, const auto& y) {
+  // Stable: ties keep table order, so overlap messages are deterministic.
+  std::stable_sort(used.begin(), used.end(), [](const auto& x, const auto& y) {
     return x.first.begin < y.first.begin;
   });
   uint64_t covered = 0;
