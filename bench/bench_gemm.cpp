@@ -64,8 +64,8 @@ void run_gemm(benchmark::State& state, vk::Isa isa, Shape s) {
     }
   }
   const double ops = 2.0 * s.m * s.n * s.k;
-  state.counters["ops"] =
-      benchmark::Counter(ops * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  state.counters["ops"] = benchmark::Counter(ops * static_cast<double>(state.iterations()),
+                                             benchmark::Counter::kIsRate);
 }
 
 // Packing cost of the per-image operands (K and V of every head).
@@ -89,8 +89,8 @@ const bool kRegistered = [] {
     if (!vk::isa_supported(isa)) continue;
     for (const Shape& s : kShapes) {
       const std::string name = std::string(s.s16 ? "gemm_s16s8s32/" : "gemm_u8s8s32/") +
-                               vk::isa_name(isa) + "/" + s.name + "/" + std::to_string(s.m) +
-                               "x" + std::to_string(s.n) + "x" + std::to_string(s.k);
+                               vk::isa_name(isa) + "/" + s.name + "/" + std::to_string(s.m) + "x" +
+                               std::to_string(s.n) + "x" + std::to_string(s.k);
       benchmark::RegisterBenchmark(name.c_str(), run_gemm, isa, s)->Unit(benchmark::kMicrosecond);
     }
     for (const Shape& s : kShapes) {

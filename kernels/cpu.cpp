@@ -101,10 +101,14 @@ constexpr Isa kAllIsas[] = {Isa::kRef, Isa::kAvx2, Isa::kAvx512Vnni, Isa::kAmx};
 
 const char* isa_name(Isa isa) {
   switch (isa) {
-    case Isa::kRef: return "ref";
-    case Isa::kAvx2: return "avx2";
-    case Isa::kAvx512Vnni: return "avx512vnni";
-    case Isa::kAmx: return "amx";
+    case Isa::kRef:
+      return "ref";
+    case Isa::kAvx2:
+      return "avx2";
+    case Isa::kAvx512Vnni:
+      return "avx512vnni";
+    case Isa::kAmx:
+      return "amx";
   }
   return "unknown";
 }
@@ -122,10 +126,14 @@ bool parse_isa(const std::string& name, Isa* out) {
 bool isa_supported(Isa isa) {
   const CpuFeatures& f = features();
   switch (isa) {
-    case Isa::kRef: return true;
-    case Isa::kAvx2: return f.avx2;
-    case Isa::kAvx512Vnni: return f.avx512vnni;
-    case Isa::kAmx: return f.amx;
+    case Isa::kRef:
+      return true;
+    case Isa::kAvx2:
+      return f.avx2;
+    case Isa::kAvx512Vnni:
+      return f.avx512vnni;
+    case Isa::kAmx:
+      return f.amx;
   }
   return false;
 }

@@ -69,10 +69,18 @@ void pack_any(Isa isa, int n, int k, const int8_t* b, ptrdiff_t col_stride, ptrd
               void* packed) {
   if (n == 0 || k == 0) return;
   switch (isa) {
-    case Isa::kRef: detail::ref_pack_b(n, k, b, col_stride, k_stride, packed); return;
-    case Isa::kAvx2: detail::avx2_pack_b(n, k, b, col_stride, k_stride, packed); return;
-    case Isa::kAvx512Vnni: detail::avx512_pack_b(n, k, b, col_stride, k_stride, packed); return;
-    case Isa::kAmx: detail::amx_pack_b(n, k, b, col_stride, k_stride, packed); return;
+    case Isa::kRef:
+      detail::ref_pack_b(n, k, b, col_stride, k_stride, packed);
+      return;
+    case Isa::kAvx2:
+      detail::avx2_pack_b(n, k, b, col_stride, k_stride, packed);
+      return;
+    case Isa::kAvx512Vnni:
+      detail::avx512_pack_b(n, k, b, col_stride, k_stride, packed);
+      return;
+    case Isa::kAmx:
+      detail::amx_pack_b(n, k, b, col_stride, k_stride, packed);
+      return;
   }
 }
 
@@ -82,10 +90,14 @@ size_t packed_b_bytes(Isa isa, int n, int k) {
   check_dims("packed_b_bytes", 0, n, k);
   if (n == 0 || k == 0) return 0;
   switch (isa) {
-    case Isa::kRef: return detail::ref_packed_b_bytes(n, k);
-    case Isa::kAvx2: return detail::avx2_packed_b_bytes(n, k);
-    case Isa::kAvx512Vnni: return detail::avx512_packed_b_bytes(n, k);
-    case Isa::kAmx: return detail::amx_packed_b_bytes(n, k);
+    case Isa::kRef:
+      return detail::ref_packed_b_bytes(n, k);
+    case Isa::kAvx2:
+      return detail::avx2_packed_b_bytes(n, k);
+    case Isa::kAvx512Vnni:
+      return detail::avx512_packed_b_bytes(n, k);
+    case Isa::kAmx:
+      return detail::amx_packed_b_bytes(n, k);
   }
   fail("packed_b_bytes", "invalid Isa value " + std::to_string(static_cast<int>(isa)));
 }
@@ -104,10 +116,18 @@ void gemm_u8s8s32(Isa isa, int m, int n, int k, const uint8_t* a, int lda, const
                   int32_t* c, int ldc) {
   if (!check_gemm("gemm_u8s8s32", isa, m, n, k, a, lda, packed_b, c, ldc)) return;
   switch (isa) {
-    case Isa::kRef: detail::ref_gemm_u8s8s32(m, n, k, a, lda, packed_b, c, ldc); return;
-    case Isa::kAvx2: detail::avx2_gemm_u8s8s32(m, n, k, a, lda, packed_b, c, ldc); return;
-    case Isa::kAvx512Vnni: detail::avx512_gemm_u8s8s32(m, n, k, a, lda, packed_b, c, ldc); return;
-    case Isa::kAmx: detail::amx_gemm_u8s8s32(m, n, k, a, lda, packed_b, c, ldc); return;
+    case Isa::kRef:
+      detail::ref_gemm_u8s8s32(m, n, k, a, lda, packed_b, c, ldc);
+      return;
+    case Isa::kAvx2:
+      detail::avx2_gemm_u8s8s32(m, n, k, a, lda, packed_b, c, ldc);
+      return;
+    case Isa::kAvx512Vnni:
+      detail::avx512_gemm_u8s8s32(m, n, k, a, lda, packed_b, c, ldc);
+      return;
+    case Isa::kAmx:
+      detail::amx_gemm_u8s8s32(m, n, k, a, lda, packed_b, c, ldc);
+      return;
   }
 }
 
@@ -115,10 +135,13 @@ size_t packed_b16_bytes(Isa isa, int n, int k) {
   check_dims("packed_b16_bytes", 0, n, k);
   if (n == 0 || k == 0) return 0;
   switch (isa) {
-    case Isa::kRef: return detail::ref_packed_b_bytes(n, k);
-    case Isa::kAvx2: return detail::avx2_packed_b_bytes(n, k);
+    case Isa::kRef:
+      return detail::ref_packed_b_bytes(n, k);
+    case Isa::kAvx2:
+      return detail::avx2_packed_b_bytes(n, k);
     case Isa::kAvx512Vnni:
-    case Isa::kAmx: return detail::avx512_packed_b16_bytes(n, k);
+    case Isa::kAmx:
+      return detail::avx512_packed_b16_bytes(n, k);
   }
   fail("packed_b16_bytes", "invalid Isa value " + std::to_string(static_cast<int>(isa)));
 }
@@ -127,10 +150,16 @@ void pack_b16_s8_transposed(Isa isa, int n, int k, const int8_t* b_t, int ldb, v
   check_pack("pack_b16_s8_transposed", isa, n, k, b_t, ldb, n, packed);
   if (n == 0 || k == 0) return;
   switch (isa) {
-    case Isa::kRef: detail::ref_pack_b(n, k, b_t, 1, ldb, packed); return;
-    case Isa::kAvx2: detail::avx2_pack_b(n, k, b_t, 1, ldb, packed); return;
+    case Isa::kRef:
+      detail::ref_pack_b(n, k, b_t, 1, ldb, packed);
+      return;
+    case Isa::kAvx2:
+      detail::avx2_pack_b(n, k, b_t, 1, ldb, packed);
+      return;
     case Isa::kAvx512Vnni:
-    case Isa::kAmx: detail::avx512_pack_b16(n, k, b_t, 1, ldb, packed); return;
+    case Isa::kAmx:
+      detail::avx512_pack_b16(n, k, b_t, 1, ldb, packed);
+      return;
   }
 }
 
@@ -138,10 +167,16 @@ void gemm_s16s8s32(Isa isa, int m, int n, int k, const int16_t* a, int lda, cons
                    int32_t* c, int ldc) {
   if (!check_gemm("gemm_s16s8s32", isa, m, n, k, a, lda, packed_b, c, ldc)) return;
   switch (isa) {
-    case Isa::kRef: detail::ref_gemm_s16s8s32(m, n, k, a, lda, packed_b, c, ldc); return;
-    case Isa::kAvx2: detail::avx2_gemm_s16s8s32(m, n, k, a, lda, packed_b, c, ldc); return;
+    case Isa::kRef:
+      detail::ref_gemm_s16s8s32(m, n, k, a, lda, packed_b, c, ldc);
+      return;
+    case Isa::kAvx2:
+      detail::avx2_gemm_s16s8s32(m, n, k, a, lda, packed_b, c, ldc);
+      return;
     case Isa::kAvx512Vnni:
-    case Isa::kAmx: detail::avx512_gemm_s16s8s32(m, n, k, a, lda, packed_b, c, ldc); return;
+    case Isa::kAmx:
+      detail::avx512_gemm_s16s8s32(m, n, k, a, lda, packed_b, c, ldc);
+      return;
   }
 }
 

@@ -31,16 +31,17 @@ std::vector<vk::Isa> supported_isas() {
 // sentinel that must survive.
 struct Problem {
   int m, n, k;
-  int lda, ldb, ldc;            // ldb is the [n][k] source's stride
-  std::vector<uint8_t> a8;      // [m][lda]
-  std::vector<int16_t> a16;     // [m][lda]
-  std::vector<int8_t> b;        // [n][ldb]
+  int lda, ldb, ldc;         // ldb is the [n][k] source's stride
+  std::vector<uint8_t> a8;   // [m][lda]
+  std::vector<int16_t> a16;  // [m][lda]
+  std::vector<int8_t> b;     // [n][ldb]
 };
 
 std::vector<int8_t> transpose_b(const Problem& pr, int ldbt) {
   std::vector<int8_t> bt(static_cast<size_t>(pr.k) * ldbt, 0);
   for (int j = 0; j < pr.n; ++j) {
-    for (int p = 0; p < pr.k; ++p) bt[static_cast<size_t>(p) * ldbt + j] = pr.b[static_cast<size_t>(j) * pr.ldb + p];
+    for (int p = 0; p < pr.k; ++p)
+      bt[static_cast<size_t>(p) * ldbt + j] = pr.b[static_cast<size_t>(j) * pr.ldb + p];
   }
   return bt;
 }
@@ -88,9 +89,9 @@ void check_same(const std::vector<int32_t>& got, const std::vector<int32_t>& wan
   }
   std::ostringstream msg;
   msg << what << ": isa=" << vk::isa_name(isa) << " m=" << pr.m << " n=" << pr.n << " k=" << pr.k
-      << " lda=" << pr.lda << " ldc=" << pr.ldc << ": " << bad << " mismatches, first at i="
-      << first / pr.ldc << " j=" << first % pr.ldc << " got " << got[first] << " want "
-      << want[first];
+      << " lda=" << pr.lda << " ldc=" << pr.ldc << ": " << bad
+      << " mismatches, first at i=" << first / pr.ldc << " j=" << first % pr.ldc << " got "
+      << got[first] << " want " << want[first];
   INFO(msg.str());
   CHECK(bad == 0);
 }
@@ -113,7 +114,8 @@ Problem make_problem(int m, int n, int k, Fill fill, std::mt19937& rng, bool pad
     for (int p = 0; p < k; ++p) {
       const size_t at = static_cast<size_t>(i) * pr.lda + p;
       switch (fill) {
-        case Fill::kRandom: break;
+        case Fill::kRandom:
+          break;
         case Fill::kExtremeNeg:
         case Fill::kExtremePos:
           pr.a8[at] = 255;
@@ -130,10 +132,17 @@ Problem make_problem(int m, int n, int k, Fill fill, std::mt19937& rng, bool pad
     for (int p = 0; p < k; ++p) {
       const size_t at = static_cast<size_t>(j) * pr.ldb + p;
       switch (fill) {
-        case Fill::kRandom: break;
-        case Fill::kExtremeNeg: pr.b[at] = -128; break;
-        case Fill::kExtremePos: pr.b[at] = 127; break;
-        case Fill::kAlternating: pr.b[at] = (j + p) % 2 == 0 ? int8_t{-128} : int8_t{127}; break;
+        case Fill::kRandom:
+          break;
+        case Fill::kExtremeNeg:
+          pr.b[at] = -128;
+          break;
+        case Fill::kExtremePos:
+          pr.b[at] = 127;
+          break;
+        case Fill::kAlternating:
+          pr.b[at] = (j + p) % 2 == 0 ? int8_t{-128} : int8_t{127};
+          break;
       }
     }
   }
@@ -248,13 +257,15 @@ TEST_CASE("gemm_u8s8s32: all paths equal the reference over awkward sizes") {
 
 TEST_CASE("gemm_u8s8s32: ViT shapes and long k") {
   std::mt19937 rng(99);
-  struct Shape { int m, n, k; };
+  struct Shape {
+    int m, n, k;
+  };
   const Shape shapes[] = {
       {197, 576, 192},  // DeiT-Tiny qkv
       {197, 192, 768},  // DeiT-Tiny fc2
       {197, 197, 64},   // q.k^T per head
       {197, 64, 197},   // attn@V shape through the uint8 kernel
-      {33, 3072, 33},   {17, 33, 3072}, {197, 17, 3072}, {31, 768, 384},
+      {33, 3072, 33},  {17, 33, 3072}, {197, 17, 3072}, {31, 768, 384},
   };
   for (const Shape& s : shapes) {
     compare_all_paths_u8(make_problem(s.m, s.n, s.k, Fill::kRandom, rng, s.m % 2 == 1),

@@ -18,8 +18,7 @@ void ref_pack_b(int n, int k, const int8_t* b, ptrdiff_t col_stride, ptrdiff_t k
 namespace {
 
 template <typename A>
-void ref_gemm(int m, int n, int k, const A* a, int lda, const void* packed_b, int32_t* c,
-              int ldc) {
+void ref_gemm(int m, int n, int k, const A* a, int lda, const void* packed_b, int32_t* c, int ldc) {
   const auto* b = static_cast<const int8_t*>(packed_b);
   for (int i = 0; i < m; ++i) {
     const A* a_row = a + static_cast<ptrdiff_t>(i) * lda;

@@ -24,8 +24,8 @@ namespace vitint::kernels::detail {
 namespace {
 
 constexpr int kTileRows = 16;
-constexpr int kTileK = 64;                            // k-values per tile slice
-constexpr int kBTileBytes = kTileRows * kTileK;       // 1 KiB
+constexpr int kTileK = 64;                       // k-values per tile slice
+constexpr int kBTileBytes = kTileRows * kTileK;  // 1 KiB
 
 int round_up(int x, int to) { return (x + to - 1) / to * to; }
 
@@ -168,9 +168,11 @@ void amx_gemm_u8s8s32(int m, int n, int k, const uint8_t* a, int lda, const void
   const int k_full = k / kTileK;  // whole 64-byte chunks per row
   const auto tail_mask = static_cast<__mmask64>(k % kTileK == 0 ? 0 : (~0ull >> (64 - k % kTileK)));
   for (int i = 0; i < m_tiles * kTileRows; ++i) {
-    uint8_t* dst = buf.data() + ptrdiff_t{i / kTileRows} * kTileRows * k_pad + (i % kTileRows) * kTileK;
+    uint8_t* dst =
+        buf.data() + ptrdiff_t{i / kTileRows} * kTileRows * k_pad + (i % kTileRows) * kTileK;
     if (i >= m) {
-      for (int kt = 0; kt < k_tiles; ++kt) _mm512_storeu_si512(dst + kt * kBTileBytes, _mm512_setzero_si512());
+      for (int kt = 0; kt < k_tiles; ++kt)
+        _mm512_storeu_si512(dst + kt * kBTileBytes, _mm512_setzero_si512());
       continue;
     }
     const uint8_t* src = a + ptrdiff_t{i} * lda;

@@ -31,7 +31,7 @@ struct Tile {
   const int16_t* b;  // packed panel at this k block
   int32_t* c;
   ptrdiff_t ldc;
-  int valid;         // valid columns of the panel (1..16)
+  int valid;  // valid columns of the panel (1..16)
   bool accumulate;
 };
 
@@ -42,39 +42,52 @@ inline __m256i lane_mask(int valid) {
 
 // Named accumulators (GCC 12 keeps an array of vectors in memory), zero
 // at the start; C is read, if at all, after the k loop.
-#define VITINT_ROW(r)                                                                    \
-  if constexpr (MR > r) {                                                                \
-    int32_t pair;                                                                        \
-    std::memcpy(&pair, a + (r)*lda, sizeof pair);                                        \
-    const __m256i av = _mm256_set1_epi32(pair);                                          \
-    c##r##0 = _mm256_add_epi32(c##r##0, _mm256_madd_epi16(av, b0));                     \
-    c##r##1 = _mm256_add_epi32(c##r##1, _mm256_madd_epi16(av, b1));                     \
+#define VITINT_ROW(r)                                               \
+  if constexpr (MR > r) {                                           \
+    int32_t pair;                                                   \
+    std::memcpy(&pair, a + (r)*lda, sizeof pair);                   \
+    const __m256i av = _mm256_set1_epi32(pair);                     \
+    c##r##0 = _mm256_add_epi32(c##r##0, _mm256_madd_epi16(av, b0)); \
+    c##r##1 = _mm256_add_epi32(c##r##1, _mm256_madd_epi16(av, b1)); \
   }
-#define VITINT_ACC_ROW(r) __m256i c##r##0 = _mm256_setzero_si256(), c##r##1 = c##r##0;
-#define VITINT_STORE_ROW(r)                                                    \
-  if constexpr (MR > r) {                                                      \
-    _mm256_store_si256(reinterpret_cast<__m256i*>(out[r]), c##r##0);           \
-    _mm256_store_si256(reinterpret_cast<__m256i*>(out[r] + 8), c##r##1);       \
+#define VITINT_ACC_ROW(r) __m256i c##r##0 = _mm256_setzero_si256(), c##r##1 = c##r##0
+#define VITINT_STORE_ROW(r)                                              \
+  if constexpr (MR > r) {                                                \
+    _mm256_store_si256(reinterpret_cast<__m256i*>(out[r]), c##r##0);     \
+    _mm256_store_si256(reinterpret_cast<__m256i*>(out[r] + 8), c##r##1); \
   }
 
 template <int MR>
 void micro_kernel(const Tile& t) {
   static_assert(MR >= 1 && MR <= kMr, "micro-tile is at most 6 rows");
-  VITINT_ACC_ROW(0) VITINT_ACC_ROW(1) VITINT_ACC_ROW(2)
-  VITINT_ACC_ROW(3) VITINT_ACC_ROW(4) VITINT_ACC_ROW(5)
+  VITINT_ACC_ROW(0);
+  VITINT_ACC_ROW(1);
+  VITINT_ACC_ROW(2);
+  VITINT_ACC_ROW(3);
+  VITINT_ACC_ROW(4);
+  VITINT_ACC_ROW(5);
   const int16_t* a = t.a;
   const int16_t* b = t.b;
   const ptrdiff_t lda = t.lda;
   for (int g = 0; g < t.pairs; ++g) {
     const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b));
     const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 16));
-    VITINT_ROW(0) VITINT_ROW(1) VITINT_ROW(2) VITINT_ROW(3) VITINT_ROW(4) VITINT_ROW(5)
+    VITINT_ROW(0);
+    VITINT_ROW(1);
+    VITINT_ROW(2);
+    VITINT_ROW(3);
+    VITINT_ROW(4);
+    VITINT_ROW(5);
     a += 2;
     b += 32;
   }
   alignas(32) int32_t out[MR][kPanel];
-  VITINT_STORE_ROW(0) VITINT_STORE_ROW(1) VITINT_STORE_ROW(2)
-  VITINT_STORE_ROW(3) VITINT_STORE_ROW(4) VITINT_STORE_ROW(5)
+  VITINT_STORE_ROW(0);
+  VITINT_STORE_ROW(1);
+  VITINT_STORE_ROW(2);
+  VITINT_STORE_ROW(3);
+  VITINT_STORE_ROW(4);
+  VITINT_STORE_ROW(5);
   const __m256i m0 = lane_mask(t.valid);
   const __m256i m1 = lane_mask(t.valid - 8);
   for (int r = 0; r < MR; ++r) {
@@ -107,12 +120,18 @@ using MicroKernel = void (*)(const Tile&);
 
 MicroKernel pick(int mr) {
   switch (mr) {
-    case 1: return &micro_kernel<1>;
-    case 2: return &micro_kernel<2>;
-    case 3: return &micro_kernel<3>;
-    case 4: return &micro_kernel<4>;
-    case 5: return &micro_kernel<5>;
-    default: return &micro_kernel<6>;
+    case 1:
+      return &micro_kernel<1>;
+    case 2:
+      return &micro_kernel<2>;
+    case 3:
+      return &micro_kernel<3>;
+    case 4:
+      return &micro_kernel<4>;
+    case 5:
+      return &micro_kernel<5>;
+    default:
+      return &micro_kernel<6>;
   }
 }
 
