@@ -1,5 +1,7 @@
 #include "converter/dataset.h"
 
+#include <unistd.h>
+
 #include <fstream>
 #include <sstream>
 
@@ -60,7 +62,14 @@ Progress::Progress(std::string label, int total, bool enabled)
 void Progress::update(int done) {
   if (!enabled_) return;
   const auto now = std::chrono::steady_clock::now();
-  if (done < total_ && now - last_ < std::chrono::milliseconds(100)) return;
+  // A terminal gets a live bar; a log (CI) gets one line per tenth.
+  const bool tty = ::isatty(STDERR_FILENO) != 0;
+  if (tty && done < total_ && now - last_ < std::chrono::milliseconds(100)) return;
+  if (!tty) {
+    const int tenth = total_ > 0 ? done * 10 / total_ : 10;
+    if (tenth == last_tenth_) return;
+    last_tenth_ = tenth;
+  }
   last_ = now;
   const double elapsed = std::chrono::duration<double>(now - start_).count();
   const int width = 30;
@@ -68,14 +77,15 @@ void Progress::update(int done) {
   std::string bar(static_cast<size_t>(filled), '=');
   if (filled < width) bar += '>' + std::string(static_cast<size_t>(width - filled - 1), ' ');
   const double eta = done > 0 ? elapsed * (total_ - done) / done : 0.0;
-  std::fprintf(stderr, "\r%s [%s] %d/%d  %.1f s  ETA %.1f s ", label_.c_str(), bar.c_str(), done, total_, elapsed, eta);
+  std::fprintf(stderr, "%s%s [%s] %d/%d  %.1f s  ETA %.1f s %s", tty ? "\r" : "", label_.c_str(), bar.c_str(), done,
+               total_, elapsed, eta, tty ? "" : "\n");
   std::fflush(stderr);
 }
 
 void Progress::finish() {
   if (!enabled_) return;
   update(total_);
-  std::fprintf(stderr, "\n");
+  if (::isatty(STDERR_FILENO)) std::fprintf(stderr, "\n");
 }
 
 }  // namespace vitint::convert

@@ -33,6 +33,7 @@ class Progress {
   int total_;
   bool enabled_;
   std::chrono::steady_clock::time_point start_, last_;
+  int last_tenth_ = -1;
 };
 
 }  // namespace vitint::convert

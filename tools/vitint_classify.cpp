@@ -6,6 +6,7 @@
 
 #include "converter/cli.h"
 #include "vitint/error.h"
+#include "vitint/image.h"
 #include "vitint/vitint.h"
 
 namespace {

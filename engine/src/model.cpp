@@ -6,6 +6,7 @@
 
 #include "engine/src/model_impl.h"
 #include "vitint/error.h"
+#include "vitint/image.h"
 #include "vitint/vitint.h"
 
 namespace vitint {
@@ -25,6 +26,13 @@ Status guarded(F&& f) {
 }  // namespace
 
 const char* version() { return VITINT_VERSION; }
+
+Status load_image(const std::string& path, Image* out) {
+  return guarded([&] {
+    if (!out) throw Error("load_image: out must not be null");
+    *out = load_image(path);
+  });
+}
 
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Model::~Model() = default;
@@ -117,7 +125,7 @@ std::vector<Prediction> Session::top_k(const float* logits, int k) const {
   std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int a, int b) {
     return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
   });
-  float mx = logits[idx[0]];
+  const float mx = *std::max_element(logits, logits + n);
   double denom = 0;
   for (int i = 0; i < n; ++i) denom += std::exp(static_cast<double>(logits[i] - mx));
   std::vector<Prediction> preds;

@@ -1,19 +1,15 @@
 // Image decoding and timm's evaluation preprocessing, in 8-bit integers.
+// Internal (not installed): these functions throw vitint::Error; the public
+// API (vitint.h) wraps them in Status.
 #pragma once
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "vitint/vitint.h"
+
 namespace vitint {
 
-// Interleaved RGB, 8 bits per channel, row-major (height rows of width*3 bytes).
-struct Image {
-  int width = 0;
-  int height = 0;
-  std::vector<uint8_t> rgb;
-};
-
-enum class Interpolation { kBilinear, kBicubic };
 // Parses timm's pretrained_cfg names ("bicubic", "bilinear"); throws Error otherwise.
 Interpolation parse_interpolation(const std::string& name);
 const char* interpolation_name(Interpolation interp);

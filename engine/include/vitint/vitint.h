@@ -7,10 +7,17 @@
 #include <string>
 #include <vector>
 
-#include "vitint/image.h"
 
 namespace vitint {
 
+// Interleaved RGB, 8 bits per channel, row-major (height rows of width*3 bytes).
+struct Image {
+  int width = 0;
+  int height = 0;
+  std::vector<uint8_t> rgb;
+};
+
+enum class Interpolation { kBilinear, kBicubic };
 class Status {
  public:
   Status() = default;
@@ -99,6 +106,9 @@ class Session {
   explicit Session(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// Decodes a JPEG/PNG/BMP/PPM/TGA/GIF file into RGB.
+Status load_image(const std::string& path, Image* out);
 
 // The library version, "major.minor.patch".
 const char* version();

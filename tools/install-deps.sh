@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs libvitint's build dependencies from Debian 12's archive.
+set -euo pipefail
+packages=(build-essential cmake pkg-config git zlib1g-dev libdnnl-dev libeigen3-dev libxsimd-dev
+          libbenchmark-dev doctest-dev libstb-dev nlohmann-json3-dev)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo=sudo
+echo "installing: ${missing[*]}" >&2
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
