@@ -9,9 +9,11 @@
 // Blocking: 2 x 2 C tiles (32 rows x 32 columns) stay in tile registers for
 // the whole k loop, fed by 2 A and 2 B tiles. Column pairs are the outer
 // loop so that B is read from memory once and its 32-column panel stays in
-// L1 while A (at most 197 x 3072 bytes in ViT-B) comes from L2. A tiles load
-// straight from the caller's A; only rows of a partial 16-row tile, or all
-// rows when k is not a multiple of 64, are copied into a zero-padded buffer.
+// L1/L2 while A (at most 197 x 3072 bytes in ViT-B) comes from L2. A is first
+// copied into contiguous zero-padded tiles (see amx_gemm_u8s8s32).
+//
+// AMX has no int16 multiply; gemm.cpp routes the kAmx int16 GEMM to the
+// AVX-512 kernels.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -25,7 +27,7 @@ namespace {
 
 constexpr int kTileRows = 16;
 constexpr int kTileK = 64;                       // k-values per tile slice
-constexpr int kBTileBytes = kTileRows * kTileK;  // 1 KiB
+constexpr int kTileBytes = kTileRows * kTileK;  // 1 KiB
 
 int round_up(int x, int to) { return (x + to - 1) / to * to; }
 
@@ -91,13 +93,13 @@ void block_kernel(const Block& blk) {
   if constexpr (MT > 1) _tile_zero(2);
   if constexpr (MT > 1 && NT > 1) _tile_zero(3);
   for (int kt = 0; kt < blk.k_tiles; ++kt) {
-    _tile_loadd(4, blk.a[0] + kt * kBTileBytes, blk.a_stride[0]);
-    _tile_loadd(6, blk.b[0] + kt * kBTileBytes, 64);
-    if constexpr (NT > 1) _tile_loadd(7, blk.b[1] + kt * kBTileBytes, 64);
+    _tile_loadd(4, blk.a[0] + kt * kTileBytes, blk.a_stride[0]);
+    _tile_loadd(6, blk.b[0] + kt * kTileBytes, 64);
+    if constexpr (NT > 1) _tile_loadd(7, blk.b[1] + kt * kTileBytes, 64);
     _tile_dpbusd(0, 4, 6);
     if constexpr (NT > 1) _tile_dpbusd(1, 4, 7);
     if constexpr (MT > 1) {
-      _tile_loadd(5, blk.a[1] + kt * kBTileBytes, blk.a_stride[1]);
+      _tile_loadd(5, blk.a[1] + kt * kTileBytes, blk.a_stride[1]);
       _tile_dpbusd(2, 5, 6);
       if constexpr (NT > 1) _tile_dpbusd(3, 5, 7);
     }
@@ -172,15 +174,15 @@ void amx_gemm_u8s8s32(int m, int n, int k, const uint8_t* a, int lda, const void
         buf.data() + ptrdiff_t{i / kTileRows} * kTileRows * k_pad + (i % kTileRows) * kTileK;
     if (i >= m) {
       for (int kt = 0; kt < k_tiles; ++kt)
-        _mm512_storeu_si512(dst + kt * kBTileBytes, _mm512_setzero_si512());
+        _mm512_storeu_si512(dst + kt * kTileBytes, _mm512_setzero_si512());
       continue;
     }
     const uint8_t* src = a + ptrdiff_t{i} * lda;
     for (int kt = 0; kt < k_full; ++kt) {
-      _mm512_storeu_si512(dst + kt * kBTileBytes, _mm512_loadu_si512(src + kt * kTileK));
+      _mm512_storeu_si512(dst + kt * kTileBytes, _mm512_loadu_si512(src + kt * kTileK));
     }
     if (k_full < k_tiles) {
-      _mm512_storeu_si512(dst + k_full * kBTileBytes,
+      _mm512_storeu_si512(dst + k_full * kTileBytes,
                           _mm512_maskz_loadu_epi8(tail_mask, src + k_full * kTileK));
     }
   }

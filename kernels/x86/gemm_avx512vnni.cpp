@@ -180,8 +180,8 @@ MicroKernel pick(int mr, int nv) {
   }
 }
 
-// a: A as bytes; elem: bytes per A element (1 or 2); k-values per 4-byte group
-// = 4 / elem.
+// A is walked as bytes: one 4-byte group is 4 uint8 k-values (vpdpbusd) or
+// 2 int16 ones (vpdpwssd).
 template <bool kS16>
 void drive(int m, int n, int k, const uint8_t* a, ptrdiff_t lda_bytes, const void* packed_b,
            int32_t* c, int ldc) {
