@@ -1,0 +1,269 @@
+// vitint-bench: end-to-end latency of the integer engine on a .vti model, or
+// on a random-weight model of a standard timm architecture built in-process
+// (random checkpoint -> calibration on synthetic images -> quantization), so
+// that speed can be measured without any checkpoint or data set.
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "converter/calibrate.h"
+#include "converter/checkpoint.h"
+#include "converter/cli.h"
+#include "converter/quantize.h"
+#include "converter/reference.h"
+#include "engine/src/format.h"
+#include "vitint/error.h"
+#include "vitint/vitint.h"
+
+namespace {
+
+const char* kUsage = R"(usage: vitint-bench MODEL.vti | --arch NAME [--threads T] [--batch B]
+                    [--iterations N] [--warmup W] [--isa ref|avx2|avx512vnni|amx]
+                    [--calib-images C] [--seed S] [--save FILE.vti] [--json] [--quiet]
+
+Measures the latency of Session::run (preprocessed images -> logits).
+  MODEL.vti          a converted model
+  --arch NAME        build a random-weight model in-process instead, for one of
+                     deit_{tiny,small,base}_patch16_224, vit_{tiny,small,base}_patch16_224
+                     (calibrated on C synthetic smooth-noise images, default 8)
+  --threads T        threads of the session (default 1)
+  --batch B          images per run (default 1)
+  --iterations N     timed runs (default 100); --warmup W untimed runs first
+                     (default max(5, N/10))
+  --isa              kernel path (default: best for this CPU, or $VITINT_ISA)
+  --save FILE.vti    keep the generated model (with --arch)
+  --json             print the result as JSON on stdout
+Reports the median latency per run, p10 / p90, and images per second at the median.
+)";
+
+using vitint::convert::Args;
+
+// SessionOptions may or may not have a `threads` field depending on the engine
+// version; set it when it exists (the overload resolution picks the first
+// overload only if `o.threads = t` compiles).
+template <class Options>
+auto set_session_threads(Options& o, int t, int) -> decltype(o.threads = t, bool()) {
+  o.threads = t;
+  return true;
+}
+template <class Options>
+bool set_session_threads(Options&, int, long) {
+  return false;
+}
+
+// Smooth random images: bilinear upsampling of a coarse random grid plus mild
+// pixel noise, so that activation ranges look like those of natural images
+// rather than of white noise (which saturates the patch embedding).
+std::vector<std::vector<uint8_t>> synthetic_images(int count, int size, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> unit(0.0f, 1.0f);
+  std::normal_distribution<float> noise(0.0f, 6.0f);
+  constexpr int kGrid = 8;
+  std::vector<std::vector<uint8_t>> images;
+  for (int n = 0; n < count; ++n) {
+    std::vector<float> grid(kGrid * kGrid * 3);
+    for (float& g : grid) g = 255.0f * unit(rng);
+    std::vector<uint8_t> img(static_cast<size_t>(size) * static_cast<size_t>(size) * 3);
+    const float step = static_cast<float>(kGrid - 1) / static_cast<float>(size - 1);
+    for (int y = 0; y < size; ++y) {
+      const float fy = static_cast<float>(y) * step;
+      const int y0 = std::min(static_cast<int>(fy), kGrid - 2);
+      const float wy = fy - static_cast<float>(y0);
+      for (int x = 0; x < size; ++x) {
+        const float fx = static_cast<float>(x) * step;
+        const int x0 = std::min(static_cast<int>(fx), kGrid - 2);
+        const float wx = fx - static_cast<float>(x0);
+        for (int c = 0; c < 3; ++c) {
+          auto at = [&](int gy, int gx) { return grid[static_cast<size_t>((gy * kGrid + gx) * 3 + c)]; };
+          const float v = (1 - wy) * ((1 - wx) * at(y0, x0) + wx * at(y0, x0 + 1)) +
+                          wy * ((1 - wx) * at(y0 + 1, x0) + wx * at(y0 + 1, x0 + 1)) + noise(rng);
+          img[static_cast<size_t>((y * size + x) * 3 + c)] =
+              static_cast<uint8_t>(std::clamp(std::lround(v), 0L, 255L));
+        }
+      }
+    }
+    images.push_back(std::move(img));
+  }
+  return images;
+}
+
+// Random checkpoint -> calibration -> quantization -> .vti file at `path`.
+void build_random_model(const std::string& arch, uint32_t seed, int calib_images, const std::string& path,
+                        bool quiet) {
+  using namespace vitint::convert;
+  const auto t0 = std::chrono::steady_clock::now();
+  const Checkpoint ckpt = Checkpoint::random(arch, seed);
+  const auto images = synthetic_images(calib_images, ckpt.config().image_size, seed + 1);
+  const ReferenceModel reference(ckpt);
+  ConvertInfo info;
+  info.calib_count = calib_images;
+  info.calib_list = "synthetic smooth noise (vitint-bench)";
+  const Calibration cal = calibrate(reference, images, info.recipe, false);
+  vitint::format::Writer writer;
+  quantize_vit(ckpt, cal, info, &writer);
+  writer.write(path, true);
+  if (!quiet) {
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::fprintf(stderr, "vitint-bench: built random %s (calibrated on %d synthetic images) in %.1f s\n",
+                 arch.c_str(), calib_images, secs);
+  }
+}
+
+// A path in $TMPDIR that is removed when this object dies.
+class TempFile {
+ public:
+  TempFile() {
+    const char* dir = std::getenv("TMPDIR");
+    std::string tmpl = std::string(dir && *dir ? dir : "/tmp") + "/vitint-bench-XXXXXX";
+    std::vector<char> buf(tmpl.begin(), tmpl.end());
+    buf.push_back('\0');
+    const int fd = ::mkstemp(buf.data());
+    if (fd < 0) throw vitint::Error("cannot create a temporary file from " + tmpl + "; set TMPDIR to a writable directory");
+    ::close(fd);
+    path_ = buf.data();
+  }
+  ~TempFile() { std::remove(path_.c_str()); }
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+double percentile(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  const double pos = p * static_cast<double>(v.size() - 1);
+  const size_t lo = static_cast<size_t>(std::floor(pos));
+  const size_t hi = std::min(lo + 1, v.size() - 1);
+  return v[lo] + (v[hi] - v[lo]) * (pos - static_cast<double>(lo));
+}
+
+void check(const vitint::Status& st) {
+  if (!st) throw vitint::Error(st.message());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    const Args args(argc, argv, {"arch", "threads", "batch", "iterations", "warmup", "isa", "calib-images", "seed", "save"},
+                    {"json", "quiet", "help"});
+    if (args.has("help")) {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    const bool quiet = args.has("quiet");
+    const bool json = args.has("json");
+    const int threads = args.get_int("threads", 1, 1, 1024);
+    const int batch = args.get_int("batch", 1, 1, 4096);
+    const int iterations = args.get_int("iterations", 100, 1, 10000000);
+    const int warmup = args.get_int("warmup", std::max(5, iterations / 10), 0, 10000000);
+    const int calib_images = args.get_int("calib-images", 8, 1, 10000);
+    const int seed = args.get_int("seed", 0, 0, 1 << 30);
+
+    std::string model_path;
+    std::unique_ptr<TempFile> temp;
+    const bool random_model = args.has("arch");
+    if (random_model == (args.positional().size() == 1) || args.positional().size() > 1)
+      throw vitint::Error("give either one MODEL.vti or --arch NAME\n" + std::string(kUsage));
+    if (random_model) {
+      if (args.has("save")) {
+        model_path = args.get("save");
+      } else {
+        temp = std::make_unique<TempFile>();
+        model_path = temp->path();
+      }
+      build_random_model(args.get("arch"), static_cast<uint32_t>(seed), calib_images, model_path, quiet || json);
+    } else {
+      if (args.has("save")) throw vitint::Error("--save only applies with --arch");
+      model_path = args.positional()[0];
+    }
+
+    vitint::LoadOptions load_options;
+    load_options.isa = args.get("isa", "");
+    std::shared_ptr<const vitint::Model> model;
+    check(vitint::Model::load(model_path, load_options, &model));
+    temp.reset();  // the model is loaded (mapped); the file is not needed any more
+    const vitint::ModelInfo& info = model->info();
+
+    vitint::SessionOptions session_options;
+    session_options.max_batch = batch;
+    const bool threads_applied = set_session_threads(session_options, threads, 0);
+    if (!threads_applied && threads != 1 && !json && !quiet)
+      std::fprintf(stderr,
+                   "vitint-bench: warning: this engine's SessionOptions has no `threads`; running single-threaded\n");
+    std::unique_ptr<vitint::Session> session;
+    check(vitint::Session::create(model, session_options, &session));
+
+    const auto images = synthetic_images(batch, info.image_size, static_cast<uint32_t>(seed) + 1000);
+    std::vector<uint8_t> input;
+    for (const auto& img : images) input.insert(input.end(), img.begin(), img.end());
+    std::vector<float> logits(static_cast<size_t>(batch) * static_cast<size_t>(info.num_classes));
+
+    for (int i = 0; i < warmup; ++i) check(session->run(input.data(), batch, logits.data()));
+    std::vector<double> ms;
+    ms.reserve(static_cast<size_t>(iterations));
+    for (int i = 0; i < iterations; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      check(session->run(input.data(), batch, logits.data()));
+      const auto t1 = std::chrono::steady_clock::now();
+      ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+    }
+    const double median = percentile(ms, 0.5);
+    const double p10 = percentile(ms, 0.1);
+    const double p90 = percentile(ms, 0.9);
+    const double min = *std::min_element(ms.begin(), ms.end());
+    double mean = 0;
+    for (double v : ms) mean += v;
+    mean /= static_cast<double>(ms.size());
+    const double ips = 1000.0 * batch / median;
+    const int top1 = session->top_k(logits.data(), 1).front().class_index;
+
+    if (json) {
+      nlohmann::ordered_json j = {{"tool", "vitint-bench"},
+                          {"version", vitint::version()},
+                          {"model", random_model ? std::string("random") : model_path},
+                          {"architecture", info.architecture},
+                          {"isa", model->isa()},
+                          {"threads", threads},
+                          {"threads_applied", threads_applied},
+                          {"batch", batch},
+                          {"iterations", iterations},
+                          {"warmup", warmup},
+                          {"attention_bits", info.attention_bits},
+                          {"residual_bits", info.residual_bits},
+                          {"median_ms", median},
+                          {"p10_ms", p10},
+                          {"p90_ms", p90},
+                          {"mean_ms", mean},
+                          {"min_ms", min},
+                          {"images_per_s", ips},
+                          {"top1_of_first_image", top1}};
+      std::cout << j.dump(2) << "\n";
+    } else {
+      std::printf("%s  isa=%s  threads=%d%s  batch=%d  iterations=%d (+%d warm-up)\n", info.architecture.c_str(),
+                  model->isa().c_str(), threads, threads_applied || threads == 1 ? "" : " (not supported: ran 1)",
+                  batch, iterations, warmup);
+      std::printf("latency  median %.3f ms  p10 %.3f ms  p90 %.3f ms  min %.3f ms  mean %.3f ms\n", median, p10, p90,
+                  min, mean);
+      std::printf("throughput  %.1f images/s (at the median)\n", ips);
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "vitint-bench: error: %s\n", e.what());
+    return 1;
+  }
+}
