@@ -18,7 +18,7 @@ namespace {
 
 struct CpuFeatures {
   bool avx2 = false;        // AVX2 + FMA + F16C with the YMM state enabled by the OS
-  bool avx512vnni = false;  // F/BW/VL/DQ/VNNI/VBMI with the ZMM and opmask state enabled
+  bool avx512vnni = false;  // F/CD/BW/VL/DQ/VNNI/VBMI with the ZMM and opmask state enabled
   bool amx = false;         // AMX-TILE/INT8, XTILECFG/XTILEDATA enabled, permission granted
 };
 
@@ -70,6 +70,7 @@ CpuFeatures detect() {
   const bool avx2 = bit(ebx, 5);
   const bool avx512f = bit(ebx, 16);
   const bool avx512dq = bit(ebx, 17);
+  const bool avx512cd = bit(ebx, 28);
   const bool avx512bw = bit(ebx, 30);
   const bool avx512vl = bit(ebx, 31);
   const bool avx512vbmi = bit(ecx, 1);
@@ -80,8 +81,8 @@ CpuFeatures detect() {
   f.avx2 = os_ymm && avx2 && fma && f16c;
   // The *_avx512vnni.cpp units are compiled with all of these flags, so the
   // compiler may emit any of them there.
-  f.avx512vnni =
-      f.avx2 && os_zmm && avx512f && avx512dq && avx512bw && avx512vl && avx512vnni && avx512vbmi;
+  f.avx512vnni = f.avx2 && os_zmm && avx512f && avx512dq && avx512cd && avx512bw && avx512vl &&
+                 avx512vnni && avx512vbmi;
   // The AMX path falls back on the AVX-512 kernels for tails and for int16.
   f.amx = f.avx512vnni && os_tile && amx_tile && amx_int8 && request_amx_permission();
   return f;
