@@ -3,7 +3,8 @@
 // Each path owns its packed-B layout. Packing reads B[j][p] from
 // b[j * col_stride + p * k_stride], which covers both the [n][k] source
 // (col_stride = ldb, k_stride = 1) and its [k][n] transpose (col_stride = 1,
-// k_stride = ldb) with one routine. Arguments are validated by gemm.cpp;
+// k_stride = ldb) with one routine; the x86 packers rely on one of the two
+// strides being 1. Arguments are validated by gemm.cpp;
 // the functions here assume m, n, k >= 1 and a CPU that supports the path.
 #pragma once
 #include <cstddef>
@@ -42,6 +43,11 @@ void avx512_pack_b16(int n, int k, const int8_t* b, ptrdiff_t col_stride, ptrdif
                      void* packed);
 void avx512_gemm_s16s8s32(int m, int n, int k, const int16_t* a, int lda, const void* packed_b,
                           int32_t* c, int ldc);
+// The VNNI-4 packing behind avx512_pack_b, shared with the AMX layout: panels
+// of `panel` columns (the last narrower, zero-padded to a multiple of 16),
+// each [k_pad / 4][width][4] bytes, zero past n and k.
+void avx512_pack_vnni4(int n, int k, const int8_t* b, ptrdiff_t col_stride, ptrdiff_t k_stride,
+                       int panel, int k_pad, void* packed);
 
 // AMX-INT8: B in 16-column x 64-k tiles (VNNI-4 rows). AMX has no int16
 // multiply, so the int16 GEMM of the kAmx path is the AVX-512 one.

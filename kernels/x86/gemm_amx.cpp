@@ -26,7 +26,7 @@ namespace vitint::kernels::detail {
 namespace {
 
 constexpr int kTileRows = 16;
-constexpr int kTileK = 64;                       // k-values per tile slice
+constexpr int kTileK = 64;                      // k-values per tile slice
 constexpr int kTileBytes = kTileRows * kTileK;  // 1 KiB
 
 int round_up(int x, int to) { return (x + to - 1) / to * to; }
@@ -128,29 +128,8 @@ size_t amx_packed_b_bytes(int n, int k) {
 }
 
 void amx_pack_b(int n, int k, const int8_t* b, ptrdiff_t cs, ptrdiff_t ks, void* packed) {
-  const int k_pad = round_up(k, kTileK);
-  const int n_pad = round_up(n, 16);
-  auto* dst = static_cast<int8_t*>(packed);
-  for (int j0 = 0; j0 < n_pad; j0 += 16) {
-    int8_t* col_tile = dst + ptrdiff_t{j0} * k_pad;
-    // (p, jj) lives at row p / 4, byte jj * 4 + p % 4.
-    if (ks == 1) {
-      for (int jj = 0; jj < 16; ++jj) {
-        const int j = j0 + jj;
-        for (int p = 0; p < k_pad; ++p) {
-          col_tile[(p / 4) * 64 + jj * 4 + p % 4] = (j < n && p < k) ? b[j * cs + p] : int8_t{0};
-        }
-      }
-    } else {
-      for (int p = 0; p < k_pad; ++p) {
-        for (int jj = 0; jj < 16; ++jj) {
-          const int j = j0 + jj;
-          col_tile[(p / 4) * 64 + jj * 4 + p % 4] =
-              (j < n && p < k) ? b[j * cs + p * ks] : int8_t{0};
-        }
-      }
-    }
-  }
+  // A 16-column tile column is the AVX-512 layout with 16-column panels.
+  avx512_pack_vnni4(n, k, b, cs, ks, 16, round_up(k, kTileK), packed);
 }
 
 void amx_gemm_u8s8s32(int m, int n, int k, const uint8_t* a, int lda, const void* packed_b,

@@ -185,12 +185,50 @@ void avx2_pack_b(int n, int k, const int8_t* b, ptrdiff_t cs, ptrdiff_t ks, void
   const int n_pad = round_up(n, kPanel);
   auto* dst = static_cast<int16_t*>(packed);
   for (int j0 = 0; j0 < n_pad; j0 += kPanel) {
+    // Column jj of pair g sits at panel[g * 32 + jj * 2 + (0 or 1)].
     int16_t* panel = dst + ptrdiff_t{j0} * k_pad;
-    for (int p = 0; p < k_pad; ++p) {
+    const int cols = std::min(kPanel, n - j0);
+    if (ks == 1) {
+      // [n][k] source: one column at a time, reading its row of B.
       for (int jj = 0; jj < kPanel; ++jj) {
-        const int j = j0 + jj;
-        panel[(p / 2) * 2 * kPanel + jj * 2 + p % 2] =
-            (j < n && p < k) ? int16_t{b[j * cs + p * ks]} : int16_t{0};
+        int16_t* out = panel + jj * 2;
+        if (jj >= cols) {  // padding column
+          for (int p = 0; p < k_pad; p += 2, out += 2 * kPanel) out[0] = out[1] = 0;
+          continue;
+        }
+        const int8_t* src = b + (j0 + jj) * cs;
+        int p = 0;
+        for (; p + 2 <= k; p += 2, out += 2 * kPanel) {
+          out[0] = src[p];
+          out[1] = src[p + 1];
+        }
+        if (p < k) {
+          out[0] = src[p];
+          out[1] = 0;
+        }
+      }
+    } else {
+      // [k][n] source: two rows of 16 columns, sign-extended and interleaved.
+      for (int p = 0; p < k_pad; p += 2) {
+        // Here cs == 1: a row's 16 columns are contiguous.
+        auto load_row = [&](int t) {
+          if (p + t >= k) return _mm_setzero_si128();
+          const int8_t* src = b + (p + t) * ks + j0;
+          if (cols == kPanel) return _mm_loadu_si128(reinterpret_cast<const __m128i*>(src));
+          alignas(16) int8_t part[kPanel] = {};
+          std::memcpy(part, src, static_cast<size_t>(cols));
+          return _mm_load_si128(reinterpret_cast<const __m128i*>(part));
+        };
+        const __m256i r0 = _mm256_cvtepi8_epi16(load_row(0));
+        const __m256i r1 = _mm256_cvtepi8_epi16(load_row(1));
+        // Per 128-bit lane: lo = columns 0-3 | 8-11, hi = 4-7 | 12-15.
+        const __m256i lo = _mm256_unpacklo_epi16(r0, r1);
+        const __m256i hi = _mm256_unpackhi_epi16(r0, r1);
+        int16_t* out = panel + p * kPanel;
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out),
+                            _mm256_permute2x128_si256(lo, hi, 0x20));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 16),
+                            _mm256_permute2x128_si256(lo, hi, 0x31));
       }
     }
   }

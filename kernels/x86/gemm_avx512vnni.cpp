@@ -12,7 +12,12 @@
 // (no A packing), and walks k innermost. All of A's rows stream past one B
 // micro-panel (kKGroups x 256 bytes, L1/L2-resident; at most 64 KiB,
 // which measured as fast as smaller blocks and saves C passes for k > 1024).
+// GCC 12 flags the _mm512_undefined_epi32() inside many AVX-512 intrinsics as
+// maybe-uninitialized once they are inlined (GCC PR 105593, fixed in 13).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
+#pragma GCC diagnostic pop
 
 #include <algorithm>
 #include <cstring>
@@ -226,34 +231,124 @@ void drive(int m, int n, int k, const uint8_t* a, ptrdiff_t lda_bytes, const voi
   }
 }
 
-// Packs B[j][p] = b[j * cs + p * ks] into the panel layout with kPerGroup
-// k-values of type T per 4-byte group.
+// One 4-byte group of column j: k-values p0..p0+G-1 as type T (G = 4 /
+// sizeof(T)), zero past k. src points at B[j][p0] of a [n][k] source.
 template <typename T>
-void pack(int n, int k, const int8_t* b, ptrdiff_t cs, ptrdiff_t ks, void* packed) {
+int32_t gather_group(const int8_t* src, int valid) {
   constexpr int kPerGroup = 4 / static_cast<int>(sizeof(T));
-  const int k_pad = round_up(k, kPerGroup);
+  T v[kPerGroup] = {};
+  for (int t = 0; t < kPerGroup && t < valid; ++t) v[t] = static_cast<T>(src[t]);
+  int32_t x;
+  std::memcpy(&x, v, sizeof x);
+  return x;
+}
+
+// 16 columns x one group from a [k][n] source (rows p0.. at stride ks): the
+// int8 case interleaves 4 rows bytewise, the int16 case sign-extends 2 rows
+// and interleaves them as 16-bit halves. cols: valid columns (0..16);
+// rows: valid k-values of the group.
+template <typename T>
+__m512i interleave_group(const int8_t* src, ptrdiff_t ks, int rows, int cols) {
+  const auto cm = static_cast<__mmask16>((1u << cols) - 1u);
+  auto row = [&](int t) {
+    return t < rows ? _mm_maskz_loadu_epi8(cm, src + t * ks) : _mm_setzero_si128();
+  };
+  if constexpr (sizeof(T) == 1) {
+    const __m128i r0 = row(0), r1 = row(1), r2 = row(2), r3 = row(3);
+    const __m128i t0 = _mm_unpacklo_epi8(r0, r1), t1 = _mm_unpackhi_epi8(r0, r1);
+    const __m128i t2 = _mm_unpacklo_epi8(r2, r3), t3 = _mm_unpackhi_epi8(r2, r3);
+    __m512i out = _mm512_castsi128_si512(_mm_unpacklo_epi16(t0, t2));  // columns 0-3
+    out = _mm512_inserti32x4(out, _mm_unpackhi_epi16(t0, t2), 1);      // 4-7
+    out = _mm512_inserti32x4(out, _mm_unpacklo_epi16(t1, t3), 2);      // 8-11
+    return _mm512_inserti32x4(out, _mm_unpackhi_epi16(t1, t3), 3);     // 12-15
+  } else {
+    const __m512i r0 = _mm512_cvtepi8_epi32(row(0));
+    const __m512i r1 = _mm512_cvtepi8_epi32(row(1));
+    return _mm512_or_si512(_mm512_and_si512(r0, _mm512_set1_epi32(0xFFFF)),
+                           _mm512_slli_epi32(r1, 16));
+  }
+}
+
+// Packs B[j][p] = b[j * cs + p * ks] (one of cs, ks is 1) into panels of
+// `panel` columns (the last one narrower, zero-padded to a multiple of 16);
+// inside a panel of width w, group g (k-values g*G .. g*G+G-1, G = 4 /
+// sizeof(T)) holds w columns x 4 bytes. k is zero-padded to k_pad.
+// In-register transpose of 16 x 16 int32: r[a][b] becomes r[b][a].
+void transpose16x16(__m512i r[16]) {
+  __m512i t[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+  }
+  // u[4i + q], 128-bit lane L: column 4L + q of rows 4i .. 4i + 3.
+  __m512i u[16];
+  for (int i = 0; i < 4; ++i) {
+    u[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+    u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+    u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+    u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+  }
+  for (int q = 0; q < 4; ++q) {
+    const __m512i v0 = _mm512_shuffle_i32x4(u[q], u[4 + q], 0x44);
+    const __m512i v1 = _mm512_shuffle_i32x4(u[q], u[4 + q], 0xEE);
+    const __m512i v2 = _mm512_shuffle_i32x4(u[8 + q], u[12 + q], 0x44);
+    const __m512i v3 = _mm512_shuffle_i32x4(u[8 + q], u[12 + q], 0xEE);
+    r[q] = _mm512_shuffle_i32x4(v0, v2, 0x88);
+    r[4 + q] = _mm512_shuffle_i32x4(v0, v2, 0xDD);
+    r[8 + q] = _mm512_shuffle_i32x4(v1, v3, 0x88);
+    r[12 + q] = _mm512_shuffle_i32x4(v1, v3, 0xDD);
+  }
+}
+
+template <typename T>
+void pack_groups(int n, int k, const int8_t* b, ptrdiff_t cs, ptrdiff_t ks, int panel, int k_pad,
+                 void* packed) {
+  constexpr int kPerGroup = 4 / static_cast<int>(sizeof(T));
   const int n_pad = round_up(n, 16);
-  auto* dst = static_cast<T*>(packed);
-  for (int j0 = 0; j0 < n_pad; j0 += kPanel) {
-    const int width = std::min(kPanel, n_pad - j0);
-    T* panel = dst + ptrdiff_t{j0} * k_pad;
-    // Element (p, jj) of the panel lives at ((p / G) * width + jj) * G + p % G.
-    auto at = [&](int p, int jj) -> T& {
-      return panel[(ptrdiff_t{p / kPerGroup} * width + jj) * kPerGroup + p % kPerGroup];
-    };
-    const int w_real = std::min(width, n - j0);
-    if (ks == 1) {
+  const int groups = k_pad / kPerGroup;
+  auto* dst = static_cast<uint8_t*>(packed);
+  for (int j0 = 0; j0 < n_pad; j0 += panel) {
+    const int width = std::min(panel, n_pad - j0);
+    uint8_t* pd = dst + ptrdiff_t{j0} * k_pad * static_cast<ptrdiff_t>(sizeof(T));
+    if (ks == 1 && sizeof(T) == 1) {
+      // Rows of B are contiguous in k: 16 columns x 16 groups (64 bytes of
+      // each row) are one 16 x 16 int32 transpose.
+      for (int c0 = 0; c0 < width; c0 += 16) {
+        for (int g0 = 0; g0 < groups; g0 += 16) {
+          __m512i r[16];
+          for (int c = 0; c < 16; ++c) {
+            const int j = j0 + c0 + c;
+            const int bytes = j < n ? std::clamp(k - g0 * 4, 0, 64) : 0;
+            const auto m = static_cast<__mmask64>(bytes == 64 ? ~0ull : (1ull << bytes) - 1);
+            r[c] = bytes == 0 ? _mm512_setzero_si512()
+                              : _mm512_maskz_loadu_epi8(m, b + j * cs + g0 * 4);
+          }
+          transpose16x16(r);
+          for (int g = 0; g < std::min(16, groups - g0); ++g) {
+            _mm512_storeu_si512(pd + (ptrdiff_t{g0 + g} * width + c0) * 4, r[g]);
+          }
+        }
+      }
+    } else if (ks == 1) {
+      // int16 groups from a [n][k] source (not a hot path): one value at a time.
       for (int jj = 0; jj < width; ++jj) {
-        const int8_t* src = b + (j0 + jj) * cs;
-        for (int p = 0; p < k_pad; ++p) {
-          at(p, jj) = (jj < w_real && p < k) ? static_cast<T>(src[p]) : T{0};
+        const int j = j0 + jj;
+        const int8_t* src = b + std::min(j, n - 1) * cs;  // read only when j < n
+        for (int g = 0; g < groups; ++g) {
+          const int valid = j < n ? std::clamp(k - g * kPerGroup, 0, kPerGroup) : 0;
+          const int32_t x = gather_group<T>(src + g * kPerGroup, valid);
+          std::memcpy(pd + (ptrdiff_t{g} * width + jj) * 4, &x, sizeof x);
         }
       }
     } else {
-      for (int p = 0; p < k_pad; ++p) {
-        const int8_t* src = b + p * ks + j0 * cs;
-        for (int jj = 0; jj < width; ++jj) {
-          at(p, jj) = (jj < w_real && p < k) ? static_cast<T>(src[jj * cs]) : T{0};
+      // Rows of B^T are contiguous in n: interleave them 16 columns at a time.
+      for (int g = 0; g < groups; ++g) {
+        const int rows = std::clamp(k - g * kPerGroup, 0, kPerGroup);
+        const int8_t* src = b + ptrdiff_t{g} * kPerGroup * ks + j0 * cs;
+        for (int c0 = 0; c0 < width; c0 += 16) {
+          const int cols = std::clamp(n - j0 - c0, 0, 16);
+          _mm512_storeu_si512(pd + (ptrdiff_t{g} * width + c0) * 4,
+                              interleave_group<T>(src + c0, ks, rows, cols));
         }
       }
     }
@@ -262,13 +357,18 @@ void pack(int n, int k, const int8_t* b, ptrdiff_t cs, ptrdiff_t ks, void* packe
 
 }  // namespace
 
+void avx512_pack_vnni4(int n, int k, const int8_t* b, ptrdiff_t col_stride, ptrdiff_t k_stride,
+                       int panel, int k_pad, void* packed) {
+  pack_groups<int8_t>(n, k, b, col_stride, k_stride, panel, k_pad, packed);
+}
+
 size_t avx512_packed_b_bytes(int n, int k) {
   return static_cast<size_t>(round_up(n, 16)) * static_cast<size_t>(round_up(k, 4));
 }
 
 void avx512_pack_b(int n, int k, const int8_t* b, ptrdiff_t col_stride, ptrdiff_t k_stride,
                    void* packed) {
-  pack<int8_t>(n, k, b, col_stride, k_stride, packed);
+  pack_groups<int8_t>(n, k, b, col_stride, k_stride, kPanel, round_up(k, 4), packed);
 }
 
 void avx512_gemm_u8s8s32(int m, int n, int k, const uint8_t* a, int lda, const void* packed_b,
@@ -282,7 +382,7 @@ size_t avx512_packed_b16_bytes(int n, int k) {
 
 void avx512_pack_b16(int n, int k, const int8_t* b, ptrdiff_t col_stride, ptrdiff_t k_stride,
                      void* packed) {
-  pack<int16_t>(n, k, b, col_stride, k_stride, packed);
+  pack_groups<int16_t>(n, k, b, col_stride, k_stride, kPanel, round_up(k, 2), packed);
 }
 
 void avx512_gemm_s16s8s32(int m, int n, int k, const int16_t* a, int lda, const void* packed_b,
