@@ -221,8 +221,8 @@ TEST_CASE("gemm ref: matches a naive int64 triple loop") {
 TEST_CASE("gemm: every path packs identically from B and from its transpose") {
   std::mt19937 rng(11);
   for (vk::Isa isa : supported_isas()) {
-    for (int n : {1, 17, 64, 197}) {
-      for (int k : {1, 3, 64, 197}) {
+    for (int n : {1, 16, 17, 64, 65, 197}) {
+      for (int k : {1, 2, 3, 64, 65, 197, 256}) {
         const Problem pr = make_problem(1, n, k, Fill::kRandom, rng, true);
         const size_t bytes = vk::packed_b_bytes(isa, n, k);
         std::vector<uint8_t> p1(bytes, 0xCD);
