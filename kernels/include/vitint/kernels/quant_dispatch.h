@@ -1,0 +1,24 @@
+// Isa-dispatched versions of the elementwise kernels of quant.h. Every path
+// is bit-exact with the *_ref function of the same name (the reference is
+// normative); the arguments and their meaning are those of the reference.
+// kAmx runs the AVX-512 code (AMX has no elementwise instructions).
+#pragma once
+#include <cstdint>
+
+#include "vitint/kernels/cpu.h"
+#include "vitint/kernels/quant.h"
+
+namespace vitint::kernels {
+
+void requant_u8(Isa isa, int m, int n, const int32_t* acc, int ld_acc, const RequantU8Params& p,
+                uint8_t* out, int ld_out);
+void residual_add(Isa isa, int m, int n, const int32_t* acc, int ld_acc, const ResidualParams& p,
+                  int16_t* stream, int ld_stream);
+void layernorm(Isa isa, int rows, const int16_t* in, int ld_in, const LayerNormParams& p,
+               uint8_t* out, int ld_out);
+void softmax_u8(Isa isa, const int32_t* acc, int ld_acc, const SoftmaxParams& p, uint8_t* probs,
+                int ld_probs, int32_t* rowsum_p);
+void softmax_lis(Isa isa, const int32_t* acc, int ld_acc, const SoftmaxParams& p, int16_t* weights,
+                 int ld_w, int32_t* rowsum_w);
+
+}  // namespace vitint::kernels

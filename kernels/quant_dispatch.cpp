@@ -1,0 +1,95 @@
+// Isa dispatch of the elementwise kernels (the paths live in ref/ and x86/).
+#include "vitint/kernels/quant_dispatch.h"
+
+#include <stdexcept>
+#include <string>
+
+#include "quant_internal.h"
+
+namespace vitint::kernels {
+namespace {
+
+// Same rule as the GEMM dispatch: running another path's instructions would
+// die with SIGILL, so say why instead.
+void check_isa(const char* fn, Isa isa) {
+  if (static_cast<int>(isa) < 0 || static_cast<int>(isa) > static_cast<int>(Isa::kAmx))
+    throw std::invalid_argument(std::string("vitint::kernels::") + fn + ": invalid Isa value " +
+                                std::to_string(static_cast<int>(isa)));
+  if (!isa_supported(isa))
+    throw std::runtime_error(std::string("vitint::kernels::") + fn + ": kernel path " + isa_name(isa) +
+                             " is not supported on this CPU/OS (use best_isa())");
+}
+
+}  // namespace
+
+void requant_u8(Isa isa, int m, int n, const int32_t* acc, int ld_acc, const RequantU8Params& p,
+                uint8_t* out, int ld_out) {
+  check_isa("requant_u8", isa);
+  switch (isa) {
+    case Isa::kRef:
+      return requant_u8_ref(m, n, acc, ld_acc, p, out, ld_out);
+    case Isa::kAvx2:
+      return detail::avx2_requant_u8(m, n, acc, ld_acc, p, out, ld_out);
+    case Isa::kAvx512Vnni:
+    case Isa::kAmx:
+      return detail::avx512_requant_u8(m, n, acc, ld_acc, p, out, ld_out);
+  }
+}
+
+void residual_add(Isa isa, int m, int n, const int32_t* acc, int ld_acc, const ResidualParams& p,
+                  int16_t* stream, int ld_stream) {
+  check_isa("residual_add", isa);
+  switch (isa) {
+    case Isa::kRef:
+      return residual_add_ref(m, n, acc, ld_acc, p, stream, ld_stream);
+    case Isa::kAvx2:
+      return detail::avx2_residual_add(m, n, acc, ld_acc, p, stream, ld_stream);
+    case Isa::kAvx512Vnni:
+    case Isa::kAmx:
+      return detail::avx512_residual_add(m, n, acc, ld_acc, p, stream, ld_stream);
+  }
+}
+
+void layernorm(Isa isa, int rows, const int16_t* in, int ld_in, const LayerNormParams& p,
+               uint8_t* out, int ld_out) {
+  check_isa("layernorm", isa);
+  switch (isa) {
+    case Isa::kRef:
+      return layernorm_ref(rows, in, ld_in, p, out, ld_out);
+    case Isa::kAvx2:
+      return detail::avx2_layernorm(rows, in, ld_in, p, out, ld_out);
+    case Isa::kAvx512Vnni:
+    case Isa::kAmx:
+      return detail::avx512_layernorm(rows, in, ld_in, p, out, ld_out);
+  }
+}
+
+void softmax_u8(Isa isa, const int32_t* acc, int ld_acc, const SoftmaxParams& p, uint8_t* probs,
+                int ld_probs, int32_t* rowsum_p) {
+  check_isa("softmax_u8", isa);
+  switch (isa) {
+    case Isa::kRef:
+      return softmax_u8_ref(acc, ld_acc, p, probs, ld_probs, rowsum_p);
+    case Isa::kAvx2:
+      return detail::avx2_softmax_u8(acc, ld_acc, p, probs, ld_probs, rowsum_p);
+    case Isa::kAvx512Vnni:
+    case Isa::kAmx:
+      return detail::avx512_softmax_u8(acc, ld_acc, p, probs, ld_probs, rowsum_p);
+  }
+}
+
+void softmax_lis(Isa isa, const int32_t* acc, int ld_acc, const SoftmaxParams& p, int16_t* weights,
+                 int ld_w, int32_t* rowsum_w) {
+  check_isa("softmax_lis", isa);
+  switch (isa) {
+    case Isa::kRef:
+      return softmax_lis_ref(acc, ld_acc, p, weights, ld_w, rowsum_w);
+    case Isa::kAvx2:
+      return detail::avx2_softmax_lis(acc, ld_acc, p, weights, ld_w, rowsum_w);
+    case Isa::kAvx512Vnni:
+    case Isa::kAmx:
+      return detail::avx512_softmax_lis(acc, ld_acc, p, weights, ld_w, rowsum_w);
+  }
+}
+
+}  // namespace vitint::kernels

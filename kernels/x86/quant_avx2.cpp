@@ -1,0 +1,518 @@
+// AVX2 elementwise kernels, bit-exact with ref/quant_ref.cpp.
+//
+// Same plan as the AVX-512 file, with what AVX2 lacks emulated: 64-bit
+// arithmetic shifts by the sign-flip identity sra(v) = ~srl(~v) for v < 0,
+// the 64 x 64-bit low product from three vpmuludq, leading-zero counts from
+// float exponents (plus the exact comparison that corrects a rounded-up
+// exponent), and masked tails by padded copies or by the reference itself.
+// When every shift of a block is >= 32, a dyadic result is the high half of
+// the rounded product shifted by shift - 32 (one 32-bit shift).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
+
+#include "../quant_internal.h"
+
+namespace vitint::kernels::detail {
+namespace {
+
+inline bool add_overflows(__m256i a, __m256i b, __m256i sum) {
+  const __m256i ov = _mm256_and_si256(_mm256_xor_si256(a, sum), _mm256_xor_si256(b, sum));
+  return _mm256_movemask_ps(_mm256_castsi256_ps(ov)) != 0;
+}
+
+// Arithmetic right shift of int64 lanes (per-lane or common count).
+inline __m256i sra64v(__m256i v, __m256i count) {
+  const __m256i sign = _mm256_cmpgt_epi64(_mm256_setzero_si256(), v);
+  return _mm256_xor_si256(_mm256_srlv_epi64(_mm256_xor_si256(v, sign), count), sign);
+}
+inline __m256i sra64(__m256i v, __m128i count) {
+  const __m256i sign = _mm256_cmpgt_epi64(_mm256_setzero_si256(), v);
+  return _mm256_xor_si256(_mm256_srl_epi64(_mm256_xor_si256(v, sign), count), sign);
+}
+
+inline int32_t hmax(__m256i v) {
+  __m128i x = _mm_max_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  x = _mm_max_epi32(x, _mm_shuffle_epi32(x, _MM_SHUFFLE(1, 0, 3, 2)));
+  x = _mm_max_epi32(x, _mm_shuffle_epi32(x, _MM_SHUFFLE(2, 3, 0, 1)));
+  return _mm_cvtsi128_si32(x);
+}
+inline int32_t hmin(__m256i v) {
+  __m128i x = _mm_min_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  x = _mm_min_epi32(x, _mm_shuffle_epi32(x, _MM_SHUFFLE(1, 0, 3, 2)));
+  x = _mm_min_epi32(x, _mm_shuffle_epi32(x, _MM_SHUFFLE(2, 3, 0, 1)));
+  return _mm_cvtsi128_si32(x);
+}
+inline int64_t hsum64(__m256i v) {
+  const __m128i x = _mm_add_epi64(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  return _mm_cvtsi128_si64(_mm_add_epi64(x, _mm_unpackhi_epi64(x, x)));
+}
+// Sum of int32 lanes, widened first.
+inline int64_t hsum32(__m256i v) {
+  return hsum64(_mm256_add_epi64(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(v)),
+                                 _mm256_cvtepi32_epi64(_mm256_extracti128_si256(v, 1))));
+}
+
+// 8 int32 lanes (each <= 255 and >= 0) -> 8 bytes.
+inline __m128i to_u8(__m256i v) {
+  const __m128i w = _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  return _mm_packus_epi16(w, w);
+}
+// 8 int32 lanes -> 8 int16, truncating like static_cast<int16_t>.
+inline __m128i to_i16_trunc(__m256i v) {
+  v = _mm256_and_si256(v, _mm256_set1_epi32(0xFFFF));
+  return _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+}
+
+// Per-column dyadic multipliers of 8 columns.
+struct Dyadic8 {
+  __m256i mult_e, mult_o, shift_e, shift_o, rnd_e, rnd_o, hi_count;
+  bool hi;  // every shift >= 32
+};
+
+inline Dyadic8 load_dyadic(const int32_t* mult, const int32_t* shift) {
+  const __m256i m = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(mult));
+  const __m256i s = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(shift));
+  const __m256i one = _mm256_set1_epi64x(1);
+  Dyadic8 d;
+  d.mult_e = m;
+  d.mult_o = _mm256_srli_epi64(m, 32);
+  d.shift_e = _mm256_and_si256(s, _mm256_set1_epi64x(0xFFFFFFFFLL));
+  d.shift_o = _mm256_srli_epi64(s, 32);
+  d.rnd_e = _mm256_srli_epi64(_mm256_sllv_epi64(one, d.shift_e), 1);
+  d.rnd_o = _mm256_srli_epi64(_mm256_sllv_epi64(one, d.shift_o), 1);
+  d.hi_count = _mm256_sub_epi32(s, _mm256_set1_epi32(32));
+  d.hi = hmin(s) >= 32;
+  return d;
+}
+
+template <bool kHi>
+inline __m256i apply_dyadic8(__m256i x, const Dyadic8& d) {
+  const __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(x, d.mult_e), d.rnd_e);
+  const __m256i po = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(x, 32), d.mult_o), d.rnd_o);
+  if constexpr (kHi) {
+    return _mm256_srav_epi32(_mm256_blend_epi32(_mm256_srli_epi64(pe, 32), po, 0xAA), d.hi_count);
+  } else {
+    return _mm256_blend_epi32(sra64v(pe, d.shift_e), _mm256_slli_epi64(sra64v(po, d.shift_o), 32), 0xAA);
+  }
+}
+
+template <bool kHi>
+void requant_block(int m, const int32_t* acc, int ld_acc, const RequantU8Params& block, const Dyadic8& d,
+                   uint8_t* out, int ld_out) {
+  const __m256i bias = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block.bias));
+  const __m256i zp = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(block.zero_point)));
+  const __m256i zero = _mm256_setzero_si256();
+  const __m256i max_q = _mm256_set1_epi32(255);
+  for (int i = 0; i < m; ++i) {
+    const int32_t* a = acc + static_cast<int64_t>(i) * ld_acc;
+    uint8_t* o = out + static_cast<int64_t>(i) * ld_out;
+    const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a));
+    const __m256i x = _mm256_add_epi32(av, bias);
+    if (add_overflows(av, bias, x)) {
+      requant_u8_ref(1, 8, a, ld_acc, block, o, ld_out);
+      continue;
+    }
+    __m256i v = _mm256_add_epi32(zp, apply_dyadic8<kHi>(x, d));
+    v = _mm256_min_epi32(_mm256_max_epi32(v, zero), max_q);
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(o), to_u8(v));
+    if (block.table)
+      for (int j = 0; j < 8; ++j) o[j] = block.table[o[j]];
+  }
+}
+
+template <bool kHi>
+void residual_block(int m, int n, const int32_t* acc, int ld_acc, const ResidualParams& block,
+                    const Dyadic8& br, const Dyadic8& sk, int16_t* stream, int ld_stream) {
+  const bool skip = block.skip_mult != nullptr;
+  const bool row_bias = block.bias_rows > 1;
+  const __m256i zp_out = _mm256_set1_epi32(block.zp_out);
+  const __m256i zp_in = _mm256_set1_epi32(block.zp_in);
+  const __m256i qmin = _mm256_set1_epi32(block.qmin_out);
+  const __m256i qmax = _mm256_set1_epi32(block.qmax_out);
+  __m256i bias = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block.bias));
+  for (int i = 0; i < m; ++i) {
+    const int32_t* a = acc + static_cast<int64_t>(i) * ld_acc;
+    int16_t* s = stream + static_cast<int64_t>(i) * ld_stream;
+    const int32_t* b = block.bias + (row_bias ? static_cast<int64_t>(i) * n : 0);
+    if (row_bias) bias = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b));
+    const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a));
+    const __m256i x = _mm256_add_epi32(av, bias);
+    if (add_overflows(av, bias, x)) {
+      ResidualParams one = block;
+      one.bias = b;
+      one.bias_rows = 1;
+      residual_add_ref(1, 8, a, ld_acc, one, s, ld_stream);
+      continue;
+    }
+    // Each block's skip shifts are checked separately: hi applies to both.
+    __m256i v = _mm256_add_epi32(zp_out, apply_dyadic8<kHi>(x, br));
+    if (skip) {
+      const __m256i sv = _mm256_cvtepi16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s)));
+      v = _mm256_add_epi32(v, apply_dyadic8<kHi>(_mm256_sub_epi32(sv, zp_in), sk));
+    }
+    v = _mm256_min_epi32(_mm256_max_epi32(v, qmin), qmax);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(s), to_i16_trunc(v));
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Softmax.
+
+struct ExpDyadic {
+  __m256i mult, rnd;
+  __m128i count;  // shift, or shift - 32 for the high-half variant
+};
+
+template <bool kHi>
+inline __m256i exp_dyadic(__m256i x, const ExpDyadic& d) {
+  const __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(x, d.mult), d.rnd);
+  const __m256i po = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(x, 32), d.mult), d.rnd);
+  if constexpr (kHi) {
+    return _mm256_sra_epi32(_mm256_blend_epi32(_mm256_srli_epi64(pe, 32), po, 0xAA), d.count);
+  } else {
+    return _mm256_blend_epi32(sra64(pe, d.count), _mm256_slli_epi64(sra64(po, d.count), 32), 0xAA);
+  }
+}
+
+// iexp_ref(max(z, -30 * 2^kExpBits)) (see the AVX-512 file).
+inline __m256i iexp8(__m256i z) {
+  z = _mm256_max_epi32(z, _mm256_set1_epi32(-30 * (1 << kExpBits)));
+  const __m256i nz = _mm256_sub_epi32(_mm256_setzero_si256(), z);
+  const __m256i q = _mm256_srli_epi32(nz, kExpBits);
+  const __m256i rr = _mm256_and_si256(nz, _mm256_set1_epi32((1 << kExpBits) - 1));
+  const __m256i poly = _mm256_add_epi32(_mm256_madd_epi16(rr, _mm256_sub_epi32(rr, _mm256_set1_epi32(kExpB))),
+                                        _mm256_set1_epi32(kExpC));
+  return _mm256_srav_epi32(poly, q);
+}
+
+// a <u b as an all-ones lane.
+inline __m256i lt_epu32(__m256i a, __m256i b) {
+  return _mm256_andnot_si256(_mm256_cmpeq_epi32(_mm256_max_epu32(a, b), a), _mm256_set1_epi32(-1));
+}
+
+// Weights of lis_code_ref(sum, e) for 0 <= e and 2 * sum + e < 2^31 (see the
+// AVX-512 file). floor(log2) comes from float exponents; den = 2e < 2^20 is
+// exact, num may round up to the next power of two, and then num < den << f0
+// holds and the comparison lands on the right f (num is within 2^-24 of that
+// power, den << (f0 - 1) at least 2^-20 below it).
+inline __m256i lis_weights8(__m256i e, __m256i two_sum) {
+  const __m256i one = _mm256_set1_epi32(1);
+  const __m256i fifteen = _mm256_set1_epi32(kLisZeroCode);
+  const __m256i num = _mm256_add_epi32(two_sum, e);
+  const __m256i den = _mm256_add_epi32(e, e);
+  const __m256i en = _mm256_srli_epi32(_mm256_castps_si256(_mm256_cvtepi32_ps(num)), 23);
+  const __m256i ed = _mm256_srli_epi32(_mm256_castps_si256(_mm256_cvtepi32_ps(den)), 23);
+  const __m256i f0 = _mm256_sub_epi32(en, ed);
+  __m256i f = _mm256_add_epi32(f0, lt_epu32(num, _mm256_sllv_epi32(den, f0)));
+  f = _mm256_min_epi32(f, fifteen);
+  const __m256i three_e_f = _mm256_sllv_epi32(_mm256_add_epi32(den, e), f);
+  const __m256i up = _mm256_andnot_si256(lt_epu32(num, three_e_f), _mm256_cmpgt_epi32(f, _mm256_setzero_si256()));
+  __m256i code = _mm256_min_epi32(_mm256_sub_epi32(f, up), fifteen);
+  code = _mm256_or_si256(code, _mm256_and_si256(_mm256_cmpeq_epi32(e, _mm256_setzero_si256()), fifteen));
+  return _mm256_sllv_epi32(one, _mm256_sub_epi32(_mm256_set1_epi32(14), code));
+}
+
+inline __m256i tail_mask8(int w) {
+  const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(w), idx);
+}
+
+template <bool kLis, bool kHi, class Out>
+void softmax_rows(const int32_t* acc, int ld_acc, const SoftmaxParams& p, Out* out, int ld_out,
+                  int32_t* rowsum) {
+  const int cols = p.cols;
+  const int full = cols / 8 * 8;
+  const __m256i tail = tail_mask8(cols - full);
+  alignas(64) int32_t buf[kMaxSimdCols];
+  const __m256i zq = _mm256_set1_epi32(p.zq);
+  ExpDyadic ed;
+  ed.mult = _mm256_set1_epi64x(p.to_exp_mult);
+  ed.rnd = _mm256_set1_epi64x(p.to_exp_shift == 0 ? 0 : int64_t{1} << (p.to_exp_shift - 1));
+  ed.count = _mm_cvtsi32_si128(kHi ? p.to_exp_shift - 32 : p.to_exp_shift);
+  for (int i = 0; i < p.rows; ++i) {
+    const int32_t* a = acc + static_cast<int64_t>(i) * ld_acc;
+    Out* o = out + static_cast<int64_t>(i) * ld_out;
+    __m256i mx = _mm256_set1_epi32(INT32_MIN);
+    __m256i mn = _mm256_set1_epi32(INT32_MAX);
+    for (int j = 0; j < full; j += 8) {
+      const __m256i l = _mm256_sub_epi32(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + j)),
+          _mm256_mullo_epi32(zq, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p.colsum_k + j))));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(buf + j), l);
+      mx = _mm256_max_epi32(mx, l);
+      mn = _mm256_min_epi32(mn, l);
+    }
+    if (full < cols) {
+      const __m256i l = _mm256_sub_epi32(_mm256_maskload_epi32(a + full, tail),
+                                         _mm256_mullo_epi32(zq, _mm256_maskload_epi32(p.colsum_k + full, tail)));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(buf + full), l);
+      mx = _mm256_max_epi32(mx, _mm256_blendv_epi8(_mm256_set1_epi32(INT32_MIN), l, tail));
+      mn = _mm256_min_epi32(mn, _mm256_blendv_epi8(_mm256_set1_epi32(INT32_MAX), l, tail));
+    }
+    const int32_t row_max = hmax(mx);
+    if (int64_t{row_max} - hmin(mn) > INT32_MAX) {
+      if constexpr (kLis) {
+        softmax_lis_ref(a, ld_acc, one_row(p), o, ld_out, rowsum + i);
+      } else {
+        softmax_u8_ref(a, ld_acc, one_row(p), o, ld_out, rowsum + i);
+      }
+      continue;
+    }
+    const __m256i maxv = _mm256_set1_epi32(row_max);
+    __m256i sumv = _mm256_setzero_si256();
+    for (int j = 0; j < cols; j += 8) {
+      const __m256i x = _mm256_sub_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(buf + j)), maxv);
+      __m256i e = iexp8(exp_dyadic<kHi>(x, ed));
+      if (j == full) e = _mm256_and_si256(e, tail);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(buf + j), e);
+      sumv = _mm256_add_epi32(sumv, e);
+    }
+    const int64_t sum = hsum32(sumv);
+    __m256i total = _mm256_setzero_si256();
+    if constexpr (kLis) {
+      if (2 * sum + kExpC <= INT32_MAX) {
+        const __m256i two_sum = _mm256_set1_epi32(static_cast<int32_t>(2 * sum));
+        for (int j = 0; j < cols; j += 8) {
+          __m256i w = lis_weights8(_mm256_load_si256(reinterpret_cast<const __m256i*>(buf + j)), two_sum);
+          const __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+          if (j == full) {
+            w = _mm256_and_si256(w, tail);
+            alignas(16) int16_t tmp[8];
+            _mm_store_si128(reinterpret_cast<__m128i*>(tmp), w16);
+            std::memcpy(o + j, tmp, sizeof(int16_t) * static_cast<size_t>(cols - j));
+          } else {
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(o + j), w16);
+          }
+          total = _mm256_add_epi32(total, w);
+        }
+        rowsum[i] = static_cast<int32_t>(hsum32(total));
+      } else {
+        int32_t t = 0;
+        for (int j = 0; j < cols; ++j) {
+          const int code = lis_code_ref(sum, buf[j]);
+          o[j] = static_cast<int16_t>(code >= kLisZeroCode ? 0 : (1 << (14 - code)));
+          t += o[j];
+        }
+        rowsum[i] = t;
+      }
+    } else {
+      const int64_t recip = ((int64_t{255} << 24) + sum / 2) / sum;
+      const __m256i rv = _mm256_set1_epi32(static_cast<int32_t>(recip));
+      const __m256i half = _mm256_set1_epi32(1 << 23);
+      const __m256i max_p = _mm256_set1_epi32(255);
+      for (int j = 0; j < cols; j += 8) {
+        const __m256i e = _mm256_load_si256(reinterpret_cast<const __m256i*>(buf + j));
+        __m256i v = _mm256_srli_epi32(_mm256_add_epi32(_mm256_mullo_epi32(e, rv), half), 24);
+        v = _mm256_min_epu32(v, max_p);
+        const __m128i b = to_u8(v);
+        if (j == full) {
+          v = _mm256_and_si256(v, tail);
+          alignas(16) uint8_t tmp[16];
+          _mm_store_si128(reinterpret_cast<__m128i*>(tmp), b);
+          std::memcpy(o + j, tmp, static_cast<size_t>(cols - j));
+        } else {
+          _mm_storel_epi64(reinterpret_cast<__m128i*>(o + j), b);
+        }
+        total = _mm256_add_epi32(total, v);
+      }
+      rowsum[i] = static_cast<int32_t>(hsum32(total));
+    }
+  }
+}
+
+template <bool kLis, class Out>
+void softmax_any(const int32_t* acc, int ld_acc, const SoftmaxParams& p, Out* out, int ld_out,
+                 int32_t* rowsum) {
+  if (p.rows <= 0) return;
+  if (p.cols <= 0 || p.cols > kMaxSimdCols) {
+    if constexpr (kLis) {
+      softmax_lis_ref(acc, ld_acc, p, out, ld_out, rowsum);
+    } else {
+      softmax_u8_ref(acc, ld_acc, p, out, ld_out, rowsum);
+    }
+    return;
+  }
+  if (p.to_exp_shift >= 32) {
+    softmax_rows<kLis, true>(acc, ld_acc, p, out, ld_out, rowsum);
+  } else {
+    softmax_rows<kLis, false>(acc, ld_acc, p, out, ld_out, rowsum);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// LayerNorm.
+
+inline __m256i load_x(const int16_t* q, const uint8_t* alpha, __m256i zp) {
+  const __m256i qv = _mm256_cvtepi16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q)));
+  const __m256i av = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(alpha)));
+  return _mm256_sllv_epi32(_mm256_sub_epi32(qv, zp), av);
+}
+
+struct NormRow {
+  __m256i c, sum, inv_lo, inv_hi, half;
+  __m128i out_shift;
+};
+
+// See the AVX-512 norm8; u * inv (mod 2^64) from 32-bit halves (inv >= 0),
+// and t = bits 32..63 of u * inv + 2^31 (|t| < 2^31).
+inline __m256i norm4(__m256i x64, __m256i gamma64, __m256i beta, const NormRow& r) {
+  const __m256i u = _mm256_sub_epi64(_mm256_mul_epi32(x64, r.c), r.sum);
+  const __m256i cross = _mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64(u, 32), r.inv_lo),
+                                         _mm256_mul_epu32(u, r.inv_hi));
+  const __m256i prod = _mm256_add_epi64(_mm256_mul_epu32(u, r.inv_lo), _mm256_slli_epi64(cross, 32));
+  const __m256i t = _mm256_srli_epi64(_mm256_add_epi64(prod, r.half), 32);
+  __m256i y = sra64(_mm256_add_epi64(_mm256_mul_epi32(t, gamma64), beta), r.out_shift);
+  y = _mm256_andnot_si256(_mm256_cmpgt_epi64(_mm256_setzero_si256(), y), y);
+  const __m256i max_y = _mm256_set1_epi64x(255);
+  return _mm256_blendv_epi8(y, max_y, _mm256_cmpgt_epi64(y, max_y));
+}
+
+// 8 outputs of one row from padded-or-not pointers.
+inline __m128i norm8(const int16_t* q, const uint8_t* alpha, const int32_t* gamma, const int64_t* beta,
+                     __m256i zp, const NormRow& r) {
+  const __m256i x = load_x(q, alpha, zp);
+  const __m256i g = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(gamma));
+  const __m256i y_lo = norm4(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(x)),
+                             _mm256_cvtepi32_epi64(_mm256_castsi256_si128(g)),
+                             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(beta)), r);
+  const __m256i y_hi = norm4(_mm256_cvtepi32_epi64(_mm256_extracti128_si256(x, 1)),
+                             _mm256_cvtepi32_epi64(_mm256_extracti128_si256(g, 1)),
+                             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(beta + 4)), r);
+  // Low halves of the 8 int64 lanes, in order.
+  const __m256i lo32 = _mm256_castps_si256(
+      _mm256_shuffle_ps(_mm256_castsi256_ps(y_lo), _mm256_castsi256_ps(y_hi), _MM_SHUFFLE(2, 0, 2, 0)));
+  return to_u8(_mm256_permute4x64_epi64(lo32, _MM_SHUFFLE(3, 1, 2, 0)));
+}
+
+}  // namespace
+
+void avx2_requant_u8(int m, int n, const int32_t* acc, int ld_acc, const RequantU8Params& p,
+                     uint8_t* out, int ld_out) {
+  if (m <= 0 || n <= 0) return;
+  const int full = n / 8 * 8;
+  for (int j0 = 0; j0 < full; j0 += 8) {
+    const Dyadic8 d = load_dyadic(p.mult + j0, p.shift + j0);
+    const RequantU8Params block{p.bias + j0, p.mult + j0, p.shift + j0, p.zero_point + j0, p.table};
+    if (d.hi) {
+      requant_block<true>(m, acc + j0, ld_acc, block, d, out + j0, ld_out);
+    } else {
+      requant_block<false>(m, acc + j0, ld_acc, block, d, out + j0, ld_out);
+    }
+  }
+  if (full < n) {
+    const RequantU8Params block{p.bias + full, p.mult + full, p.shift + full, p.zero_point + full, p.table};
+    requant_u8_ref(m, n - full, acc + full, ld_acc, block, out + full, ld_out);
+  }
+}
+
+void avx2_residual_add(int m, int n, const int32_t* acc, int ld_acc, const ResidualParams& p,
+                       int16_t* stream, int ld_stream) {
+  if (m <= 0 || n <= 0) return;
+  if (!residual_skip_simd_ok(p)) return residual_add_ref(m, n, acc, ld_acc, p, stream, ld_stream);
+  const bool skip = p.skip_mult != nullptr;
+  const int full = n / 8 * 8;
+  for (int j0 = 0; j0 < n; j0 += 8) {
+    ResidualParams block = p;
+    block.bias += j0;
+    block.branch_mult += j0;
+    block.branch_shift += j0;
+    if (skip) {
+      block.skip_mult += j0;
+      block.skip_shift += j0;
+    }
+    if (j0 == full) {  // the last < 8 columns: reference (bias rows keep stride n)
+      if (p.bias_rows > 1) {
+        for (int i = 0; i < m; ++i) {
+          ResidualParams row = block;
+          row.bias = block.bias + static_cast<int64_t>(i) * n;
+          row.bias_rows = 1;
+          residual_add_ref(1, n - full, acc + static_cast<int64_t>(i) * ld_acc + j0, ld_acc, row,
+                           stream + static_cast<int64_t>(i) * ld_stream + j0, ld_stream);
+        }
+      } else {
+        residual_add_ref(m, n - full, acc + j0, ld_acc, block, stream + j0, ld_stream);
+      }
+      break;
+    }
+    const Dyadic8 br = load_dyadic(p.branch_mult + j0, p.branch_shift + j0);
+    const Dyadic8 sk = skip ? load_dyadic(p.skip_mult + j0, p.skip_shift + j0) : br;
+    if (br.hi && sk.hi) {
+      residual_block<true>(m, n, acc + j0, ld_acc, block, br, sk, stream + j0, ld_stream);
+    } else {
+      residual_block<false>(m, n, acc + j0, ld_acc, block, br, sk, stream + j0, ld_stream);
+    }
+  }
+}
+
+void avx2_layernorm(int rows, const int16_t* in, int ld_in, const LayerNormParams& p, uint8_t* out,
+                    int ld_out) {
+  if (rows <= 0) return;
+  if (!layernorm_simd_ok(p)) return layernorm_ref(rows, in, ld_in, p, out, ld_out);
+  const int c_count = p.channels;
+  const int full = c_count / 8 * 8;
+  const int rest = c_count - full;
+  const __m256i zp = _mm256_set1_epi32(p.in.zero_point);
+  // The last < 8 channels go through padded copies: q = zp and alpha = 0
+  // make x = 0, which adds nothing to the sums.
+  alignas(32) int16_t q_pad[8];
+  alignas(32) uint8_t alpha_pad[8] = {};
+  alignas(32) int32_t gamma_pad[8] = {};
+  alignas(32) int64_t beta_pad[8] = {};
+  std::memcpy(alpha_pad, p.in.alpha + full, static_cast<size_t>(rest));
+  std::memcpy(gamma_pad, p.gamma + full, sizeof(int32_t) * static_cast<size_t>(rest));
+  std::memcpy(beta_pad, p.beta + full, sizeof(int64_t) * static_cast<size_t>(rest));
+  NormRow r;
+  r.c = _mm256_set1_epi64x(c_count);
+  r.half = _mm256_set1_epi64x(int64_t{1} << 31);
+  r.out_shift = _mm_cvtsi32_si128(16 + p.g_shift);
+  for (int i = 0; i < rows; ++i) {
+    const int16_t* q = in + static_cast<int64_t>(i) * ld_in;
+    uint8_t* o = out + static_cast<int64_t>(i) * ld_out;
+    for (int c = 0; c < 8; ++c) q_pad[c] = c < rest ? q[full + c] : static_cast<int16_t>(p.in.zero_point);
+    int64_t sum = 0;
+    __m256i s32 = _mm256_setzero_si256();
+    __m256i sq = _mm256_setzero_si256();
+    int in_lane = 0;
+    for (int c = 0; c < c_count; c += 8) {
+      const __m256i x = c < full ? load_x(q + c, p.in.alpha + c, zp) : load_x(q_pad, alpha_pad, zp);
+      const __m256i xo = _mm256_srli_epi64(x, 32);
+      s32 = _mm256_add_epi32(s32, x);
+      sq = _mm256_add_epi64(sq, _mm256_add_epi64(_mm256_mul_epi32(x, x), _mm256_mul_epi32(xo, xo)));
+      if (++in_lane == 2048 || c + 8 >= c_count) {  // |x| < 2^19
+        sum += hsum32(s32);
+        s32 = _mm256_setzero_si256();
+        in_lane = 0;
+      }
+    }
+    const int64_t sum_sq = hsum64(sq);
+    const int64_t d = int64_t{c_count} * sum_sq - sum * sum + p.eps_term;
+    const uint32_t sigma = isqrt_u64(static_cast<uint64_t>(d));
+    const int64_t inv = sigma ? (int64_t{1} << 48) / sigma : 0;
+    r.sum = _mm256_set1_epi64x(sum);
+    r.inv_lo = _mm256_set1_epi64x(inv & 0xFFFFFFFF);
+    r.inv_hi = _mm256_set1_epi64x(inv >> 32);
+    for (int c = 0; c < full; c += 8)
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(o + c),
+                       norm8(q + c, p.in.alpha + c, p.gamma + c, p.beta + c, zp, r));
+    if (rest) {
+      alignas(16) uint8_t tmp[16];
+      _mm_store_si128(reinterpret_cast<__m128i*>(tmp), norm8(q_pad, alpha_pad, gamma_pad, beta_pad, zp, r));
+      std::memcpy(o + full, tmp, static_cast<size_t>(rest));
+    }
+  }
+}
+
+void avx2_softmax_u8(const int32_t* acc, int ld_acc, const SoftmaxParams& p, uint8_t* probs,
+                     int ld_probs, int32_t* rowsum_p) {
+  softmax_any<false>(acc, ld_acc, p, probs, ld_probs, rowsum_p);
+}
+
+void avx2_softmax_lis(const int32_t* acc, int ld_acc, const SoftmaxParams& p, int16_t* weights,
+                      int ld_w, int32_t* rowsum_w) {
+  softmax_any<true>(acc, ld_acc, p, weights, ld_w, rowsum_w);
+}
+
+}  // namespace vitint::kernels::detail

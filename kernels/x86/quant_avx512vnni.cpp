@@ -1,0 +1,407 @@
+// AVX-512 elementwise kernels, bit-exact with ref/quant_ref.cpp.
+//
+// Dyadic requantization: the int64 product x * mult of apply_dyadic is
+// formed by vpmuldq on the even and the odd int32 lanes, rounded and shifted
+// arithmetically in 64 bits and truncated back to int32 like the
+// reference's cast. Per-channel kernels (requant, residual) walk blocks of 16
+// columns down all rows, so the per-column parameters are prepared once per
+// block. Inputs whose int32 sums would wrap are handed to the reference.
+//
+// Softmax: three passes over a row kept in a stack buffer (logits, then
+// exponentials). The i-exp polynomial r * (r + b) + c fits vpmaddwd
+// (|r| < 256), and the 4-bit Log-Int-Softmax code comes from leading-zero
+// counts and two exact comparisons instead of lis_code_ref's loop.
+// GCC 12 reports the _mm*_undefined_*() pass-through operands inside its own
+// AVX-512 intrinsics as maybe-uninitialized (GCC PR 105593, fixed in 13).
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+
+#include <algorithm>
+#include <climits>
+
+#include "../quant_internal.h"
+
+namespace vitint::kernels::detail {
+namespace {
+
+inline __mmask16 tail_mask(int w) {
+  return w >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << w) - 1u);
+}
+
+// True in the lanes where the int32 sum a + b wrapped (sign of the result
+// differs from both operands' signs).
+inline __mmask16 add_overflows(__m512i a, __m512i b, __m512i sum) {
+  return _mm512_movepi32_mask(_mm512_ternarylogic_epi32(a, b, sum, 0x42));
+}
+
+// Per-column dyadic multipliers of 16 columns, split into the even and odd
+// int32 lanes (each in the low half of a 64-bit lane).
+struct Dyadic16 {
+  __m512i mult_e, mult_o, shift_e, shift_o, rnd_e, rnd_o;
+};
+
+inline Dyadic16 load_dyadic(__mmask16 k, const int32_t* mult, const int32_t* shift) {
+  const __m512i m = _mm512_maskz_loadu_epi32(k, mult);
+  const __m512i s = _mm512_maskz_loadu_epi32(k, shift);
+  const __m512i one = _mm512_set1_epi64(1);
+  Dyadic16 d;
+  d.mult_e = m;
+  d.mult_o = _mm512_srli_epi64(m, 32);
+  d.shift_e = _mm512_and_si512(s, _mm512_set1_epi64(0xFFFFFFFFLL));
+  d.shift_o = _mm512_srli_epi64(s, 32);
+  // 2^(shift - 1), and 0 for shift 0 (apply_dyadic does not round then).
+  d.rnd_e = _mm512_srli_epi64(_mm512_sllv_epi64(one, d.shift_e), 1);
+  d.rnd_o = _mm512_srli_epi64(_mm512_sllv_epi64(one, d.shift_o), 1);
+  return d;
+}
+
+// apply_dyadic(x, mult, shift) per lane for int32 x.
+inline __m512i apply_dyadic16(__m512i x, const Dyadic16& d) {
+  __m512i pe = _mm512_mul_epi32(x, d.mult_e);
+  __m512i po = _mm512_mul_epi32(_mm512_srli_epi64(x, 32), d.mult_o);
+  pe = _mm512_srav_epi64(_mm512_add_epi64(pe, d.rnd_e), d.shift_e);
+  po = _mm512_srav_epi64(_mm512_add_epi64(po, d.rnd_o), d.shift_o);
+  return _mm512_mask_blend_epi32(0xAAAA, pe, _mm512_slli_epi64(po, 32));
+}
+
+// table[idx] for 16 byte indices; the 256-byte table sits in 4 zmm.
+inline __m128i lookup256(__m128i idx, const __m512i t[4]) {
+  const __m512i i = _mm512_castsi128_si512(idx);
+  const __m512i lo = _mm512_permutex2var_epi8(t[0], i, t[1]);
+  const __m512i hi = _mm512_permutex2var_epi8(t[2], i, t[3]);
+  return _mm512_castsi512_si128(_mm512_mask_blend_epi8(_mm512_movepi8_mask(i), lo, hi));
+}
+
+// ---------------------------------------------------------------------------
+// Softmax helpers.
+
+// The row-constant dyadic of the softmax (logit units -> ln2 / 2^kExpBits).
+struct ExpDyadic {
+  __m512i mult;
+  __m512i rnd;
+  __m128i count;  // shift, or shift - 32 for the high-half variant
+};
+
+// apply_dyadic(x, mult, shift) for int32 x. With shift >= 32 (kHi) the
+// result is the high half of the rounded product shifted by shift - 32:
+// one 32-bit shift instead of two 64-bit ones.
+template <bool kHi>
+inline __m512i exp_dyadic(__m512i x, const ExpDyadic& d) {
+  const __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(x, d.mult), d.rnd);
+  const __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(x, 32), d.mult), d.rnd);
+  if constexpr (kHi) {
+    return _mm512_sra_epi32(_mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 32), po), d.count);
+  } else {
+    return _mm512_mask_blend_epi32(0xAAAA, _mm512_sra_epi64(pe, d.count),
+                                   _mm512_slli_epi64(_mm512_sra_epi64(po, d.count), 32));
+  }
+}
+
+// iexp_ref(max(z, -30 * 2^kExpBits)). With nz = -z: q = nz >> 8,
+// r = -(nz & 255), and r * (r + b) = rr * (rr - b) for rr = nz & 255; both
+// factors fit int16 (the upper halves of rr are zero), so vpmaddwd forms it.
+inline __m512i iexp16(__m512i z) {
+  z = _mm512_max_epi32(z, _mm512_set1_epi32(-30 * (1 << kExpBits)));
+  const __m512i nz = _mm512_sub_epi32(_mm512_setzero_si512(), z);
+  const __m512i q = _mm512_srli_epi32(nz, kExpBits);
+  const __m512i rr = _mm512_and_si512(nz, _mm512_set1_epi32((1 << kExpBits) - 1));
+  const __m512i poly = _mm512_add_epi32(_mm512_madd_epi16(rr, _mm512_sub_epi32(rr, _mm512_set1_epi32(kExpB))),
+                                        _mm512_set1_epi32(kExpC));
+  return _mm512_srav_epi32(poly, q);
+}
+
+// lis_code_ref(sum, e) turned into weights 2^(14 - code) (0 for code 15),
+// for 0 <= e and 2 * sum + e < 2^31. num = 2 * sum + e, den = 2 * e; the
+// loop's f is min(15, floor(log2(num / den))): the leading-zero counts give
+// it or one more, and one comparison decides.
+inline __m512i lis_weights16(__m512i e, __m512i two_sum) {
+  const __m512i one = _mm512_set1_epi32(1);
+  const __m512i fifteen = _mm512_set1_epi32(kLisZeroCode);
+  const __m512i num = _mm512_add_epi32(two_sum, e);
+  const __m512i den = _mm512_add_epi32(e, e);
+  const __m512i f0 = _mm512_sub_epi32(_mm512_lzcnt_epi32(den), _mm512_lzcnt_epi32(num));
+  __m512i f = _mm512_mask_sub_epi32(f0, _mm512_cmplt_epi32_mask(num, _mm512_sllv_epi32(den, f0)), f0, one);
+  f = _mm512_min_epi32(f, fifteen);
+  // ratio >= 1.5 * 2^f  <=>  num >= 3 * e * 2^f (only for f >= 1). For f <= 14
+  // 3e * 2^f <= 1.5 * num < 2^32 (unsigned compare); f = 15 ends at 15 anyway.
+  const __m512i three_e_f = _mm512_sllv_epi32(_mm512_add_epi32(den, e), f);
+  const __mmask16 up =
+      _mm512_mask_cmpge_epu32_mask(_mm512_cmpgt_epi32_mask(f, _mm512_setzero_si512()), num, three_e_f);
+  __m512i code = _mm512_min_epi32(_mm512_mask_add_epi32(f, up, f, one), fifteen);
+  code = _mm512_mask_mov_epi32(code, _mm512_cmple_epi32_mask(e, _mm512_setzero_si512()), fifteen);
+  // A shift count of -1 (code 15) reads as >= 32 and gives 0.
+  return _mm512_sllv_epi32(one, _mm512_sub_epi32(_mm512_set1_epi32(14), code));
+}
+
+template <bool kLis, bool kHi, class Out>
+void softmax_rows(const int32_t* acc, int ld_acc, const SoftmaxParams& p, Out* out, int ld_out,
+                  int32_t* rowsum) {
+  const int cols = p.cols;
+  alignas(64) int32_t buf[kMaxSimdCols];
+  const __m512i zq = _mm512_set1_epi32(p.zq);
+  ExpDyadic ed;
+  ed.mult = _mm512_set1_epi64(p.to_exp_mult);
+  ed.rnd = _mm512_set1_epi64(p.to_exp_shift == 0 ? 0 : int64_t{1} << (p.to_exp_shift - 1));
+  ed.count = _mm_cvtsi32_si128(kHi ? p.to_exp_shift - 32 : p.to_exp_shift);
+  for (int i = 0; i < p.rows; ++i) {
+    const int32_t* a = acc + static_cast<int64_t>(i) * ld_acc;
+    Out* o = out + static_cast<int64_t>(i) * ld_out;
+    // Pass 1: logits and their range.
+    __m512i mx = _mm512_set1_epi32(INT32_MIN);
+    __m512i mn = _mm512_set1_epi32(INT32_MAX);
+    for (int j = 0; j < cols; j += 16) {
+      const __mmask16 k = tail_mask(cols - j);
+      const __m512i l = _mm512_sub_epi32(_mm512_maskz_loadu_epi32(k, a + j),
+                                         _mm512_mullo_epi32(zq, _mm512_maskz_loadu_epi32(k, p.colsum_k + j)));
+      _mm512_store_si512(buf + j, l);
+      mx = _mm512_mask_max_epi32(mx, k, mx, l);
+      mn = _mm512_mask_min_epi32(mn, k, mn, l);
+    }
+    const int32_t row_max = _mm512_reduce_max_epi32(mx);
+    if (int64_t{row_max} - _mm512_reduce_min_epi32(mn) > INT32_MAX) {
+      // logit - max leaves int32: the reference's int64 path.
+      if constexpr (kLis) {
+        softmax_lis_ref(a, ld_acc, one_row(p), o, ld_out, rowsum + i);
+      } else {
+        softmax_u8_ref(a, ld_acc, one_row(p), o, ld_out, rowsum + i);
+      }
+      continue;
+    }
+    // Pass 2: exponentials and their sum (< 4096 * 2^19: no int32 wrap).
+    const __m512i maxv = _mm512_set1_epi32(row_max);
+    __m512i sumv = _mm512_setzero_si512();
+    for (int j = 0; j < cols; j += 16) {
+      const __mmask16 k = tail_mask(cols - j);
+      const __m512i x = _mm512_sub_epi32(_mm512_load_si512(buf + j), maxv);
+      const __m512i e = _mm512_maskz_mov_epi32(k, iexp16(exp_dyadic<kHi>(x, ed)));
+      _mm512_store_si512(buf + j, e);
+      sumv = _mm512_add_epi32(sumv, e);
+    }
+    const int64_t sum = _mm512_reduce_add_epi32(sumv);
+    // Pass 3: outputs.
+    __m512i total = _mm512_setzero_si512();
+    if constexpr (kLis) {
+      if (2 * sum + kExpC <= INT32_MAX) {
+        const __m512i two_sum = _mm512_set1_epi32(static_cast<int32_t>(2 * sum));
+        for (int j = 0; j < cols; j += 16) {
+          const __mmask16 k = tail_mask(cols - j);
+          const __m512i w = _mm512_maskz_mov_epi32(k, lis_weights16(_mm512_load_si512(buf + j), two_sum));
+          _mm512_mask_cvtepi32_storeu_epi16(o + j, k, w);
+          total = _mm512_add_epi32(total, w);
+        }
+        rowsum[i] = _mm512_reduce_add_epi32(total);
+      } else {  // 2 * sum leaves int32 (rows of thousands of columns)
+        int32_t t = 0;
+        for (int j = 0; j < cols; ++j) {
+          const int code = lis_code_ref(sum, buf[j]);
+          o[j] = static_cast<int16_t>(code >= kLisZeroCode ? 0 : (1 << (14 - code)));
+          t += o[j];
+        }
+        rowsum[i] = t;
+      }
+    } else {
+      // e * recip + 2^23 < 2^32 (e <= sum, recip <= (255 * 2^24 + sum / 2) / sum):
+      // exact as an unsigned 32-bit product.
+      const int64_t recip = ((int64_t{255} << 24) + sum / 2) / sum;
+      const __m512i rv = _mm512_set1_epi32(static_cast<int32_t>(recip));
+      const __m512i half = _mm512_set1_epi32(1 << 23);
+      const __m512i max_p = _mm512_set1_epi32(255);
+      for (int j = 0; j < cols; j += 16) {
+        const __mmask16 k = tail_mask(cols - j);
+        const __m512i e = _mm512_load_si512(buf + j);
+        __m512i v = _mm512_srli_epi32(_mm512_add_epi32(_mm512_mullo_epi32(e, rv), half), 24);
+        v = _mm512_maskz_mov_epi32(k, _mm512_min_epu32(v, max_p));
+        _mm512_mask_cvtepi32_storeu_epi8(o + j, k, v);
+        total = _mm512_add_epi32(total, v);
+      }
+      rowsum[i] = _mm512_reduce_add_epi32(total);
+    }
+  }
+}
+
+template <bool kLis, class Out>
+void softmax_any(const int32_t* acc, int ld_acc, const SoftmaxParams& p, Out* out, int ld_out,
+                 int32_t* rowsum) {
+  if (p.rows <= 0) return;
+  if (p.cols <= 0 || p.cols > kMaxSimdCols) {
+    if constexpr (kLis) {
+      softmax_lis_ref(acc, ld_acc, p, out, ld_out, rowsum);
+    } else {
+      softmax_u8_ref(acc, ld_acc, p, out, ld_out, rowsum);
+    }
+    return;
+  }
+  if (p.to_exp_shift >= 32) {
+    softmax_rows<kLis, true>(acc, ld_acc, p, out, ld_out, rowsum);
+  } else {
+    softmax_rows<kLis, false>(acc, ld_acc, p, out, ld_out, rowsum);
+  }
+}
+
+// x_c = (q_c - zp) << alpha_c for 16 channels (0 in the lanes outside k).
+inline __m512i load_x(__mmask16 k, const int16_t* q, const uint8_t* alpha, __m512i zp) {
+  const __m512i qv = _mm512_cvtepi16_epi32(_mm256_maskz_loadu_epi16(k, q));
+  const __m512i av = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(k, alpha));
+  return _mm512_maskz_sllv_epi32(k, _mm512_sub_epi32(qv, zp), av);
+}
+
+struct NormRow {
+  __m512i c, sum, inv, half;
+  __m128i out_shift;
+};
+
+// clamp(((C x - S) * inv + 2^31) >> 32) * gamma + beta) >> (16 + g), 0, 255)
+// for 8 channels in 64-bit lanes. |t| <= 2^17 sqrt(C) (|C x - S| <= sqrt(C D),
+// sigma >= sqrt(D) - 1), so t * gamma is one vpmuldq.
+inline __m512i norm8(__m512i x64, __m512i gamma64, __m512i beta, const NormRow& r) {
+  const __m512i u = _mm512_sub_epi64(_mm512_mul_epi32(x64, r.c), r.sum);
+  const __m512i t = _mm512_srai_epi64(_mm512_add_epi64(_mm512_mullo_epi64(u, r.inv), r.half), 32);
+  __m512i y = _mm512_sra_epi64(_mm512_add_epi64(_mm512_mul_epi32(t, gamma64), beta), r.out_shift);
+  y = _mm512_max_epi64(y, _mm512_setzero_si512());
+  return _mm512_min_epi64(y, _mm512_set1_epi64(255));
+}
+
+}  // namespace
+
+void avx512_requant_u8(int m, int n, const int32_t* acc, int ld_acc, const RequantU8Params& p,
+                       uint8_t* out, int ld_out) {
+  if (m <= 0 || n <= 0) return;
+  __m512i table[4];
+  for (int t = 0; t < 4; ++t)
+    table[t] = p.table ? _mm512_loadu_si512(p.table + 64 * t) : _mm512_setzero_si512();
+  const __m512i zero = _mm512_setzero_si512();
+  for (int j0 = 0; j0 < n; j0 += 16) {
+    const int w = std::min(16, n - j0);
+    const __mmask16 k = tail_mask(w);
+    const Dyadic16 d = load_dyadic(k, p.mult + j0, p.shift + j0);
+    const __m512i bias = _mm512_maskz_loadu_epi32(k, p.bias + j0);
+    const __m512i zp = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(k, p.zero_point + j0));
+    const RequantU8Params block{p.bias + j0, p.mult + j0, p.shift + j0, p.zero_point + j0, p.table};
+    for (int i = 0; i < m; ++i) {
+      const int32_t* a = acc + static_cast<int64_t>(i) * ld_acc + j0;
+      uint8_t* o = out + static_cast<int64_t>(i) * ld_out + j0;
+      const __m512i av = _mm512_maskz_loadu_epi32(k, a);
+      const __m512i x = _mm512_add_epi32(av, bias);
+      if (add_overflows(av, bias, x)) {  // acc + bias needs 33 bits
+        requant_u8_ref(1, w, a, ld_acc, block, o, ld_out);
+        continue;
+      }
+      const __m512i v = _mm512_max_epi32(_mm512_add_epi32(zp, apply_dyadic16(x, d)), zero);
+      __m128i q = _mm512_cvtusepi32_epi8(v);  // unsigned saturation = min(v, 255)
+      if (p.table) q = lookup256(q, table);
+      _mm_mask_storeu_epi8(o, k, q);
+    }
+  }
+}
+
+void avx512_residual_add(int m, int n, const int32_t* acc, int ld_acc, const ResidualParams& p,
+                         int16_t* stream, int ld_stream) {
+  if (m <= 0 || n <= 0) return;
+  if (!residual_skip_simd_ok(p)) return residual_add_ref(m, n, acc, ld_acc, p, stream, ld_stream);
+  const bool skip = p.skip_mult != nullptr;
+  const bool row_bias = p.bias_rows > 1;
+  const __m512i zp_out = _mm512_set1_epi32(p.zp_out);
+  const __m512i zp_in = _mm512_set1_epi32(p.zp_in);
+  const __m512i qmin = _mm512_set1_epi32(p.qmin_out);
+  const __m512i qmax = _mm512_set1_epi32(p.qmax_out);
+  for (int j0 = 0; j0 < n; j0 += 16) {
+    const int w = std::min(16, n - j0);
+    const __mmask16 k = tail_mask(w);
+    const Dyadic16 br = load_dyadic(k, p.branch_mult + j0, p.branch_shift + j0);
+    const Dyadic16 sk = skip ? load_dyadic(k, p.skip_mult + j0, p.skip_shift + j0) : br;
+    __m512i bias = _mm512_maskz_loadu_epi32(k, p.bias + j0);
+    for (int i = 0; i < m; ++i) {
+      const int32_t* a = acc + static_cast<int64_t>(i) * ld_acc + j0;
+      int16_t* s = stream + static_cast<int64_t>(i) * ld_stream + j0;
+      const int32_t* b = p.bias + (row_bias ? static_cast<int64_t>(i) * n : 0) + j0;
+      if (row_bias) bias = _mm512_maskz_loadu_epi32(k, b);
+      const __m512i av = _mm512_maskz_loadu_epi32(k, a);
+      const __m512i x = _mm512_add_epi32(av, bias);
+      if (add_overflows(av, bias, x)) {
+        ResidualParams one = p;
+        one.bias = b;
+        one.bias_rows = 1;
+        one.branch_mult += j0;
+        one.branch_shift += j0;
+        if (skip) {
+          one.skip_mult += j0;
+          one.skip_shift += j0;
+        }
+        residual_add_ref(1, w, a, ld_acc, one, s, ld_stream);
+        continue;
+      }
+      __m512i v = _mm512_add_epi32(zp_out, apply_dyadic16(x, br));
+      if (skip) {
+        const __m512i sv = _mm512_cvtepi16_epi32(_mm256_maskz_loadu_epi16(k, s));
+        v = _mm512_add_epi32(v, apply_dyadic16(_mm512_sub_epi32(sv, zp_in), sk));
+      }
+      v = _mm512_min_epi32(_mm512_max_epi32(v, qmin), qmax);
+      _mm256_mask_storeu_epi16(s, k, _mm512_cvtepi32_epi16(v));
+    }
+  }
+}
+
+void avx512_layernorm(int rows, const int16_t* in, int ld_in, const LayerNormParams& p,
+                      uint8_t* out, int ld_out) {
+  if (rows <= 0) return;
+  if (!layernorm_simd_ok(p)) return layernorm_ref(rows, in, ld_in, p, out, ld_out);
+  const int c_count = p.channels;
+  const __m512i zp = _mm512_set1_epi32(p.in.zero_point);
+  NormRow r;
+  r.c = _mm512_set1_epi64(c_count);
+  r.half = _mm512_set1_epi64(int64_t{1} << 31);
+  r.out_shift = _mm_cvtsi32_si128(16 + p.g_shift);
+  for (int i = 0; i < rows; ++i) {
+    const int16_t* q = in + static_cast<int64_t>(i) * ld_in;
+    uint8_t* o = out + static_cast<int64_t>(i) * ld_out;
+    // |x| < 2^19: 2048 vectors per int32 lane before a flush into int64.
+    int64_t sum = 0;
+    __m512i s32 = _mm512_setzero_si512();
+    __m512i sq = _mm512_setzero_si512();
+    int in_lane = 0;
+    for (int c = 0; c < c_count; c += 16) {
+      const __m512i x = load_x(tail_mask(c_count - c), q + c, p.in.alpha + c, zp);
+      const __m512i xo = _mm512_srli_epi64(x, 32);
+      s32 = _mm512_add_epi32(s32, x);
+      sq = _mm512_add_epi64(sq, _mm512_add_epi64(_mm512_mul_epi32(x, x), _mm512_mul_epi32(xo, xo)));
+      if (++in_lane == 2048 || c + 16 >= c_count) {
+        sum += _mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(s32)),
+                                                        _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(s32, 1))));
+        s32 = _mm512_setzero_si512();
+        in_lane = 0;
+      }
+    }
+    const int64_t sum_sq = _mm512_reduce_add_epi64(sq);
+    const int64_t d = int64_t{c_count} * sum_sq - sum * sum + p.eps_term;
+    const uint32_t sigma = isqrt_u64(static_cast<uint64_t>(d));
+    const int64_t inv = sigma ? (int64_t{1} << 48) / sigma : 0;
+    r.sum = _mm512_set1_epi64(sum);
+    r.inv = _mm512_set1_epi64(inv);
+    for (int c = 0; c < c_count; c += 16) {
+      const __mmask16 k = tail_mask(c_count - c);
+      const __m512i x = load_x(k, q + c, p.in.alpha + c, zp);
+      const __m512i g = _mm512_maskz_loadu_epi32(k, p.gamma + c);
+      const __m512i y_lo = norm8(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(x)),
+                                 _mm512_cvtepi32_epi64(_mm512_castsi512_si256(g)),
+                                 _mm512_maskz_loadu_epi64(static_cast<__mmask8>(k), p.beta + c), r);
+      const __m512i y_hi = norm8(_mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(x, 1)),
+                                 _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(g, 1)),
+                                 _mm512_maskz_loadu_epi64(static_cast<__mmask8>(k >> 8), p.beta + c + 8), r);
+      _mm_mask_storeu_epi8(o + c, k, _mm_unpacklo_epi64(_mm512_cvtepi64_epi8(y_lo), _mm512_cvtepi64_epi8(y_hi)));
+    }
+  }
+}
+
+void avx512_softmax_u8(const int32_t* acc, int ld_acc, const SoftmaxParams& p, uint8_t* probs,
+                       int ld_probs, int32_t* rowsum_p) {
+  softmax_any<false>(acc, ld_acc, p, probs, ld_probs, rowsum_p);
+}
+
+void avx512_softmax_lis(const int32_t* acc, int ld_acc, const SoftmaxParams& p, int16_t* weights,
+                        int ld_w, int32_t* rowsum_w) {
+  softmax_any<true>(acc, ld_acc, p, weights, ld_w, rowsum_w);
+}
+
+}  // namespace vitint::kernels::detail

@@ -1,0 +1,276 @@
+// The normative scalar building blocks of quant.h against values computed by
+// hand (the optimized paths are checked against these functions elsewhere).
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <stdexcept>
+#include <vector>
+
+#include "vitint/kernels/quant.h"
+
+namespace vk = vitint::kernels;
+
+namespace {
+constexpr int32_t kOne = 1 << 30;  // with shift 30: multiplier 1.0
+}  // namespace
+
+TEST_CASE("make_dyadic: mantissa in [2^30, 2^31), shift = 31 - exponent") {
+  auto check = [](double ratio, int32_t mult, int32_t shift) {
+    const vk::Dyadic d = vk::make_dyadic(ratio);
+    CAPTURE(ratio);
+    CHECK(d.mult == mult);
+    CHECK(d.shift == shift);
+  };
+  check(1.0, kOne, 30);
+  check(0.5, kOne, 31);
+  check(3.0, 1610612736, 29);                 // 0.75 * 2^31, 2^2
+  check(1e-9, 1152921505, 60);                // 1e-9 = 0.536870912 * 2^-29
+  check(2147483647.0, INT32_MAX, 0);          // largest representable
+  check(std::ldexp(1.0, -40), 1 << 22, 62);   // shift capped at 62, precision dropped
+  check(0.0, 0, 0);
+  check(1e-30, 0, 0);                         // below 2^-62 * 2^31: zero
+  // Mantissas that round up to 1.0 move to the next exponent.
+  check(1.0 - std::ldexp(1.0, -40), kOne, 30);
+  CHECK_THROWS_AS(vk::make_dyadic(2147483648.0), std::invalid_argument);
+  CHECK_THROWS_AS(vk::make_dyadic(2147483647.75), std::invalid_argument);  // rounds up to 2^31
+  CHECK_THROWS_AS(vk::make_dyadic(-1.0), std::invalid_argument);
+  CHECK_THROWS_AS(vk::make_dyadic(std::nan("")), std::invalid_argument);
+  CHECK_THROWS_AS(vk::make_dyadic(INFINITY), std::invalid_argument);
+}
+
+TEST_CASE("apply_dyadic rounds half up, also for negative values") {
+  // x * 0.5
+  CHECK(vk::apply_dyadic(1, kOne, 31) == 1);    // 0.5 -> 1
+  CHECK(vk::apply_dyadic(-1, kOne, 31) == 0);   // -0.5 -> 0
+  CHECK(vk::apply_dyadic(3, kOne, 31) == 2);    // 1.5 -> 2
+  CHECK(vk::apply_dyadic(-3, kOne, 31) == -1);  // -1.5 -> -1
+  CHECK(vk::apply_dyadic(-5, kOne, 31) == -2);  // -2.5 -> -2
+  CHECK(vk::apply_dyadic(2, kOne, 31) == 1);
+  CHECK(vk::apply_dyadic(-2, kOne, 31) == -1);
+  // x * 0.25: -0.75 -> -1, -0.25 -> 0, 0.75 -> 1
+  CHECK(vk::apply_dyadic(-3, kOne, 32) == -1);
+  CHECK(vk::apply_dyadic(-1, kOne, 32) == 0);
+  CHECK(vk::apply_dyadic(3, kOne, 32) == 1);
+  // Shift 0 multiplies without rounding; multiplier 0 gives 0.
+  CHECK(vk::apply_dyadic(-7, 3, 0) == -21);
+  CHECK(vk::apply_dyadic(123456, 0, 17) == 0);
+  // Identity at full scale, largest inputs.
+  CHECK(vk::apply_dyadic(INT32_MAX, kOne, 30) == INT32_MAX);
+  CHECK(vk::apply_dyadic(INT32_MIN, kOne, 30) == INT32_MIN);
+  // 62-bit shift: (2^31 - 1) * (2^31 - 1) / 2^62 = 0.99999... -> 1
+  CHECK(vk::apply_dyadic(INT32_MAX, INT32_MAX, 62) == 1);
+  CHECK(vk::apply_dyadic(-INT32_MAX, INT32_MAX, 62) == -1);
+}
+
+TEST_CASE("isqrt_u64 is the exact floor of the square root") {
+  CHECK(vk::isqrt_u64(0) == 0);
+  CHECK(vk::isqrt_u64(1) == 1);
+  CHECK(vk::isqrt_u64(2) == 1);
+  CHECK(vk::isqrt_u64(3) == 1);
+  CHECK(vk::isqrt_u64(4) == 2);
+  CHECK(vk::isqrt_u64(99) == 9);
+  CHECK(vk::isqrt_u64(100) == 10);
+  CHECK(vk::isqrt_u64(101) == 10);
+  CHECK(vk::isqrt_u64(uint64_t{1} << 62) == (1u << 31));
+  CHECK(vk::isqrt_u64(UINT64_MAX) == 4294967295u);
+  for (uint64_t k : {uint64_t{3}, uint64_t{1000}, uint64_t{65535}, uint64_t{3037000499}, uint64_t{4294967295}}) {
+    CAPTURE(k);
+    CHECK(vk::isqrt_u64(k * k) == k);
+    CHECK(vk::isqrt_u64(k * k - 1) == k - 1);
+    if (k < 4294967295u) CHECK(vk::isqrt_u64(k * k + 1) == k);
+  }
+  CHECK(vk::isqrt_u64(uint64_t{4294967295} * 4294967295u + 1) == 4294967295u);
+}
+
+TEST_CASE("iexp_ref: I-BERT polynomial on [-ln2, 0], then a shift per ln2") {
+  CHECK(vk::iexp_ref(0) == vk::kExpC);
+  CHECK(vk::iexp_ref(-1) == 379859);               // -1 * 998 + kExpC
+  CHECK(vk::iexp_ref(-128) == 269369);             // exp(-ln2 / 2) * kExpC = 269306
+  CHECK(vk::iexp_ref(-255) == 191137);
+  CHECK(vk::iexp_ref(-256) == vk::kExpC / 2);      // exactly one ln2: 190428
+  CHECK(vk::iexp_ref(-257) == 189929);
+  CHECK(vk::iexp_ref(-30 * 256) == 0);             // kExpC >> 30
+  CHECK(vk::iexp_ref(-18 * 256) == (vk::kExpC >> 18));
+  // Monotone over the whole clamped domain.
+  for (int32_t z = -30 * 256 + 1; z <= 0; ++z) REQUIRE(vk::iexp_ref(z) >= vk::iexp_ref(z - 1));
+}
+
+TEST_CASE("lis_code_ref: round(log2(round(sum / e))) with FQ-ViT's rounding") {
+  CHECK(vk::lis_code_ref(1000, 1000) == 0);  // ratio 1
+  CHECK(vk::lis_code_ref(1490, 1000) == 0);  // 1.49 rounds to 1
+  CHECK(vk::lis_code_ref(1500, 1000) == 1);  // 1.5 rounds (half up) to 2
+  CHECK(vk::lis_code_ref(2000, 1000) == 1);
+  CHECK(vk::lis_code_ref(2999, 1000) == 2);  // rounds to 3 = 1.5 * 2: up
+  CHECK(vk::lis_code_ref(3000, 1000) == 2);
+  CHECK(vk::lis_code_ref(5000, 1000) == 2);  // 5 < 6 = 1.5 * 4
+  CHECK(vk::lis_code_ref(6000, 1000) == 3);
+  CHECK(vk::lis_code_ref(11400, 1000) == 3);  // 11
+  CHECK(vk::lis_code_ref(11500, 1000) == 4);  // 12 = 1.5 * 8
+  CHECK(vk::lis_code_ref(16384, 1) == 14);    // 2^14 < 1.5 * 2^14
+  CHECK(vk::lis_code_ref(24575, 1) == 14);
+  CHECK(vk::lis_code_ref(24576, 1) == 15);    // 1.5 * 2^14 -> code 15 = zero
+  CHECK(vk::lis_code_ref(int64_t{1} << 40, 3) == 15);  // large
+  CHECK(vk::lis_code_ref(1000, 0) == 15);     // e = 0
+  CHECK(vk::lis_code_ref(1000, -5) == 15);
+}
+
+TEST_CASE("layernorm_ref on tiny rows, by hand") {
+  const uint8_t alpha0[2] = {0, 0};
+  const int32_t gamma[2] = {10, 10};
+  // beta = (128 + 1/2) * 2^16: zero point 128 and round-half-up folded in.
+  const int64_t beta[2] = {8421376, 8421376};
+  vk::LayerNormParams p{};
+  p.channels = 2;
+  p.in = {0, -32768, 32767, alpha0};
+  p.eps_term = 0;
+  p.gamma = gamma;
+  p.beta = beta;
+  p.g_shift = 0;
+  // x = {1, -1}: S = 0, D = 2 * 2 - 0 = 4, sigma = 2, inv = 2^47,
+  // t = +-(2 * 2^47 + 2^31) >> 32 = +-2^16 (i.e. +-1.0 in Q16),
+  // out = (+-10 * 2^16 + beta) >> 16 = floor(138.5), floor(118.5).
+  const int16_t row[2] = {1, -1};
+  uint8_t out[2] = {};
+  vk::layernorm_ref(1, row, 2, p, out, 2);
+  CHECK(out[0] == 138);
+  CHECK(out[1] == 118);
+  // Same through alpha: q = {1, 0} with alpha {1, 0} and zero point 0 gives
+  // x = {2, 0}: S = 2, D = 2 * 4 - 4 = 4, (C x - S) = {2, -2} as above.
+  const uint8_t alpha1[2] = {1, 0};
+  p.in.alpha = alpha1;
+  const int16_t row1[2] = {1, 0};
+  vk::layernorm_ref(1, row1, 2, p, out, 2);
+  CHECK(out[0] == 138);
+  CHECK(out[1] == 118);
+  // Zero point shifts x: q = {6, 4}, zp = 5 -> x = {1, -1}.
+  p.in = {5, -32768, 32767, alpha0};
+  const int16_t row2[2] = {6, 4};
+  vk::layernorm_ref(1, row2, 2, p, out, 2);
+  CHECK(out[0] == 138);
+  CHECK(out[1] == 118);
+  // A constant row with eps_term = 0: sigma = 0, t = 0, out = beta >> 16.
+  const int16_t flat[2] = {7, 7};
+  vk::layernorm_ref(1, flat, 2, p, out, 2);
+  CHECK(out[0] == 128);
+  CHECK(out[1] == 128);
+  // eps_term = 12: D = 16, sigma = 4, t = +-2^15 (0.5): 128.5 +- 5.
+  p.eps_term = 12;
+  vk::layernorm_ref(1, row2, 2, p, out, 2);
+  CHECK(out[0] == 133);
+  CHECK(out[1] == 123);
+  // g_shift = 4 (gamma and beta carry 2^4 more, out shift 20): t = +-1
+  // gives 128.5 +- 300, clamped to 255 and 0.
+  const int32_t big_gamma[2] = {300 << 4, 300 << 4};
+  const int64_t beta_g[2] = {8421376LL << 4, 8421376LL << 4};
+  p.gamma = big_gamma;
+  p.beta = beta_g;
+  p.g_shift = 4;
+  p.eps_term = 0;
+  vk::layernorm_ref(1, row2, 2, p, out, 2);
+  CHECK(out[0] == 255);
+  CHECK(out[1] == 0);
+}
+
+TEST_CASE("residual_add_ref: two dyadic terms, clamped to the stream range") {
+  const int32_t bias[2] = {1, 1};
+  const int32_t half_m[2] = {kOne, kOne}, half_s[2] = {31, 31};  // * 0.5
+  const int32_t one_m[2] = {kOne, kOne}, one_s[2] = {30, 30};    // * 1
+  // v = zp_out + round((acc + bias) / 2) + (s - zp_in)
+  const int32_t acc[2] = {3, -4};
+  int16_t s[2] = {10, 20};
+  vk::ResidualParams p{bias, 1, half_m, half_s, one_m, one_s, 5, 7, -32768, 32767};
+  vk::residual_add_ref(1, 2, acc, 2, p, s, 2);
+  CHECK(s[0] == 7 + 2 + 5);       // round(2) + (10 - 5)
+  CHECK(s[1] == 7 + (-1) + 15);   // round(-1.5) = -1, + (20 - 5)
+  // Clamping to [qmin, qmax].
+  const int32_t big[2] = {100000, -100000};
+  int16_t s2[2] = {0, 0};
+  vk::ResidualParams clamp{bias, 1, one_m, one_s, nullptr, nullptr, 0, 0, -100, 100};
+  vk::residual_add_ref(1, 2, big, 2, clamp, s2, 2);
+  CHECK(s2[0] == 100);
+  CHECK(s2[1] == -100);
+  // 8-bit stream [0, 255].
+  clamp.qmin_out = 0;
+  clamp.qmax_out = 255;
+  vk::residual_add_ref(1, 2, big, 2, clamp, s2, 2);
+  CHECK(s2[0] == 255);
+  CHECK(s2[1] == 0);
+  // Per-row bias (bias_rows = m): row i uses bias[i * n].
+  const int32_t acc2[4] = {0, 0, 0, 0};
+  const int32_t row_bias[4] = {1, 2, 3, 4};
+  int16_t s3[4] = {};
+  vk::ResidualParams rows{row_bias, 2, one_m, one_s, nullptr, nullptr, 0, 10, -32768, 32767};
+  vk::residual_add_ref(2, 2, acc2, 2, rows, s3, 2);
+  CHECK(s3[0] == 11);
+  CHECK(s3[1] == 12);
+  CHECK(s3[2] == 13);
+  CHECK(s3[3] == 14);
+}
+
+TEST_CASE("requant_u8_ref: zero point, clamp, then the table") {
+  const int32_t acc[5] = {0, 10, -10, 1000, -1000};
+  const int32_t bias[5] = {0, 0, 0, 0, 0};
+  const int32_t mult[5] = {kOne, kOne, kOne, kOne, kOne};
+  const int32_t shift[5] = {30, 30, 30, 30, 30};
+  const uint8_t zp[5] = {128, 128, 128, 128, 128};
+  std::vector<uint8_t> table(256);
+  for (int i = 0; i < 256; ++i) table[static_cast<size_t>(i)] = static_cast<uint8_t>(255 - i);
+  uint8_t out[5] = {};
+  vk::RequantU8Params p{bias, mult, shift, zp, nullptr};
+  vk::requant_u8_ref(1, 5, acc, 5, p, out, 5);
+  CHECK(out[0] == 128);
+  CHECK(out[1] == 138);
+  CHECK(out[2] == 118);
+  CHECK(out[3] == 255);
+  CHECK(out[4] == 0);
+  p.table = table.data();
+  vk::requant_u8_ref(1, 5, acc, 5, p, out, 5);
+  CHECK(out[0] == 127);
+  CHECK(out[1] == 117);
+  CHECK(out[2] == 137);
+  CHECK(out[3] == 0);    // clamped to 255 first
+  CHECK(out[4] == 255);  // clamped to 0 first
+  // Bias and rounding: (5 + 2) * 0.5 = 3.5 -> 4.
+  const int32_t acc1[1] = {5}, bias1[1] = {2}, half_m[1] = {kOne}, half_s[1] = {31};
+  const uint8_t zp0[1] = {0};
+  vk::RequantU8Params q{bias1, half_m, half_s, zp0, nullptr};
+  vk::requant_u8_ref(1, 1, acc1, 1, q, out, 1);
+  CHECK(out[0] == 4);
+}
+
+TEST_CASE("softmax references on two-element rows") {
+  // Two equal logits: e = kExpC each, recip = ((255 << 24) + kExpC) / (2 kExpC)
+  // = 5617, p = (kExpC * 5617 + 2^23) >> 24 = 128 (127.5 rounded up).
+  // Second row: one logit far below (z clamped, e = 0): p = {255, 0}.
+  const int32_t acc[4] = {50, 50, 0, -1000000};
+  const int32_t colsum[2] = {0, 0};
+  const vk::SoftmaxParams p{2, 2, colsum, 0, kOne, 30};  // z = logit - max
+  uint8_t probs[4] = {};
+  int32_t sum[2] = {};
+  vk::softmax_u8_ref(acc, 2, p, probs, 2, sum);
+  CHECK(probs[0] == 128);
+  CHECK(probs[1] == 128);
+  CHECK(sum[0] == 256);
+  CHECK(probs[2] == 255);
+  CHECK(probs[3] == 0);
+  CHECK(sum[1] == 255);
+  // LIS: ratio 2 -> code 1 -> weight 2^13; ratio 1 -> 2^14; e = 0 -> 0.
+  int16_t w[4] = {};
+  vk::softmax_lis_ref(acc, 2, p, w, 2, sum);
+  CHECK(w[0] == 8192);
+  CHECK(w[1] == 8192);
+  CHECK(sum[0] == 16384);
+  CHECK(w[2] == 16384);
+  CHECK(w[3] == 0);
+  CHECK(sum[1] == 16384);
+  // zq * colsum_k is subtracted per column: acc {0, 30} with zq = 3 and
+  // colsum {0, 10} are equal logits.
+  const int32_t acc2[2] = {0, 30};
+  const int32_t colsum2[2] = {0, 10};
+  const vk::SoftmaxParams p2{1, 2, colsum2, 3, kOne, 30};
+  vk::softmax_u8_ref(acc2, 2, p2, probs, 2, sum);
+  CHECK(probs[0] == 128);
+  CHECK(probs[1] == 128);
+}

@@ -1,0 +1,453 @@
+// Every supported path of the dispatched elementwise kernels
+// (quant_dispatch.h) against the normative *_ref functions, bit for bit, on
+// awkward sizes, random data and edge values. Inputs stay where the
+// reference is defined (no int32 overflow inside it); within that, they
+// reach the limits: 33-bit acc + bias sums, logits spanning more than
+// int32, shifts 0..62, multipliers 0 and 2^31 - 1, sigma = 0 rows, zero
+// points at the ends of their ranges.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "vitint/kernels/quant.h"
+#include "vitint/kernels/quant_dispatch.h"
+
+namespace vk = vitint::kernels;
+
+namespace {
+
+std::vector<vk::Isa> simd_isas() {
+  std::vector<vk::Isa> out;
+  for (vk::Isa isa : {vk::Isa::kRef, vk::Isa::kAvx2, vk::Isa::kAvx512Vnni, vk::Isa::kAmx})
+    if (vk::isa_supported(isa)) out.push_back(isa);
+  return out;
+}
+
+const int kSizes[] = {1, 15, 16, 17, 31, 32, 33, 64, 197, 384, 768, 3072};
+
+using Rng = std::mt19937_64;
+
+int64_t uniform(Rng& rng, int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(rng); }
+
+// A dyadic multiplier: mostly realistic (mult in [2^30, 2^31)), sometimes
+// 0, 1 or 2^31 - 1, with any shift 0..62.
+vk::Dyadic draw_dyadic(Rng& rng) {
+  vk::Dyadic d;
+  const int kind = static_cast<int>(uniform(rng, 0, 9));
+  d.mult = kind == 0 ? 0 : kind == 1 ? INT32_MAX : kind == 2 ? 1 : static_cast<int32_t>(uniform(rng, 1 << 30, INT32_MAX));
+  const int sk = static_cast<int>(uniform(rng, 0, 5));
+  d.shift = sk == 0 ? 0 : sk == 1 ? 62 : static_cast<int32_t>(uniform(rng, 0, 62));
+  return d;
+}
+
+// Largest |x| whose dyadic result stays within +-budget (the reference's
+// int32 sums then cannot overflow), capped at 2^32.
+int64_t x_limit(const vk::Dyadic& d, double budget) {
+  if (d.mult == 0) return int64_t{1} << 32;
+  const long double lim = static_cast<long double>(budget) * std::ldexp(1.0L, d.shift) / d.mult;
+  return lim >= 4294967296.0L ? int64_t{1} << 32 : static_cast<int64_t>(lim);
+}
+
+// A value in [-lim, lim] (clamped to [lo, hi]): uniform, small, or near an end.
+int64_t draw_in(Rng& rng, int64_t lim, int64_t lo = INT32_MIN, int64_t hi = INT32_MAX) {
+  int64_t v = 0;
+  switch (uniform(rng, 0, 3)) {
+    case 0: v = uniform(rng, -lim, lim); break;
+    case 1: v = uniform(rng, -std::min<int64_t>(lim, 300), std::min<int64_t>(lim, 300)); break;
+    case 2: v = lim - uniform(rng, 0, std::min<int64_t>(lim, 3)); break;
+    default: v = -lim + uniform(rng, 0, std::min<int64_t>(lim, 3)); break;
+  }
+  return std::clamp(v, lo, hi);
+}
+
+template <class T>
+std::string first_diff(const std::vector<T>& got, const std::vector<T>& want, int ld, const char* what) {
+  for (size_t i = 0; i < got.size(); ++i)
+    if (got[i] != want[i]) {
+      std::ostringstream os;
+      os << what << " differs first at row " << i / static_cast<size_t>(ld) << " col " << i % static_cast<size_t>(ld)
+         << ": got " << static_cast<int64_t>(got[i]) << ", want " << static_cast<int64_t>(want[i]);
+      return os.str();
+    }
+  return "";
+}
+
+#define EXPECT_SAME(got, want, ld, what, ctx)                          \
+  do {                                                                 \
+    const std::string d_ = first_diff(got, want, ld, what);            \
+    if (!d_.empty()) FAIL_CHECK(ctx << ": " << d_);                    \
+  } while (0)
+
+std::string ctx_of(vk::Isa isa, const char* kernel, int rows, int cols, int trial) {
+  std::ostringstream os;
+  os << kernel << " isa=" << vk::isa_name(isa) << " rows=" << rows << " cols=" << cols << " trial=" << trial;
+  return os.str();
+}
+
+// ---------------------------------------------------------------------------
+// requant_u8
+
+struct RequantCase {
+  int m, n, ld_acc, ld_out;
+  std::vector<int32_t> acc, bias, mult, shift;
+  std::vector<uint8_t> zp, table;
+  bool use_table;
+};
+
+RequantCase make_requant(Rng& rng, int m, int n, int flavour) {
+  RequantCase c{m, n, n + 3, n + 5, {}, {}, {}, {}, {}, {}, flavour % 2 == 1};
+  c.acc.resize(static_cast<size_t>(m) * c.ld_acc, 0x7777);
+  c.table.resize(256);
+  for (auto& t : c.table) t = static_cast<uint8_t>(uniform(rng, 0, 255));
+  std::vector<int64_t> lim(static_cast<size_t>(n));
+  for (int j = 0; j < n; ++j) {
+    const vk::Dyadic d = draw_dyadic(rng);
+    c.mult.push_back(d.mult);
+    c.shift.push_back(d.shift);
+    // zp + dyadic(...) must not overflow int32: results within +-2^30.
+    lim[static_cast<size_t>(j)] = x_limit(d, 1073741824.0);
+    const int zk = static_cast<int>(uniform(rng, 0, 3));
+    c.zp.push_back(static_cast<uint8_t>(zk == 0 ? 0 : zk == 1 ? 255 : uniform(rng, 0, 255)));
+  }
+  for (int j = 0; j < n; ++j) {
+    const int64_t l = lim[static_cast<size_t>(j)];
+    // flavour 2: acc + bias needs 33 bits (acc near INT32_MAX/MIN, bias pushing out).
+    if (flavour == 2 && l >= (int64_t{1} << 32)) {
+      c.bias.push_back(static_cast<int32_t>(uniform(rng, 1 << 29, INT32_MAX)) * (j % 2 ? -1 : 1));
+    } else {
+      c.bias.push_back(static_cast<int32_t>(draw_in(rng, std::min<int64_t>(l / 2, INT32_MAX))));
+    }
+  }
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < n; ++j) {
+      const int64_t l = lim[static_cast<size_t>(j)];
+      int64_t a;
+      if (flavour == 2 && l >= (int64_t{1} << 32)) {
+        a = c.bias[static_cast<size_t>(j)] > 0 ? INT32_MAX - uniform(rng, 0, 1 << 28) : INT32_MIN + uniform(rng, 0, 1 << 28);
+      } else {
+        a = draw_in(rng, std::min<int64_t>(l / 2, INT32_MAX));
+      }
+      c.acc[static_cast<size_t>(i) * c.ld_acc + j] = static_cast<int32_t>(a);
+    }
+  return c;
+}
+
+std::vector<uint8_t> run_requant(vk::Isa isa, const RequantCase& c) {
+  std::vector<uint8_t> out(static_cast<size_t>(c.m) * c.ld_out, 0xA5);
+  const vk::RequantU8Params p{c.bias.data(), c.mult.data(), c.shift.data(), c.zp.data(),
+                              c.use_table ? c.table.data() : nullptr};
+  if (isa == vk::Isa::kRef) {
+    vk::requant_u8_ref(c.m, c.n, c.acc.data(), c.ld_acc, p, out.data(), c.ld_out);
+  } else {
+    vk::requant_u8(isa, c.m, c.n, c.acc.data(), c.ld_acc, p, out.data(), c.ld_out);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// residual_add
+
+struct ResidualCase {
+  int m, n, ld_acc, ld_s;
+  std::vector<int32_t> acc, bias, bm, bs, sm, ss;
+  std::vector<int16_t> stream;
+  vk::ResidualParams p;
+};
+
+ResidualCase make_residual(Rng& rng, int m, int n, int flavour) {
+  ResidualCase c{m, n, n + 1, n + 2, {}, {}, {}, {}, {}, {}, {}, {}};
+  const bool skip = flavour != 1;
+  const bool row_bias = flavour == 2;
+  const bool sixteen = flavour != 3;  // 8-bit stream otherwise
+  c.p.qmin_out = sixteen ? -32768 : 0;
+  c.p.qmax_out = sixteen ? 32767 : 255;
+  if (uniform(rng, 0, 2) == 0) {  // narrower clamp range
+    c.p.qmin_out += static_cast<int32_t>(uniform(rng, 0, 20));
+    c.p.qmax_out -= static_cast<int32_t>(uniform(rng, 0, 20));
+  }
+  const int zk = static_cast<int>(uniform(rng, 0, 4));
+  c.p.zp_in = zk == 0 ? c.p.qmin_out : zk == 1 ? c.p.qmax_out : static_cast<int32_t>(uniform(rng, c.p.qmin_out, c.p.qmax_out));
+  if (flavour == 4) c.p.zp_in = (uniform(rng, 0, 1) ? 1 : -1) * static_cast<int32_t>(uniform(rng, 1 << 30, INT32_MAX - 40000));
+  c.p.zp_out = static_cast<int32_t>(uniform(rng, c.p.qmin_out, c.p.qmax_out));
+  std::vector<int64_t> lim_b(static_cast<size_t>(n)), lim_s(static_cast<size_t>(n));
+  for (int j = 0; j < n; ++j) {
+    vk::Dyadic d = draw_dyadic(rng);
+    c.bm.push_back(d.mult);
+    c.bs.push_back(d.shift);
+    lim_b[static_cast<size_t>(j)] = x_limit(d, 536870912.0);
+    d = draw_dyadic(rng);
+    c.sm.push_back(d.mult);
+    c.ss.push_back(d.shift);
+    lim_s[static_cast<size_t>(j)] = x_limit(d, 536870912.0);
+  }
+  const int brows = row_bias ? m : 1;
+  for (int i = 0; i < brows; ++i)
+    for (int j = 0; j < n; ++j)
+      c.bias.push_back(static_cast<int32_t>(draw_in(rng, std::min<int64_t>(lim_b[static_cast<size_t>(j)] / 2, INT32_MAX))));
+  c.acc.assign(static_cast<size_t>(m) * c.ld_acc, 0x1234);
+  c.stream.assign(static_cast<size_t>(m) * c.ld_s, int16_t{0x2222});
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < n; ++j) {
+      const int64_t lb = std::min<int64_t>(lim_b[static_cast<size_t>(j)] / 2, INT32_MAX);
+      c.acc[static_cast<size_t>(i) * c.ld_acc + j] = static_cast<int32_t>(draw_in(rng, lb));
+      // skip input: s - zp_in within the column's limit.
+      const int64_t ls = lim_s[static_cast<size_t>(j)];
+      const int64_t s = std::clamp<int64_t>(c.p.zp_in + draw_in(rng, ls, -70000, 70000), -32768, 32767);
+      if (!skip || std::llabs(s - c.p.zp_in) <= ls) c.stream[static_cast<size_t>(i) * c.ld_s + j] = static_cast<int16_t>(s);
+      else c.stream[static_cast<size_t>(i) * c.ld_s + j] = static_cast<int16_t>(std::clamp<int64_t>(c.p.zp_in, -32768, 32767));
+    }
+  if (flavour == 4) {  // zp_in far away: keep the skip term tiny
+    for (int j = 0; j < n; ++j) {
+      c.sm[static_cast<size_t>(j)] = 1 << 30;
+      c.ss[static_cast<size_t>(j)] = 62;
+    }
+  }
+  c.p.bias_rows = brows;
+  return c;
+}
+
+std::vector<int16_t> run_residual(vk::Isa isa, ResidualCase c) {
+  c.p.bias = c.bias.data();
+  c.p.branch_mult = c.bm.data();
+  c.p.branch_shift = c.bs.data();
+  const bool skip = !c.sm.empty();
+  c.p.skip_mult = skip ? c.sm.data() : nullptr;
+  c.p.skip_shift = skip ? c.ss.data() : nullptr;
+  std::vector<int16_t> s = c.stream;
+  if (isa == vk::Isa::kRef) {
+    vk::residual_add_ref(c.m, c.n, c.acc.data(), c.ld_acc, c.p, s.data(), c.ld_s);
+  } else {
+    vk::residual_add(isa, c.m, c.n, c.acc.data(), c.ld_acc, c.p, s.data(), c.ld_s);
+  }
+  return s;
+}
+
+// ---------------------------------------------------------------------------
+// layernorm
+
+struct NormCase {
+  int rows, c, ld_in, ld_out;
+  std::vector<int16_t> in;
+  std::vector<uint8_t> alpha;
+  std::vector<int32_t> gamma;
+  std::vector<int64_t> beta;
+  vk::LayerNormParams p;
+};
+
+NormCase make_norm(Rng& rng, int rows, int ch, int flavour) {
+  NormCase n{rows, ch, ch + 7, ch + 9, {}, {}, {}, {}, {}};
+  n.p.channels = ch;
+  const bool sixteen = flavour % 2 == 0;
+  n.p.in.qmin = sixteen ? -32768 : 0;
+  n.p.in.qmax = sixteen ? 32767 : 255;
+  const int zk = static_cast<int>(uniform(rng, 0, 3));
+  n.p.in.zero_point = zk == 0 ? n.p.in.qmin : zk == 1 ? n.p.in.qmax : static_cast<int32_t>(uniform(rng, n.p.in.qmin, n.p.in.qmax));
+  if (flavour == 5) n.p.in.zero_point = static_cast<int32_t>(uniform(rng, 40000, 1 << 24));  // outside int16
+  for (int c = 0; c < ch; ++c) n.alpha.push_back(static_cast<uint8_t>(uniform(rng, 0, flavour == 7 ? 6 : 3)));
+  n.p.g_shift = static_cast<int32_t>(uniform(rng, 0, 30));
+  n.p.eps_term = uniform(rng, 0, 2) == 0 ? 0 : uniform(rng, 0, int64_t{1} << 40);
+  for (int c = 0; c < ch; ++c) {
+    n.gamma.push_back(static_cast<int32_t>(uniform(rng, -(1 << 30) + 1, (1 << 30) - 1) >> uniform(rng, 0, 20)));
+    n.beta.push_back(uniform(rng, -(int64_t{1} << 52) + 1, (int64_t{1} << 52) - 1) >> uniform(rng, 0, 30));
+  }
+  n.in.assign(static_cast<size_t>(rows) * n.ld_in, int16_t{-7});
+  for (int i = 0; i < rows; ++i) {
+    const int kind = static_cast<int>(uniform(rng, 0, 4));
+    const int16_t constant = static_cast<int16_t>(uniform(rng, n.p.in.qmin, n.p.in.qmax));
+    for (int c = 0; c < ch; ++c) {
+      int64_t q;
+      switch (kind) {
+        case 0: q = constant; break;  // sigma = 0 (with eps_term = 0)
+        case 1: q = (c % 2) ? n.p.in.qmin : n.p.in.qmax; break;
+        case 2: q = std::clamp<int64_t>(n.p.in.zero_point + uniform(rng, -3, 3), n.p.in.qmin, n.p.in.qmax); break;
+        default: q = uniform(rng, n.p.in.qmin, n.p.in.qmax); break;
+      }
+      n.in[static_cast<size_t>(i) * n.ld_in + c] = static_cast<int16_t>(q);
+    }
+  }
+  return n;
+}
+
+std::vector<uint8_t> run_norm(vk::Isa isa, NormCase n) {
+  n.p.in.alpha = n.alpha.data();
+  n.p.gamma = n.gamma.data();
+  n.p.beta = n.beta.data();
+  std::vector<uint8_t> out(static_cast<size_t>(n.rows) * n.ld_out, 0x3C);
+  if (isa == vk::Isa::kRef) {
+    vk::layernorm_ref(n.rows, n.in.data(), n.ld_in, n.p, out.data(), n.ld_out);
+  } else {
+    vk::layernorm(isa, n.rows, n.in.data(), n.ld_in, n.p, out.data(), n.ld_out);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// softmax
+
+struct SoftmaxCase {
+  int rows, cols, ld_acc;
+  std::vector<int32_t> acc, colsum;
+  vk::SoftmaxParams p;
+};
+
+// Row kinds: uniform over the allowed span, one huge logit, all equal,
+// clustered near the max, and (flavour 3) z = logit exactly on a grid that
+// reaches every Log-Int-Softmax code.
+SoftmaxCase make_softmax(Rng& rng, int rows, int cols, int flavour) {
+  SoftmaxCase s{rows, cols, cols + 3, {}, {}, {}};
+  s.p.rows = rows;
+  s.p.cols = cols;
+  s.p.zq = static_cast<int32_t>(uniform(rng, 0, 255));
+  vk::Dyadic d = draw_dyadic(rng);
+  if (flavour == 3) d = {1 << 30, 30};  // z = x
+  s.p.to_exp_mult = d.mult;
+  s.p.to_exp_shift = d.shift;
+  for (int j = 0; j < cols; ++j) s.colsum.push_back(static_cast<int32_t>(uniform(rng, -128 * 64, 127 * 64)));
+  // z = dyadic(x) must stay an int32 >= -2^31: span of x (<= 2^31 + 2^22 with
+  // flavour 2, which also crosses the int32 range of x itself).
+  int64_t span = std::min<int64_t>(x_limit(d, 2147483000.0), int64_t{1} << 31);
+  if (flavour == 2) span = std::min<int64_t>(x_limit(d, 2147483000.0), (int64_t{1} << 31) + (1 << 22));
+  s.acc.assign(static_cast<size_t>(rows) * s.ld_acc, 0x55);
+  for (int i = 0; i < rows; ++i) {
+    const int kind = flavour == 3 ? 4 : static_cast<int>(uniform(rng, 0, 3));
+    const int64_t top = flavour == 2 ? (int64_t{1} << 30) + (1 << 21) : uniform(rng, -(1 << 29), 1 << 29);
+    const int hot = static_cast<int>(uniform(rng, 0, cols - 1));
+    const int64_t local = std::max<int64_t>(0, std::min<int64_t>(span, uniform(rng, 0, 1) ? span : uniform(rng, 0, 3000)));
+    for (int j = 0; j < cols; ++j) {
+      int64_t logit;
+      switch (kind) {
+        case 0: logit = top - uniform(rng, 0, local); break;
+        case 1: logit = j == hot ? top : top - local; break;
+        case 2: logit = top; break;
+        case 3: logit = top - std::min<int64_t>(local, uniform(rng, 0, 2)); break;
+        default: {  // flavour 3: z from 0 down to below the clamp; hot one at 0
+          const int64_t z = j == hot ? 0 : -((j * 7919 + i * 31) % 8200);
+          logit = top + z;
+          break;
+        }
+      }
+      const int64_t a = logit + int64_t{s.p.zq} * s.colsum[static_cast<size_t>(j)];
+      s.acc[static_cast<size_t>(i) * s.ld_acc + j] = static_cast<int32_t>(a);
+    }
+  }
+  return s;
+}
+
+template <class T>
+std::vector<T> run_softmax(vk::Isa isa, SoftmaxCase s, bool lis, std::vector<int32_t>* rowsum) {
+  s.p.colsum_k = s.colsum.data();
+  const int ld = s.cols + 4;
+  std::vector<T> out(static_cast<size_t>(s.rows) * ld, static_cast<T>(0x6B));
+  rowsum->assign(static_cast<size_t>(s.rows) + 1, -99);
+  if constexpr (sizeof(T) == 2) {
+    (void)lis;
+    if (isa == vk::Isa::kRef) vk::softmax_lis_ref(s.acc.data(), s.ld_acc, s.p, out.data(), ld, rowsum->data());
+    else vk::softmax_lis(isa, s.acc.data(), s.ld_acc, s.p, out.data(), ld, rowsum->data());
+  } else {
+    if (isa == vk::Isa::kRef) vk::softmax_u8_ref(s.acc.data(), s.ld_acc, s.p, out.data(), ld, rowsum->data());
+    else vk::softmax_u8(isa, s.acc.data(), s.ld_acc, s.p, out.data(), ld, rowsum->data());
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("requant_u8: every path equals the reference") {
+  Rng rng(101);
+  for (int n : kSizes) {
+    for (int flavour = 0; flavour < 3; ++flavour) {
+      const int m = n >= 768 ? 3 : (flavour == 0 ? 17 : 5);
+      const RequantCase c = make_requant(rng, m, n, flavour);
+      const auto want = run_requant(vk::Isa::kRef, c);
+      for (vk::Isa isa : simd_isas())
+        EXPECT_SAME(run_requant(isa, c), want, c.ld_out, "out", ctx_of(isa, "requant_u8", m, n, flavour));
+    }
+  }
+  // Attention shape: 197 rows of 64 columns.
+  const RequantCase c = make_requant(rng, 197, 64, 1);
+  const auto want = run_requant(vk::Isa::kRef, c);
+  for (vk::Isa isa : simd_isas())
+    EXPECT_SAME(run_requant(isa, c), want, c.ld_out, "out", ctx_of(isa, "requant_u8", 197, 64, 1));
+}
+
+TEST_CASE("residual_add: every path equals the reference") {
+  Rng rng(202);
+  for (int n : kSizes) {
+    for (int flavour = 0; flavour < 5; ++flavour) {
+      const int m = n >= 768 ? 2 : 9;
+      ResidualCase c = make_residual(rng, m, n, flavour);
+      if (flavour == 1) c.sm.clear(), c.ss.clear();  // no skip input
+      const auto want = run_residual(vk::Isa::kRef, c);
+      for (vk::Isa isa : simd_isas())
+        EXPECT_SAME(run_residual(isa, c), want, c.ld_s, "stream", ctx_of(isa, "residual_add", m, n, flavour));
+    }
+  }
+}
+
+TEST_CASE("layernorm: every path equals the reference") {
+  Rng rng(303);
+  const int sizes[] = {1, 15, 16, 17, 31, 32, 33, 192, 197, 384, 768, 3072};
+  for (int ch : sizes) {
+    for (int flavour = 0; flavour < 8; ++flavour) {
+      const int rows = ch >= 768 ? 3 : 7;
+      const NormCase n = make_norm(rng, rows, ch, flavour);
+      const auto want = run_norm(vk::Isa::kRef, n);
+      for (vk::Isa isa : simd_isas())
+        EXPECT_SAME(run_norm(isa, n), want, n.ld_out, "out", ctx_of(isa, "layernorm", rows, ch, flavour));
+    }
+  }
+}
+
+TEST_CASE("softmax_u8 and softmax_lis: every path equals the reference") {
+  Rng rng(404);
+  std::set<int> codes;  // Log-Int-Softmax codes the reference produced
+  std::vector<int> sizes(std::begin(kSizes), std::end(kSizes));
+  sizes.push_back(4100);  // longer than the vector paths' row buffer (4096)
+  for (int cols : sizes) {
+    for (int flavour = 0; flavour < 4; ++flavour) {
+      for (int trial = 0; trial < (cols <= 33 ? 6 : 2); ++trial) {
+        const int rows = cols == 197 ? 197 : (cols >= 768 ? 3 : 5);
+        const SoftmaxCase s = make_softmax(rng, rows, cols, flavour);
+        const int ld = cols + 4;
+        std::vector<int32_t> sum_p_ref, sum_w_ref, sum_got;
+        const auto p_ref = run_softmax<uint8_t>(vk::Isa::kRef, s, false, &sum_p_ref);
+        const auto w_ref = run_softmax<int16_t>(vk::Isa::kRef, s, true, &sum_w_ref);
+        for (int i = 0; i < rows; ++i)
+          for (int j = 0; j < cols; ++j) {
+            const int16_t w = w_ref[static_cast<size_t>(i) * ld + j];
+            int code = vk::kLisZeroCode;
+            for (int k = 0; k < vk::kLisZeroCode; ++k)
+              if (w == (1 << (14 - k))) code = k;
+            codes.insert(code);
+          }
+        for (vk::Isa isa : simd_isas()) {
+          const std::string ctx = ctx_of(isa, "softmax", rows, cols, flavour * 100 + trial);
+          EXPECT_SAME(run_softmax<uint8_t>(isa, s, false, &sum_got), p_ref, ld, "probs", ctx);
+          EXPECT_SAME(sum_got, sum_p_ref, 1, "rowsum_p", ctx);
+          EXPECT_SAME(run_softmax<int16_t>(isa, s, true, &sum_got), w_ref, ld, "lis weights", ctx);
+          EXPECT_SAME(sum_got, sum_w_ref, 1, "rowsum_w", ctx);
+        }
+      }
+    }
+  }
+  CHECK(codes.size() == 16);  // every code 0..15 was exercised
+}
+
+TEST_CASE("dispatched kernels accept empty inputs and refuse unknown paths") {
+  for (vk::Isa isa : simd_isas()) {
+    const vk::RequantU8Params rq{nullptr, nullptr, nullptr, nullptr, nullptr};
+    vk::requant_u8(isa, 0, 0, nullptr, 1, rq, nullptr, 1);
+    vk::SoftmaxParams sp{0, 5, nullptr, 0, 0, 0};
+    vk::softmax_u8(isa, nullptr, 5, sp, nullptr, 5, nullptr);
+  }
+  const vk::RequantU8Params rq{nullptr, nullptr, nullptr, nullptr, nullptr};
+  CHECK_THROWS(vk::requant_u8(static_cast<vk::Isa>(9), 0, 0, nullptr, 1, rq, nullptr, 1));
+}
