@@ -41,6 +41,12 @@ Image pattern_image(int w, int h) {
   return img;
 }
 
+uint64_t fnv1a(const std::vector<uint8_t>& bytes) {
+  uint64_t h = 1469598103934665603ull;
+  for (uint8_t b : bytes) h = (h ^ b) * 1099511628211ull;
+  return h;
+}
+
 std::filesystem::path temp_dir(const std::string& name) {
   auto dir = std::filesystem::temp_directory_path() /
              ("vitint_test_image_" + name + "_" + std::to_string(std::rand()));
@@ -147,6 +153,19 @@ TEST_CASE("resize: bilinear 4 -> 2 by hand") {
   CHECK(px(out, 1, 0, 0) == 33);
 }
 
+// Hashes of PIL.Image.resize outputs (Pillow 9.4) on pattern_image(300, 200)
+// and (227, 227), computed offline: the port must be byte-identical.
+TEST_CASE("resize: byte-identical to PIL") {
+  const Image a = pattern_image(300, 200);
+  CHECK(fnv1a(vitint::resize(a, 384, 256, Interpolation::kBicubic).rgb) == 0xa1b67c3707268e30ull);
+  CHECK(fnv1a(vitint::resize(a, 173, 97, Interpolation::kBilinear).rgb) == 0xbcba34af2b2fa256ull);
+  CHECK(fnv1a(vitint::resize(a, 300, 77, Interpolation::kBicubic).rgb) == 0x15078d0c27c0170cull);
+  CHECK(fnv1a(vitint::resize(a, 451, 200, Interpolation::kBilinear).rgb) == 0xe651ebd4f64de7f4ull);
+  const Image b = pattern_image(227, 227);
+  CHECK(fnv1a(vitint::resize(b, 256, 256, Interpolation::kBicubic).rgb) == 0xcd92c10c82130ec8ull);
+  CHECK(fnv1a(vitint::resize(b, 248, 248, Interpolation::kBicubic).rgb) == 0x63c6d6fbbf61ddccull);
+}
+
 TEST_CASE("resize: rejects bad sizes") {
   const Image img = pattern_image(5, 5);
   CHECK_THROWS_AS(vitint::resize(img, 0, 5, Interpolation::kBicubic), vitint::Error);
@@ -248,4 +267,10 @@ TEST_CASE("load_image: a real JPEG") {
   const Image p = vitint::preprocess(img, 224, 0.875, Interpolation::kBicubic);
   CHECK(p.width == 224);
   CHECK(p.height == 224);
+  // PIL's pixels (libjpeg-turbo, ISLOW IDCT, fancy upsampling) hash to this;
+  // only a build with VITINT_HAVE_LIBJPEG reproduces them, stb_image differs
+  // by +-1..3 in ~5% of the bytes.
+  const bool pil_exact = fnv1a(img.rgb) == 0xa9183480630a5f19ull;
+  WARN_MESSAGE(pil_exact, "JPEG decoding is not PIL-exact: this build decodes JPEGs with stb_image");
+  if (pil_exact) CHECK(fnv1a(p.rgb) == 0x9d658a3c1959caa3ull);  // PIL resize + crop
 }
