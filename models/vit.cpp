@@ -71,7 +71,7 @@ class Builder {
     hidden_ = g_.add_buffer("hidden", static_cast<size_t>(t) * h);
     acc_ = g_.add_buffer("acc", sizeof(int32_t) * t * std::max(3 * d, std::max(h, info_.num_classes)));
     const int hd = d / info_.num_heads;
-    attn_scratch_ = g_.add_buffer("attention", 0, engine::AttentionOp::scratch_bytes(isa_, t, hd));
+    attn_scratch_ = g_.add_buffer("attention", 0, 0, engine::AttentionOp::scratch_bytes(isa_, t, hd));
 
     add_patch_embed(q);
     for (int i = 0; i < info_.depth; ++i) add_block(q, i);

@@ -68,6 +68,7 @@ struct Session::Impl {
   std::shared_ptr<const Model> model;
   int max_batch = 1;
   engine::AlignedBuffer arena;
+  std::unique_ptr<engine::ThreadPool> pool;  // null for one thread
   engine::ExecContext ctx;
   std::vector<uint8_t> preprocessed;
   std::vector<float> logits;
@@ -82,6 +83,8 @@ Status Session::create(std::shared_ptr<const Model> model, const SessionOptions&
     if (!model) throw Error("Session::create: model is null");
     if (options.max_batch < 1 || options.max_batch > 4096)
       throw Error("Session::create: max_batch must be in [1, 4096], got " + std::to_string(options.max_batch));
+    if (options.threads < 1 || options.threads > 256)
+      throw Error("Session::create: threads must be in [1, 256], got " + std::to_string(options.threads));
     auto impl = std::make_unique<Impl>();
     impl->model = std::move(model);
     impl->max_batch = options.max_batch;
@@ -91,11 +94,14 @@ Status Session::create(std::shared_ptr<const Model> model, const SessionOptions&
     size_t total = 0;
     for (const auto& b : graph.buffers) {
       offsets.push_back(total);
-      total += (b.per_image * static_cast<size_t>(options.max_batch) + b.fixed + 63) / 64 * 64;
+      total += (b.per_image * static_cast<size_t>(options.max_batch) + b.fixed +
+                b.per_thread * static_cast<size_t>(options.threads) + 63) / 64 * 64;
     }
     impl->arena = engine::AlignedBuffer(total);
     for (size_t off : offsets) impl->ctx.buffers.push_back(impl->arena.data() + off);
     impl->ctx.isa = impl->model->impl().isa;
+    if (options.threads > 1) impl->pool = std::make_unique<engine::ThreadPool>(options.threads);
+    impl->ctx.pool = impl->pool.get();
     const ModelInfo& info = impl->model->info();
     impl->preprocessed.resize(static_cast<size_t>(info.image_size) * info.image_size * 3);
     impl->logits.resize(static_cast<size_t>(info.num_classes));

@@ -4,12 +4,38 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <numeric>
 
 #include "vitint/kernels/gemm.h"
+#include "vitint/kernels/quant_dispatch.h"
 
 namespace vitint::engine {
 
 namespace k = vitint::kernels;
+
+namespace {
+
+struct RowRange {
+  int begin, end;
+  int size() const { return end - begin; }
+};
+
+// How many blocks to cut `rows` rows into: one per thread, but blocks of at
+// least 16 rows (smaller ones cost more in B-panel passes than they gain).
+int row_parts(int rows, int threads) { return std::max(1, std::min(threads, rows / 16)); }
+
+// Block `part` of `parts`: inner boundaries on multiples of 16 rows, the
+// AMX tile height, so only the last block has a partial tile.
+RowRange split_rows(int rows, int parts, int part) {
+  auto edge = [&](int p) {
+    if (p >= parts) return rows;
+    const auto e = static_cast<int>(static_cast<int64_t>(rows) * p / parts);
+    return std::min(rows, (e + 8) / 16 * 16);
+  };
+  return {edge(part), edge(part + 1)};
+}
+
+}  // namespace
 
 AlignedBuffer::AlignedBuffer(size_t bytes) : size_(bytes) {
   if (bytes == 0) return;
@@ -48,49 +74,72 @@ void PackedLinear::gemm(k::Isa isa, int m, const uint8_t* a, int lda, int32_t* a
 void PatchEmbedOp::run(ExecContext& ctx) const {
   const int grid = image_size / patch;
   const int kdim = 3 * patch * patch;
-  auto* cols = ctx.buf<uint8_t>(im2col);
-  auto* accum = ctx.buf<int32_t>(acc);
-  for (int b = 0; b < ctx.batch; ++b) {
+  const int rows = tokens - 1;
+  const int parts = row_parts(rows, ctx.threads());
+  // Each (image, block of patches) task runs im2col, the GEMM and the
+  // epilogue on its own rows; the im2col and acc buffers hold every image.
+  ctx.parallel(ctx.batch * parts, [&](int task, int) {
+    const int b = task / parts;
+    const RowRange r = split_rows(rows, parts, task % parts);
+    if (r.size() <= 0) return;
     const uint8_t* img = ctx.images + static_cast<size_t>(b) * image_size * image_size * 3;
-    for (int py = 0; py < grid; ++py)
-      for (int px = 0; px < grid; ++px) {
-        uint8_t* row = cols + static_cast<size_t>(py * grid + px) * kdim;
-        for (int c = 0; c < 3; ++c)
-          for (int ky = 0; ky < patch; ++ky) {
-            const uint8_t* src = img + (static_cast<size_t>(py * patch + ky) * image_size + px * patch) * 3 + c;
-            uint8_t* dst = row + (c * patch + ky) * patch;
-            for (int kx = 0; kx < patch; ++kx) dst[kx] = src[kx * 3];
-          }
-      }
-    linear.gemm(ctx.isa, tokens - 1, cols, kdim, accum);
+    uint8_t* cols = ctx.buf<uint8_t>(im2col) + static_cast<size_t>(b) * tokens * kdim;
+    int32_t* accum = ctx.buf<int32_t>(acc) + static_cast<size_t>(b) * rows * dim;
+    for (int t = r.begin; t < r.end; ++t) {
+      const int py = t / grid, px = t % grid;
+      uint8_t* row = cols + static_cast<size_t>(t) * kdim;
+      for (int c = 0; c < 3; ++c)
+        for (int ky = 0; ky < patch; ++ky) {
+          const uint8_t* src = img + (static_cast<size_t>(py * patch + ky) * image_size + px * patch) * 3 + c;
+          uint8_t* dst = row + (c * patch + ky) * patch;
+          for (int kx = 0; kx < patch; ++kx) dst[kx] = src[kx * 3];
+        }
+    }
+    int32_t* acc_rows = accum + static_cast<size_t>(r.begin) * dim;
+    linear.gemm(ctx.isa, r.size(), cols + static_cast<size_t>(r.begin) * kdim, kdim, acc_rows);
     int16_t* s = ctx.buf<int16_t>(stream) + static_cast<size_t>(b) * tokens * dim;
-    std::memcpy(s, cls_row, sizeof(int16_t) * static_cast<size_t>(dim));
-    k::ResidualParams rp{pos_bias, tokens - 1, linear.mult, linear.shift, nullptr, nullptr, 0, zp_out, qmin, qmax};
-    k::residual_add_ref(tokens - 1, dim, accum, dim, rp, s + dim, dim);
-  }
+    if (r.begin == 0) std::memcpy(s, cls_row, sizeof(int16_t) * static_cast<size_t>(dim));
+    // bias_rows = the block's rows: one bias row per token (a 1-row block
+    // reads row 0 of the offset pointer, which is the same row).
+    const k::ResidualParams rp{pos_bias + static_cast<size_t>(r.begin) * dim, r.size(), linear.mult, linear.shift,
+                               nullptr, nullptr, 0, zp_out, qmin, qmax};
+    k::residual_add(ctx.isa, r.size(), dim, acc_rows, dim, rp, s + static_cast<size_t>(1 + r.begin) * dim, dim);
+  });
 }
 
 void LayerNormOp::run(ExecContext& ctx) const {
   const int16_t* x = ctx.buf<int16_t>(in);
   uint8_t* y = ctx.buf<uint8_t>(out);
-  if (rows_per_image == tokens) {
-    k::layernorm_ref(ctx.batch * tokens, x, dim, params, y, dim);
-  } else {  // class token of every image
-    k::layernorm_ref(ctx.batch, x, tokens * dim, params, y, dim);
-  }
+  // All tokens, or the class token of every image.
+  const int rows = rows_per_image == tokens ? ctx.batch * tokens : ctx.batch;
+  const int ld_in = rows_per_image == tokens ? dim : tokens * dim;
+  const int parts = row_parts(rows, ctx.threads());
+  ctx.parallel(parts, [&](int part, int) {
+    const RowRange r = split_rows(rows, parts, part);
+    k::layernorm(ctx.isa, r.size(), x + static_cast<size_t>(r.begin) * ld_in, ld_in, params,
+                 y + static_cast<size_t>(r.begin) * dim, dim);
+  });
 }
 
 void LinearOp::run(ExecContext& ctx) const {
   const int m = ctx.batch * rows_per_image;
-  auto* accum = ctx.buf<int32_t>(acc);
-  linear.gemm(ctx.isa, m, ctx.buf<uint8_t>(in), linear.k, accum);
-  if (skip_mult) {
-    k::ResidualParams rp{linear.bias, 1, linear.mult, linear.shift, skip_mult, skip_shift, zp_in, zp_out, qmin, qmax};
-    k::residual_add_ref(m, linear.n, accum, linear.n, rp, ctx.buf<int16_t>(out), linear.n);
-  } else {
-    k::RequantU8Params rq{linear.bias, linear.mult, linear.shift, zero_point, table};
-    k::requant_u8_ref(m, linear.n, accum, linear.n, rq, ctx.buf<uint8_t>(out), linear.n);
-  }
+  const int n = linear.n;
+  const int parts = row_parts(m, ctx.threads());
+  // GEMM and epilogue per block of rows (the epilogue reads the block's
+  // accumulators while they are still in cache).
+  ctx.parallel(parts, [&](int part, int) {
+    const RowRange r = split_rows(m, parts, part);
+    if (r.size() <= 0) return;
+    int32_t* accum = ctx.buf<int32_t>(acc) + static_cast<size_t>(r.begin) * n;
+    linear.gemm(ctx.isa, r.size(), ctx.buf<uint8_t>(in) + static_cast<size_t>(r.begin) * linear.k, linear.k, accum);
+    if (skip_mult) {
+      const k::ResidualParams rp{linear.bias, 1, linear.mult, linear.shift, skip_mult, skip_shift, zp_in, zp_out, qmin, qmax};
+      k::residual_add(ctx.isa, r.size(), n, accum, n, rp, ctx.buf<int16_t>(out) + static_cast<size_t>(r.begin) * n, n);
+    } else {
+      const k::RequantU8Params rq{linear.bias, linear.mult, linear.shift, zero_point, table};
+      k::requant_u8(ctx.isa, r.size(), n, accum, n, rq, ctx.buf<uint8_t>(out) + static_cast<size_t>(r.begin) * n, n);
+    }
+  });
 }
 
 namespace {
@@ -142,47 +191,58 @@ size_t AttentionOp::scratch_bytes(k::Isa isa, int tokens, int head_dim) {
 void AttentionOp::run(ExecContext& ctx) const {
   const int hd = dim / heads;
   const int ld = 3 * dim;
-  AttentionScratch s{};
-  carve(ctx.isa, tokens, hd, ctx.buf<uint8_t>(scratch), &s);
+  const size_t stride = scratch_bytes(ctx.isa, tokens, hd);
   const k::RequantU8Params rq{out_bias.data(), out_mult.data(), out_shift.data(), out_zp.data(), nullptr};
-  for (int b = 0; b < ctx.batch; ++b) {
+  // Tasks: (image, head, block of query rows). Query blocks only when the
+  // (image, head) pairs do not divide evenly among the threads (DeiT-Tiny has
+  // 3 heads); each block converts and packs its head's K and V again.
+  const int units = ctx.batch * heads;
+  const int threads = ctx.threads();
+  const int blocks = std::max(1, std::min(threads / std::gcd(units, threads), tokens / 16));
+  ctx.parallel(units * blocks, [&](int task, int thread) {
+    const int b = task / blocks / heads;
+    const int h = task / blocks % heads;
+    const RowRange r = split_rows(tokens, blocks, task % blocks);
+    if (r.size() <= 0) return;
+    AttentionScratch s{};
+    carve(ctx.isa, tokens, hd, ctx.buf<uint8_t>(scratch) + static_cast<size_t>(thread) * stride, &s);
     const uint8_t* qkv_img = ctx.buf<uint8_t>(qkv) + static_cast<size_t>(b) * tokens * ld;
     uint8_t* out_img = ctx.buf<uint8_t>(out) + static_cast<size_t>(b) * tokens * dim;
-    for (int h = 0; h < heads; ++h) {
-      for (int j = 0; j < tokens; ++j) {
-        const uint8_t* kr = qkv_img + static_cast<size_t>(j) * ld + dim + h * hd;
-        const uint8_t* vr = kr + dim;
-        int8_t* kd = s.k_s8 + static_cast<size_t>(j) * hd;
-        int8_t* vd = s.v_s8 + static_cast<size_t>(j) * hd;
-        int32_t sum = 0;
-        for (int d = 0; d < hd; ++d) {
-          kd[d] = static_cast<int8_t>(kr[d] ^ 0x80);
-          vd[d] = static_cast<int8_t>(vr[d] ^ 0x80);
-          sum += kd[d];
-        }
-        s.colsum_k[j] = sum;
+    for (int j = 0; j < tokens; ++j) {
+      const uint8_t* kr = qkv_img + static_cast<size_t>(j) * ld + dim + h * hd;
+      const uint8_t* vr = kr + dim;
+      int8_t* kd = s.k_s8 + static_cast<size_t>(j) * hd;
+      int8_t* vd = s.v_s8 + static_cast<size_t>(j) * hd;
+      int32_t sum = 0;
+      for (int d = 0; d < hd; ++d) {
+        kd[d] = static_cast<int8_t>(kr[d] ^ 0x80);
+        vd[d] = static_cast<int8_t>(vr[d] ^ 0x80);
+        sum += kd[d];
       }
-      k::pack_b_s8(ctx.isa, tokens, hd, s.k_s8, hd, s.packed_k);
-      k::gemm_u8s8s32(ctx.isa, tokens, tokens, hd, qkv_img + h * hd, ld, s.packed_k, s.scores, tokens);
-      const k::SoftmaxParams sp{tokens, tokens, s.colsum_k, zq, to_exp_mult, to_exp_shift};
-      if (attention_bits == 8) {
-        k::softmax_u8_ref(s.scores, tokens, sp, s.probs, tokens, s.rowsum);
-        k::pack_b_s8_transposed(ctx.isa, hd, tokens, s.v_s8, hd, s.packed_v);
-        k::gemm_u8s8s32(ctx.isa, tokens, hd, tokens, s.probs, tokens, s.packed_v, s.out_acc, hd);
-      } else {
-        auto* w = reinterpret_cast<int16_t*>(s.probs);
-        k::softmax_lis_ref(s.scores, tokens, sp, w, tokens, s.rowsum);
-        k::pack_b16_s8_transposed(ctx.isa, hd, tokens, s.v_s8, hd, s.packed_v);
-        k::gemm_s16s8s32(ctx.isa, tokens, hd, tokens, w, tokens, s.packed_v, s.out_acc, hd);
-      }
-      for (int i = 0; i < tokens; ++i) {
-        const int32_t corr = zv * s.rowsum[i];
-        int32_t* row = s.out_acc + static_cast<size_t>(i) * hd;
-        for (int d = 0; d < hd; ++d) row[d] -= corr;
-      }
-      k::requant_u8_ref(tokens, hd, s.out_acc, hd, rq, out_img + h * hd, dim);
+      s.colsum_k[j] = sum;
     }
-  }
+    const int rows = r.size();
+    k::pack_b_s8(ctx.isa, tokens, hd, s.k_s8, hd, s.packed_k);
+    k::gemm_u8s8s32(ctx.isa, rows, tokens, hd, qkv_img + static_cast<size_t>(r.begin) * ld + h * hd, ld, s.packed_k,
+                    s.scores, tokens);
+    const k::SoftmaxParams sp{rows, tokens, s.colsum_k, zq, to_exp_mult, to_exp_shift};
+    if (attention_bits == 8) {
+      k::softmax_u8(ctx.isa, s.scores, tokens, sp, s.probs, tokens, s.rowsum);
+      k::pack_b_s8_transposed(ctx.isa, hd, tokens, s.v_s8, hd, s.packed_v);
+      k::gemm_u8s8s32(ctx.isa, rows, hd, tokens, s.probs, tokens, s.packed_v, s.out_acc, hd);
+    } else {
+      auto* w = reinterpret_cast<int16_t*>(s.probs);
+      k::softmax_lis(ctx.isa, s.scores, tokens, sp, w, tokens, s.rowsum);
+      k::pack_b16_s8_transposed(ctx.isa, hd, tokens, s.v_s8, hd, s.packed_v);
+      k::gemm_s16s8s32(ctx.isa, rows, hd, tokens, w, tokens, s.packed_v, s.out_acc, hd);
+    }
+    for (int i = 0; i < rows; ++i) {
+      const int32_t corr = zv * s.rowsum[i];
+      int32_t* row = s.out_acc + static_cast<size_t>(i) * hd;
+      for (int d = 0; d < hd; ++d) row[d] -= corr;
+    }
+    k::requant_u8(ctx.isa, rows, hd, s.out_acc, hd, rq, out_img + static_cast<size_t>(r.begin) * dim + h * hd, dim);
+  });
 }
 
 void HeadOp::run(ExecContext& ctx) const {

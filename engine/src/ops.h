@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/src/thread_pool.h"
 #include "vitint/kernels/cpu.h"
 #include "vitint/kernels/quant.h"
 
@@ -31,11 +32,13 @@ class AlignedBuffer {
   size_t size_ = 0;
 };
 
-// A buffer of the arena: bytes = per_image * batch + fixed.
+// A buffer of the arena: bytes = per_image * batch + fixed + per_thread *
+// threads (per-thread scratch: copy t starts at t * per_thread).
 struct BufferDecl {
   std::string name;
   size_t per_image = 0;
   size_t fixed = 0;
+  size_t per_thread = 0;
 };
 
 struct ExecContext {
@@ -44,8 +47,19 @@ struct ExecContext {
   const uint8_t* images = nullptr;  // batch x H x W x 3
   float* logits = nullptr;          // batch x classes
   std::vector<uint8_t*> buffers;    // resolved arena pointers, by buffer id
+  ThreadPool* pool = nullptr;       // null: everything on the calling thread
   template <class T>
   T* buf(int id) const { return reinterpret_cast<T*>(buffers[static_cast<size_t>(id)]); }
+  int threads() const { return pool ? pool->threads() : 1; }
+  // fn(task, thread) for task in [0, tasks), spread over the session's threads.
+  template <class F>
+  void parallel(int tasks, F&& fn) const {
+    if (pool) {
+      pool->run(tasks, fn);
+    } else {
+      for (int t = 0; t < tasks; ++t) fn(t, 0);
+    }
+  }
 };
 
 class Op {
@@ -105,7 +119,9 @@ struct LinearOp final : Op {
 };
 
 // Multi-head self-attention core: q.k^T, integer softmax (8-bit uniform or
-// 4-bit Log-Int-Softmax), attn @ v, requantization of the context.
+// 4-bit Log-Int-Softmax), attn @ v, requantization of the context. Work is
+// split by (image, head, block of query rows); each thread carves its own
+// copy of the scratch buffer (declared per thread, scratch_bytes each).
 struct AttentionOp final : Op {
   int tokens = 0, dim = 0, heads = 0, attention_bits = 8;
   int32_t zq = 0, zk = 0, zv = 0;  // q uint8 zero point; k, v int8 zero points
@@ -128,8 +144,8 @@ struct HeadOp final : Op {
 struct Graph {
   std::vector<BufferDecl> buffers;
   std::vector<std::unique_ptr<Op>> ops;
-  int add_buffer(std::string name, size_t per_image, size_t fixed = 0) {
-    buffers.push_back({std::move(name), per_image, fixed});
+  int add_buffer(std::string name, size_t per_image, size_t fixed = 0, size_t per_thread = 0) {
+    buffers.push_back({std::move(name), per_image, fixed, per_thread});
     return static_cast<int>(buffers.size()) - 1;
   }
 };

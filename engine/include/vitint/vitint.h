@@ -84,6 +84,10 @@ struct Prediction {
 
 struct SessionOptions {
   int max_batch = 1;
+  // Threads that run() splits each operator over (the calling thread is one
+  // of them; the others are started by create()). Results are bit-identical
+  // for every value. In [1, 256].
+  int threads = 1;
 };
 
 // Per-thread state (scratch arena). Use one Session per thread.

@@ -1,0 +1,220 @@
+// Session threads: logits are bit-identical for every thread count, batch
+// size and kernel path, and Session::run allocates nothing once warm.
+//
+// This file replaces the global allocation functions of the test binary with
+// counting ones (malloc-backed, correct for every other test as well).
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <new>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+#include "tiny_model.h"
+#include "vitint/kernels/cpu.h"
+#include "vitint/vitint.h"
+
+namespace {
+
+std::atomic<bool> g_counting{false};
+std::atomic<long> g_allocations{0};
+
+void* counted_alloc(std::size_t size, std::size_t align) {
+  if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (size == 0) size = 1;
+  void* p = nullptr;
+  if (align <= alignof(std::max_align_t)) {
+    p = std::malloc(size);
+  } else {
+    p = std::aligned_alloc(align, (size + align - 1) / align * align);
+  }
+  return p;
+}
+
+}  // namespace
+
+void* operator new(std::size_t size) {
+  if (void* p = counted_alloc(size, 0)) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](std::size_t size) {
+  if (void* p = counted_alloc(size, 0)) return p;
+  throw std::bad_alloc();
+}
+void* operator new(std::size_t size, std::align_val_t align) {
+  if (void* p = counted_alloc(size, static_cast<std::size_t>(align))) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](std::size_t size, std::align_val_t align) {
+  if (void* p = counted_alloc(size, static_cast<std::size_t>(align))) return p;
+  throw std::bad_alloc();
+}
+void* operator new(std::size_t size, const std::nothrow_t&) noexcept { return counted_alloc(size, 0); }
+void* operator new[](std::size_t size, const std::nothrow_t&) noexcept { return counted_alloc(size, 0); }
+void* operator new(std::size_t size, std::align_val_t align, const std::nothrow_t&) noexcept {
+  return counted_alloc(size, static_cast<std::size_t>(align));
+}
+void* operator new[](std::size_t size, std::align_val_t align, const std::nothrow_t&) noexcept {
+  return counted_alloc(size, static_cast<std::size_t>(align));
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
+void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
+void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
+
+namespace {
+
+constexpr int kImages = 3;
+
+struct ModelFile {
+  std::string path;
+  explicit ModelFile(int attention_bits) {
+    const std::vector<uint8_t> bytes = vitint::test::tiny_model_bytes(attention_bits, 11);
+    char tmpl[] = "/tmp/vitint-threads-XXXXXX";
+    const int fd = ::mkstemp(tmpl);
+    REQUIRE(fd >= 0);
+    ::close(fd);
+    path = tmpl;
+    std::ofstream(path, std::ios::binary)
+        .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  }
+  ~ModelFile() { std::remove(path.c_str()); }
+};
+
+// One converted model per attention width, shared by the test cases.
+const ModelFile& model_file(int attention_bits) {
+  static const ModelFile eight(8);
+  static const ModelFile four(4);
+  return attention_bits == 8 ? eight : four;
+}
+
+std::shared_ptr<const vitint::Model> load(int attention_bits, const std::string& isa) {
+  vitint::LoadOptions lo;
+  lo.isa = isa;
+  std::shared_ptr<const vitint::Model> model;
+  const vitint::Status st = vitint::Model::load(model_file(attention_bits).path, lo, &model);
+  REQUIRE_MESSAGE(st.ok(), st.message());
+  return model;
+}
+
+std::vector<uint8_t> images() {
+  std::vector<uint8_t> all;
+  for (const auto& img : vitint::test::synthetic_images(kImages, 224, 5)) all.insert(all.end(), img.begin(), img.end());
+  return all;
+}
+
+std::unique_ptr<vitint::Session> session(const std::shared_ptr<const vitint::Model>& model, int threads,
+                                         int max_batch) {
+  vitint::SessionOptions so;
+  so.threads = threads;
+  so.max_batch = max_batch;
+  std::unique_ptr<vitint::Session> s;
+  const vitint::Status st = vitint::Session::create(model, so, &s);
+  REQUIRE_MESSAGE(st.ok(), st.message());
+  return s;
+}
+
+std::vector<float> run(vitint::Session& s, const uint8_t* imgs, int batch, int classes) {
+  std::vector<float> logits(static_cast<size_t>(batch) * classes, -1.f);
+  const vitint::Status st = s.run(imgs, batch, logits.data());
+  REQUIRE_MESSAGE(st.ok(), st.message());
+  return logits;
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), sizeof(float) * a.size()) == 0;
+}
+
+}  // namespace
+
+TEST_CASE("session threads: identical logits for any thread count, batch and kernel path") {
+  const std::vector<uint8_t> imgs = images();
+  const size_t image_bytes = imgs.size() / kImages;
+  for (int bits : {8, 4}) {
+    const auto best = load(bits, "");
+    const int classes = best->info().num_classes;
+    // Reference: best path, one thread, one image at a time.
+    auto single = session(best, 1, 1);
+    std::vector<float> want;
+    for (int i = 0; i < kImages; ++i) {
+      const auto l = run(*single, imgs.data() + i * image_bytes, 1, classes);
+      want.insert(want.end(), l.begin(), l.end());
+    }
+    for (int threads : {1, 2, 3, 5}) {
+      CAPTURE(bits);
+      CAPTURE(threads);
+      auto s = session(best, threads, kImages);
+      CHECK(same_bits(run(*s, imgs.data(), kImages, classes), want));
+      // Smaller batches on the same session, and again (state is not carried).
+      const auto one = run(*s, imgs.data() + image_bytes, 1, classes);
+      CHECK(same_bits(one, std::vector<float>(want.begin() + classes, want.begin() + 2 * classes)));
+      CHECK(same_bits(run(*s, imgs.data(), kImages, classes), want));
+    }
+    for (vitint::kernels::Isa isa : {vitint::kernels::Isa::kRef, vitint::kernels::Isa::kAvx2,
+                                     vitint::kernels::Isa::kAvx512Vnni, vitint::kernels::Isa::kAmx}) {
+      if (!vitint::kernels::isa_supported(isa)) continue;
+      const std::string name = vitint::kernels::isa_name(isa);
+      CAPTURE(bits);
+      CAPTURE(name);
+      auto s = session(load(bits, name), 2, kImages);
+      CHECK(same_bits(run(*s, imgs.data(), kImages, classes), want));
+    }
+  }
+}
+
+TEST_CASE("session threads: Session::run allocates nothing once warm") {
+  const std::vector<uint8_t> imgs = images();
+  for (int bits : {8, 4}) {
+    const auto model = load(bits, "");
+    const int classes = model->info().num_classes;
+    for (int threads : {1, 2}) {
+      CAPTURE(bits);
+      CAPTURE(threads);
+      auto s = session(model, threads, 2);
+      std::vector<float> logits(static_cast<size_t>(2) * classes);
+      // The first run at the largest batch sizes the kernels' thread-local
+      // buffers; after it nothing may allocate.
+      REQUIRE(s->run(imgs.data(), 2, logits.data()).ok());
+      g_allocations = 0;
+      g_counting = true;
+      bool ok = true;
+      for (int batch : {2, 1, 2, 1}) ok = ok && s->run(imgs.data(), batch, logits.data()).ok();
+      g_counting = false;
+      CHECK(ok);
+      CHECK(g_allocations.load() == 0);
+    }
+  }
+  // The counter itself works.
+  g_allocations = 0;
+  g_counting = true;
+  auto* p = new std::vector<int>(100);
+  g_counting = false;
+  delete p;
+  CHECK(g_allocations.load() >= 2);
+}
+
+TEST_CASE("session threads: invalid thread counts are refused") {
+  const auto model = load(8, "");
+  std::unique_ptr<vitint::Session> s;
+  vitint::SessionOptions so;
+  for (int bad : {0, -1, 257}) {
+    so.threads = bad;
+    const vitint::Status st = vitint::Session::create(model, so, &s);
+    CHECK_FALSE(st.ok());
+    CHECK(st.message().find("threads") != std::string::npos);
+  }
+}
