@@ -5,7 +5,7 @@
 // decoded by libjpeg with its defaults (ISLOW IDCT, fancy upsampling), which
 // is what PIL does: the pixels are identical to PIL's. stb_image's JPEG
 // decoder differs from it in ~5% of the bytes by +-1..3, which moves timm's
-// FP32 logits by up to ~0.3 and flips ~0.3% of top-1 decisions. Other
+// FP32 logits by up to ~0.5 and flips 0.3-0.5% of top-1 decisions. Other
 // formats, and JPEGs when libjpeg is absent, go through stb_image.
 #include "vitint/image.h"
 
@@ -192,7 +192,7 @@ struct JpegErrorManager {
   char message[JMSG_LENGTH_MAX];
 };
 
-extern "C" void jpeg_error_exit_to_caller(j_common_ptr cinfo) {
+extern "C" void vitint_jpeg_error_exit(j_common_ptr cinfo) {
   auto* err = reinterpret_cast<JpegErrorManager*>(cinfo->err);
   (*cinfo->err->format_message)(cinfo, err->message);
   std::longjmp(err->jump, 1);
@@ -200,8 +200,8 @@ extern "C" void jpeg_error_exit_to_caller(j_common_ptr cinfo) {
 
 // libjpeg warns and pads with grey on a truncated file; PIL refuses it
 // ("image file is truncated"), and so do we. Other warnings are ignored.
-extern "C" void jpeg_emit_message(j_common_ptr cinfo, int level) {
-  if (level < 0 && cinfo->err->msg_code == JWRN_JPEG_EOF) jpeg_error_exit_to_caller(cinfo);
+extern "C" void vitint_jpeg_emit_message(j_common_ptr cinfo, int level) {
+  if (level < 0 && cinfo->err->msg_code == JWRN_JPEG_EOF) vitint_jpeg_error_exit(cinfo);
 }
 
 bool is_jpeg(const uint8_t* bytes, size_t size) {
@@ -245,8 +245,8 @@ bool jpeg_decode_stage(JpegDecoder* d, J_COLOR_SPACE out_space, uint8_t* dst, si
 Image decode_jpeg(const uint8_t* bytes, size_t size, const std::string& what) {
   JpegDecoder d{};
   d.cinfo.err = jpeg_std_error(&d.err.pub);
-  d.err.pub.error_exit = jpeg_error_exit_to_caller;
-  d.err.pub.emit_message = jpeg_emit_message;
+  d.err.pub.error_exit = vitint_jpeg_error_exit;
+  d.err.pub.emit_message = vitint_jpeg_emit_message;
   d.err.message[0] = '\0';
   struct Destroy {
     jpeg_decompress_struct* c;
