@@ -1,12 +1,13 @@
 // Per-path entry points of the elementwise kernels behind the Isa dispatch
 // in quant_dispatch.cpp (which checks the Isa; nothing else is checked).
 //
-// Where an input leaves the range the vector code is exact for (an int32
-// sum that would wrap, a zero point far outside the int16 range, a row of
-// more than kMaxSimdCols softmax columns), the paths hand that piece of work
+// Where an input leaves the range the vector code is exact for (a zero
+// point far outside the int16 range in LayerNorm, a softmax row longer than
+// kMaxSimdCols, 2 * sum e beyond int32), the paths hand that piece of work
 // to the reference function itself, so every input the reference defines
 // gives the reference's result.
 #pragma once
+#include <cmath>
 #include <cstdint>
 
 #include "vitint/kernels/quant.h"
@@ -51,17 +52,16 @@ inline bool layernorm_simd_ok(const LayerNormParams& p) {
   return any == 0;
 }
 
-// s - zp_in in int32 for every int16 s.
-inline bool residual_skip_simd_ok(const ResidualParams& p) {
-  return p.skip_mult == nullptr || (p.zp_in >= INT32_MIN + 32768 && p.zp_in <= INT32_MAX - 32768);
-}
-
-// One row of the reference softmax (used for rows whose logits span more
-// than int32, or that are longer than kMaxSimdCols).
-inline SoftmaxParams one_row(const SoftmaxParams& p) {
-  SoftmaxParams r = p;
-  r.rows = 1;
-  return r;
+// isqrt_u64(v) (the floor of the square root) from the double square root:
+// that is within 1 of the answer (v rounds to 53 bits, sqrt is correctly
+// rounded), and two exact integer steps settle it. The digit-by-digit
+// reference costs as much as a 192-channel row of the vector LayerNorm.
+inline uint32_t isqrt_fast(uint64_t v) {
+  uint64_t r = static_cast<uint64_t>(std::sqrt(static_cast<double>(v)));
+  if (r > 0xFFFFFFFFu) r = 0xFFFFFFFFu;
+  while (r * r > v) --r;
+  while (r < 0xFFFFFFFFu && (r + 1) * (r + 1) <= v) ++r;
+  return static_cast<uint32_t>(r);
 }
 
 }  // namespace vitint::kernels::detail

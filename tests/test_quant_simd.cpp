@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/quant_internal.h"
 #include "vitint/kernels/quant.h"
 #include "vitint/kernels/quant_dispatch.h"
 
@@ -439,6 +440,27 @@ TEST_CASE("softmax_u8 and softmax_lis: every path equals the reference") {
     }
   }
   CHECK(codes.size() == 16);  // every code 0..15 was exercised
+}
+
+TEST_CASE("isqrt_fast (vector LayerNorm) equals isqrt_u64") {
+  auto same = [](uint64_t v) {
+    if (vk::detail::isqrt_fast(v) != vk::isqrt_u64(v)) FAIL_CHECK("isqrt_fast(" << v << ") = " << vk::detail::isqrt_fast(v) << ", want " << vk::isqrt_u64(v));
+  };
+  for (uint64_t v = 0; v < 100000; ++v) same(v);
+  for (int b = 0; b < 64; ++b)
+    for (int64_t dv = -3; dv <= 3; ++dv) same((uint64_t{1} << b) + static_cast<uint64_t>(dv));
+  for (uint64_t k : {uint64_t{94906265}, uint64_t{94906266}, uint64_t{3037000499}, uint64_t{3037000500},
+                     uint64_t{4294967294}, uint64_t{4294967295}})
+    for (int64_t dv = -2; dv <= 2; ++dv) same(k * k + static_cast<uint64_t>(dv));
+  same(UINT64_MAX);
+  Rng rng(7);
+  for (int i = 0; i < 200000; ++i) {
+    const uint64_t v = rng() >> (rng() % 64);
+    same(v);
+    const uint64_t r = vk::isqrt_u64(v);
+    same(r * r);
+    if (r > 0) same(r * r - 1);
+  }
 }
 
 TEST_CASE("dispatched kernels accept empty inputs and refuse unknown paths") {

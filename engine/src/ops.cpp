@@ -72,38 +72,41 @@ void PackedLinear::gemm(k::Isa isa, int m, const uint8_t* a, int lda, int32_t* a
 }
 
 void PatchEmbedOp::run(ExecContext& ctx) const {
-  const int grid = image_size / patch;
-  const int kdim = 3 * patch * patch;
-  const int rows = tokens - 1;
+  // Locals, not members, inside the task: the byte stores of im2col may
+  // alias anything, members would be reloaded every iteration.
+  const int size = image_size, p = patch, d = dim, t_count = tokens;
+  const int grid = size / p;
+  const int kdim = 3 * p * p;
+  const int rows = t_count - 1;
   const int parts = row_parts(rows, ctx.threads());
   // Each (image, block of patches) task runs im2col, the GEMM and the
   // epilogue on its own rows; the im2col and acc buffers hold every image.
-  ctx.parallel(ctx.batch * parts, [&](int task, int) {
+  ctx.parallel(ctx.batch * parts, [&, size, p, d, t_count, grid, kdim, rows, parts](int task, int) {
     const int b = task / parts;
     const RowRange r = split_rows(rows, parts, task % parts);
     if (r.size() <= 0) return;
-    const uint8_t* img = ctx.images + static_cast<size_t>(b) * image_size * image_size * 3;
-    uint8_t* cols = ctx.buf<uint8_t>(im2col) + static_cast<size_t>(b) * tokens * kdim;
-    int32_t* accum = ctx.buf<int32_t>(acc) + static_cast<size_t>(b) * rows * dim;
+    const uint8_t* img = ctx.images + static_cast<size_t>(b) * size * size * 3;
+    uint8_t* cols = ctx.buf<uint8_t>(im2col) + static_cast<size_t>(b) * t_count * kdim;
+    int32_t* accum = ctx.buf<int32_t>(acc) + static_cast<size_t>(b) * rows * d;
     for (int t = r.begin; t < r.end; ++t) {
       const int py = t / grid, px = t % grid;
       uint8_t* row = cols + static_cast<size_t>(t) * kdim;
       for (int c = 0; c < 3; ++c)
-        for (int ky = 0; ky < patch; ++ky) {
-          const uint8_t* src = img + (static_cast<size_t>(py * patch + ky) * image_size + px * patch) * 3 + c;
-          uint8_t* dst = row + (c * patch + ky) * patch;
-          for (int kx = 0; kx < patch; ++kx) dst[kx] = src[kx * 3];
+        for (int ky = 0; ky < p; ++ky) {
+          const uint8_t* src = img + (static_cast<size_t>(py * p + ky) * size + px * p) * 3 + c;
+          uint8_t* dst = row + (c * p + ky) * p;
+          for (int kx = 0; kx < p; ++kx) dst[kx] = src[kx * 3];
         }
     }
-    int32_t* acc_rows = accum + static_cast<size_t>(r.begin) * dim;
+    int32_t* acc_rows = accum + static_cast<size_t>(r.begin) * d;
     linear.gemm(ctx.isa, r.size(), cols + static_cast<size_t>(r.begin) * kdim, kdim, acc_rows);
-    int16_t* s = ctx.buf<int16_t>(stream) + static_cast<size_t>(b) * tokens * dim;
-    if (r.begin == 0) std::memcpy(s, cls_row, sizeof(int16_t) * static_cast<size_t>(dim));
+    int16_t* s = ctx.buf<int16_t>(stream) + static_cast<size_t>(b) * t_count * d;
+    if (r.begin == 0) std::memcpy(s, cls_row, sizeof(int16_t) * static_cast<size_t>(d));
     // bias_rows = the block's rows: one bias row per token (a 1-row block
     // reads row 0 of the offset pointer, which is the same row).
-    const k::ResidualParams rp{pos_bias + static_cast<size_t>(r.begin) * dim, r.size(), linear.mult, linear.shift,
+    const k::ResidualParams rp{pos_bias + static_cast<size_t>(r.begin) * d, r.size(), linear.mult, linear.shift,
                                nullptr, nullptr, 0, zp_out, qmin, qmax};
-    k::residual_add(ctx.isa, r.size(), dim, acc_rows, dim, rp, s + static_cast<size_t>(1 + r.begin) * dim, dim);
+    k::residual_add(ctx.isa, r.size(), d, acc_rows, d, rp, s + static_cast<size_t>(1 + r.begin) * d, d);
   });
 }
 
@@ -184,64 +187,87 @@ size_t carve(k::Isa isa, int tokens, int head_dim, uint8_t* base, AttentionScrat
 }
 }  // namespace
 
+namespace {
+
+// K and V of one head to int8 (uint8 ^ 0x80) and the column sums of K. Plain
+// functions: sizes in a closure object would be reloaded after every byte
+// store (which may alias them), and the loops would not vectorize.
+void convert_kv(const uint8_t* k_src, int ld, int dim, int tokens, int hd, int8_t* k_dst, int8_t* v_dst,
+                int32_t* colsum) {
+  for (int j = 0; j < tokens; ++j) {
+    const uint8_t* kr = k_src + static_cast<size_t>(j) * ld;
+    const uint8_t* vr = kr + dim;
+    int8_t* kd = k_dst + static_cast<size_t>(j) * hd;
+    int8_t* vd = v_dst + static_cast<size_t>(j) * hd;
+    int32_t sum = 0;
+    for (int d = 0; d < hd; ++d) {
+      kd[d] = static_cast<int8_t>(kr[d] ^ 0x80);
+      vd[d] = static_cast<int8_t>(vr[d] ^ 0x80);
+      sum += kd[d];
+    }
+    colsum[j] = sum;
+  }
+}
+
+// The int8 zero point of V times each row's probability sum.
+void subtract_zv(int32_t* out_acc, int rows, int hd, int32_t zv, const int32_t* rowsum) {
+  for (int i = 0; i < rows; ++i) {
+    const int32_t corr = zv * rowsum[i];
+    int32_t* row = out_acc + static_cast<size_t>(i) * hd;
+    for (int d = 0; d < hd; ++d) row[d] -= corr;
+  }
+}
+
+}  // namespace
+
 size_t AttentionOp::scratch_bytes(k::Isa isa, int tokens, int head_dim) {
   return carve(isa, tokens, head_dim, nullptr, nullptr);
 }
 
 void AttentionOp::run(ExecContext& ctx) const {
-  const int hd = dim / heads;
-  const int ld = 3 * dim;
-  const size_t stride = scratch_bytes(ctx.isa, tokens, hd);
+  const int t_count = tokens, d_model = dim, h_count = heads;
+  const int hd = d_model / h_count;
+  const int ld = 3 * d_model;
+  const int32_t z_v = zv;
+  const size_t stride = scratch_bytes(ctx.isa, t_count, hd);
   const k::RequantU8Params rq{out_bias.data(), out_mult.data(), out_shift.data(), out_zp.data(), nullptr};
+  const k::SoftmaxParams sp0{0, t_count, nullptr, zq, to_exp_mult, to_exp_shift};
   // Tasks: (image, head, block of query rows). Query blocks only when the
   // (image, head) pairs do not divide evenly among the threads (DeiT-Tiny has
   // 3 heads); each block converts and packs its head's K and V again.
-  const int units = ctx.batch * heads;
+  const int units = ctx.batch * h_count;
   const int threads = ctx.threads();
-  const int blocks = std::max(1, std::min(threads / std::gcd(units, threads), tokens / 16));
-  ctx.parallel(units * blocks, [&](int task, int thread) {
-    const int b = task / blocks / heads;
-    const int h = task / blocks % heads;
-    const RowRange r = split_rows(tokens, blocks, task % blocks);
+  const int blocks = std::max(1, std::min(threads / std::gcd(units, threads), t_count / 16));
+  ctx.parallel(units * blocks, [&, t_count, d_model, h_count, hd, ld, z_v, stride, blocks](int task, int thread) {
+    const int b = task / blocks / h_count;
+    const int h = task / blocks % h_count;
+    const RowRange r = split_rows(t_count, blocks, task % blocks);
     if (r.size() <= 0) return;
     AttentionScratch s{};
-    carve(ctx.isa, tokens, hd, ctx.buf<uint8_t>(scratch) + static_cast<size_t>(thread) * stride, &s);
-    const uint8_t* qkv_img = ctx.buf<uint8_t>(qkv) + static_cast<size_t>(b) * tokens * ld;
-    uint8_t* out_img = ctx.buf<uint8_t>(out) + static_cast<size_t>(b) * tokens * dim;
-    for (int j = 0; j < tokens; ++j) {
-      const uint8_t* kr = qkv_img + static_cast<size_t>(j) * ld + dim + h * hd;
-      const uint8_t* vr = kr + dim;
-      int8_t* kd = s.k_s8 + static_cast<size_t>(j) * hd;
-      int8_t* vd = s.v_s8 + static_cast<size_t>(j) * hd;
-      int32_t sum = 0;
-      for (int d = 0; d < hd; ++d) {
-        kd[d] = static_cast<int8_t>(kr[d] ^ 0x80);
-        vd[d] = static_cast<int8_t>(vr[d] ^ 0x80);
-        sum += kd[d];
-      }
-      s.colsum_k[j] = sum;
-    }
+    carve(ctx.isa, t_count, hd, ctx.buf<uint8_t>(scratch) + static_cast<size_t>(thread) * stride, &s);
+    const uint8_t* qkv_img = ctx.buf<uint8_t>(qkv) + static_cast<size_t>(b) * t_count * ld;
+    uint8_t* out_img = ctx.buf<uint8_t>(out) + static_cast<size_t>(b) * t_count * d_model;
+    convert_kv(qkv_img + d_model + h * hd, ld, d_model, t_count, hd, s.k_s8, s.v_s8, s.colsum_k);
     const int rows = r.size();
-    k::pack_b_s8(ctx.isa, tokens, hd, s.k_s8, hd, s.packed_k);
-    k::gemm_u8s8s32(ctx.isa, rows, tokens, hd, qkv_img + static_cast<size_t>(r.begin) * ld + h * hd, ld, s.packed_k,
-                    s.scores, tokens);
-    const k::SoftmaxParams sp{rows, tokens, s.colsum_k, zq, to_exp_mult, to_exp_shift};
+    k::pack_b_s8(ctx.isa, t_count, hd, s.k_s8, hd, s.packed_k);
+    k::gemm_u8s8s32(ctx.isa, rows, t_count, hd, qkv_img + static_cast<size_t>(r.begin) * ld + h * hd, ld, s.packed_k,
+                    s.scores, t_count);
+    k::SoftmaxParams sp = sp0;
+    sp.rows = rows;
+    sp.colsum_k = s.colsum_k;
     if (attention_bits == 8) {
-      k::softmax_u8(ctx.isa, s.scores, tokens, sp, s.probs, tokens, s.rowsum);
-      k::pack_b_s8_transposed(ctx.isa, hd, tokens, s.v_s8, hd, s.packed_v);
-      k::gemm_u8s8s32(ctx.isa, rows, hd, tokens, s.probs, tokens, s.packed_v, s.out_acc, hd);
+      k::softmax_u8(ctx.isa, s.scores, t_count, sp, s.probs, t_count, s.rowsum);
+      k::pack_b_s8_transposed(ctx.isa, hd, t_count, s.v_s8, hd, s.packed_v);
+      k::gemm_u8s8s32(ctx.isa, rows, hd, t_count, s.probs, t_count, s.packed_v, s.out_acc, hd);
     } else {
       auto* w = reinterpret_cast<int16_t*>(s.probs);
-      k::softmax_lis(ctx.isa, s.scores, tokens, sp, w, tokens, s.rowsum);
-      k::pack_b16_s8_transposed(ctx.isa, hd, tokens, s.v_s8, hd, s.packed_v);
-      k::gemm_s16s8s32(ctx.isa, rows, hd, tokens, w, tokens, s.packed_v, s.out_acc, hd);
+      k::softmax_lis(ctx.isa, s.scores, t_count, sp, w, t_count, s.rowsum);
+      k::pack_b16_s8_transposed(ctx.isa, hd, t_count, s.v_s8, hd, s.packed_v);
+      k::gemm_s16s8s32(ctx.isa, rows, hd, t_count, w, t_count, s.packed_v, s.out_acc, hd);
     }
-    for (int i = 0; i < rows; ++i) {
-      const int32_t corr = zv * s.rowsum[i];
-      int32_t* row = s.out_acc + static_cast<size_t>(i) * hd;
-      for (int d = 0; d < hd; ++d) row[d] -= corr;
-    }
-    k::requant_u8(ctx.isa, rows, hd, s.out_acc, hd, rq, out_img + static_cast<size_t>(r.begin) * dim + h * hd, dim);
+    subtract_zv(s.out_acc, rows, hd, z_v, s.rowsum);
+    k::requant_u8(ctx.isa, rows, hd, s.out_acc, hd, rq, out_img + static_cast<size_t>(r.begin) * d_model + h * hd,
+                  d_model);
   });
 }
 

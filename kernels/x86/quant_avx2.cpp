@@ -5,8 +5,9 @@
 // the 64 x 64-bit low product from three vpmuludq, leading-zero counts from
 // float exponents (plus the exact comparison that corrects a rounded-up
 // exponent), and masked tails by padded copies or by the reference itself.
-// When every shift of a block is >= 32, a dyadic result is the high half of
-// the rounded product shifted by shift - 32 (one 32-bit shift).
+// As there, additive terms are folded into the rounding constant, and when
+// every shift of a block is >= 32 a dyadic result is the high half of the
+// rounded product shifted by shift - 32 (one 32-bit shift).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -17,11 +18,6 @@
 
 namespace vitint::kernels::detail {
 namespace {
-
-inline bool add_overflows(__m256i a, __m256i b, __m256i sum) {
-  const __m256i ov = _mm256_and_si256(_mm256_xor_si256(a, sum), _mm256_xor_si256(b, sum));
-  return _mm256_movemask_ps(_mm256_castsi256_ps(ov)) != 0;
-}
 
 // Arithmetic right shift of int64 lanes (per-lane or common count).
 inline __m256i sra64v(__m256i v, __m256i count) {
@@ -88,10 +84,22 @@ inline Dyadic8 load_dyadic(const int32_t* mult, const int32_t* shift) {
   return d;
 }
 
+// +-offset * mult + 2^(shift - 1) per even / odd lane (offset in int32 lanes).
+struct Folded {
+  __m256i e, o;
+};
+inline Folded fold(const Dyadic8& d, __m256i offset, bool negate) {
+  const __m256i pe = _mm256_mul_epi32(offset, d.mult_e);
+  const __m256i po = _mm256_mul_epi32(_mm256_srli_epi64(offset, 32), d.mult_o);
+  if (negate) return {_mm256_sub_epi64(d.rnd_e, pe), _mm256_sub_epi64(d.rnd_o, po)};
+  return {_mm256_add_epi64(d.rnd_e, pe), _mm256_add_epi64(d.rnd_o, po)};
+}
+
+// apply_dyadic(x + offset, mult, shift) per lane for int32 x.
 template <bool kHi>
-inline __m256i apply_dyadic8(__m256i x, const Dyadic8& d) {
-  const __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(x, d.mult_e), d.rnd_e);
-  const __m256i po = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(x, 32), d.mult_o), d.rnd_o);
+inline __m256i dyadic8(__m256i x, const Dyadic8& d, const Folded& c) {
+  const __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(x, d.mult_e), c.e);
+  const __m256i po = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(x, 32), d.mult_o), c.o);
   if constexpr (kHi) {
     return _mm256_srav_epi32(_mm256_blend_epi32(_mm256_srli_epi64(pe, 32), po, 0xAA), d.hi_count);
   } else {
@@ -102,21 +110,15 @@ inline __m256i apply_dyadic8(__m256i x, const Dyadic8& d) {
 template <bool kHi>
 void requant_block(int m, const int32_t* acc, int ld_acc, const RequantU8Params& block, const Dyadic8& d,
                    uint8_t* out, int ld_out) {
-  const __m256i bias = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block.bias));
+  const Folded c = fold(d, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block.bias)), false);
   const __m256i zp = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(block.zero_point)));
   const __m256i zero = _mm256_setzero_si256();
   const __m256i max_q = _mm256_set1_epi32(255);
   for (int i = 0; i < m; ++i) {
-    const int32_t* a = acc + static_cast<int64_t>(i) * ld_acc;
-    uint8_t* o = out + static_cast<int64_t>(i) * ld_out;
-    const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a));
-    const __m256i x = _mm256_add_epi32(av, bias);
-    if (add_overflows(av, bias, x)) {
-      requant_u8_ref(1, 8, a, ld_acc, block, o, ld_out);
-      continue;
-    }
-    __m256i v = _mm256_add_epi32(zp, apply_dyadic8<kHi>(x, d));
+    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + static_cast<int64_t>(i) * ld_acc));
+    __m256i v = _mm256_add_epi32(zp, dyadic8<kHi>(x, d, c));
     v = _mm256_min_epi32(_mm256_max_epi32(v, zero), max_q);
+    uint8_t* o = out + static_cast<int64_t>(i) * ld_out;
     _mm_storel_epi64(reinterpret_cast<__m128i*>(o), to_u8(v));
     if (block.table)
       for (int j = 0; j < 8; ++j) o[j] = block.table[o[j]];
@@ -129,29 +131,21 @@ void residual_block(int m, int n, const int32_t* acc, int ld_acc, const Residual
   const bool skip = block.skip_mult != nullptr;
   const bool row_bias = block.bias_rows > 1;
   const __m256i zp_out = _mm256_set1_epi32(block.zp_out);
-  const __m256i zp_in = _mm256_set1_epi32(block.zp_in);
   const __m256i qmin = _mm256_set1_epi32(block.qmin_out);
   const __m256i qmax = _mm256_set1_epi32(block.qmax_out);
-  __m256i bias = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block.bias));
+  // (s - zp_in) * mult + rnd = s * mult + (rnd - zp_in * mult).
+  const Folded skip_c = fold(sk, _mm256_set1_epi32(block.zp_in), true);
+  Folded bias_c = fold(br, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block.bias)), false);
   for (int i = 0; i < m; ++i) {
-    const int32_t* a = acc + static_cast<int64_t>(i) * ld_acc;
     int16_t* s = stream + static_cast<int64_t>(i) * ld_stream;
-    const int32_t* b = block.bias + (row_bias ? static_cast<int64_t>(i) * n : 0);
-    if (row_bias) bias = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b));
-    const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a));
-    const __m256i x = _mm256_add_epi32(av, bias);
-    if (add_overflows(av, bias, x)) {
-      ResidualParams one = block;
-      one.bias = b;
-      one.bias_rows = 1;
-      residual_add_ref(1, 8, a, ld_acc, one, s, ld_stream);
-      continue;
-    }
-    // Each block's skip shifts are checked separately: hi applies to both.
-    __m256i v = _mm256_add_epi32(zp_out, apply_dyadic8<kHi>(x, br));
+    if (row_bias && i > 0)
+      bias_c = fold(br, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block.bias + static_cast<int64_t>(i) * n)),
+                    false);
+    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + static_cast<int64_t>(i) * ld_acc));
+    __m256i v = _mm256_add_epi32(zp_out, dyadic8<kHi>(x, br, bias_c));
     if (skip) {
       const __m256i sv = _mm256_cvtepi16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s)));
-      v = _mm256_add_epi32(v, apply_dyadic8<kHi>(_mm256_sub_epi32(sv, zp_in), sk));
+      v = _mm256_add_epi32(v, dyadic8<kHi>(sv, sk, skip_c));
     }
     v = _mm256_min_epi32(_mm256_max_epi32(v, qmin), qmax);
     _mm_storeu_si128(reinterpret_cast<__m128i*>(s), to_i16_trunc(v));
@@ -161,15 +155,16 @@ void residual_block(int m, int n, const int32_t* acc, int ld_acc, const Residual
 // ---------------------------------------------------------------------------
 // Softmax.
 
+// The row-constant dyadic with the row maximum folded in (see the AVX-512 file).
 struct ExpDyadic {
-  __m256i mult, rnd;
+  __m256i mult, c;
   __m128i count;  // shift, or shift - 32 for the high-half variant
 };
 
 template <bool kHi>
-inline __m256i exp_dyadic(__m256i x, const ExpDyadic& d) {
-  const __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(x, d.mult), d.rnd);
-  const __m256i po = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(x, 32), d.mult), d.rnd);
+inline __m256i exp_dyadic(__m256i l, const ExpDyadic& d) {
+  const __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(l, d.mult), d.c);
+  const __m256i po = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(l, 32), d.mult), d.c);
   if constexpr (kHi) {
     return _mm256_sra_epi32(_mm256_blend_epi32(_mm256_srli_epi64(pe, 32), po, 0xAA), d.count);
   } else {
@@ -193,26 +188,23 @@ inline __m256i lt_epu32(__m256i a, __m256i b) {
   return _mm256_andnot_si256(_mm256_cmpeq_epi32(_mm256_max_epu32(a, b), a), _mm256_set1_epi32(-1));
 }
 
-// Weights of lis_code_ref(sum, e) for 0 <= e and 2 * sum + e < 2^31 (see the
-// AVX-512 file). floor(log2) comes from float exponents; den = 2e < 2^20 is
-// exact, num may round up to the next power of two, and then num < den << f0
-// holds and the comparison lands on the right f (num is within 2^-24 of that
-// power, den << (f0 - 1) at least 2^-20 below it).
+// Weights of lis_code_ref(sum, e) for 0 <= e <= sum, sum >= kExpC and
+// 2 * sum + e < 2^31 (see the AVX-512 file). floor(log2) comes from float
+// exponents; den = 2e < 2^20 is exact, num may round up to the next power
+// of two, and then num < den << f0 holds and the comparison lands on the
+// right f (num is within 2^-24 of that power, den << (f0 - 1) at least 2^-20
+// below it). e = 0 gives f0 >= 127 and so code 15.
 inline __m256i lis_weights8(__m256i e, __m256i two_sum) {
-  const __m256i one = _mm256_set1_epi32(1);
-  const __m256i fifteen = _mm256_set1_epi32(kLisZeroCode);
   const __m256i num = _mm256_add_epi32(two_sum, e);
   const __m256i den = _mm256_add_epi32(e, e);
   const __m256i en = _mm256_srli_epi32(_mm256_castps_si256(_mm256_cvtepi32_ps(num)), 23);
   const __m256i ed = _mm256_srli_epi32(_mm256_castps_si256(_mm256_cvtepi32_ps(den)), 23);
   const __m256i f0 = _mm256_sub_epi32(en, ed);
-  __m256i f = _mm256_add_epi32(f0, lt_epu32(num, _mm256_sllv_epi32(den, f0)));
-  f = _mm256_min_epi32(f, fifteen);
+  const __m256i f = _mm256_add_epi32(f0, lt_epu32(num, _mm256_sllv_epi32(den, f0)));
   const __m256i three_e_f = _mm256_sllv_epi32(_mm256_add_epi32(den, e), f);
   const __m256i up = _mm256_andnot_si256(lt_epu32(num, three_e_f), _mm256_cmpgt_epi32(f, _mm256_setzero_si256()));
-  __m256i code = _mm256_min_epi32(_mm256_sub_epi32(f, up), fifteen);
-  code = _mm256_or_si256(code, _mm256_and_si256(_mm256_cmpeq_epi32(e, _mm256_setzero_si256()), fifteen));
-  return _mm256_sllv_epi32(one, _mm256_sub_epi32(_mm256_set1_epi32(14), code));
+  const __m256i code = _mm256_min_epi32(_mm256_sub_epi32(f, up), _mm256_set1_epi32(kLisZeroCode));
+  return _mm256_sllv_epi32(_mm256_set1_epi32(1), _mm256_sub_epi32(_mm256_set1_epi32(14), code));
 }
 
 inline __m256i tail_mask8(int w) {
@@ -226,46 +218,39 @@ void softmax_rows(const int32_t* acc, int ld_acc, const SoftmaxParams& p, Out* o
   const int cols = p.cols;
   const int full = cols / 8 * 8;
   const __m256i tail = tail_mask8(cols - full);
+  alignas(64) int32_t zc[kMaxSimdCols];
   alignas(64) int32_t buf[kMaxSimdCols];
   const __m256i zq = _mm256_set1_epi32(p.zq);
+  for (int j = 0; j < cols; j += 8) {
+    const __m256i c = j < full ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p.colsum_k + j))
+                               : _mm256_maskload_epi32(p.colsum_k + j, tail);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(zc + j), _mm256_mullo_epi32(zq, c));
+  }
+  const int64_t rnd = p.to_exp_shift == 0 ? 0 : int64_t{1} << (p.to_exp_shift - 1);
   ExpDyadic ed;
   ed.mult = _mm256_set1_epi64x(p.to_exp_mult);
-  ed.rnd = _mm256_set1_epi64x(p.to_exp_shift == 0 ? 0 : int64_t{1} << (p.to_exp_shift - 1));
   ed.count = _mm_cvtsi32_si128(kHi ? p.to_exp_shift - 32 : p.to_exp_shift);
   for (int i = 0; i < p.rows; ++i) {
     const int32_t* a = acc + static_cast<int64_t>(i) * ld_acc;
     Out* o = out + static_cast<int64_t>(i) * ld_out;
     __m256i mx = _mm256_set1_epi32(INT32_MIN);
-    __m256i mn = _mm256_set1_epi32(INT32_MAX);
     for (int j = 0; j < full; j += 8) {
-      const __m256i l = _mm256_sub_epi32(
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + j)),
-          _mm256_mullo_epi32(zq, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p.colsum_k + j))));
+      const __m256i l = _mm256_sub_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + j)),
+                                         _mm256_load_si256(reinterpret_cast<const __m256i*>(zc + j)));
       _mm256_store_si256(reinterpret_cast<__m256i*>(buf + j), l);
       mx = _mm256_max_epi32(mx, l);
-      mn = _mm256_min_epi32(mn, l);
     }
     if (full < cols) {
       const __m256i l = _mm256_sub_epi32(_mm256_maskload_epi32(a + full, tail),
-                                         _mm256_mullo_epi32(zq, _mm256_maskload_epi32(p.colsum_k + full, tail)));
+                                         _mm256_load_si256(reinterpret_cast<const __m256i*>(zc + full)));
       _mm256_store_si256(reinterpret_cast<__m256i*>(buf + full), l);
       mx = _mm256_max_epi32(mx, _mm256_blendv_epi8(_mm256_set1_epi32(INT32_MIN), l, tail));
-      mn = _mm256_min_epi32(mn, _mm256_blendv_epi8(_mm256_set1_epi32(INT32_MAX), l, tail));
     }
     const int32_t row_max = hmax(mx);
-    if (int64_t{row_max} - hmin(mn) > INT32_MAX) {
-      if constexpr (kLis) {
-        softmax_lis_ref(a, ld_acc, one_row(p), o, ld_out, rowsum + i);
-      } else {
-        softmax_u8_ref(a, ld_acc, one_row(p), o, ld_out, rowsum + i);
-      }
-      continue;
-    }
-    const __m256i maxv = _mm256_set1_epi32(row_max);
+    ed.c = _mm256_set1_epi64x(rnd - int64_t{row_max} * p.to_exp_mult);
     __m256i sumv = _mm256_setzero_si256();
     for (int j = 0; j < cols; j += 8) {
-      const __m256i x = _mm256_sub_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(buf + j)), maxv);
-      __m256i e = iexp8(exp_dyadic<kHi>(x, ed));
+      __m256i e = iexp8(exp_dyadic<kHi>(_mm256_load_si256(reinterpret_cast<const __m256i*>(buf + j)), ed));
       if (j == full) e = _mm256_and_si256(e, tail);
       _mm256_store_si256(reinterpret_cast<__m256i*>(buf + j), e);
       sumv = _mm256_add_epi32(sumv, e);
@@ -411,7 +396,6 @@ void avx2_requant_u8(int m, int n, const int32_t* acc, int ld_acc, const Requant
 void avx2_residual_add(int m, int n, const int32_t* acc, int ld_acc, const ResidualParams& p,
                        int16_t* stream, int ld_stream) {
   if (m <= 0 || n <= 0) return;
-  if (!residual_skip_simd_ok(p)) return residual_add_ref(m, n, acc, ld_acc, p, stream, ld_stream);
   const bool skip = p.skip_mult != nullptr;
   const int full = n / 8 * 8;
   for (int j0 = 0; j0 < n; j0 += 8) {
@@ -489,7 +473,7 @@ void avx2_layernorm(int rows, const int16_t* in, int ld_in, const LayerNormParam
     }
     const int64_t sum_sq = hsum64(sq);
     const int64_t d = int64_t{c_count} * sum_sq - sum * sum + p.eps_term;
-    const uint32_t sigma = isqrt_u64(static_cast<uint64_t>(d));
+    const uint32_t sigma = isqrt_fast(static_cast<uint64_t>(d));
     const int64_t inv = sigma ? (int64_t{1} << 48) / sigma : 0;
     r.sum = _mm256_set1_epi64x(sum);
     r.inv_lo = _mm256_set1_epi64x(inv & 0xFFFFFFFF);

@@ -1,11 +1,15 @@
 // AVX-512 elementwise kernels, bit-exact with ref/quant_ref.cpp.
 //
-// Dyadic requantization: the int64 product x * mult of apply_dyadic is
-// formed by vpmuldq on the even and the odd int32 lanes, rounded and shifted
+// Dyadic requantization: the int64 product of apply_dyadic is formed by
+// vpmuldq on the even and the odd int32 lanes, rounded and shifted
 // arithmetically in 64 bits and truncated back to int32 like the
-// reference's cast. Per-channel kernels (requant, residual) walk blocks of 16
-// columns down all rows, so the per-column parameters are prepared once per
-// block. Inputs whose int32 sums would wrap are handed to the reference.
+// reference's cast. Additive terms are folded into the rounding constant:
+// (a + bias) * mult + 2^(shift-1) = a * mult + c with c = bias * mult +
+// 2^(shift-1), exact in int64 for any int32 a and bias (so the 33-bit sum
+// a + bias never has to exist). Per-channel kernels (requant, residual)
+// walk blocks of 16 columns down all rows, preparing the per-column
+// constants once per block; when every shift of a block is >= 32 the result
+// is the high half of the 64-bit sum shifted by shift - 32 (one 32-bit shift).
 //
 // Softmax: three passes over a row kept in a stack buffer (logits, then
 // exponentials). The i-exp polynomial r * (r + b) + c fits vpmaddwd
@@ -30,16 +34,11 @@ inline __mmask16 tail_mask(int w) {
   return w >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << w) - 1u);
 }
 
-// True in the lanes where the int32 sum a + b wrapped (sign of the result
-// differs from both operands' signs).
-inline __mmask16 add_overflows(__m512i a, __m512i b, __m512i sum) {
-  return _mm512_movepi32_mask(_mm512_ternarylogic_epi32(a, b, sum, 0x42));
-}
-
 // Per-column dyadic multipliers of 16 columns, split into the even and odd
 // int32 lanes (each in the low half of a 64-bit lane).
 struct Dyadic16 {
-  __m512i mult_e, mult_o, shift_e, shift_o, rnd_e, rnd_o;
+  __m512i mult_e, mult_o, shift_e, shift_o, rnd_e, rnd_o, hi_count;
+  bool hi;  // every active shift >= 32
 };
 
 inline Dyadic16 load_dyadic(__mmask16 k, const int32_t* mult, const int32_t* shift) {
@@ -54,16 +53,34 @@ inline Dyadic16 load_dyadic(__mmask16 k, const int32_t* mult, const int32_t* shi
   // 2^(shift - 1), and 0 for shift 0 (apply_dyadic does not round then).
   d.rnd_e = _mm512_srli_epi64(_mm512_sllv_epi64(one, d.shift_e), 1);
   d.rnd_o = _mm512_srli_epi64(_mm512_sllv_epi64(one, d.shift_o), 1);
+  d.hi_count = _mm512_sub_epi32(s, _mm512_set1_epi32(32));
+  d.hi = _mm512_mask_reduce_min_epi32(k, s) >= 32;
   return d;
 }
 
-// apply_dyadic(x, mult, shift) per lane for int32 x.
-inline __m512i apply_dyadic16(__m512i x, const Dyadic16& d) {
-  __m512i pe = _mm512_mul_epi32(x, d.mult_e);
-  __m512i po = _mm512_mul_epi32(_mm512_srli_epi64(x, 32), d.mult_o);
-  pe = _mm512_srav_epi64(_mm512_add_epi64(pe, d.rnd_e), d.shift_e);
-  po = _mm512_srav_epi64(_mm512_add_epi64(po, d.rnd_o), d.shift_o);
-  return _mm512_mask_blend_epi32(0xAAAA, pe, _mm512_slli_epi64(po, 32));
+// The rounding constant with an additive term folded in: +-offset * mult +
+// 2^(shift - 1), per even / odd lane (offset in int32 lanes).
+struct Folded {
+  __m512i e, o;
+};
+inline Folded fold(const Dyadic16& d, __m512i offset, bool negate) {
+  const __m512i pe = _mm512_mul_epi32(offset, d.mult_e);
+  const __m512i po = _mm512_mul_epi32(_mm512_srli_epi64(offset, 32), d.mult_o);
+  if (negate) return {_mm512_sub_epi64(d.rnd_e, pe), _mm512_sub_epi64(d.rnd_o, po)};
+  return {_mm512_add_epi64(d.rnd_e, pe), _mm512_add_epi64(d.rnd_o, po)};
+}
+
+// apply_dyadic(x + offset, mult, shift) per lane for int32 x.
+template <bool kHi>
+inline __m512i dyadic16(__m512i x, const Dyadic16& d, const Folded& c) {
+  const __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(x, d.mult_e), c.e);
+  const __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(x, 32), d.mult_o), c.o);
+  if constexpr (kHi) {
+    return _mm512_srav_epi32(_mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 32), po), d.hi_count);
+  } else {
+    return _mm512_mask_blend_epi32(0xAAAA, _mm512_srav_epi64(pe, d.shift_e),
+                                   _mm512_slli_epi64(_mm512_srav_epi64(po, d.shift_o), 32));
+  }
 }
 
 // table[idx] for 16 byte indices; the 256-byte table sits in 4 zmm.
@@ -77,20 +94,19 @@ inline __m128i lookup256(__m128i idx, const __m512i t[4]) {
 // ---------------------------------------------------------------------------
 // Softmax helpers.
 
-// The row-constant dyadic of the softmax (logit units -> ln2 / 2^kExpBits).
+// The row-constant dyadic of the softmax (logit units -> ln2 / 2^kExpBits)
+// with the row maximum folded in: (l - max) * mult + rnd = l * mult + c,
+// c = rnd - max * mult, exact in int64 even where l - max leaves int32.
 struct ExpDyadic {
   __m512i mult;
-  __m512i rnd;
+  __m512i c;
   __m128i count;  // shift, or shift - 32 for the high-half variant
 };
 
-// apply_dyadic(x, mult, shift) for int32 x. With shift >= 32 (kHi) the
-// result is the high half of the rounded product shifted by shift - 32:
-// one 32-bit shift instead of two 64-bit ones.
 template <bool kHi>
-inline __m512i exp_dyadic(__m512i x, const ExpDyadic& d) {
-  const __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(x, d.mult), d.rnd);
-  const __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(x, 32), d.mult), d.rnd);
+inline __m512i exp_dyadic(__m512i l, const ExpDyadic& d) {
+  const __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(l, d.mult), d.c);
+  const __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(l, 32), d.mult), d.c);
   if constexpr (kHi) {
     return _mm512_sra_epi32(_mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 32), po), d.count);
   } else {
@@ -113,24 +129,23 @@ inline __m512i iexp16(__m512i z) {
 }
 
 // lis_code_ref(sum, e) turned into weights 2^(14 - code) (0 for code 15),
-// for 0 <= e and 2 * sum + e < 2^31. num = 2 * sum + e, den = 2 * e; the
-// loop's f is min(15, floor(log2(num / den))): the leading-zero counts give
-// it or one more, and one comparison decides.
+// for 0 <= e <= sum, sum >= kExpC and 2 * sum + e < 2^31. num = 2 * sum + e,
+// den = 2 * e; the loop's f is min(15, floor(log2(num / den))): the
+// leading-zero counts give it or one more, and one comparison decides.
+// e = 0 needs no special case: lzcnt(0) = 32 makes f >= 20 (num >= 2^19).
 inline __m512i lis_weights16(__m512i e, __m512i two_sum) {
   const __m512i one = _mm512_set1_epi32(1);
-  const __m512i fifteen = _mm512_set1_epi32(kLisZeroCode);
   const __m512i num = _mm512_add_epi32(two_sum, e);
   const __m512i den = _mm512_add_epi32(e, e);
   const __m512i f0 = _mm512_sub_epi32(_mm512_lzcnt_epi32(den), _mm512_lzcnt_epi32(num));
-  __m512i f = _mm512_mask_sub_epi32(f0, _mm512_cmplt_epi32_mask(num, _mm512_sllv_epi32(den, f0)), f0, one);
-  f = _mm512_min_epi32(f, fifteen);
-  // ratio >= 1.5 * 2^f  <=>  num >= 3 * e * 2^f (only for f >= 1). For f <= 14
-  // 3e * 2^f <= 1.5 * num < 2^32 (unsigned compare); f = 15 ends at 15 anyway.
+  const __m512i f = _mm512_mask_sub_epi32(f0, _mm512_cmplt_epi32_mask(num, _mm512_sllv_epi32(den, f0)), f0, one);
+  // One more when round(sum / e) >= 1.5 * 2^f, i.e. num >= 3e * 2^f, for
+  // f >= 1. For f <= 14, 3e * 2^f <= 1.5 * num < 2^32 (unsigned compare);
+  // larger f end at code 15 whatever the comparison says.
   const __m512i three_e_f = _mm512_sllv_epi32(_mm512_add_epi32(den, e), f);
   const __mmask16 up =
       _mm512_mask_cmpge_epu32_mask(_mm512_cmpgt_epi32_mask(f, _mm512_setzero_si512()), num, three_e_f);
-  __m512i code = _mm512_min_epi32(_mm512_mask_add_epi32(f, up, f, one), fifteen);
-  code = _mm512_mask_mov_epi32(code, _mm512_cmple_epi32_mask(e, _mm512_setzero_si512()), fifteen);
+  const __m512i code = _mm512_min_epi32(_mm512_mask_add_epi32(f, up, f, one), _mm512_set1_epi32(kLisZeroCode));
   // A shift count of -1 (code 15) reads as >= 32 and gives 0.
   return _mm512_sllv_epi32(one, _mm512_sub_epi32(_mm512_set1_epi32(14), code));
 }
@@ -139,43 +154,33 @@ template <bool kLis, bool kHi, class Out>
 void softmax_rows(const int32_t* acc, int ld_acc, const SoftmaxParams& p, Out* out, int ld_out,
                   int32_t* rowsum) {
   const int cols = p.cols;
+  // zq * colsum_k once per call; one row of logits, then of exponentials.
+  alignas(64) int32_t zc[kMaxSimdCols];
   alignas(64) int32_t buf[kMaxSimdCols];
   const __m512i zq = _mm512_set1_epi32(p.zq);
+  for (int j = 0; j < cols; j += 16)
+    _mm512_store_si512(zc + j, _mm512_mullo_epi32(zq, _mm512_maskz_loadu_epi32(tail_mask(cols - j), p.colsum_k + j)));
+  const int64_t rnd = p.to_exp_shift == 0 ? 0 : int64_t{1} << (p.to_exp_shift - 1);
   ExpDyadic ed;
   ed.mult = _mm512_set1_epi64(p.to_exp_mult);
-  ed.rnd = _mm512_set1_epi64(p.to_exp_shift == 0 ? 0 : int64_t{1} << (p.to_exp_shift - 1));
   ed.count = _mm_cvtsi32_si128(kHi ? p.to_exp_shift - 32 : p.to_exp_shift);
   for (int i = 0; i < p.rows; ++i) {
     const int32_t* a = acc + static_cast<int64_t>(i) * ld_acc;
     Out* o = out + static_cast<int64_t>(i) * ld_out;
-    // Pass 1: logits and their range.
+    // Pass 1: logits and their maximum.
     __m512i mx = _mm512_set1_epi32(INT32_MIN);
-    __m512i mn = _mm512_set1_epi32(INT32_MAX);
     for (int j = 0; j < cols; j += 16) {
       const __mmask16 k = tail_mask(cols - j);
-      const __m512i l = _mm512_sub_epi32(_mm512_maskz_loadu_epi32(k, a + j),
-                                         _mm512_mullo_epi32(zq, _mm512_maskz_loadu_epi32(k, p.colsum_k + j)));
+      const __m512i l = _mm512_sub_epi32(_mm512_maskz_loadu_epi32(k, a + j), _mm512_load_si512(zc + j));
       _mm512_store_si512(buf + j, l);
       mx = _mm512_mask_max_epi32(mx, k, mx, l);
-      mn = _mm512_mask_min_epi32(mn, k, mn, l);
     }
     const int32_t row_max = _mm512_reduce_max_epi32(mx);
-    if (int64_t{row_max} - _mm512_reduce_min_epi32(mn) > INT32_MAX) {
-      // logit - max leaves int32: the reference's int64 path.
-      if constexpr (kLis) {
-        softmax_lis_ref(a, ld_acc, one_row(p), o, ld_out, rowsum + i);
-      } else {
-        softmax_u8_ref(a, ld_acc, one_row(p), o, ld_out, rowsum + i);
-      }
-      continue;
-    }
     // Pass 2: exponentials and their sum (< 4096 * 2^19: no int32 wrap).
-    const __m512i maxv = _mm512_set1_epi32(row_max);
+    ed.c = _mm512_set1_epi64(rnd - int64_t{row_max} * p.to_exp_mult);
     __m512i sumv = _mm512_setzero_si512();
     for (int j = 0; j < cols; j += 16) {
-      const __mmask16 k = tail_mask(cols - j);
-      const __m512i x = _mm512_sub_epi32(_mm512_load_si512(buf + j), maxv);
-      const __m512i e = _mm512_maskz_mov_epi32(k, iexp16(exp_dyadic<kHi>(x, ed)));
+      const __m512i e = _mm512_maskz_mov_epi32(tail_mask(cols - j), iexp16(exp_dyadic<kHi>(_mm512_load_si512(buf + j), ed)));
       _mm512_store_si512(buf + j, e);
       sumv = _mm512_add_epi32(sumv, e);
     }
@@ -263,35 +268,64 @@ inline __m512i norm8(__m512i x64, __m512i gamma64, __m512i beta, const NormRow& 
   return _mm512_min_epi64(y, _mm512_set1_epi64(255));
 }
 
+template <bool kHi>
+void requant_block(int m, const int32_t* acc, int ld_acc, __mmask16 k, const Dyadic16& d, const Folded& c,
+                   __m512i zp, const uint8_t* table, uint8_t* out, int ld_out) {
+  __m512i t[4];
+  for (int q = 0; q < 4; ++q) t[q] = table ? _mm512_loadu_si512(table + 64 * q) : _mm512_setzero_si512();
+  const __m512i zero = _mm512_setzero_si512();
+  for (int i = 0; i < m; ++i) {
+    const __m512i x = _mm512_maskz_loadu_epi32(k, acc + static_cast<int64_t>(i) * ld_acc);
+    const __m512i v = _mm512_max_epi32(_mm512_add_epi32(zp, dyadic16<kHi>(x, d, c)), zero);
+    __m128i q = _mm512_cvtusepi32_epi8(v);  // unsigned saturation = min(v, 255)
+    if (table) q = lookup256(q, t);
+    _mm_mask_storeu_epi8(out + static_cast<int64_t>(i) * ld_out, k, q);
+  }
+}
+
+struct ResidualBlock {
+  __mmask16 k;
+  Dyadic16 branch, skip;
+  Folded skip_c;
+  const int32_t* bias;  // row i at bias + i * bias_stride
+  int64_t bias_stride;
+};
+
+template <bool kHi>
+void residual_block(int m, const int32_t* acc, int ld_acc, const ResidualParams& p, const ResidualBlock& b,
+                    bool skip, int16_t* stream, int ld_stream) {
+  const __m512i zp_out = _mm512_set1_epi32(p.zp_out);
+  const __m512i qmin = _mm512_set1_epi32(p.qmin_out);
+  const __m512i qmax = _mm512_set1_epi32(p.qmax_out);
+  Folded bias_c = fold(b.branch, _mm512_maskz_loadu_epi32(b.k, b.bias), false);
+  for (int i = 0; i < m; ++i) {
+    int16_t* s = stream + static_cast<int64_t>(i) * ld_stream;
+    if (b.bias_stride != 0 && i > 0) bias_c = fold(b.branch, _mm512_maskz_loadu_epi32(b.k, b.bias + i * b.bias_stride), false);
+    const __m512i x = _mm512_maskz_loadu_epi32(b.k, acc + static_cast<int64_t>(i) * ld_acc);
+    __m512i v = _mm512_add_epi32(zp_out, dyadic16<kHi>(x, b.branch, bias_c));
+    if (skip) {
+      const __m512i sv = _mm512_cvtepi16_epi32(_mm256_maskz_loadu_epi16(b.k, s));
+      v = _mm512_add_epi32(v, dyadic16<kHi>(sv, b.skip, b.skip_c));
+    }
+    v = _mm512_min_epi32(_mm512_max_epi32(v, qmin), qmax);
+    _mm256_mask_storeu_epi16(s, b.k, _mm512_cvtepi32_epi16(v));
+  }
+}
+
 }  // namespace
 
 void avx512_requant_u8(int m, int n, const int32_t* acc, int ld_acc, const RequantU8Params& p,
                        uint8_t* out, int ld_out) {
   if (m <= 0 || n <= 0) return;
-  __m512i table[4];
-  for (int t = 0; t < 4; ++t)
-    table[t] = p.table ? _mm512_loadu_si512(p.table + 64 * t) : _mm512_setzero_si512();
-  const __m512i zero = _mm512_setzero_si512();
   for (int j0 = 0; j0 < n; j0 += 16) {
-    const int w = std::min(16, n - j0);
-    const __mmask16 k = tail_mask(w);
+    const __mmask16 k = tail_mask(n - j0);
     const Dyadic16 d = load_dyadic(k, p.mult + j0, p.shift + j0);
-    const __m512i bias = _mm512_maskz_loadu_epi32(k, p.bias + j0);
+    const Folded c = fold(d, _mm512_maskz_loadu_epi32(k, p.bias + j0), false);
     const __m512i zp = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(k, p.zero_point + j0));
-    const RequantU8Params block{p.bias + j0, p.mult + j0, p.shift + j0, p.zero_point + j0, p.table};
-    for (int i = 0; i < m; ++i) {
-      const int32_t* a = acc + static_cast<int64_t>(i) * ld_acc + j0;
-      uint8_t* o = out + static_cast<int64_t>(i) * ld_out + j0;
-      const __m512i av = _mm512_maskz_loadu_epi32(k, a);
-      const __m512i x = _mm512_add_epi32(av, bias);
-      if (add_overflows(av, bias, x)) {  // acc + bias needs 33 bits
-        requant_u8_ref(1, w, a, ld_acc, block, o, ld_out);
-        continue;
-      }
-      const __m512i v = _mm512_max_epi32(_mm512_add_epi32(zp, apply_dyadic16(x, d)), zero);
-      __m128i q = _mm512_cvtusepi32_epi8(v);  // unsigned saturation = min(v, 255)
-      if (p.table) q = lookup256(q, table);
-      _mm_mask_storeu_epi8(o, k, q);
+    if (d.hi) {
+      requant_block<true>(m, acc + j0, ld_acc, k, d, c, zp, p.table, out + j0, ld_out);
+    } else {
+      requant_block<false>(m, acc + j0, ld_acc, k, d, c, zp, p.table, out + j0, ld_out);
     }
   }
 }
@@ -299,46 +333,20 @@ void avx512_requant_u8(int m, int n, const int32_t* acc, int ld_acc, const Requa
 void avx512_residual_add(int m, int n, const int32_t* acc, int ld_acc, const ResidualParams& p,
                          int16_t* stream, int ld_stream) {
   if (m <= 0 || n <= 0) return;
-  if (!residual_skip_simd_ok(p)) return residual_add_ref(m, n, acc, ld_acc, p, stream, ld_stream);
   const bool skip = p.skip_mult != nullptr;
-  const bool row_bias = p.bias_rows > 1;
-  const __m512i zp_out = _mm512_set1_epi32(p.zp_out);
-  const __m512i zp_in = _mm512_set1_epi32(p.zp_in);
-  const __m512i qmin = _mm512_set1_epi32(p.qmin_out);
-  const __m512i qmax = _mm512_set1_epi32(p.qmax_out);
   for (int j0 = 0; j0 < n; j0 += 16) {
-    const int w = std::min(16, n - j0);
-    const __mmask16 k = tail_mask(w);
-    const Dyadic16 br = load_dyadic(k, p.branch_mult + j0, p.branch_shift + j0);
-    const Dyadic16 sk = skip ? load_dyadic(k, p.skip_mult + j0, p.skip_shift + j0) : br;
-    __m512i bias = _mm512_maskz_loadu_epi32(k, p.bias + j0);
-    for (int i = 0; i < m; ++i) {
-      const int32_t* a = acc + static_cast<int64_t>(i) * ld_acc + j0;
-      int16_t* s = stream + static_cast<int64_t>(i) * ld_stream + j0;
-      const int32_t* b = p.bias + (row_bias ? static_cast<int64_t>(i) * n : 0) + j0;
-      if (row_bias) bias = _mm512_maskz_loadu_epi32(k, b);
-      const __m512i av = _mm512_maskz_loadu_epi32(k, a);
-      const __m512i x = _mm512_add_epi32(av, bias);
-      if (add_overflows(av, bias, x)) {
-        ResidualParams one = p;
-        one.bias = b;
-        one.bias_rows = 1;
-        one.branch_mult += j0;
-        one.branch_shift += j0;
-        if (skip) {
-          one.skip_mult += j0;
-          one.skip_shift += j0;
-        }
-        residual_add_ref(1, w, a, ld_acc, one, s, ld_stream);
-        continue;
-      }
-      __m512i v = _mm512_add_epi32(zp_out, apply_dyadic16(x, br));
-      if (skip) {
-        const __m512i sv = _mm512_cvtepi16_epi32(_mm256_maskz_loadu_epi16(k, s));
-        v = _mm512_add_epi32(v, apply_dyadic16(_mm512_sub_epi32(sv, zp_in), sk));
-      }
-      v = _mm512_min_epi32(_mm512_max_epi32(v, qmin), qmax);
-      _mm256_mask_storeu_epi16(s, k, _mm512_cvtepi32_epi16(v));
+    ResidualBlock b;
+    b.k = tail_mask(n - j0);
+    b.branch = load_dyadic(b.k, p.branch_mult + j0, p.branch_shift + j0);
+    b.skip = skip ? load_dyadic(b.k, p.skip_mult + j0, p.skip_shift + j0) : b.branch;
+    // Skip term: (s - zp_in) * mult + rnd = s * mult + (rnd - zp_in * mult).
+    b.skip_c = fold(b.skip, _mm512_set1_epi32(p.zp_in), true);
+    b.bias = p.bias + j0;
+    b.bias_stride = p.bias_rows > 1 ? static_cast<int64_t>(n) : 0;
+    if (b.branch.hi && (!skip || b.skip.hi)) {
+      residual_block<true>(m, acc + j0, ld_acc, p, b, skip, stream + j0, ld_stream);
+    } else {
+      residual_block<false>(m, acc + j0, ld_acc, p, b, skip, stream + j0, ld_stream);
     }
   }
 }
@@ -375,7 +383,7 @@ void avx512_layernorm(int rows, const int16_t* in, int ld_in, const LayerNormPar
     }
     const int64_t sum_sq = _mm512_reduce_add_epi64(sq);
     const int64_t d = int64_t{c_count} * sum_sq - sum * sum + p.eps_term;
-    const uint32_t sigma = isqrt_u64(static_cast<uint64_t>(d));
+    const uint32_t sigma = isqrt_fast(static_cast<uint64_t>(d));
     const int64_t inv = sigma ? (int64_t{1} << 48) / sigma : 0;
     r.sum = _mm512_set1_epi64(sum);
     r.inv = _mm512_set1_epi64(inv);
