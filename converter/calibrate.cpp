@@ -57,22 +57,36 @@ struct MinMax {
   }
 };
 
-// Pass 1: ranges of every site (stream points per tensor; PTS needs the
-// global range first, then pass 2 picks channel shifts).
+// Pass 1: per-channel ranges of every site (stream points and LayerNorm
+// outputs use them; PTS needs the global range first, then pass 2 picks
+// channel shifts).
 class RangeObserver final : public Observer {
  public:
   explicit RangeObserver(int depth) : ranges_(static_cast<size_t>(kSiteCount) * (depth + 1)), depth_(depth) {}
   void observe(Site site, int block, const float* data, int rows, int cols) override {
     if (site == Site::kAttnLogits) return;
-    at(site, block).add(data, static_cast<size_t>(rows) * static_cast<size_t>(cols));
+    std::vector<MinMax>& ch = channels(site, block);
+    if (ch.empty()) ch.resize(static_cast<size_t>(cols));
+    for (int r = 0; r < rows; ++r)
+      for (int c = 0; c < cols; ++c) ch[static_cast<size_t>(c)].add(data + static_cast<size_t>(r) * cols + c, 1);
   }
-  MinMax& at(Site s, int block) { return ranges_[static_cast<size_t>(static_cast<int>(s) * (depth_ + 1) + block)]; }
+  std::vector<MinMax>& channels(Site s, int block) {
+    return ranges_[static_cast<size_t>(static_cast<int>(s) * (depth_ + 1) + block)];
+  }
+  MinMax at(Site s, int block) {
+    MinMax all;
+    for (const MinMax& m : channels(s, block)) all.merge(m);
+    return all;
+  }
   void merge(RangeObserver& o) {
-    for (size_t i = 0; i < ranges_.size(); ++i) ranges_[i].merge(o.ranges_[i]);
+    for (size_t i = 0; i < ranges_.size(); ++i) {
+      if (ranges_[i].empty()) ranges_[i].resize(o.ranges_[i].size());
+      for (size_t c = 0; c < o.ranges_[i].size(); ++c) ranges_[i][c].merge(o.ranges_[i][c]);
+    }
   }
 
  private:
-  std::vector<MinMax> ranges_;
+  std::vector<std::vector<MinMax>> ranges_;
   int depth_;
 };
 
@@ -152,6 +166,12 @@ Range to_range(const MinMax& m) {
   return {m.min, m.max};
 }
 
+std::vector<Range> to_ranges(const std::vector<MinMax>& ms) {
+  std::vector<Range> out;
+  for (const MinMax& m : ms) out.push_back(to_range(m));
+  return out;
+}
+
 }  // namespace
 
 Calibration calibrate(const ReferenceModel& model, const std::vector<std::vector<uint8_t>>& images,
@@ -177,8 +197,11 @@ Calibration calibrate(const ReferenceModel& model, const std::vector<std::vector
     cal.ln2.push_back(to_range(r.at(Site::kLn2Out, b)));
     cal.fc1.push_back(to_range(r.at(Site::kFc1Out, b)));
     cal.gelu.push_back(to_range(r.at(Site::kGeluOut, b)));
+    cal.ln1_channels.push_back(to_ranges(r.channels(Site::kLn1Out, b)));
+    cal.ln2_channels.push_back(to_ranges(r.channels(Site::kLn2Out, b)));
   }
   cal.head_in = to_range(r.at(Site::kHeadIn, depth));
+  cal.head_in_channels = to_ranges(r.channels(Site::kHeadIn, depth));
   std::vector<StreamGrid> grids;
   for (int p = 0; p <= 2 * depth; ++p) {
     const Site s = p == 2 * depth ? Site::kFinalNormIn : (p % 2 == 0 ? Site::kBlockInput : Site::kBlockMid);

@@ -13,6 +13,10 @@ namespace vitint::convert {
 struct Recipe {
   std::string method = "minmax";  // activation calibrator
   bool pts = true;                // power-of-two channel scales on LayerNorm inputs
+  // Per-channel uint8 quantization of the LayerNorm outputs, folded into the
+  // LayerNorm's integer affine and the next linear layer's weights (as
+  // RepQ-ViT): no runtime cost, removes the inter-channel range problem.
+  bool channel_ln = true;
   int attention_bits = 8;         // 8: uniform uint8 probabilities, 4: Log-Int-Softmax
   int residual_bits = 16;         // residual stream bits (8 as FQ-ViT, 16 as I-ViT)
 };
@@ -31,7 +35,10 @@ struct StreamCalib {
 struct Calibration {
   // Per block.
   std::vector<Range> ln1, q, k, v, attn_out, ln2, fc1, gelu;
+  // Per block, per channel: the LayerNorm outputs.
+  std::vector<std::vector<Range>> ln1_channels, ln2_channels;
   Range head_in;
+  std::vector<Range> head_in_channels;
   // 2 * depth + 1 stream points (see models/vit_spec.h).
   std::vector<StreamCalib> streams;
 };

@@ -26,6 +26,9 @@ LIST has "FILE LABEL" lines (ImageNet val.txt style); the first N images
   --attn-bits 8|4     attention probabilities: uniform uint8, or 4-bit Log-Int-Softmax
   --lis / --no-lis    same as --attn-bits 4 / 8 (FQ-ViT's switch)
   --pts / --no-pts    power-of-two channel scales on LayerNorm inputs (default on)
+  --channel-ln / --no-channel-ln
+                      per-channel LayerNorm-output quantization folded into the LayerNorm
+                      and the next linear layer (RepQ-ViT style; default on)
   --residual-bits     bits of the integer residual stream (default 16)
   --labels FILE       class names, one "nXXXXXXXX name" line per class, stored in the model
   --force             overwrite MODEL.vti if it exists
@@ -40,7 +43,7 @@ int main(int argc, char** argv) {
     const Args args(argc, argv,
                     {"output", "calib-list", "calib-root", "calib-count", "attn-bits", "quant-method",
                      "residual-bits", "labels"},
-                    {"pts", "no-pts", "lis", "no-lis", "force", "quiet", "json", "help"});
+                    {"pts", "no-pts", "lis", "no-lis", "channel-ln", "no-channel-ln", "force", "quiet", "json", "help"});
     if (args.has("help")) {
       std::fputs(kUsage, stdout);
       return 0;
@@ -56,6 +59,9 @@ int main(int argc, char** argv) {
     if (args.has("pts") && args.has("no-pts")) throw vitint::Error("--pts and --no-pts contradict each other");
     if (args.has("lis") && args.has("no-lis")) throw vitint::Error("--lis and --no-lis contradict each other");
     info.recipe.pts = !args.has("no-pts");
+    if (args.has("channel-ln") && args.has("no-channel-ln"))
+      throw vitint::Error("--channel-ln and --no-channel-ln contradict each other");
+    info.recipe.channel_ln = !args.has("no-channel-ln");
     info.recipe.attention_bits = args.get_int("attn-bits", 8, 4, 8);
     if (info.recipe.attention_bits != 4 && info.recipe.attention_bits != 8)
       throw vitint::Error("--attn-bits must be 8 or 4");
@@ -103,6 +109,7 @@ int main(int argc, char** argv) {
                           {"architecture", cfg.architecture},
                           {"method", info.recipe.method},
                           {"pts", info.recipe.pts},
+                          {"channel_ln", info.recipe.channel_ln},
                           {"attention_bits", info.recipe.attention_bits},
                           {"residual_bits", info.recipe.residual_bits},
                           {"calibration_images", info.calib_count},

@@ -30,31 +30,53 @@ int32_t to_i32(double v, const std::string& what) {
   return static_cast<int32_t>(r);
 }
 
-// int8 symmetric per-output-channel weights: scale = max|w| / 127.
+// The uint8 quantizer of a linear layer's input, per input channel (all
+// equal for a per-tensor quantizer).
+struct InQuant {
+  std::vector<double> scale;
+  std::vector<int32_t> zero_point;
+  static InQuant tensor(const ActQuant& q, int k) {
+    return {std::vector<double>(static_cast<size_t>(k), q.scale), std::vector<int32_t>(static_cast<size_t>(k), q.zero_point)};
+  }
+  static InQuant channels(const std::vector<ActQuant>& qs) {
+    InQuant r;
+    for (const ActQuant& q : qs) {
+      r.scale.push_back(q.scale);
+      r.zero_point.push_back(q.zero_point);
+    }
+    return r;
+  }
+};
+
+// int8 symmetric per-output-channel weights of W * diag(input scales):
+// the accumulator sum_c Wq[j][c] * (x_c - zp_c) times scale[j] is output j.
 struct QWeight {
   int n = 0, k = 0;
   std::vector<int8_t> q;
-  std::vector<double> scale;
-  std::vector<int64_t> colsum;  // sum of the int8 weights of each output channel
+  std::vector<double> scale;    // accumulator scale per output channel
+  std::vector<int64_t> zp_sum;  // sum_c Wq[j][c] * zp_c
 };
 
-QWeight quantize_weight(const float* w, int n, int k) {
+QWeight quantize_weight(const float* w, int n, int k, const InQuant& in) {
   QWeight r;
   r.n = n;
   r.k = k;
   r.q.resize(static_cast<size_t>(n) * k);
   r.scale.resize(static_cast<size_t>(n));
-  r.colsum.assign(static_cast<size_t>(n), 0);
+  r.zp_sum.assign(static_cast<size_t>(n), 0);
+  std::vector<double> row(static_cast<size_t>(k));
   for (int j = 0; j < n; ++j) {
-    const float* row = w + static_cast<size_t>(j) * k;
     double mx = 0;
-    for (int p = 0; p < k; ++p) mx = std::max(mx, std::fabs(static_cast<double>(row[p])));
+    for (int p = 0; p < k; ++p) {
+      row[static_cast<size_t>(p)] = double(w[static_cast<size_t>(j) * k + p]) * in.scale[static_cast<size_t>(p)];
+      mx = std::max(mx, std::fabs(row[static_cast<size_t>(p)]));
+    }
     const double s = mx > 0 ? mx / 127.0 : 1.0;
     r.scale[static_cast<size_t>(j)] = s;
     for (int p = 0; p < k; ++p) {
-      const auto v = static_cast<int8_t>(std::clamp(std::round(row[p] / s), -127.0, 127.0));
+      const auto v = static_cast<int8_t>(std::clamp(std::round(row[static_cast<size_t>(p)] / s), -127.0, 127.0));
       r.q[static_cast<size_t>(j) * k + p] = v;
-      r.colsum[static_cast<size_t>(j)] += v;
+      r.zp_sum[static_cast<size_t>(j)] += int64_t{v} * in.zero_point[static_cast<size_t>(p)];
     }
   }
   return r;
@@ -96,8 +118,9 @@ class VitQuantizer {
     }
     patch_embed();
     for (int b = 0; b < depth; ++b) block(b);
-    quant_["norm"] = layernorm("norm", streams_.back(), act_quant(cal_.head_in));
-    head();
+    const std::vector<ActQuant> head_in = ln_out_quant(cal_.head_in, cal_.head_in_channels);
+    quant_["norm"] = layernorm("norm", streams_.back(), head_in);
+    head(InQuant::channels(head_in));
     quant_["attention_bits"] = info_.recipe.attention_bits;
     quant_["residual_bits"] = info_.recipe.residual_bits;
     w_->set_metadata(metadata());
@@ -124,6 +147,7 @@ class VitQuantizer {
     if (!info_.labels.empty()) m["labels"] = info_.labels;
     m["calibration"] = {{"method", info_.recipe.method},
                         {"pts", info_.recipe.pts},
+                        {"channel_ln", info_.recipe.channel_ln},
                         {"attention_bits", info_.recipe.attention_bits},
                         {"residual_bits", info_.recipe.residual_bits},
                         {"weights", "int8 symmetric per output channel"},
@@ -134,26 +158,33 @@ class VitQuantizer {
     return m;
   }
 
-  // y = W x + b with uint8 input (scale s_in, zero point zp_in): the int32
-  // bias folds the zero-point correction -zp_in * sum(Wq).
-  std::vector<int32_t> int_bias(const QWeight& qw, const float* b, double s_in, int32_t zp_in, const std::string& name) {
+  // The int32 bias folds the zero-point correction -sum_c Wq[j][c] * zp_c.
+  std::vector<int32_t> int_bias(const QWeight& qw, const float* b, const std::string& name) {
     std::vector<int32_t> bias(static_cast<size_t>(qw.n));
     for (int j = 0; j < qw.n; ++j) {
-      const double acc_scale = s_in * qw.scale[static_cast<size_t>(j)];
-      const double v = (b ? b[j] / acc_scale : 0.0) - double(zp_in) * double(qw.colsum[static_cast<size_t>(j)]);
-      bias[static_cast<size_t>(j)] = to_i32(v, name + ".bias");
+      const auto js = static_cast<size_t>(j);
+      bias[js] = to_i32((b ? b[j] / qw.scale[js] : 0.0) - double(qw.zp_sum[js]), name + ".bias");
     }
     return bias;
   }
 
+  // The quantizer of a LayerNorm output: per channel when the recipe folds
+  // channel scales, else per tensor.
+  std::vector<ActQuant> ln_out_quant(const Range& tensor, const std::vector<Range>& channels) const {
+    std::vector<ActQuant> q;
+    for (const Range& r : channels) q.push_back(info_.recipe.channel_ln ? act_quant(r) : act_quant(tensor));
+    return q;
+  }
+
   void add_weight(const std::string& name, const QWeight& qw) { add(w_, name + ".weight", {qw.n, qw.k}, qw.q); }
 
-  json layernorm(const std::string& name, const Stream& in, const ActQuant& out) {
+  json layernorm(const std::string& name, const Stream& in, const std::vector<ActQuant>& outs) {
     const int d = cfg_.embed_dim;
     const float* gamma = t(name == "norm" ? "norm.weight" : ln_src(name) + ".weight");
     const float* beta = t(name == "norm" ? "norm.bias" : ln_src(name) + ".bias");
     double gmax = 1e-12, bmax = 0;
     for (int c = 0; c < d; ++c) {
+      const ActQuant& out = outs[static_cast<size_t>(c)];
       gmax = std::max(gmax, std::fabs(gamma[c] / out.scale));
       bmax = std::max(bmax, std::fabs(beta[c] / out.scale + out.zero_point) + 1.0);
     }
@@ -162,6 +193,7 @@ class VitQuantizer {
     std::vector<int32_t> gq(static_cast<size_t>(d));
     std::vector<int64_t> bq(static_cast<size_t>(d));
     for (int c = 0; c < d; ++c) {
+      const ActQuant& out = outs[static_cast<size_t>(c)];
       gq[static_cast<size_t>(c)] = static_cast<int32_t>(std::llround(gamma[c] / out.scale * std::ldexp(1.0, g)));
       bq[static_cast<size_t>(c)] = std::llround((beta[c] / out.scale + out.zero_point) * std::ldexp(1.0, 16 + g)) +
                                    (int64_t{1} << (15 + g));
@@ -196,7 +228,8 @@ class VitQuantizer {
         }
       bf[static_cast<size_t>(j)] = bias;
     }
-    const QWeight qw = quantize_weight(wf.data(), d, k);
+    // Raw pixels: scale 1, zero point 0.
+    const QWeight qw = quantize_weight(wf.data(), d, k, InQuant::tensor({1.0, 0}, k));
     add_weight("patch", qw);
     const Stream& out = streams_[0];
     const float* pos = t("pos_embed");
@@ -220,18 +253,24 @@ class VitQuantizer {
   }
 
   // Linear whose output is requantized to per-channel uint8 quantizers.
-  void linear_u8(const std::string& name, const std::string& src, const ActQuant& in,
-                 const std::vector<ActQuant>& out_per_channel) {
+  QWeight linear_weight(const std::string& name, const std::string& src, const InQuant& in) {
     const Tensor& wt = ck_.get(src + ".weight");
     const int n = static_cast<int>(wt.shape[0]), k = static_cast<int>(wt.shape[1]);
-    const QWeight qw = quantize_weight(wt.data.data(), n, k);
+    QWeight qw = quantize_weight(wt.data.data(), n, k, in);
     add_weight(name, qw);
-    add(w_, name + ".bias", {n}, int_bias(qw, t(src + ".bias"), in.scale, in.zero_point, name));
+    add(w_, name + ".bias", {n}, int_bias(qw, t(src + ".bias"), name));
+    return qw;
+  }
+
+  void linear_u8(const std::string& name, const std::string& src, const InQuant& in,
+                 const std::vector<ActQuant>& out_per_channel) {
+    const QWeight qw = linear_weight(name, src, in);
+    const int n = qw.n;
     DyadicVec dy;
     std::vector<uint8_t> zp(static_cast<size_t>(n));
     for (int j = 0; j < n; ++j) {
       const ActQuant& o = out_per_channel[static_cast<size_t>(j)];
-      dy.push(in.scale * qw.scale[static_cast<size_t>(j)] / o.scale);
+      dy.push(qw.scale[static_cast<size_t>(j)] / o.scale);
       zp[static_cast<size_t>(j)] = static_cast<uint8_t>(o.zero_point);
     }
     add(w_, name + ".mult", {n}, dy.mult);
@@ -240,17 +279,14 @@ class VitQuantizer {
   }
 
   // Linear whose output is added to the residual stream (point -> point + 1).
-  void linear_residual(const std::string& name, const std::string& src, const ActQuant& in, int point) {
-    const Tensor& wt = ck_.get(src + ".weight");
-    const int n = static_cast<int>(wt.shape[0]), k = static_cast<int>(wt.shape[1]);
-    const QWeight qw = quantize_weight(wt.data.data(), n, k);
-    add_weight(name, qw);
-    add(w_, name + ".bias", {n}, int_bias(qw, t(src + ".bias"), in.scale, in.zero_point, name));
+  void linear_residual(const std::string& name, const std::string& src, const InQuant& in, int point) {
+    const QWeight qw = linear_weight(name, src, in);
+    const int n = qw.n;
     const Stream& from = streams_[static_cast<size_t>(point)];
     const Stream& to = streams_[static_cast<size_t>(point + 1)];
     DyadicVec branch, skip;
     for (int j = 0; j < n; ++j) {
-      branch.push(in.scale * qw.scale[static_cast<size_t>(j)] / to.scale(j));
+      branch.push(qw.scale[static_cast<size_t>(j)] / to.scale(j));
       skip.push(from.scale(j) / to.scale(j));
     }
     add(w_, name + ".mult", {n}, branch.mult);
@@ -265,13 +301,13 @@ class VitQuantizer {
     auto src = [b](const std::string& s) { return "blocks." + std::to_string(b) + "." + s; };
     const auto i = static_cast<size_t>(b);
     json bj;
-    const ActQuant ln1 = act_quant(cal_.ln1[i]);
+    const std::vector<ActQuant> ln1 = ln_out_quant(cal_.ln1[i], cal_.ln1_channels[i]);
     bj["ln1"] = layernorm(name("ln1"), streams_[2 * i], ln1);
 
     const ActQuant q = act_quant(cal_.q[i]), kq = act_quant(cal_.k[i]), v = act_quant(cal_.v[i]);
     std::vector<ActQuant> outs;
     for (int j = 0; j < 3 * d; ++j) outs.push_back(j < d ? q : (j < 2 * d ? kq : v));
-    linear_u8(name("qkv"), src("attn.qkv"), ln1, outs);
+    linear_u8(name("qkv"), src("attn.qkv"), InQuant::channels(ln1), outs);
 
     const ActQuant ao = act_quant(cal_.attn_out[i]);
     const double logit_scale = q.scale * kq.scale / std::sqrt(double(hd));
@@ -281,12 +317,13 @@ class VitQuantizer {
     bj["attn"] = {{"zq", q.zero_point},          {"zk", kq.zero_point - 128},   {"zv", v.zero_point - 128},
                   {"to_exp_mult", to_exp.mult}, {"to_exp_shift", to_exp.shift}, {"out_mult", out.mult},
                   {"out_shift", out.shift},     {"out_zp", ao.zero_point}};
-    linear_residual(name("proj"), src("attn.proj"), ao, 2 * b);
+    linear_residual(name("proj"), src("attn.proj"), InQuant::tensor(ao, d), 2 * b);
 
-    const ActQuant ln2 = act_quant(cal_.ln2[i]);
+    const std::vector<ActQuant> ln2 = ln_out_quant(cal_.ln2[i], cal_.ln2_channels[i]);
     bj["ln2"] = layernorm(name("ln2"), streams_[2 * i + 1], ln2);
     const ActQuant f1 = act_quant(cal_.fc1[i]), ge = act_quant(cal_.gelu[i]);
-    linear_u8(name("fc1"), src("mlp.fc1"), ln2, std::vector<ActQuant>(static_cast<size_t>(cfg_.mlp_hidden), f1));
+    linear_u8(name("fc1"), src("mlp.fc1"), InQuant::channels(ln2),
+              std::vector<ActQuant>(static_cast<size_t>(cfg_.mlp_hidden), f1));
     // GELU on an 8-bit input has 256 possible values: an exact table.
     std::vector<uint8_t> table(256);
     for (int x = 0; x < 256; ++x) {
@@ -295,19 +332,15 @@ class VitQuantizer {
       table[static_cast<size_t>(x)] = static_cast<uint8_t>(std::clamp(std::round(g / ge.scale) + ge.zero_point, 0.0, 255.0));
     }
     add(w_, name("gelu.table"), {256}, table);
-    linear_residual(name("fc2"), src("mlp.fc2"), ge, 2 * b + 1);
+    linear_residual(name("fc2"), src("mlp.fc2"), InQuant::tensor(ge, cfg_.mlp_hidden), 2 * b + 1);
     quant_["blocks"].push_back(bj);
   }
 
-  void head() {
-    const ActQuant in = act_quant(cal_.head_in);
-    const Tensor& wt = ck_.get("head.weight");
-    const int n = static_cast<int>(wt.shape[0]), k = static_cast<int>(wt.shape[1]);
-    const QWeight qw = quantize_weight(wt.data.data(), n, k);
-    add_weight("head", qw);
-    add(w_, "head.bias", {n}, int_bias(qw, t("head.bias"), in.scale, in.zero_point, "head"));
+  void head(const InQuant& in) {
+    const QWeight qw = linear_weight("head", "head", in);
+    const int n = qw.n;
     std::vector<float> scale(static_cast<size_t>(n));
-    for (int j = 0; j < n; ++j) scale[static_cast<size_t>(j)] = static_cast<float>(in.scale * qw.scale[static_cast<size_t>(j)]);
+    for (int j = 0; j < n; ++j) scale[static_cast<size_t>(j)] = static_cast<float>(qw.scale[static_cast<size_t>(j)]);
     add(w_, "head.scale", {n}, scale);
   }
 

@@ -5,6 +5,7 @@
 #include "engine/src/model_impl.h"
 #include "models/vit_spec.h"
 #include "vitint/error.h"
+#include "vitint/image.h"
 #include "vitint/kernels/quant.h"
 
 namespace vitint::models {
