@@ -200,9 +200,21 @@ def markdown(agg, args, meta):
     head = "| | " + " | ".join(SHORT.get(a, a) for a in archs) + " |"
     sep = "|---" * (len(archs) + 1) + "|"
 
-    def get(tool, arch, t, b):
+    def get(tool, arch, t, b, field="median_ms"):
         v = agg.get((tool, arch, t, b))
-        return v["median_ms"] if v else None
+        return v[field] if v else None
+
+    def ratio_cells(num, den, t, b):
+        """num/den on the medians, and in parentheses on the lowest p10s."""
+        cells = []
+        for a in archs:
+            n, d = get(num[0], a, num[1], b), get(den[0], a, den[1], b)
+            if not (n and d):
+                cells.append("-")
+                continue
+            n10, d10 = get(num[0], a, num[1], b, "best_p10_ms"), get(den[0], a, den[1], b, "best_p10_ms")
+            cells.append(f"{fmt_x(n / d)} ({fmt_x(n10 / d10)})")
+        return " | ".join(cells)
 
     footnote = False
     for b in args.batches:
@@ -222,32 +234,25 @@ def markdown(agg, args, meta):
         if footnote:
             lines += ["† this engine build has no session threads yet: the run used one thread.", ""]
 
-        lines += [f"### Ratios, batch {b}", "", head, sep]
+        lines += [f"### Ratios, batch {b}: on the medians (on the lowest p10s)", "", head, sep]
         for t in args.threads:
             ts = f"{t} thread{'s' if t > 1 else ''}"
-            for peer in [p for p in args.tools if not p.startswith("vitint")]:
-                if "vitint" not in args.tools:
-                    break
-                if peer.startswith("onednn"):
-                    continue
-                row = [fmt_x(None if not (get(peer, a, t, b) and get("vitint", a, t, b))
-                             else get(peer, a, t, b) / get("vitint", a, t, b)) for a in archs]
-                lines.append(f"| speed-up of libvitint vs {TOOLS[peer]}, {ts} | " + " | ".join(row) + " |")
+            if "vitint" in args.tools:
+                for peer in [p for p in args.tools if p.startswith("torch")]:
+                    lines.append(f"| speed-up of libvitint vs {TOOLS[peer]}, {ts} | "
+                                 + ratio_cells((peer, t), ("vitint", t), t, b) + " |")
             for mine, chain in (("vitint", "onednn_amx"), ("vitint_vnni", "onednn_vnni")):
                 if mine in args.tools and chain in args.tools:
-                    row = [fmt_x(None if not (get(mine, a, t, b) and get(chain, a, t, b))
-                                 else get(mine, a, t, b) / get(chain, a, t, b)) for a in archs]
-                    lines.append(f"| {TOOLS[mine]} / {TOOLS[chain]}, {ts} | " + " | ".join(row) + " |")
+                    lines.append(f"| {TOOLS[mine]} / {TOOLS[chain]}, {ts} | "
+                                 + ratio_cells((mine, t), (chain, t), t, b) + " |")
             if "vitint" in args.tools and "vitint_vnni" in args.tools:
-                row = [fmt_x(None if not (get("vitint", a, t, b) and get("vitint_vnni", a, t, b))
-                             else get("vitint_vnni", a, t, b) / get("vitint", a, t, b)) for a in archs]
-                lines.append(f"| libvitint AMX speed-up over VNNI, {ts} | " + " | ".join(row) + " |")
+                lines.append(f"| libvitint AMX speed-up over VNNI, {ts} | "
+                             + ratio_cells(("vitint_vnni", t), ("vitint", t), t, b) + " |")
         if len(args.threads) > 1:
             t1, t2 = args.threads[0], args.threads[-1]
             for tool in args.tools:
-                row = [fmt_x(None if not (get(tool, a, t1, b) and get(tool, a, t2, b))
-                             else get(tool, a, t1, b) / get(tool, a, t2, b)) for a in archs]
-                lines.append(f"| {t2}-thread vs {t1}-thread speed-up, {TOOLS[tool]} | " + " | ".join(row) + " |")
+                lines.append(f"| {t2}-thread vs {t1}-thread speed-up, {TOOLS[tool]} | "
+                             + ratio_cells((tool, t1), (tool, t2), t1, b) + " |")
         lines.append("")
     lines += [f"Measured {meta['date']} on {meta['cpu']} ({meta['cores']} cores), libvitint {meta['git']}, "
               f"{meta['rounds']} rounds, load average {meta['load_before']:.1f} before / "
