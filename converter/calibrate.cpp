@@ -195,10 +195,10 @@ Calibration calibrate(const ReferenceModel& model, const std::vector<std::vector
     cal.v.push_back(to_range(r.at(Site::kV, b)));
     cal.attn_out.push_back(to_range(r.at(Site::kAttnOut, b)));
     cal.ln2.push_back(to_range(r.at(Site::kLn2Out, b)));
-    cal.fc1.push_back(to_range(r.at(Site::kFc1Out, b)));
     cal.gelu.push_back(to_range(r.at(Site::kGeluOut, b)));
     cal.ln1_channels.push_back(to_ranges(r.channels(Site::kLn1Out, b)));
     cal.ln2_channels.push_back(to_ranges(r.channels(Site::kLn2Out, b)));
+    cal.gelu_channels.push_back(to_ranges(r.channels(Site::kGeluOut, b)));
   }
   cal.head_in = to_range(r.at(Site::kHeadIn, depth));
   cal.head_in_channels = to_ranges(r.channels(Site::kHeadIn, depth));

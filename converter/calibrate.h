@@ -17,6 +17,9 @@ struct Recipe {
   // LayerNorm's integer affine and the next linear layer's weights (as
   // RepQ-ViT): no runtime cost, removes the inter-channel range problem.
   bool channel_ln = true;
+  // Per-channel uint8 quantization of the GELU output (fc2 input), folded
+  // into fc2's weights.
+  bool channel_gelu = true;
   int attention_bits = 8;         // 8: uniform uint8 probabilities, 4: Log-Int-Softmax
   int residual_bits = 16;         // residual stream bits (8 as FQ-ViT, 16 as I-ViT)
 };
@@ -34,9 +37,9 @@ struct StreamCalib {
 
 struct Calibration {
   // Per block.
-  std::vector<Range> ln1, q, k, v, attn_out, ln2, fc1, gelu;
+  std::vector<Range> ln1, q, k, v, attn_out, ln2, gelu;
   // Per block, per channel: the LayerNorm outputs.
-  std::vector<std::vector<Range>> ln1_channels, ln2_channels;
+  std::vector<std::vector<Range>> ln1_channels, ln2_channels, gelu_channels;
   Range head_in;
   std::vector<Range> head_in_channels;
   // 2 * depth + 1 stream points (see models/vit_spec.h).

@@ -116,6 +116,14 @@ class VitQuantizer {
       quant_["streams"].push_back(s);
       add(w_, vit::stream_alpha(p), {cfg_.embed_dim}, sc.alpha);
     }
+    // round(GELU(x / 2^10) * 2^10) for every int16 x, shared by all blocks.
+    std::vector<int16_t> gelu(kernels::kGeluTableSize);
+    for (int x = 0; x < kernels::kGeluTableSize; ++x) {
+      const double r = double(x - kernels::kGeluTableSize / 2) / (1 << kernels::kGeluFracBits);
+      const double g = 0.5 * r * (1.0 + std::erf(r / std::sqrt(2.0)));
+      gelu[static_cast<size_t>(x)] = static_cast<int16_t>(std::clamp(std::round(g * (1 << kernels::kGeluFracBits)), -32768.0, 32767.0));
+    }
+    add(w_, "gelu_table", {kernels::kGeluTableSize}, gelu);
     patch_embed();
     for (int b = 0; b < depth; ++b) block(b);
     const std::vector<ActQuant> head_in = ln_out_quant(cal_.head_in, cal_.head_in_channels);
@@ -148,6 +156,7 @@ class VitQuantizer {
     m["calibration"] = {{"method", info_.recipe.method},
                         {"pts", info_.recipe.pts},
                         {"channel_ln", info_.recipe.channel_ln},
+                        {"channel_gelu", info_.recipe.channel_gelu},
                         {"attention_bits", info_.recipe.attention_bits},
                         {"residual_bits", info_.recipe.residual_bits},
                         {"weights", "int8 symmetric per output channel"},
@@ -166,6 +175,13 @@ class VitQuantizer {
       bias[js] = to_i32((b ? b[j] / qw.scale[js] : 0.0) - double(qw.zp_sum[js]), name + ".bias");
     }
     return bias;
+  }
+
+  std::vector<ActQuant> gelu_out_quant(size_t block) const {
+    std::vector<ActQuant> q;
+    for (const Range& r : cal_.gelu_channels[block])
+      q.push_back(info_.recipe.channel_gelu ? act_quant(r) : act_quant(cal_.gelu[block]));
+    return q;
   }
 
   // The quantizer of a LayerNorm output: per channel when the recipe folds
@@ -321,18 +337,25 @@ class VitQuantizer {
 
     const std::vector<ActQuant> ln2 = ln_out_quant(cal_.ln2[i], cal_.ln2_channels[i]);
     bj["ln2"] = layernorm(name("ln2"), streams_[2 * i + 1], ln2);
-    const ActQuant f1 = act_quant(cal_.fc1[i]), ge = act_quant(cal_.gelu[i]);
-    linear_u8(name("fc1"), src("mlp.fc1"), InQuant::channels(ln2),
-              std::vector<ActQuant>(static_cast<size_t>(cfg_.mlp_hidden), f1));
-    // GELU on an 8-bit input has 256 possible values: an exact table.
-    std::vector<uint8_t> table(256);
-    for (int x = 0; x < 256; ++x) {
-      const double r = f1.scale * (x - f1.zero_point);
-      const double g = 0.5 * r * (1.0 + std::erf(r / std::sqrt(2.0)));
-      table[static_cast<size_t>(x)] = static_cast<uint8_t>(std::clamp(std::round(g / ge.scale) + ge.zero_point, 0.0, 255.0));
+    // fc1 -> GELU in 2^-10 units (no 8-bit bottleneck) -> fc2 input, per
+    // channel (the channel scales fold into fc2's weights).
+    const int h = cfg_.mlp_hidden;
+    const QWeight f1 = linear_weight(name("fc1"), src("mlp.fc1"), InQuant::channels(ln2));
+    const std::vector<ActQuant> ge = gelu_out_quant(i);
+    DyadicVec to_fixed, to_out;
+    std::vector<uint8_t> zp(static_cast<size_t>(h));
+    for (int j = 0; j < h; ++j) {
+      const auto js = static_cast<size_t>(j);
+      to_fixed.push(f1.scale[js] * (1 << kernels::kGeluFracBits));
+      to_out.push(1.0 / (1 << kernels::kGeluFracBits) / ge[js].scale);
+      zp[js] = static_cast<uint8_t>(ge[js].zero_point);
     }
-    add(w_, name("gelu.table"), {256}, table);
-    linear_residual(name("fc2"), src("mlp.fc2"), InQuant::tensor(ge, cfg_.mlp_hidden), 2 * b + 1);
+    add(w_, name("fc1.mult"), {h}, to_fixed.mult);
+    add(w_, name("fc1.shift"), {h}, to_fixed.shift);
+    add(w_, name("fc1.zero_point"), {h}, zp);
+    add(w_, name("gelu.mult"), {h}, to_out.mult);
+    add(w_, name("gelu.shift"), {h}, to_out.shift);
+    linear_residual(name("fc2"), src("mlp.fc2"), InQuant::channels(ge), 2 * b + 1);
     quant_["blocks"].push_back(bj);
   }
 

@@ -36,6 +36,13 @@ void requant_u8(Isa isa, int m, int n, const int32_t* acc, int ld_acc, const Req
   }
 }
 
+void gelu_u8(Isa isa, int m, int n, const int32_t* acc, int ld_acc, const GeluU8Params& p, uint8_t* out,
+             int ld_out) {
+  check_isa("gelu_u8", isa);
+  // One path for now: the table lookup is a gather either way.
+  gelu_u8_ref(m, n, acc, ld_acc, p, out, ld_out);
+}
+
 void residual_add(Isa isa, int m, int n, const int32_t* acc, int ld_acc, const ResidualParams& p,
                   int16_t* stream, int ld_stream) {
   check_isa("residual_add", isa);

@@ -284,7 +284,10 @@ class Builder {
 
     auto fc1 = make_linear(b("fc1"), h, d, act_, hidden_);
     fc1->zero_point = file_.tensor(b("fc1.zero_point"), DType::kU8, {h}).as<uint8_t>();
-    fc1->table = file_.tensor(b("gelu.table"), DType::kU8, {256}).as<uint8_t>();
+    fc1->gelu_table = file_.tensor("gelu_table", DType::kS16, {kernels::kGeluTableSize}).as<int16_t>();
+    fc1->gelu_mult = i32s(b("gelu.mult"), h);
+    fc1->gelu_shift = i32s(b("gelu.shift"), h);
+    check_dyadic(b("gelu"), fc1->gelu_mult, fc1->gelu_shift, h);
     g_.ops.push_back(std::move(fc1));
 
     auto fc2 = make_linear(b("fc2"), d, h, hidden_, stream_);

@@ -138,6 +138,9 @@ void LinearOp::run(ExecContext& ctx) const {
     if (skip_mult) {
       const k::ResidualParams rp{linear.bias, 1, linear.mult, linear.shift, skip_mult, skip_shift, zp_in, zp_out, qmin, qmax};
       k::residual_add(ctx.isa, r.size(), n, accum, n, rp, ctx.buf<int16_t>(out) + static_cast<size_t>(r.begin) * n, n);
+    } else if (gelu_table) {
+      const k::GeluU8Params gp{linear.bias, linear.mult, linear.shift, gelu_table, gelu_mult, gelu_shift, zero_point};
+      k::gelu_u8(ctx.isa, r.size(), n, accum, n, gp, ctx.buf<uint8_t>(out) + static_cast<size_t>(r.begin) * n, n);
     } else {
       const k::RequantU8Params rq{linear.bias, linear.mult, linear.shift, zero_point, table};
       k::requant_u8(ctx.isa, r.size(), n, accum, n, rq, ctx.buf<uint8_t>(out) + static_cast<size_t>(r.begin) * n, n);

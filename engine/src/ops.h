@@ -110,6 +110,10 @@ struct LinearOp final : Op {
   // uint8 epilogue
   const uint8_t* zero_point = nullptr;  // [n]
   const uint8_t* table = nullptr;       // [256] or null
+  // GELU epilogue (when gelu_table != nullptr): kernels::gelu_u8
+  const int16_t* gelu_table = nullptr;
+  const int32_t* gelu_mult = nullptr;
+  const int32_t* gelu_shift = nullptr;
   // residual epilogue (when skip_mult != nullptr)
   const int32_t* skip_mult = nullptr;
   const int32_t* skip_shift = nullptr;

@@ -58,6 +58,20 @@ void requant_u8_ref(int m, int n, const int32_t* acc, int ld_acc, const RequantU
   }
 }
 
+void gelu_u8_ref(int m, int n, const int32_t* acc, int ld_acc, const GeluU8Params& p, uint8_t* out,
+                 int ld_out) {
+  constexpr int32_t kHalf = kGeluTableSize / 2;
+  for (int i = 0; i < m; ++i) {
+    const int32_t* a = acc + static_cast<int64_t>(i) * ld_acc;
+    uint8_t* o = out + static_cast<int64_t>(i) * ld_out;
+    for (int j = 0; j < n; ++j) {
+      const int32_t x = apply_dyadic(int64_t{a[j]} + p.bias[j], p.mult[j], p.shift[j]);
+      const int32_t g = x >= kHalf ? x : (x < -kHalf ? 0 : p.table[x + kHalf]);
+      o[j] = static_cast<uint8_t>(clamp_i32(p.zero_point[j] + apply_dyadic(g, p.out_mult[j], p.out_shift[j]), 0, 255));
+    }
+  }
+}
+
 void residual_add_ref(int m, int n, const int32_t* acc, int ld_acc, const ResidualParams& p,
                       int16_t* stream, int ld_stream) {
   for (int i = 0; i < m; ++i) {

@@ -47,6 +47,27 @@ void requant_u8_ref(int m, int n, const int32_t* acc, int ld_acc, const RequantU
                     uint8_t* out, int ld_out);
 
 // ---------------------------------------------------------------------------
+// GELU without an 8-bit bottleneck on its input: the fc1 accumulator becomes
+// x = dyadic(acc + bias) in units of 2^-kGeluFracBits (per-channel
+// multiplier), g = table[x + 2^15] for x in [-2^15, 2^15) (the table holds
+// round(GELU(x / 2^10) * 2^10), one for all layers), g = x above that range
+// and 0 below it (GELU is the identity / zero there to within 2^-10), then
+//   out[i][j] = clamp(zp[j] + dyadic(g, out_mult[j], out_shift[j]), 0, 255).
+constexpr int kGeluFracBits = 10;
+constexpr int kGeluTableSize = 1 << 16;
+struct GeluU8Params {
+  const int32_t* bias;       // [n]
+  const int32_t* mult;       // [n] accumulator -> 2^-10 units
+  const int32_t* shift;      // [n]
+  const int16_t* table;      // [kGeluTableSize]
+  const int32_t* out_mult;   // [n] 2^-10 units -> output scale
+  const int32_t* out_shift;  // [n]
+  const uint8_t* zero_point; // [n]
+};
+void gelu_u8_ref(int m, int n, const int32_t* acc, int ld_acc, const GeluU8Params& p, uint8_t* out,
+                 int ld_out);
+
+// ---------------------------------------------------------------------------
 // The residual stream: int16 storage of a power-of-two-scale (PTS) quantized
 // tensor. Channel c holds q with real value s * 2^alpha[c] * (q - zp), one
 // base scale s and one zero point for all channels, q in [qmin, qmax]

@@ -12,6 +12,8 @@ namespace vitint::kernels {
 
 void requant_u8(Isa isa, int m, int n, const int32_t* acc, int ld_acc, const RequantU8Params& p,
                 uint8_t* out, int ld_out);
+void gelu_u8(Isa isa, int m, int n, const int32_t* acc, int ld_acc, const GeluU8Params& p, uint8_t* out,
+             int ld_out);
 void residual_add(Isa isa, int m, int n, const int32_t* acc, int ld_acc, const ResidualParams& p,
                   int16_t* stream, int ld_stream);
 void layernorm(Isa isa, int rows, const int16_t* in, int ld_in, const LayerNormParams& p,
