@@ -278,13 +278,16 @@ def chart(agg, args, path):
     width = 0.8 / len(tools)
     for ax, t in zip(axes[0], args.threads):
         for i, tool in enumerate(tools):
-            xs, ys = [], []
+            xs, ys, p10s = [], [], []
             for j, a in enumerate(args.archs):
                 v = agg.get((tool, a, t, b))
                 if v:
                     xs.append(j + (i - (len(tools) - 1) / 2) * width)
                     ys.append(v["median_ms"])
+                    p10s.append(v["best_p10_ms"])
             bars = ax.bar(xs, ys, width, label=TOOLS[tool], color=colors.get(tool))
+            ax.scatter(xs, p10s, marker="_", color="black", s=40, linewidths=1, zorder=3,
+                       label="lowest p10" if i == 0 else None)
             for bar, y in zip(bars, ys):
                 ax.annotate(f"{y:.3g}" if y < 100 else f"{y:.0f}", (bar.get_x() + bar.get_width() / 2, y),
                             ha="center", va="bottom", fontsize=6, rotation=90, xytext=(0, 2),
@@ -294,6 +297,9 @@ def chart(agg, args, path):
         ax.set_xticklabels([SHORT.get(a, a) for a in args.archs])
         ax.set_title(f"{t} thread{'s' if t > 1 else ''}, batch {b}")
         ax.grid(axis="y", which="both", alpha=0.3)
+    lows = [v["best_p10_ms"] for k, v in agg.items() if k[3] == b and k[0] in tools]
+    if lows:
+        axes[0][0].set_ylim(bottom=min(lows) * 0.7)
     axes[0][0].set_ylabel("latency per run, ms (median, log scale; lower is better)")
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=min(4, len(tools)), frameon=False)
