@@ -45,34 +45,65 @@ int stream_point(Site s, int block) {
 struct MinMax {
   double min = std::numeric_limits<double>::infinity();
   double max = -std::numeric_limits<double>::infinity();
+  double sum_sq = 0;
+  double count = 0;
   void add(const float* x, size_t n) {
     for (size_t i = 0; i < n; ++i) {
-      min = std::min(min, static_cast<double>(x[i]));
-      max = std::max(max, static_cast<double>(x[i]));
+      const auto v = static_cast<double>(x[i]);
+      min = std::min(min, v);
+      max = std::max(max, v);
+      sum_sq += v * v;
     }
+    count += static_cast<double>(n);
   }
   void merge(const MinMax& o) {
     min = std::min(min, o.min);
     max = std::max(max, o.max);
+    sum_sq += o.sum_sq;
+    count += o.count;
   }
 };
 
 // Pass 1: per-channel ranges of every site (stream points and LayerNorm
 // outputs use them; PTS needs the global range first, then pass 2 picks
 // channel shifts).
+bool is_sampled(Site s) { return s == Site::kLn1Out || s == Site::kLn2Out || s == Site::kGeluOut || s == Site::kHeadIn; }
+
 class RangeObserver final : public Observer {
  public:
-  explicit RangeObserver(int depth) : ranges_(static_cast<size_t>(kSiteCount) * (depth + 1)), depth_(depth) {}
+  RangeObserver(int depth, int images)
+      : ranges_(static_cast<size_t>(kSiteCount) * (depth + 1)), samples_(ranges_.size()), depth_(depth), images_(images) {}
+  int image = 0;  // index of the image being observed (set by forward_all)
   void observe(Site site, int block, const float* data, int rows, int cols) override {
     if (site == Site::kAttnLogits) return;
     std::vector<MinMax>& ch = channels(site, block);
     if (ch.empty()) ch.resize(static_cast<size_t>(cols));
     for (int r = 0; r < rows; ++r)
       for (int c = 0; c < cols; ++c) ch[static_cast<size_t>(c)].add(data + static_cast<size_t>(r) * cols + c, 1);
+    if (!is_sampled(site)) return;
+    // About kSampleRows rows per site, the same ones whatever the thread schedule.
+    constexpr int64_t kSampleRows = 512;
+    const int64_t stride = std::max<int64_t>(1, int64_t{images_} * rows / kSampleRows);
+    auto& out = samples_[index(site, block)];
+    for (int r = 0; r < rows; ++r) {
+      const int64_t key = int64_t{image} * rows + r;
+      if (key % stride == 0)
+        out.emplace_back(key, std::vector<float>(data + static_cast<size_t>(r) * cols, data + static_cast<size_t>(r + 1) * cols));
+    }
   }
-  std::vector<MinMax>& channels(Site s, int block) {
-    return ranges_[static_cast<size_t>(static_cast<int>(s) * (depth_ + 1) + block)];
+  RowSample sample(Site s, int block) {
+    auto& rows = samples_[index(s, block)];
+    std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    RowSample out;
+    for (const auto& row : rows) {
+      out.cols = static_cast<int>(row.second.size());
+      out.rows.insert(out.rows.end(), row.second.begin(), row.second.end());
+      ++out.count;
+    }
+    return out;
   }
+  size_t index(Site s, int block) const { return static_cast<size_t>(static_cast<int>(s) * (depth_ + 1) + block); }
+  std::vector<MinMax>& channels(Site s, int block) { return ranges_[index(s, block)]; }
   MinMax at(Site s, int block) {
     MinMax all;
     for (const MinMax& m : channels(s, block)) all.merge(m);
@@ -82,18 +113,22 @@ class RangeObserver final : public Observer {
     for (size_t i = 0; i < ranges_.size(); ++i) {
       if (ranges_[i].empty()) ranges_[i].resize(o.ranges_[i].size());
       for (size_t c = 0; c < o.ranges_[i].size(); ++c) ranges_[i][c].merge(o.ranges_[i][c]);
+      samples_[i].insert(samples_[i].end(), o.samples_[i].begin(), o.samples_[i].end());
     }
   }
 
  private:
   std::vector<std::vector<MinMax>> ranges_;
+  std::vector<std::vector<std::pair<int64_t, std::vector<float>>>> samples_;
   int depth_;
+  int images_;
 };
 
 // Pass 2: for every stream point and channel, the squared error of
 // quantize-dequantize with each shift alpha in 0..3 (FQ-ViT's PTS search).
 class PtsObserver final : public Observer {
  public:
+  int image = 0;
   PtsObserver(const std::vector<StreamGrid>& grids, int dim)
       : grids_(grids), dim_(dim), err_(grids.size() * static_cast<size_t>(dim) * 4, 0.0) {}
   void observe(Site site, int block, const float* data, int rows, int cols) override {
@@ -145,6 +180,7 @@ std::vector<Obs> forward_all(const ReferenceModel& model, const std::vector<std:
     pool.emplace_back([&, t] {
       try {
         for (int i; (i = next++) < static_cast<int>(images.size());) {
+          observers[t].image = i;
           model.forward(images[static_cast<size_t>(i)].data(), &observers[t]);
           ++done;
           if (t == 0) bar.update(done);
@@ -163,7 +199,7 @@ std::vector<Obs> forward_all(const ReferenceModel& model, const std::vector<std:
 
 Range to_range(const MinMax& m) {
   if (!(m.min <= m.max)) throw Error("calibration observed no values at some site (internal error)");
-  return {m.min, m.max};
+  return {m.min, m.max, m.sum_sq / m.count};
 }
 
 std::vector<Range> to_ranges(const std::vector<MinMax>& ms) {
@@ -182,7 +218,7 @@ Calibration calibrate(const ReferenceModel& model, const std::vector<std::vector
   const VitConfig& cfg = model.config();
   const int depth = cfg.depth;
 
-  auto rangers = forward_all<RangeObserver>(model, images, [&] { return RangeObserver(depth); },
+  auto rangers = forward_all<RangeObserver>(model, images, [&] { return RangeObserver(depth, static_cast<int>(images.size())); },
                                             "calibrating ranges", progress);
   for (size_t t = 1; t < rangers.size(); ++t) rangers[0].merge(rangers[t]);
   RangeObserver& r = rangers[0];
@@ -199,9 +235,13 @@ Calibration calibrate(const ReferenceModel& model, const std::vector<std::vector
     cal.ln1_channels.push_back(to_ranges(r.channels(Site::kLn1Out, b)));
     cal.ln2_channels.push_back(to_ranges(r.channels(Site::kLn2Out, b)));
     cal.gelu_channels.push_back(to_ranges(r.channels(Site::kGeluOut, b)));
+    cal.ln1_rows.push_back(r.sample(Site::kLn1Out, b));
+    cal.ln2_rows.push_back(r.sample(Site::kLn2Out, b));
+    cal.gelu_rows.push_back(r.sample(Site::kGeluOut, b));
   }
   cal.head_in = to_range(r.at(Site::kHeadIn, depth));
   cal.head_in_channels = to_ranges(r.channels(Site::kHeadIn, depth));
+  cal.head_in_rows = r.sample(Site::kHeadIn, depth);
   std::vector<StreamGrid> grids;
   for (int p = 0; p <= 2 * depth; ++p) {
     const Site s = p == 2 * depth ? Site::kFinalNormIn : (p % 2 == 0 ? Site::kBlockInput : Site::kBlockMid);

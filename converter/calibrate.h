@@ -15,10 +15,11 @@ struct Recipe {
   bool pts = true;                // power-of-two channel scales on LayerNorm inputs
   // Per-channel uint8 quantization of the LayerNorm outputs, folded into the
   // LayerNorm's integer affine and the next linear layer's weights (as
-  // RepQ-ViT): no runtime cost, removes the inter-channel range problem.
+  // RepQ-ViT): no runtime cost. The channel scales are s_c^a * s_tensor^(1-a)
+  // with a in {0, 1/4, .., 1} chosen per layer by the estimated output noise
+  // of the next linear layer (activation plus weight rounding).
   bool channel_ln = true;
-  // Per-channel uint8 quantization of the GELU output (fc2 input), folded
-  // into fc2's weights.
+  // The same for the GELU output (fc2 input).
   bool channel_gelu = true;
   int attention_bits = 8;         // 8: uniform uint8 probabilities, 4: Log-Int-Softmax
   int residual_bits = 16;         // residual stream bits (8 as FQ-ViT, 16 as I-ViT)
@@ -27,12 +28,21 @@ struct Recipe {
 struct Range {
   double min = 0;
   double max = 0;
+  double mean_sq = 0;  // E[x^2], for the noise model that picks channel-scale folding
 };
 
 // One residual-stream quantization point.
 struct StreamCalib {
   Range range;                 // over all channels
   std::vector<uint8_t> alpha;  // per channel, 0..3 (all 0 without PTS)
+};
+
+// Activation rows sampled deterministically from the calibration set
+// (tokens spread over all images), row-major [count][cols].
+struct RowSample {
+  int cols = 0;
+  int count = 0;
+  std::vector<float> rows;
 };
 
 struct Calibration {
@@ -42,6 +52,10 @@ struct Calibration {
   std::vector<std::vector<Range>> ln1_channels, ln2_channels, gelu_channels;
   Range head_in;
   std::vector<Range> head_in_channels;
+  // Inputs of the layers whose channel scales can fold into weights, to
+  // choose the folding by the layer's output error.
+  std::vector<RowSample> ln1_rows, ln2_rows, gelu_rows;
+  RowSample head_in_rows;
   // 2 * depth + 1 stream points (see models/vit_spec.h).
   std::vector<StreamCalib> streams;
 };

@@ -4,7 +4,9 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <map>
 
+#include <Eigen/Dense>
 #include <nlohmann/json.hpp>
 
 #include "models/vit_spec.h"
@@ -126,7 +128,8 @@ class VitQuantizer {
     add(w_, "gelu_table", {kernels::kGeluTableSize}, gelu);
     patch_embed();
     for (int b = 0; b < depth; ++b) block(b);
-    const std::vector<ActQuant> head_in = ln_out_quant(cal_.head_in, cal_.head_in_channels);
+    const std::vector<ActQuant> head_in =
+        folded_quant("norm", cal_.head_in, cal_.head_in_channels, cal_.head_in_rows, "head.weight", info_.recipe.channel_ln);
     quant_["norm"] = layernorm("norm", streams_.back(), head_in);
     head(InQuant::channels(head_in));
     quant_["attention_bits"] = info_.recipe.attention_bits;
@@ -164,6 +167,7 @@ class VitQuantizer {
                         {"list", info_.calib_list}};
     m["converter"] = {{"name", "vitint-convert"}, {"version", VITINT_CONVERTER_VERSION}};
     m["quant"] = quant_;
+    m["calibration"]["channel_folding"] = folding_;
     return m;
   }
 
@@ -177,19 +181,59 @@ class VitQuantizer {
     return bias;
   }
 
-  std::vector<ActQuant> gelu_out_quant(size_t block) const {
-    std::vector<ActQuant> q;
-    for (const Range& r : cal_.gelu_channels[block])
-      q.push_back(info_.recipe.channel_gelu ? act_quant(r) : act_quant(cal_.gelu[block]));
-    return q;
-  }
-
-  // The quantizer of a LayerNorm output: per channel when the recipe folds
-  // channel scales, else per tensor.
-  std::vector<ActQuant> ln_out_quant(const Range& tensor, const std::vector<Range>& channels) const {
-    std::vector<ActQuant> q;
-    for (const Range& r : channels) q.push_back(info_.recipe.channel_ln ? act_quant(r) : act_quant(tensor));
-    return q;
+  // Per-channel quantizers of a linear layer's input whose scales fold into
+  // its weights `w` [n][k]: s'_c = s_c^a * s_t^(1-a) (s_t the per-tensor
+  // scale, so every channel's range stays covered), a chosen from a grid by
+  // the layer's output error on sampled calibration rows, with both the
+  // input and the folded weights quantized as the engine does.
+  std::vector<ActQuant> folded_quant(const std::string& layer, const Range& tensor, const std::vector<Range>& ch,
+                                     const RowSample& sample, const std::string& weight, bool allow) {
+    using Mat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    const Tensor& wt = ck_.get(weight);
+    const int n = static_cast<int>(wt.shape[0]), k = static_cast<int>(wt.shape[1]);
+    VITINT_ASSERT(static_cast<size_t>(k) == ch.size() && sample.cols == k);
+    const double st = act_quant(tensor).scale;
+    auto quant_for = [&](double a) {
+      std::vector<ActQuant> q;
+      for (const Range& r : ch) {
+        const double sc = std::pow(act_quant(r).scale, a) * std::pow(st, 1.0 - a);
+        q.push_back({sc, static_cast<int32_t>(std::clamp(-std::round(std::min(r.min, 0.0) / sc), 0.0, 255.0))});
+      }
+      return q;
+    };
+    const Mat x = Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(
+                      sample.rows.data(), sample.count, k);
+    const Mat w = Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(
+                      wt.data.data(), n, k);
+    const Mat y = x * w.transpose();
+    double best_a = 0, best_err = std::numeric_limits<double>::infinity();
+    for (double a : allow ? std::vector<double>{0, 0.25, 0.5, 0.75, 1} : std::vector<double>{}) {
+      const std::vector<ActQuant> q = quant_for(a);
+      std::vector<double> scale(static_cast<size_t>(k));
+      std::vector<int32_t> zp(static_cast<size_t>(k));
+      for (int c = 0; c < k; ++c) {
+        scale[static_cast<size_t>(c)] = q[static_cast<size_t>(c)].scale;
+        zp[static_cast<size_t>(c)] = q[static_cast<size_t>(c)].zero_point;
+      }
+      // Integer input codes and folded weights, exactly as the engine sees them.
+      Mat xq(x.rows(), k), wq(n, k);
+      for (Eigen::Index i = 0; i < x.rows(); ++i)
+        for (int c = 0; c < k; ++c)
+          xq(i, c) = static_cast<float>(
+              std::clamp(std::round(x(i, c) / scale[static_cast<size_t>(c)]) + zp[static_cast<size_t>(c)], 0.0, 255.0) -
+              zp[static_cast<size_t>(c)]);
+      const QWeight qw = quantize_weight(wt.data.data(), n, k, InQuant{scale, zp});
+      for (int j = 0; j < n; ++j)
+        for (int c = 0; c < k; ++c)
+          wq(j, c) = static_cast<float>(qw.q[static_cast<size_t>(j) * k + c] * qw.scale[static_cast<size_t>(j)]);
+      const double err = (xq * wq.transpose() - y).cast<double>().squaredNorm();
+      if (err < best_err) {
+        best_err = err;
+        best_a = a;
+      }
+    }
+    folding_[layer] = best_a;
+    return quant_for(best_a);
   }
 
   void add_weight(const std::string& name, const QWeight& qw) { add(w_, name + ".weight", {qw.n, qw.k}, qw.q); }
@@ -317,7 +361,8 @@ class VitQuantizer {
     auto src = [b](const std::string& s) { return "blocks." + std::to_string(b) + "." + s; };
     const auto i = static_cast<size_t>(b);
     json bj;
-    const std::vector<ActQuant> ln1 = ln_out_quant(cal_.ln1[i], cal_.ln1_channels[i]);
+    const std::vector<ActQuant> ln1 =
+        folded_quant(name("ln1"), cal_.ln1[i], cal_.ln1_channels[i], cal_.ln1_rows[i], src("attn.qkv.weight"), info_.recipe.channel_ln);
     bj["ln1"] = layernorm(name("ln1"), streams_[2 * i], ln1);
 
     const ActQuant q = act_quant(cal_.q[i]), kq = act_quant(cal_.k[i]), v = act_quant(cal_.v[i]);
@@ -335,13 +380,15 @@ class VitQuantizer {
                   {"out_shift", out.shift},     {"out_zp", ao.zero_point}};
     linear_residual(name("proj"), src("attn.proj"), InQuant::tensor(ao, d), 2 * b);
 
-    const std::vector<ActQuant> ln2 = ln_out_quant(cal_.ln2[i], cal_.ln2_channels[i]);
+    const std::vector<ActQuant> ln2 =
+        folded_quant(name("ln2"), cal_.ln2[i], cal_.ln2_channels[i], cal_.ln2_rows[i], src("mlp.fc1.weight"), info_.recipe.channel_ln);
     bj["ln2"] = layernorm(name("ln2"), streams_[2 * i + 1], ln2);
     // fc1 -> GELU in 2^-10 units (no 8-bit bottleneck) -> fc2 input, per
     // channel (the channel scales fold into fc2's weights).
     const int h = cfg_.mlp_hidden;
     const QWeight f1 = linear_weight(name("fc1"), src("mlp.fc1"), InQuant::channels(ln2));
-    const std::vector<ActQuant> ge = gelu_out_quant(i);
+    const std::vector<ActQuant> ge =
+        folded_quant(name("gelu"), cal_.gelu[i], cal_.gelu_channels[i], cal_.gelu_rows[i], src("mlp.fc2.weight"), info_.recipe.channel_gelu);
     DyadicVec to_fixed, to_out;
     std::vector<uint8_t> zp(static_cast<size_t>(h));
     for (int j = 0; j < h; ++j) {
@@ -374,6 +421,7 @@ class VitQuantizer {
   format::Writer* w_;
   std::vector<Stream> streams_;
   json quant_;
+  std::map<std::string, double> folding_;  // chosen exponent a per folded quantizer
 };
 
 }  // namespace
