@@ -45,6 +45,7 @@ int stream_point(Site s, int block) {
 struct MinMax {
   double min = std::numeric_limits<double>::infinity();
   double max = -std::numeric_limits<double>::infinity();
+  double sum = 0;
   double sum_sq = 0;
   double count = 0;
   void add(const float* x, size_t n) {
@@ -52,6 +53,7 @@ struct MinMax {
       const auto v = static_cast<double>(x[i]);
       min = std::min(min, v);
       max = std::max(max, v);
+      sum += v;
       sum_sq += v * v;
     }
     count += static_cast<double>(n);
@@ -59,6 +61,7 @@ struct MinMax {
   void merge(const MinMax& o) {
     min = std::min(min, o.min);
     max = std::max(max, o.max);
+    sum += o.sum;
     sum_sq += o.sum_sq;
     count += o.count;
   }
@@ -199,7 +202,7 @@ std::vector<Obs> forward_all(const ReferenceModel& model, const std::vector<std:
 
 Range to_range(const MinMax& m) {
   if (!(m.min <= m.max)) throw Error("calibration observed no values at some site (internal error)");
-  return {m.min, m.max, m.sum_sq / m.count};
+  return {m.min, m.max, m.sum_sq / m.count, m.sum / m.count};
 }
 
 std::vector<Range> to_ranges(const std::vector<MinMax>& ms) {
@@ -235,6 +238,7 @@ Calibration calibrate(const ReferenceModel& model, const std::vector<std::vector
     cal.ln1_channels.push_back(to_ranges(r.channels(Site::kLn1Out, b)));
     cal.ln2_channels.push_back(to_ranges(r.channels(Site::kLn2Out, b)));
     cal.gelu_channels.push_back(to_ranges(r.channels(Site::kGeluOut, b)));
+    cal.attn_out_channels.push_back(to_ranges(r.channels(Site::kAttnOut, b)));
     cal.ln1_rows.push_back(r.sample(Site::kLn1Out, b));
     cal.ln2_rows.push_back(r.sample(Site::kLn2Out, b));
     cal.gelu_rows.push_back(r.sample(Site::kGeluOut, b));

@@ -28,7 +28,8 @@ struct Recipe {
 struct Range {
   double min = 0;
   double max = 0;
-  double mean_sq = 0;  // E[x^2], for the noise model that picks channel-scale folding
+  double mean_sq = 0;  // E[x^2]
+  double mean = 0;     // E[x], for bias correction
 };
 
 // One residual-stream quantization point.
@@ -49,7 +50,7 @@ struct Calibration {
   // Per block.
   std::vector<Range> ln1, q, k, v, attn_out, ln2, gelu;
   // Per block, per channel: the LayerNorm outputs.
-  std::vector<std::vector<Range>> ln1_channels, ln2_channels, gelu_channels;
+  std::vector<std::vector<Range>> ln1_channels, ln2_channels, gelu_channels, attn_out_channels;
   Range head_in;
   std::vector<Range> head_in_channels;
   // Inputs of the layers whose channel scales can fold into weights, to
