@@ -31,6 +31,8 @@ LIST has "FILE LABEL" lines (ImageNet val.txt style); the first N images
                       and the next linear layer (RepQ-ViT style; default on)
   --channel-gelu / --no-channel-gelu
                       per-channel GELU-output (fc2 input) quantization folded into fc2 (default on)
+  --bias-correction    absorb the weight rounding's expected output shift into the biases
+                      (from calibration means; default off)
   --residual-bits     bits of the integer residual stream (default 16)
   --labels FILE       class names, one "nXXXXXXXX name" line per class, stored in the model
   --force             overwrite MODEL.vti if it exists
@@ -45,7 +47,7 @@ int main(int argc, char** argv) {
     const Args args(argc, argv,
                     {"output", "calib-list", "calib-root", "calib-count", "attn-bits", "quant-method",
                      "residual-bits", "labels"},
-                    {"pts", "no-pts", "lis", "no-lis", "channel-ln", "no-channel-ln", "channel-gelu", "no-channel-gelu", "force", "quiet", "json", "help"});
+                    {"pts", "no-pts", "lis", "no-lis", "channel-ln", "no-channel-ln", "channel-gelu", "no-channel-gelu", "bias-correction", "force", "quiet", "json", "help"});
     if (args.has("help")) {
       std::fputs(kUsage, stdout);
       return 0;
@@ -67,6 +69,7 @@ int main(int argc, char** argv) {
     if (args.has("channel-gelu") && args.has("no-channel-gelu"))
       throw vitint::Error("--channel-gelu and --no-channel-gelu contradict each other");
     info.recipe.channel_gelu = !args.has("no-channel-gelu");
+    info.recipe.bias_correction = args.has("bias-correction");
     info.recipe.attention_bits = args.get_int("attn-bits", 8, 4, 8);
     if (info.recipe.attention_bits != 4 && info.recipe.attention_bits != 8)
       throw vitint::Error("--attn-bits must be 8 or 4");
@@ -116,6 +119,7 @@ int main(int argc, char** argv) {
                           {"pts", info.recipe.pts},
                           {"channel_ln", info.recipe.channel_ln},
                           {"channel_gelu", info.recipe.channel_gelu},
+                          {"bias_correction", info.recipe.bias_correction},
                           {"attention_bits", info.recipe.attention_bits},
                           {"residual_bits", info.recipe.residual_bits},
                           {"calibration_images", info.calib_count},

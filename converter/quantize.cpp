@@ -160,6 +160,7 @@ class VitQuantizer {
                         {"pts", info_.recipe.pts},
                         {"channel_ln", info_.recipe.channel_ln},
                         {"channel_gelu", info_.recipe.channel_gelu},
+                        {"bias_correction", info_.recipe.bias_correction},
                         {"attention_bits", info_.recipe.attention_bits},
                         {"residual_bits", info_.recipe.residual_bits},
                         {"weights", "int8 symmetric per output channel"},
@@ -313,18 +314,35 @@ class VitQuantizer {
   }
 
   // Linear whose output is requantized to per-channel uint8 quantizers.
-  QWeight linear_weight(const std::string& name, const std::string& src, const InQuant& in) {
+  // Quantizes a linear layer. With bias correction (Liu et al. 2021), the
+  // bias absorbs the expected output shift of the weight rounding,
+  // sum_c (Wdeq[j][c] - W[j][c]) * E[x_c], from the calibration means.
+  QWeight linear_weight(const std::string& name, const std::string& src, const InQuant& in,
+                        const std::vector<Range>& in_stats) {
     const Tensor& wt = ck_.get(src + ".weight");
     const int n = static_cast<int>(wt.shape[0]), k = static_cast<int>(wt.shape[1]);
+    VITINT_ASSERT(in_stats.size() == static_cast<size_t>(k));
     QWeight qw = quantize_weight(wt.data.data(), n, k, in);
     add_weight(name, qw);
-    add(w_, name + ".bias", {n}, int_bias(qw, t(src + ".bias"), name));
+    std::vector<float> bias(t(src + ".bias"), t(src + ".bias") + n);
+    if (info_.recipe.bias_correction) {
+      for (int j = 0; j < n; ++j) {
+        double shift = 0;
+        for (int c = 0; c < k; ++c) {
+          const auto cs = static_cast<size_t>(c);
+          const double deq = qw.q[static_cast<size_t>(j) * k + c] * qw.scale[static_cast<size_t>(j)] / in.scale[cs];
+          shift += (deq - wt.data[static_cast<size_t>(j) * k + c]) * in_stats[cs].mean;
+        }
+        bias[static_cast<size_t>(j)] = static_cast<float>(bias[static_cast<size_t>(j)] - shift);
+      }
+    }
+    add(w_, name + ".bias", {n}, int_bias(qw, bias.data(), name));
     return qw;
   }
 
   void linear_u8(const std::string& name, const std::string& src, const InQuant& in,
-                 const std::vector<ActQuant>& out_per_channel) {
-    const QWeight qw = linear_weight(name, src, in);
+                 const std::vector<Range>& in_stats, const std::vector<ActQuant>& out_per_channel) {
+    const QWeight qw = linear_weight(name, src, in, in_stats);
     const int n = qw.n;
     DyadicVec dy;
     std::vector<uint8_t> zp(static_cast<size_t>(n));
@@ -339,8 +357,9 @@ class VitQuantizer {
   }
 
   // Linear whose output is added to the residual stream (point -> point + 1).
-  void linear_residual(const std::string& name, const std::string& src, const InQuant& in, int point) {
-    const QWeight qw = linear_weight(name, src, in);
+  void linear_residual(const std::string& name, const std::string& src, const InQuant& in,
+                       const std::vector<Range>& in_stats, int point) {
+    const QWeight qw = linear_weight(name, src, in, in_stats);
     const int n = qw.n;
     const Stream& from = streams_[static_cast<size_t>(point)];
     const Stream& to = streams_[static_cast<size_t>(point + 1)];
@@ -368,7 +387,7 @@ class VitQuantizer {
     const ActQuant q = act_quant(cal_.q[i]), kq = act_quant(cal_.k[i]), v = act_quant(cal_.v[i]);
     std::vector<ActQuant> outs;
     for (int j = 0; j < 3 * d; ++j) outs.push_back(j < d ? q : (j < 2 * d ? kq : v));
-    linear_u8(name("qkv"), src("attn.qkv"), InQuant::channels(ln1), outs);
+    linear_u8(name("qkv"), src("attn.qkv"), InQuant::channels(ln1), cal_.ln1_channels[i], outs);
 
     const ActQuant ao = act_quant(cal_.attn_out[i]);
     const double logit_scale = q.scale * kq.scale / std::sqrt(double(hd));
@@ -378,7 +397,7 @@ class VitQuantizer {
     bj["attn"] = {{"zq", q.zero_point},          {"zk", kq.zero_point - 128},   {"zv", v.zero_point - 128},
                   {"to_exp_mult", to_exp.mult}, {"to_exp_shift", to_exp.shift}, {"out_mult", out.mult},
                   {"out_shift", out.shift},     {"out_zp", ao.zero_point}};
-    linear_residual(name("proj"), src("attn.proj"), InQuant::tensor(ao, d), 2 * b);
+    linear_residual(name("proj"), src("attn.proj"), InQuant::tensor(ao, d), cal_.attn_out_channels[i], 2 * b);
 
     const std::vector<ActQuant> ln2 =
         folded_quant(name("ln2"), cal_.ln2[i], cal_.ln2_channels[i], cal_.ln2_rows[i], src("mlp.fc1.weight"), info_.recipe.channel_ln);
@@ -386,7 +405,7 @@ class VitQuantizer {
     // fc1 -> GELU in 2^-10 units (no 8-bit bottleneck) -> fc2 input, per
     // channel (the channel scales fold into fc2's weights).
     const int h = cfg_.mlp_hidden;
-    const QWeight f1 = linear_weight(name("fc1"), src("mlp.fc1"), InQuant::channels(ln2));
+    const QWeight f1 = linear_weight(name("fc1"), src("mlp.fc1"), InQuant::channels(ln2), cal_.ln2_channels[i]);
     const std::vector<ActQuant> ge =
         folded_quant(name("gelu"), cal_.gelu[i], cal_.gelu_channels[i], cal_.gelu_rows[i], src("mlp.fc2.weight"), info_.recipe.channel_gelu);
     DyadicVec to_fixed, to_out;
@@ -402,12 +421,12 @@ class VitQuantizer {
     add(w_, name("fc1.zero_point"), {h}, zp);
     add(w_, name("gelu.mult"), {h}, to_out.mult);
     add(w_, name("gelu.shift"), {h}, to_out.shift);
-    linear_residual(name("fc2"), src("mlp.fc2"), InQuant::channels(ge), 2 * b + 1);
+    linear_residual(name("fc2"), src("mlp.fc2"), InQuant::channels(ge), cal_.gelu_channels[i], 2 * b + 1);
     quant_["blocks"].push_back(bj);
   }
 
   void head(const InQuant& in) {
-    const QWeight qw = linear_weight("head", "head", in);
+    const QWeight qw = linear_weight("head", "head", in, cal_.head_in_channels);
     const int n = qw.n;
     std::vector<float> scale(static_cast<size_t>(n));
     for (int j = 0; j < n; ++j) scale[static_cast<size_t>(j)] = static_cast<float>(qw.scale[static_cast<size_t>(j)]);

@@ -70,14 +70,14 @@ TEST_CASE("e2e: integer DeiT-Tiny W8A8, 4-bit Log-Int-Softmax attention") {
   CHECK(r.top1 >= 80.3);
 }
 
+// FQ-ViT's best on this model is 58.67 (8-bit) / 58.33 (4-bit attention).
 TEST_CASE("e2e: integer ViT-Tiny AugReg W8A8, 8-bit attention") {
   const EvalResult r = run(vti("vit_tiny_a8"), vitint::test::kVitTiny);
-  // FQ-ViT's best is 58.67; guard against regressions of our recipe.
-  CHECK(r.top1 >= 79.5);
-  CHECK(r.agreement >= 89.0);
+  CHECK(r.top1 >= 81.0);
+  CHECK(r.agreement >= 93.0);
 }
 
 TEST_CASE("e2e: integer ViT-Tiny AugReg W8A8, 4-bit Log-Int-Softmax attention") {
   const EvalResult r = run(vti("vit_tiny_a4"), vitint::test::kVitTiny);
-  CHECK(r.top1 >= 79.0);
+  CHECK(r.top1 >= 80.0);
 }
