@@ -3,8 +3,11 @@
 
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <unistd.h>
+
+#include <nlohmann/json.hpp>
 
 #include "tiny_model.h"
 #include "vitint/vitint.h"
@@ -87,57 +90,49 @@ TEST_CASE("model: missing, truncated and corrupted files are refused with a mess
   }
 }
 
-TEST_CASE("model: a file missing a tensor names it") {
+namespace {
+
+// Rewrites the tiny model with edited metadata and tensors (edit_tensor may
+// skip a tensor by returning false, or change its view), then loads it and
+// expects an error whose message contains `expect`.
+void expect_rejected(const std::function<void(nlohmann::json&)>& edit_meta,
+                     const std::function<bool(vitint::format::TensorView&)>& edit_tensor, const std::string& expect) {
   const auto src = vitint::format::Reader::from_bytes(model_bytes(), "tiny");
+  auto meta = src->metadata();
+  edit_meta(meta);
   vitint::format::Writer w;
-  w.set_metadata(src->metadata());
-  for (const auto& t : src->tensors())
-    if (t.name != "blocks.5.fc2.skip_mult") w.add_tensor(t.name, t.dtype, t.shape, t.data, t.nbytes);
+  w.set_metadata(meta);
+  for (vitint::format::TensorView t : src->tensors())
+    if (edit_tensor(t)) w.add_tensor(t.name, t.dtype, t.shape, t.data, t.nbytes);
   std::shared_ptr<const vitint::Model> model;
   const vitint::Status st = load(w.to_bytes(), &model);
   CHECK_FALSE(st.ok());
-  CHECK_MESSAGE(st.message().find("blocks.5.fc2.skip_mult") != std::string::npos, st.message());
+  CHECK_MESSAGE(st.message().find(expect) != std::string::npos, st.message());
+}
+const auto kSameMeta = [](nlohmann::json&) {};
+const auto kSameTensors = [](vitint::format::TensorView&) { return true; };
+
+}  // namespace
+
+TEST_CASE("model: a file missing a tensor names it") {
+  expect_rejected(kSameMeta, [](vitint::format::TensorView& t) { return t.name != "blocks.5.fc2.skip_mult"; },
+                  "blocks.5.fc2.skip_mult");
 }
 
-TEST_CASE("model: a mis-shaped tensor and a bad metadata value are named") {
-  const auto src = vitint::format::Reader::from_bytes(model_bytes(), "tiny");
-  {
-    vitint::format::Writer w;
-    w.set_metadata(src->metadata());
-    for (const auto& t : src->tensors()) {
-      if (t.name == "blocks.0.qkv.bias") {
-        w.add_tensor(t.name, t.dtype, {t.shape[0] - 1}, t.data, t.nbytes - 4);
-      } else {
-        w.add_tensor(t.name, t.dtype, t.shape, t.data, t.nbytes);
-      }
-    }
-    std::shared_ptr<const vitint::Model> model;
-    const vitint::Status st = load(w.to_bytes(), &model);
-    CHECK_FALSE(st.ok());
-    CHECK_MESSAGE(st.message().find("blocks.0.qkv.bias") != std::string::npos, st.message());
-  }
-  {
-    auto meta = src->metadata();
-    meta["quant"]["blocks"][3]["attn"]["to_exp_shift"] = 99;
-    vitint::format::Writer w;
-    w.set_metadata(meta);
-    for (const auto& t : src->tensors()) w.add_tensor(t.name, t.dtype, t.shape, t.data, t.nbytes);
-    std::shared_ptr<const vitint::Model> model;
-    const vitint::Status st = load(w.to_bytes(), &model);
-    CHECK_FALSE(st.ok());
-    CHECK_MESSAGE(st.message().find("quant.blocks[3].attn.to_exp_shift") != std::string::npos, st.message());
-  }
-  {
-    auto meta = src->metadata();
-    meta["family"] = "swin";
-    vitint::format::Writer w;
-    w.set_metadata(meta);
-    for (const auto& t : src->tensors()) w.add_tensor(t.name, t.dtype, t.shape, t.data, t.nbytes);
-    std::shared_ptr<const vitint::Model> model;
-    const vitint::Status st = load(w.to_bytes(), &model);
-    CHECK_FALSE(st.ok());
-    CHECK_MESSAGE(st.message().find("swin") != std::string::npos, st.message());
-  }
+TEST_CASE("model: a mis-shaped tensor and bad metadata values are named") {
+  expect_rejected(kSameMeta,
+                  [](vitint::format::TensorView& t) {
+                    if (t.name == "blocks.0.qkv.bias") {
+                      t.shape = {t.shape[0] - 1};
+                      t.nbytes -= 4;
+                    }
+                    return true;
+                  },
+                  "blocks.0.qkv.bias");
+  expect_rejected([](nlohmann::json& m) { m["quant"]["blocks"][3]["attn"]["to_exp_shift"] = 99; }, kSameTensors,
+                  "quant.blocks[3].attn.to_exp_shift");
+  expect_rejected([](nlohmann::json& m) { m["family"] = "swin"; }, kSameTensors, "swin");
+  expect_rejected([](nlohmann::json& m) { m["hparams"].erase("depth"); }, kSameTensors, "hparams.depth");
 }
 
 TEST_CASE("session: bad arguments are refused, not crashed on") {

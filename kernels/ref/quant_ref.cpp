@@ -129,6 +129,14 @@ inline int32_t exp_of(int32_t logit, int32_t row_max, const SoftmaxParams& p) {
   const int32_t z = apply_dyadic(int64_t{logit} - row_max, p.to_exp_mult, p.to_exp_shift);
   return iexp_ref(z < kMinZ ? kMinZ : z);
 }
+// Row max of the logits and the sum of the row's i-exp values.
+inline int64_t row_exp_sum(const int32_t* a, const SoftmaxParams& p, int32_t* row_max) {
+  *row_max = row_logit(a, p, 0);
+  for (int j = 1; j < p.cols; ++j) *row_max = std::max(*row_max, row_logit(a, p, j));
+  int64_t sum = 0;
+  for (int j = 0; j < p.cols; ++j) sum += exp_of(row_logit(a, p, j), *row_max, p);
+  return sum;
+}
 }  // namespace
 
 void softmax_u8_ref(const int32_t* acc, int ld_acc, const SoftmaxParams& p, uint8_t* probs,
@@ -136,10 +144,8 @@ void softmax_u8_ref(const int32_t* acc, int ld_acc, const SoftmaxParams& p, uint
   for (int i = 0; i < p.rows; ++i) {
     const int32_t* a = acc + static_cast<int64_t>(i) * ld_acc;
     uint8_t* o = probs + static_cast<int64_t>(i) * ld_probs;
-    int32_t row_max = row_logit(a, p, 0);
-    for (int j = 1; j < p.cols; ++j) row_max = std::max(row_max, row_logit(a, p, j));
-    int64_t sum = 0;
-    for (int j = 0; j < p.cols; ++j) sum += exp_of(row_logit(a, p, j), row_max, p);
+    int32_t row_max = 0;
+    const int64_t sum = row_exp_sum(a, p, &row_max);
     const int64_t recip = ((int64_t{255} << 24) + sum / 2) / sum;
     int32_t total = 0;
     for (int j = 0; j < p.cols; ++j) {
@@ -168,10 +174,8 @@ void softmax_lis_ref(const int32_t* acc, int ld_acc, const SoftmaxParams& p, int
   for (int i = 0; i < p.rows; ++i) {
     const int32_t* a = acc + static_cast<int64_t>(i) * ld_acc;
     int16_t* w = weights + static_cast<int64_t>(i) * ld_w;
-    int32_t row_max = row_logit(a, p, 0);
-    for (int j = 1; j < p.cols; ++j) row_max = std::max(row_max, row_logit(a, p, j));
-    int64_t sum = 0;
-    for (int j = 0; j < p.cols; ++j) sum += exp_of(row_logit(a, p, j), row_max, p);
+    int32_t row_max = 0;
+    const int64_t sum = row_exp_sum(a, p, &row_max);
     int32_t total = 0;
     for (int j = 0; j < p.cols; ++j) {
       const int code = lis_code_ref(sum, exp_of(row_logit(a, p, j), row_max, p));
