@@ -39,8 +39,15 @@ void requant_u8(Isa isa, int m, int n, const int32_t* acc, int ld_acc, const Req
 void gelu_u8(Isa isa, int m, int n, const int32_t* acc, int ld_acc, const GeluU8Params& p, uint8_t* out,
              int ld_out) {
   check_isa("gelu_u8", isa);
-  // One path for now: the table lookup is a gather either way.
-  gelu_u8_ref(m, n, acc, ld_acc, p, out, ld_out);
+  switch (isa) {
+    case Isa::kRef:
+      return gelu_u8_ref(m, n, acc, ld_acc, p, out, ld_out);
+    case Isa::kAvx2:
+      return detail::avx2_gelu_u8(m, n, acc, ld_acc, p, out, ld_out);
+    case Isa::kAvx512Vnni:
+    case Isa::kAmx:
+      return detail::avx512_gelu_u8(m, n, acc, ld_acc, p, out, ld_out);
+  }
 }
 
 void residual_add(Isa isa, int m, int n, const int32_t* acc, int ld_acc, const ResidualParams& p,

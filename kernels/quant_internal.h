@@ -19,6 +19,8 @@ constexpr int kMaxSimdCols = 4096;
 
 void avx2_requant_u8(int m, int n, const int32_t* acc, int ld_acc, const RequantU8Params& p,
                      uint8_t* out, int ld_out);
+void avx2_gelu_u8(int m, int n, const int32_t* acc, int ld_acc, const GeluU8Params& p, uint8_t* out,
+                  int ld_out);
 void avx2_residual_add(int m, int n, const int32_t* acc, int ld_acc, const ResidualParams& p,
                        int16_t* stream, int ld_stream);
 void avx2_layernorm(int rows, const int16_t* in, int ld_in, const LayerNormParams& p, uint8_t* out,
@@ -30,6 +32,8 @@ void avx2_softmax_lis(const int32_t* acc, int ld_acc, const SoftmaxParams& p, in
 
 void avx512_requant_u8(int m, int n, const int32_t* acc, int ld_acc, const RequantU8Params& p,
                        uint8_t* out, int ld_out);
+void avx512_gelu_u8(int m, int n, const int32_t* acc, int ld_acc, const GeluU8Params& p, uint8_t* out,
+                    int ld_out);
 void avx512_residual_add(int m, int n, const int32_t* acc, int ld_acc, const ResidualParams& p,
                          int16_t* stream, int ld_stream);
 void avx512_layernorm(int rows, const int16_t* in, int ld_in, const LayerNormParams& p,

@@ -154,6 +154,134 @@ std::vector<uint8_t> run_requant(vk::Isa isa, const RequantCase& c) {
 }
 
 // ---------------------------------------------------------------------------
+// gelu_u8
+
+// One table for all cases, as in a model: random int16 entries, with the
+// int16 extremes at both ends placed opposite to what the neighbouring
+// rule gives (32767 at x = -2^15 next to 0 below, -32768 at x = 2^15 - 1
+// next to x itself above) and alternating, so that an off-by-one range test,
+// a read of the wrong half of a pair or past either end changes outputs.
+const std::vector<int16_t>& gelu_table() {
+  static const std::vector<int16_t> t = [] {
+    Rng rng(55);
+    std::vector<int16_t> v(vk::kGeluTableSize);
+    for (auto& e : v) e = static_cast<int16_t>(uniform(rng, -32768, 32767));
+    v.front() = 32767;
+    v[1] = -32768;
+    v[v.size() - 2] = 32767;
+    v.back() = -32768;
+    return v;
+  }();
+  return t;
+}
+
+struct GeluCase {
+  int m, n, ld_acc, ld_out;
+  std::vector<int32_t> acc, bias, mult, shift, out_mult, out_shift;
+  std::vector<uint8_t> zp;
+};
+
+// Flavours: 0 realistic multipliers (x spans the table and beyond), 1 any
+// dyadic (mult 0, 1, 2^31 - 1, shifts 0..62), 2 x = acc + bias exactly (so
+// x lands on -2^15 - 1, -2^15, 2^15 - 1, 2^15 and their neighbours),
+// 3 tiny multipliers with 33-bit acc + bias sums.
+GeluCase make_gelu(Rng& rng, int m, int n, int flavour) {
+  GeluCase c{m, n, n + 3, n + 5, {}, {}, {}, {}, {}, {}, {}};
+  constexpr int64_t kHalf = vk::kGeluTableSize / 2;
+  std::vector<int64_t> lim(static_cast<size_t>(n)), xlim(static_cast<size_t>(n));
+  for (int j = 0; j < n; ++j) {
+    vk::Dyadic in;
+    switch (flavour) {
+      case 0: in = {static_cast<int32_t>(uniform(rng, 1 << 30, INT32_MAX)), static_cast<int32_t>(uniform(rng, 20, 34))}; break;
+      case 1: in = draw_dyadic(rng); break;
+      case 2: in = {1 << 30, 30}; break;
+      default: in = {static_cast<int32_t>(uniform(rng, 1, INT32_MAX)), static_cast<int32_t>(uniform(rng, 50, 62))}; break;
+    }
+    // Realistic output multipliers (2^-10 units to an 8-bit scale) keep
+    // outputs off the clamps, so a wrong g shows; any dyadic otherwise.
+    vk::Dyadic out = flavour % 2 == 0
+                         ? vk::Dyadic{static_cast<int32_t>(uniform(rng, 1 << 30, INT32_MAX)),
+                                      static_cast<int32_t>(uniform(rng, 36, 40))}
+                         : draw_dyadic(rng);
+    // zp + dyadic(g) must stay inside int32 for table values (|g| <= 2^15)
+    // and for x itself above the table: out ratio < 2^14, |x| < 2^30.
+    if (out.shift < 17 && static_cast<long double>(out.mult) >= std::ldexp(1.0L, out.shift + 14)) out.shift = 17;
+    c.mult.push_back(in.mult);
+    c.shift.push_back(in.shift);
+    c.out_mult.push_back(out.mult);
+    c.out_shift.push_back(out.shift);
+    const int64_t xl = std::min<int64_t>(x_limit(out, 1073741824.0), int64_t{1} << 30);
+    xlim[static_cast<size_t>(j)] = xl;
+    lim[static_cast<size_t>(j)] = x_limit(in, static_cast<double>(xl));
+    const int zk = static_cast<int>(uniform(rng, 0, 3));
+    c.zp.push_back(static_cast<uint8_t>(zk == 0 ? 0 : zk == 1 ? 255 : uniform(rng, 0, 255)));
+  }
+  for (int j = 0; j < n; ++j) {
+    const int64_t l = lim[static_cast<size_t>(j)];
+    if (flavour == 3 && l >= (int64_t{1} << 32)) {
+      c.bias.push_back(static_cast<int32_t>(uniform(rng, 1 << 29, INT32_MAX)) * (j % 2 ? -1 : 1));
+    } else {
+      c.bias.push_back(static_cast<int32_t>(draw_in(rng, std::min<int64_t>(l / 2, INT32_MAX))));
+    }
+  }
+  c.acc.resize(static_cast<size_t>(m) * c.ld_acc, 0x7777);
+  const int64_t edges[] = {-kHalf - 2, -kHalf - 1, -kHalf, -kHalf + 1, kHalf - 2, kHalf - 1, kHalf, kHalf + 1, 0, -1, 1};
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < n; ++j) {
+      const size_t jj = static_cast<size_t>(j);
+      const int64_t l = lim[jj];
+      const int64_t bias = c.bias[jj];
+      int64_t a;
+      if (flavour == 3 && l >= (int64_t{1} << 32)) {
+        a = bias > 0 ? INT32_MAX - uniform(rng, 0, 1 << 28) : INT32_MIN + uniform(rng, 0, 1 << 28);
+      } else {
+        const int kind = static_cast<int>(uniform(rng, 0, 3));
+        if (kind == 0 && c.mult[jj] != 0) {
+          // acc + bias whose x is an edge value, or near one (rounding).
+          const int64_t x = std::clamp<int64_t>(edges[uniform(rng, 0, 10)], -xlim[jj], xlim[jj]);
+          const long double t = static_cast<long double>(x) * std::ldexp(1.0L, c.shift[jj]) / c.mult[jj];
+          a = std::clamp<int64_t>(static_cast<int64_t>(std::llround(t)), -l, l) - bias;
+        } else if (kind == 1 && c.mult[jj] != 0) {
+          // x anywhere in and around the table.
+          const long double t = static_cast<long double>(uniform(rng, -3 * kHalf, 3 * kHalf)) *
+                                std::ldexp(1.0L, c.shift[jj]) / c.mult[jj];
+          a = std::clamp<int64_t>(static_cast<int64_t>(std::llround(t)), -l, l) - bias;
+        } else {
+          a = draw_in(rng, std::min<int64_t>(l / 2, INT32_MAX));
+        }
+        a = std::clamp<int64_t>(a, -l - bias, l - bias);
+        a = std::clamp<int64_t>(a, INT32_MIN, INT32_MAX);
+      }
+      c.acc[static_cast<size_t>(i) * c.ld_acc + j] = static_cast<int32_t>(a);
+    }
+  return c;
+}
+
+std::vector<uint8_t> run_gelu(vk::Isa isa, const GeluCase& c) {
+  std::vector<uint8_t> out(static_cast<size_t>(c.m) * c.ld_out, 0xA5);
+  const vk::GeluU8Params p{c.bias.data(),      c.mult.data(),      c.shift.data(), gelu_table().data(),
+                           c.out_mult.data(), c.out_shift.data(), c.zp.data()};
+  if (isa == vk::Isa::kRef) {
+    vk::gelu_u8_ref(c.m, c.n, c.acc.data(), c.ld_acc, p, out.data(), c.ld_out);
+  } else {
+    vk::gelu_u8(isa, c.m, c.n, c.acc.data(), c.ld_acc, p, out.data(), c.ld_out);
+  }
+  return out;
+}
+
+// The x values (2^-10 units) a case produces, by the reference's formula.
+std::vector<int32_t> gelu_inputs(const GeluCase& c) {
+  std::vector<int32_t> xs;
+  for (int i = 0; i < c.m; ++i)
+    for (int j = 0; j < c.n; ++j) {
+      const size_t jj = static_cast<size_t>(j);
+      xs.push_back(vk::apply_dyadic(int64_t{c.acc[static_cast<size_t>(i) * c.ld_acc + j]} + c.bias[jj], c.mult[jj],
+                                    c.shift[jj]));
+    }
+  return xs;
+}
+
+// ---------------------------------------------------------------------------
 // residual_add
 
 struct ResidualCase {
@@ -377,6 +505,35 @@ TEST_CASE("requant_u8: every path equals the reference") {
   const auto want = run_requant(vk::Isa::kRef, c);
   for (vk::Isa isa : simd_isas())
     EXPECT_SAME(run_requant(isa, c), want, c.ld_out, "out", ctx_of(isa, "requant_u8", 197, 64, 1));
+}
+
+TEST_CASE("gelu_u8: every path equals the reference") {
+  Rng rng(505);
+  constexpr int32_t kHalf = vk::kGeluTableSize / 2;
+  std::set<int32_t> edges_seen;
+  bool above = false, below = false;
+  for (int n : kSizes) {
+    for (int flavour = 0; flavour < 4; ++flavour) {
+      const int m = n >= 768 ? 3 : (flavour == 0 ? 17 : 7);
+      const GeluCase c = make_gelu(rng, m, n, flavour);
+      for (int32_t x : gelu_inputs(c)) {
+        if (x == -kHalf - 1 || x == -kHalf || x == kHalf - 1 || x == kHalf) edges_seen.insert(x);
+        above = above || x > kHalf;
+        below = below || x < -kHalf - 1;
+      }
+      const auto want = run_gelu(vk::Isa::kRef, c);
+      for (vk::Isa isa : simd_isas())
+        EXPECT_SAME(run_gelu(isa, c), want, c.ld_out, "out", ctx_of(isa, "gelu_u8", m, n, flavour));
+    }
+  }
+  // fc1 shape of DeiT-S (one row block).
+  const GeluCase c = make_gelu(rng, 101, 1536, 0);
+  const auto want = run_gelu(vk::Isa::kRef, c);
+  for (vk::Isa isa : simd_isas())
+    EXPECT_SAME(run_gelu(isa, c), want, c.ld_out, "out", ctx_of(isa, "gelu_u8", 101, 1536, 0));
+  CHECK(edges_seen.size() == 4);  // both ends of the table and just outside them
+  CHECK(above);
+  CHECK(below);
 }
 
 TEST_CASE("residual_add: every path equals the reference") {

@@ -125,6 +125,35 @@ void requant_block(int m, const int32_t* acc, int ld_acc, const RequantU8Params&
   }
 }
 
+// GELU (see the AVX-512 file): the table is gathered as aligned int32 pairs
+// and the wanted half shifted into place, so no read leaves the table.
+template <bool kHiIn, bool kHiOut>
+void gelu_block(int m, const int32_t* acc, int ld_acc, const GeluU8Params& block, const Dyadic8& din,
+                const Dyadic8& dout, uint8_t* out, int ld_out) {
+  const Folded in_c = fold(din, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block.bias)), false);
+  const Folded out_c{dout.rnd_e, dout.rnd_o};
+  const __m256i zp = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(block.zero_point)));
+  const __m256i lo = _mm256_set1_epi32(-(kGeluTableSize / 2));
+  const __m256i hi = _mm256_set1_epi32(kGeluTableSize / 2 - 1);
+  const __m256i one = _mm256_set1_epi32(1);
+  const __m256i zero = _mm256_setzero_si256();
+  const __m256i max_q = _mm256_set1_epi32(255);
+  const auto* pairs = reinterpret_cast<const int*>(block.table);
+  for (int i = 0; i < m; ++i) {
+    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + static_cast<int64_t>(i) * ld_acc));
+    const __m256i x = dyadic8<kHiIn>(a, din, in_c);
+    const __m256i idx = _mm256_sub_epi32(_mm256_min_epi32(_mm256_max_epi32(x, lo), hi), lo);
+    const __m256i pair = _mm256_i32gather_epi32(pairs, _mm256_srli_epi32(idx, 1), 4);
+    const __m256i up = _mm256_slli_epi32(_mm256_andnot_si256(idx, one), 4);
+    __m256i g = _mm256_srai_epi32(_mm256_sllv_epi32(pair, up), 16);
+    g = _mm256_blendv_epi8(g, x, _mm256_cmpgt_epi32(x, hi));
+    g = _mm256_andnot_si256(_mm256_cmpgt_epi32(lo, x), g);
+    __m256i v = _mm256_add_epi32(zp, dyadic8<kHiOut>(g, dout, out_c));
+    v = _mm256_min_epi32(_mm256_max_epi32(v, zero), max_q);
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(out + static_cast<int64_t>(i) * ld_out), to_u8(v));
+  }
+}
+
 template <bool kHi>
 void residual_block(int m, int n, const int32_t* acc, int ld_acc, const ResidualParams& block,
                     const Dyadic8& br, const Dyadic8& sk, int16_t* stream, int ld_stream) {
@@ -390,6 +419,34 @@ void avx2_requant_u8(int m, int n, const int32_t* acc, int ld_acc, const Requant
   if (full < n) {
     const RequantU8Params block{p.bias + full, p.mult + full, p.shift + full, p.zero_point + full, p.table};
     requant_u8_ref(m, n - full, acc + full, ld_acc, block, out + full, ld_out);
+  }
+}
+
+void avx2_gelu_u8(int m, int n, const int32_t* acc, int ld_acc, const GeluU8Params& p, uint8_t* out,
+                  int ld_out) {
+  if (m <= 0 || n <= 0) return;
+  const int full = n / 8 * 8;
+  for (int j0 = 0; j0 < full; j0 += 8) {
+    const Dyadic8 din = load_dyadic(p.mult + j0, p.shift + j0);
+    const Dyadic8 dout = load_dyadic(p.out_mult + j0, p.out_shift + j0);
+    const GeluU8Params block{p.bias + j0, p.mult + j0, p.shift + j0, p.table, p.out_mult + j0, p.out_shift + j0,
+                             p.zero_point + j0};
+    if (din.hi) {
+      if (dout.hi) {
+        gelu_block<true, true>(m, acc + j0, ld_acc, block, din, dout, out + j0, ld_out);
+      } else {
+        gelu_block<true, false>(m, acc + j0, ld_acc, block, din, dout, out + j0, ld_out);
+      }
+    } else if (dout.hi) {
+      gelu_block<false, true>(m, acc + j0, ld_acc, block, din, dout, out + j0, ld_out);
+    } else {
+      gelu_block<false, false>(m, acc + j0, ld_acc, block, din, dout, out + j0, ld_out);
+    }
+  }
+  if (full < n) {
+    const GeluU8Params block{p.bias + full, p.mult + full, p.shift + full, p.table, p.out_mult + full,
+                             p.out_shift + full, p.zero_point + full};
+    gelu_u8_ref(m, n - full, acc + full, ld_acc, block, out + full, ld_out);
   }
 }
 
