@@ -31,6 +31,8 @@ LIST has "FILE LABEL" lines (ImageNet val.txt style); the first N images
                       and the next linear layer (RepQ-ViT style; default on)
   --channel-gelu / --no-channel-gelu
                       per-channel GELU-output (fc2 input) quantization folded into fc2 (default on)
+  --no-lis-normalize   4-bit attention: keep the rows' sums of 2^-code as FQ-ViT does
+                      (default: rescale each row to a unit sum)
   --bias-correction    absorb the weight rounding's expected output shift into the biases
                       (from calibration means; default off)
   --residual-bits     bits of the integer residual stream (default 16)
@@ -47,7 +49,7 @@ int main(int argc, char** argv) {
     const Args args(argc, argv,
                     {"output", "calib-list", "calib-root", "calib-count", "attn-bits", "quant-method",
                      "residual-bits", "labels"},
-                    {"pts", "no-pts", "lis", "no-lis", "channel-ln", "no-channel-ln", "channel-gelu", "no-channel-gelu", "bias-correction", "force", "quiet", "json", "help"});
+                    {"pts", "no-pts", "lis", "no-lis", "channel-ln", "no-channel-ln", "channel-gelu", "no-channel-gelu", "bias-correction", "no-lis-normalize", "force", "quiet", "json", "help"});
     if (args.has("help")) {
       std::fputs(kUsage, stdout);
       return 0;
@@ -70,6 +72,7 @@ int main(int argc, char** argv) {
       throw vitint::Error("--channel-gelu and --no-channel-gelu contradict each other");
     info.recipe.channel_gelu = !args.has("no-channel-gelu");
     info.recipe.bias_correction = args.has("bias-correction");
+    info.recipe.lis_normalize = !args.has("no-lis-normalize");
     info.recipe.attention_bits = args.get_int("attn-bits", 8, 4, 8);
     if (info.recipe.attention_bits != 4 && info.recipe.attention_bits != 8)
       throw vitint::Error("--attn-bits must be 8 or 4");

@@ -133,6 +133,7 @@ class VitQuantizer {
     quant_["norm"] = layernorm("norm", streams_.back(), head_in);
     head(InQuant::channels(head_in));
     quant_["attention_bits"] = info_.recipe.attention_bits;
+    quant_["lis_normalize"] = info_.recipe.lis_normalize ? 1 : 0;
     quant_["residual_bits"] = info_.recipe.residual_bits;
     w_->set_metadata(metadata());
   }
@@ -161,6 +162,7 @@ class VitQuantizer {
                         {"channel_ln", info_.recipe.channel_ln},
                         {"channel_gelu", info_.recipe.channel_gelu},
                         {"bias_correction", info_.recipe.bias_correction},
+                        {"lis_normalize", info_.recipe.lis_normalize},
                         {"attention_bits", info_.recipe.attention_bits},
                         {"residual_bits", info_.recipe.residual_bits},
                         {"weights", "int8 symmetric per output channel"},

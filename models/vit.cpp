@@ -259,6 +259,7 @@ class Builder {
     attn->dim = d;
     attn->heads = info_.num_heads;
     attn->attention_bits = info_.attention_bits;
+    attn->lis_normalize = q.contains("lis_normalize") && q.at("lis_normalize").integer(0, 1) == 1;
     attn->zq = am.at("zq").i32(0, 255);
     attn->zk = am.at("zk").i32(-128, 127);
     attn->zv = am.at("zv").i32(-128, 127);

@@ -128,6 +128,7 @@ struct LinearOp final : Op {
 // copy of the scratch buffer (declared per thread, scratch_bytes each).
 struct AttentionOp final : Op {
   int tokens = 0, dim = 0, heads = 0, attention_bits = 8;
+  bool lis_normalize = false;  // rescale each row of 4-bit attention to a unit sum
   int32_t zq = 0, zk = 0, zv = 0;  // q uint8 zero point; k, v int8 zero points
   int32_t to_exp_mult = 0, to_exp_shift = 0;
   std::vector<int32_t> out_bias, out_mult, out_shift;  // per head_dim column (constant)
