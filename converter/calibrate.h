@@ -24,6 +24,9 @@ struct Recipe {
   // Fold the expected output shift of the weight rounding into the biases
   // (off by default: no measurable gain on DeiT-T / ViT-T, within +-0.4 top-1).
   bool bias_correction = false;
+  // 4-bit attention: rescale each row of Log-Int-Softmax weights to a unit
+  // sum before attn @ v (FQ-ViT leaves the sum of 2^-code as it falls).
+  bool lis_normalize = true;
   int attention_bits = 8;         // 8: uniform uint8 probabilities, 4: Log-Int-Softmax
   int residual_bits = 16;         // residual stream bits (8 as FQ-ViT, 16 as I-ViT)
 };
