@@ -16,7 +16,7 @@ namespace {
 constexpr int32_t kOne = 1 << 30;  // with shift 30: multiplier 1.0
 }  // namespace
 
-TEST_CASE("make_dyadic: mantissa in [2^30, 2^31), shift = 31 - exponent") {
+TEST_CASE("make_dyadic: mantissa from 2^30 to 2^31, shift = 31 - exponent") {
   auto check = [](double ratio, int32_t mult, int32_t shift) {
     const vk::Dyadic d = vk::make_dyadic(ratio);
     CAPTURE(ratio);
@@ -84,7 +84,7 @@ TEST_CASE("isqrt_u64 is the exact floor of the square root") {
   CHECK(vk::isqrt_u64(uint64_t{4294967295} * 4294967295u + 1) == 4294967295u);
 }
 
-TEST_CASE("iexp_ref: I-BERT polynomial on [-ln2, 0], then a shift per ln2") {
+TEST_CASE("iexp_ref: I-BERT polynomial on -ln2..0, then a shift per ln2") {
   CHECK(vk::iexp_ref(0) == vk::kExpC);
   CHECK(vk::iexp_ref(-1) == 379859);               // -1 * 998 + kExpC
   CHECK(vk::iexp_ref(-128) == 269369);             // exp(-ln2 / 2) * kExpC = 269306
