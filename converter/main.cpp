@@ -1,6 +1,7 @@
 // vitint-convert: timm checkpoint + calibration images -> integer .vti model.
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <thread>
 
@@ -10,19 +11,27 @@
 #include "converter/cli.h"
 #include "converter/dataset.h"
 #include "converter/quantize.h"
+#include "converter/report.h"
+#include "engine/src/format.h"
 #include "vitint/error.h"
 
 namespace {
 
 const char* kUsage = R"(usage: vitint-convert CHECKPOINT_DIR -o MODEL.vti --calib-list LIST --calib-root DIR
-                      [--calib-count N] [--attn-bits 8|4] [--quant-method minmax]
+                      [--calib-count N] [--attn-bits 8|4] [--quant-method minmax|ema|percentile|omse]
                       [--pts | --no-pts] [--lis | --no-lis] [--residual-bits 16|8]
-                      [--labels FILE] [--force] [--quiet] [--json]
+                      [--labels FILE] [--report FILE.json] [--force] [--quiet] [--json]
 
 CHECKPOINT_DIR holds model.safetensors and config.json as timm publishes them
 (e.g. the files of hf-hub:timm/deit_tiny_patch16_224.fb_in1k).
 LIST has "FILE LABEL" lines (ImageNet val.txt style); the first N images
 (default 100) calibrate the activation quantizers.
+  --quant-method M    activation calibrator, as FQ-ViT defines them (default minmax):
+                      minmax      running min/max
+                      ema         min/max smoothed by an EMA (0.01) over 10 mini-batches of images
+                      percentile  the 1e-5 and 1 - 1e-5 quantiles
+                      omse        min/max shrunk by (1 - 0.01 i), i < 90, least squared error
+                      (with PTS the residual-stream ranges stay min/max, as FQ-ViT's PTF observer)
   --attn-bits 8|4     attention probabilities: uniform uint8, or 4-bit Log-Int-Softmax
   --lis / --no-lis    same as --attn-bits 4 / 8 (FQ-ViT's switch)
   --pts / --no-pts    power-of-two channel scales on LayerNorm inputs (default on)
@@ -31,6 +40,8 @@ LIST has "FILE LABEL" lines (ImageNet val.txt style); the first N images
                       and the next linear layer (RepQ-ViT style; default on)
   --channel-gelu / --no-channel-gelu
                       per-channel GELU-output (fc2 input) quantization folded into fc2 (default on)
+  --channel-attn / --no-channel-attn
+                      per-channel attention-context (proj input) quantization folded into proj (default on)
   --no-lis-normalize   4-bit attention: keep the rows' sums of 2^-code as FQ-ViT does
                       (default: rescale each row to a unit sum)
   --bias-correction    absorb the weight rounding's expected output shift into the biases
@@ -38,6 +49,9 @@ LIST has "FILE LABEL" lines (ImageNet val.txt style); the first N images
   --residual-bits     bits of the integer residual stream (default 16)
   --labels FILE       class names, one "nXXXXXXXX name" line per class, stored in the model
   --force             overwrite MODEL.vti if it exists
+  --report FILE.json  per-layer statistics (range, outlier channels, quantization error as SQNR
+                      on the calibration images) to FILE.json, and a table on stdout (on
+                      stderr with --json; none with --quiet)
   --json              print a JSON summary on stdout
 )";
 
@@ -48,8 +62,8 @@ int main(int argc, char** argv) {
   try {
     const Args args(argc, argv,
                     {"output", "calib-list", "calib-root", "calib-count", "attn-bits", "quant-method",
-                     "residual-bits", "labels"},
-                    {"pts", "no-pts", "lis", "no-lis", "channel-ln", "no-channel-ln", "channel-gelu", "no-channel-gelu", "bias-correction", "no-lis-normalize", "force", "quiet", "json", "help"});
+                     "residual-bits", "labels", "report"},
+                    {"pts", "no-pts", "lis", "no-lis", "channel-ln", "no-channel-ln", "channel-gelu", "no-channel-gelu", "channel-attn", "no-channel-attn", "bias-correction", "no-lis-normalize", "force", "quiet", "json", "help"});
     if (args.has("help")) {
       std::fputs(kUsage, stdout);
       return 0;
@@ -62,6 +76,8 @@ int main(int argc, char** argv) {
 
     ConvertInfo info;
     info.recipe.method = args.get("quant-method", "minmax");
+    if (!calib::is_method(info.recipe.method))
+      throw vitint::Error("--quant-method must be minmax, ema, percentile or omse (got '" + info.recipe.method + "')");
     if (args.has("pts") && args.has("no-pts")) throw vitint::Error("--pts and --no-pts contradict each other");
     if (args.has("lis") && args.has("no-lis")) throw vitint::Error("--lis and --no-lis contradict each other");
     info.recipe.pts = !args.has("no-pts");
@@ -71,6 +87,9 @@ int main(int argc, char** argv) {
     if (args.has("channel-gelu") && args.has("no-channel-gelu"))
       throw vitint::Error("--channel-gelu and --no-channel-gelu contradict each other");
     info.recipe.channel_gelu = !args.has("no-channel-gelu");
+    if (args.has("channel-attn") && args.has("no-channel-attn"))
+      throw vitint::Error("--channel-attn and --no-channel-attn contradict each other");
+    info.recipe.channel_attn = !args.has("no-channel-attn");
     info.recipe.bias_correction = args.has("bias-correction");
     info.recipe.lis_normalize = !args.has("no-lis-normalize");
     info.recipe.attention_bits = args.get_int("attn-bits", 8, 4, 8);
@@ -114,6 +133,15 @@ int main(int argc, char** argv) {
     vitint::format::Writer writer;
     quantize_vit(ckpt, cal, info, &writer);
     writer.write(output, force);
+    if (args.has("report")) {
+      const std::string report_path = args.get("report");
+      const Report report = build_report(model, images, cal, info.recipe,
+                                         vitint::format::Reader::open(output)->metadata(), !quiet);
+      std::ofstream f(report_path);
+      f << report_json(report).dump(2) << "\n";
+      if (!f) throw vitint::Error("cannot write report " + report_path);
+      if (!quiet) std::fputs(report_table(report).c_str(), args.has("json") ? stderr : stdout);
+    }
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (args.has("json")) {
       nlohmann::json j = {{"output", output},

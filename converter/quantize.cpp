@@ -163,6 +163,7 @@ class VitQuantizer {
                         {"channel_gelu", info_.recipe.channel_gelu},
                         {"bias_correction", info_.recipe.bias_correction},
                         {"lis_normalize", info_.recipe.lis_normalize},
+                        {"channel_attn", info_.recipe.channel_attn},
                         {"attention_bits", info_.recipe.attention_bits},
                         {"residual_bits", info_.recipe.residual_bits},
                         {"weights", "int8 symmetric per output channel"},
@@ -391,15 +392,24 @@ class VitQuantizer {
     for (int j = 0; j < 3 * d; ++j) outs.push_back(j < d ? q : (j < 2 * d ? kq : v));
     linear_u8(name("qkv"), src("attn.qkv"), InQuant::channels(ln1), cal_.ln1_channels[i], outs);
 
-    const ActQuant ao = act_quant(cal_.attn_out[i]);
+    // The attention context (proj input), per channel folded into proj.
+    const std::vector<ActQuant> ao = folded_quant(name("attn.out"), cal_.attn_out[i], cal_.attn_out_channels[i],
+                                                  cal_.attn_out_rows[i], src("attn.proj.weight"), info_.recipe.channel_attn);
     const double logit_scale = q.scale * kq.scale / std::sqrt(double(hd));
     const kernels::Dyadic to_exp = kernels::make_dyadic(logit_scale / (std::log(2.0) / (1 << kernels::kExpBits)));
     const double p_scale = info_.recipe.attention_bits == 8 ? 1.0 / 255.0 : 1.0 / 16384.0;
-    const kernels::Dyadic out = kernels::make_dyadic(p_scale * v.scale / ao.scale);
-    bj["attn"] = {{"zq", q.zero_point},          {"zk", kq.zero_point - 128},   {"zv", v.zero_point - 128},
-                  {"to_exp_mult", to_exp.mult}, {"to_exp_shift", to_exp.shift}, {"out_mult", out.mult},
-                  {"out_shift", out.shift},     {"out_zp", ao.zero_point}};
-    linear_residual(name("proj"), src("attn.proj"), InQuant::tensor(ao, d), cal_.attn_out_channels[i], 2 * b);
+    DyadicVec out;
+    std::vector<uint8_t> out_zp(static_cast<size_t>(d));
+    for (int c = 0; c < d; ++c) {
+      out.push(p_scale * v.scale / ao[static_cast<size_t>(c)].scale);
+      out_zp[static_cast<size_t>(c)] = static_cast<uint8_t>(ao[static_cast<size_t>(c)].zero_point);
+    }
+    add(w_, name("attn.out_mult"), {d}, out.mult);
+    add(w_, name("attn.out_shift"), {d}, out.shift);
+    add(w_, name("attn.out_zero_point"), {d}, out_zp);
+    bj["attn"] = {{"zq", q.zero_point},          {"zk", kq.zero_point - 128}, {"zv", v.zero_point - 128},
+                  {"to_exp_mult", to_exp.mult}, {"to_exp_shift", to_exp.shift}};
+    linear_residual(name("proj"), src("attn.proj"), InQuant::channels(ao), cal_.attn_out_channels[i], 2 * b);
 
     const std::vector<ActQuant> ln2 =
         folded_quant(name("ln2"), cal_.ln2[i], cal_.ln2_channels[i], cal_.ln2_rows[i], src("mlp.fc1.weight"), info_.recipe.channel_ln);

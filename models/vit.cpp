@@ -267,9 +267,10 @@ class Builder {
     attn->to_exp_shift = am.at("to_exp_shift").i32(0, 62);
     const int hd = d / info_.num_heads;
     attn->out_bias.assign(static_cast<size_t>(hd), 0);
-    attn->out_mult.assign(static_cast<size_t>(hd), am.at("out_mult").i32(0, INT32_MAX));
-    attn->out_shift.assign(static_cast<size_t>(hd), am.at("out_shift").i32(0, 62));
-    attn->out_zp.assign(static_cast<size_t>(hd), static_cast<uint8_t>(am.at("out_zp").i32(0, 255)));
+    attn->out_mult = i32s(b("attn.out_mult"), d);
+    attn->out_shift = i32s(b("attn.out_shift"), d);
+    check_dyadic(b("attn.out"), attn->out_mult, attn->out_shift, d);
+    attn->out_zp = file_.tensor(b("attn.out_zero_point"), DType::kU8, {d}).as<uint8_t>();
     attn->qkv = qkv_;
     attn->out = act_;
     attn->scratch = attn_scratch_;

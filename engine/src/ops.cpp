@@ -35,6 +35,58 @@ RowRange split_rows(int rows, int parts, int part) {
   return {edge(part), edge(part + 1)};
 }
 
+// Column blocks of a GEMM start on a multiple of this. Every path packs B
+// as a sequence of column panels (gemm_internal.h: 16 columns for AVX2, 64
+// for AVX-512, 16-column tiles for AMX, plain rows of B for the reference),
+// so from a panel boundary j on, the packed bytes are a packed B of their
+// own, packed_b_bytes(isa, j, k) bytes in. AMX computes tile pairs: 32.
+int column_unit(k::Isa isa) {
+  switch (isa) {
+    case k::Isa::kAvx512Vnni:
+      return 64;
+    case k::Isa::kAmx:
+      return 32;
+    default:
+      return 16;
+  }
+}
+
+// Columns of block `part` of `parts` (whole column units, the last block
+// ends at n).
+RowRange split_cols(int n, int unit, int parts, int part) {
+  const int units = (n + unit - 1) / unit;
+  auto edge = [&](int p) { return std::min(n, units * p / parts * unit); };
+  return {edge(part), part + 1 == parts ? n : edge(part + 1)};
+}
+
+// A GEMM of m x n cut into row_parts x col_parts blocks, one per thread.
+struct GemmSplit {
+  int row_parts = 1, col_parts = 1;
+  int tasks() const { return row_parts * col_parts; }
+};
+
+// The grid (row_parts * col_parts = threads) whose largest block, in 16-row
+// tiles times column units, is smallest; columns win ties: each thread then
+// streams only its share of the weights, and 197 rows (13 tiles) do not
+// halve evenly while the ViT widths do.
+GemmSplit split_gemm(int m, int n, int unit, int threads) {
+  const int units = (n + unit - 1) / unit;
+  GemmSplit best;
+  int64_t best_cost = -1;
+  for (int cp = std::min(threads, units); cp >= 1; --cp) {
+    if (threads % cp != 0) continue;
+    const int rp = row_parts(m, threads / cp);
+    int tiles = 0;
+    for (int p = 0; p < rp; ++p) tiles = std::max(tiles, (split_rows(m, rp, p).size() + 15) / 16);
+    const int64_t cost = int64_t{tiles} * ((units + cp - 1) / cp);
+    if (best_cost < 0 || cost < best_cost) {
+      best_cost = cost;
+      best = {rp, cp};
+    }
+  }
+  return best;
+}
+
 }  // namespace
 
 AlignedBuffer::AlignedBuffer(size_t bytes) : size_(bytes) {
@@ -69,6 +121,12 @@ void PackedLinear::pack(k::Isa isa, const int8_t* weight, int n_out, int k_in) {
 
 void PackedLinear::gemm(k::Isa isa, int m, const uint8_t* a, int lda, int32_t* acc) const {
   k::gemm_u8s8s32(isa, m, n, k, a, lda, packed.data(), acc, n);
+}
+
+void PackedLinear::gemm_cols(k::Isa isa, int m, int col_begin, int col_end, const uint8_t* a, int lda,
+                             int32_t* acc, int ldc) const {
+  const uint8_t* b = packed.data() + k::packed_b_bytes(isa, col_begin, k);
+  k::gemm_u8s8s32(isa, m, col_end - col_begin, k, a, lda, b, acc + col_begin, ldc);
 }
 
 void PatchEmbedOp::run(ExecContext& ctx) const {
@@ -127,23 +185,33 @@ void LayerNormOp::run(ExecContext& ctx) const {
 void LinearOp::run(ExecContext& ctx) const {
   const int m = ctx.batch * rows_per_image;
   const int n = linear.n;
-  const int parts = row_parts(m, ctx.threads());
-  // GEMM and epilogue per block of rows (the epilogue reads the block's
-  // accumulators while they are still in cache).
-  ctx.parallel(parts, [&](int part, int) {
-    const RowRange r = split_rows(m, parts, part);
-    if (r.size() <= 0) return;
+  const int unit = column_unit(ctx.isa);
+  const GemmSplit split = split_gemm(m, n, unit, ctx.threads());
+  // GEMM and epilogue per block (the epilogue reads the block's
+  // accumulators while they are still in cache). Every block of a call has
+  // the same A rows per column block, so the kernels' per-thread A buffers
+  // see the same sizes whichever thread takes which block.
+  ctx.parallel(split.tasks(), [&](int task, int) {
+    const RowRange r = split_rows(m, split.row_parts, task / split.col_parts);
+    const RowRange c = split_cols(n, unit, split.col_parts, task % split.col_parts);
+    if (r.size() <= 0 || c.size() <= 0) return;
+    const size_t at = static_cast<size_t>(r.begin) * n + c.begin;
     int32_t* accum = ctx.buf<int32_t>(acc) + static_cast<size_t>(r.begin) * n;
-    linear.gemm(ctx.isa, r.size(), ctx.buf<uint8_t>(in) + static_cast<size_t>(r.begin) * linear.k, linear.k, accum);
+    linear.gemm_cols(ctx.isa, r.size(), c.begin, c.end, ctx.buf<uint8_t>(in) + static_cast<size_t>(r.begin) * linear.k,
+                     linear.k, accum, n);
+    const int j = c.begin;
     if (skip_mult) {
-      const k::ResidualParams rp{linear.bias, 1, linear.mult, linear.shift, skip_mult, skip_shift, zp_in, zp_out, qmin, qmax};
-      k::residual_add(ctx.isa, r.size(), n, accum, n, rp, ctx.buf<int16_t>(out) + static_cast<size_t>(r.begin) * n, n);
+      const k::ResidualParams rp{linear.bias + j, 1, linear.mult + j, linear.shift + j, skip_mult + j, skip_shift + j,
+                                 zp_in, zp_out, qmin, qmax};
+      k::residual_add(ctx.isa, r.size(), c.size(), accum + j, n, rp, ctx.buf<int16_t>(out) + at, n);
     } else if (gelu_table) {
-      const k::GeluU8Params gp{linear.bias, linear.mult, linear.shift, gelu_table, gelu_mult, gelu_shift, zero_point};
-      k::gelu_u8(ctx.isa, r.size(), n, accum, n, gp, ctx.buf<uint8_t>(out) + static_cast<size_t>(r.begin) * n, n);
+      const k::GeluU8Params gp{linear.bias + j, linear.mult + j, linear.shift + j, gelu_table,
+                               gelu_mult + j,   gelu_shift + j,  zero_point + j};
+      k::gelu_u8(ctx.isa, r.size(), c.size(), accum + j, n, gp, ctx.buf<uint8_t>(out) + at, n);
     } else {
-      const k::RequantU8Params rq{linear.bias, linear.mult, linear.shift, zero_point, table};
-      k::requant_u8(ctx.isa, r.size(), n, accum, n, rq, ctx.buf<uint8_t>(out) + static_cast<size_t>(r.begin) * n, n);
+      const k::RequantU8Params rq{linear.bias + j, linear.mult + j, linear.shift + j, zero_point + j,
+                                  table};
+      k::requant_u8(ctx.isa, r.size(), c.size(), accum + j, n, rq, ctx.buf<uint8_t>(out) + at, n);
     }
   });
 }
@@ -242,7 +310,6 @@ void AttentionOp::run(ExecContext& ctx) const {
   const int ld = 3 * d_model;
   const int32_t z_v = zv;
   const size_t stride = scratch_bytes(ctx.isa, t_count, hd);
-  const k::RequantU8Params rq{out_bias.data(), out_mult.data(), out_shift.data(), out_zp.data(), nullptr};
   const k::SoftmaxParams sp0{0, t_count, nullptr, zq, to_exp_mult, to_exp_shift};
   // Tasks: (image, head, block of query rows). Query blocks only when the
   // (image, head) pairs do not divide evenly among the threads (DeiT-Tiny has
@@ -278,6 +345,7 @@ void AttentionOp::run(ExecContext& ctx) const {
       k::gemm_s16s8s32(ctx.isa, rows, hd, t_count, w, t_count, s.packed_v, s.out_acc, hd);
     }
     subtract_zv(s.out_acc, rows, hd, z_v, s.rowsum, attention_bits == 4 && lis_normalize);
+    const k::RequantU8Params rq{out_bias.data(), out_mult + h * hd, out_shift + h * hd, out_zp + h * hd, nullptr};
     k::requant_u8(ctx.isa, rows, hd, s.out_acc, hd, rq, out_img + static_cast<size_t>(r.begin) * d_model + h * hd,
                   d_model);
   });

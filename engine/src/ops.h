@@ -79,6 +79,10 @@ struct PackedLinear {
   const int32_t* shift = nullptr;
   void pack(kernels::Isa isa, const int8_t* weight, int n_out, int k_in);
   void gemm(kernels::Isa isa, int m, const uint8_t* a, int lda, int32_t* acc) const;
+  // Columns [col_begin, col_end) only, into acc[i * ldc + j] (j absolute);
+  // col_begin on a column panel boundary of the path (see ops.cpp).
+  void gemm_cols(kernels::Isa isa, int m, int col_begin, int col_end, const uint8_t* a, int lda, int32_t* acc,
+                 int ldc) const;
 };
 
 // Patch embedding: im2col of uint8 pixels, GEMM with the (normalization-
@@ -131,8 +135,11 @@ struct AttentionOp final : Op {
   bool lis_normalize = false;  // rescale each row of 4-bit attention to a unit sum
   int32_t zq = 0, zk = 0, zv = 0;  // q uint8 zero point; k, v int8 zero points
   int32_t to_exp_mult = 0, to_exp_shift = 0;
-  std::vector<int32_t> out_bias, out_mult, out_shift;  // per head_dim column (constant)
-  std::vector<uint8_t> out_zp;
+  // Context requantization per model channel (head h owns h*hd .. h*hd+hd-1).
+  std::vector<int32_t> out_bias;  // zeros
+  const int32_t* out_mult = nullptr;
+  const int32_t* out_shift = nullptr;
+  const uint8_t* out_zp = nullptr;
   int qkv = -1, out = -1, scratch = -1;
   static size_t scratch_bytes(kernels::Isa isa, int tokens, int head_dim);
   void run(ExecContext& ctx) const override;
