@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <map>
 #include <mutex>
 #include <thread>
+#include <tuple>
 
 #include "converter/dataset.h"
 #include "vitint/error.h"
@@ -33,114 +35,468 @@ ActQuant act_quant(const Range& r) {
   return q;
 }
 
+// ---------------------------------------------------------------------------
+namespace calib {
+
+bool is_method(const std::string& name) {
+  return std::any_of(std::begin(kMethods), std::end(kMethods), [&](const char* m) { return name == m; });
+}
+
+int ema_batch(int image, int images) {
+  return static_cast<int>(int64_t{image} * kEmaBatches / std::max(images, 1));
+}
+
+std::pair<double, double> ema(const std::vector<std::pair<double, double>>& batch_min_max) {
+  if (batch_min_max.empty()) throw Error("calib::ema: no batches");
+  std::pair<double, double> m = batch_min_max.front();
+  for (size_t i = 1; i < batch_min_max.size(); ++i) {
+    m.first += kEmaMomentum * (batch_min_max[i].first - m.first);
+    m.second += kEmaMomentum * (batch_min_max[i].second - m.second);
+  }
+  return m;
+}
+
+double Grid::fake(double x) const {
+  const double q = std::clamp(std::round(x / scale) + zero_point, double(qmin), double(qmax));
+  return (q - zero_point) * scale;
+}
+
+Grid grid_for(const Range& r, int bits) {
+  if (bits == 16) {
+    const StreamGrid s = stream_grid(r, 16, false);
+    return {s.base_scale, s.zero_point, s.qmin, s.qmax};
+  }
+  VITINT_ASSERT(bits == 8);
+  const ActQuant a = act_quant(r);
+  return {a.scale, a.zero_point, 0, 255};
+}
+
+void Tails::push_top(float v) {
+  if (top_.size() == k_) {
+    if (k_ == 0) return;
+    std::pop_heap(top_.begin(), top_.end(), std::greater<float>());
+    top_.back() = v;
+  } else {
+    top_.push_back(v);
+  }
+  std::push_heap(top_.begin(), top_.end(), std::greater<float>());
+}
+
+void Tails::push_bottom(float v) {
+  if (bottom_.size() == k_) {
+    if (k_ == 0) return;
+    std::pop_heap(bottom_.begin(), bottom_.end());
+    bottom_.back() = v;
+  } else {
+    bottom_.push_back(v);
+  }
+  std::push_heap(bottom_.begin(), bottom_.end());
+}
+
+void Tails::merge(const Tails& o) {
+  VITINT_ASSERT(o.k_ == k_);
+  for (float v : o.top_)
+    if (top_.size() < k_ || v > top_.front()) push_top(v);
+  for (float v : o.bottom_)
+    if (bottom_.size() < k_ || v < bottom_.front()) push_bottom(v);
+}
+
+std::vector<float> Tails::top() const {
+  std::vector<float> v = top_;
+  std::sort(v.begin(), v.end(), std::greater<float>());
+  return v;
+}
+
+std::vector<float> Tails::bottom() const {
+  std::vector<float> v = bottom_;
+  std::sort(v.begin(), v.end());
+  return v;
+}
+
+size_t percentile_tail(int64_t n) { return static_cast<size_t>(std::ceil(kPercentile * static_cast<double>(n))) + 2; }
+
+double quantile(const Tails& t, int64_t n, double p) {
+  if (n <= 0 || !(p >= 0 && p <= 1)) throw Error("calib::quantile: needs n > 0 and p in [0, 1]");
+  const std::vector<float> top = t.top(), bottom = t.bottom();
+  auto at = [&](int64_t i) -> double {  // i-th smallest of the n values
+    if (i < static_cast<int64_t>(bottom.size())) return bottom[static_cast<size_t>(i)];
+    const int64_t from_top = n - 1 - i;
+    if (from_top >= 0 && from_top < static_cast<int64_t>(top.size())) return top[static_cast<size_t>(from_top)];
+    throw Error("calib::quantile: order statistic " + std::to_string(i) + " of " + std::to_string(n) +
+                " is not among the kept tails (internal error)");
+  };
+  const double pos = p * static_cast<double>(n - 1);
+  const auto i = static_cast<int64_t>(std::floor(pos));
+  const double frac = pos - static_cast<double>(i);
+  const double a = at(i);
+  if (frac == 0 || i + 1 >= n) return a;
+  return a + frac * (at(i + 1) - a);
+}
+
+Histogram::Histogram(double lo, double hi, int bins)
+    : lo_(lo), hi_(std::max(hi, lo)), bins_(bins), counts_(static_cast<size_t>(bins), 0) {
+  VITINT_ASSERT(bins > 0);
+  inv_width_ = hi_ > lo_ ? bins / (hi_ - lo_) : 0.0;
+}
+
+void Histogram::add(const float* x, size_t n) {
+  for (size_t i = 0; i < n; ++i) add(x[i]);
+}
+
+void Histogram::merge(const Histogram& o) {
+  VITINT_ASSERT(o.bins_ == bins_ && o.lo_ == lo_ && o.hi_ == hi_);
+  for (size_t b = 0; b < counts_.size(); ++b) counts_[b] += o.counts_[b];
+}
+
+int64_t Histogram::total() const {
+  int64_t t = 0;
+  for (int64_t c : counts_) t += c;
+  return t;
+}
+
+double Histogram::sq_error(const Grid& g) const {
+  if (inv_width_ == 0) {  // all values equal lo_
+    const double e = lo_ - g.fake(lo_);
+    return double(total()) * e * e;
+  }
+  // P(x) = integral of (t - fake(t))^2 dt from L: clipped below L, sawtooth
+  // rounding error on [L, U], clipped above U.
+  const double s = g.scale, s3 = s * s * s;
+  const double lo_q = (g.qmin - g.zero_point) * s, hi_q = (g.qmax - g.zero_point) * s;
+  const double L = lo_q - s / 2, U = hi_q + s / 2;
+  const double at_u = double(g.qmax - g.qmin + 1) * s3 / 12;
+  auto P = [&](double x) {
+    if (x < L) {
+      const double d = x - lo_q;
+      return (d * d * d + s3 / 8) / 3;
+    }
+    if (x > U) {
+      const double d = x - hi_q;
+      return at_u + (d * d * d - s3 / 8) / 3;
+    }
+    const double y = (x - L) / s, cell = std::floor(y), f = y - cell - 0.5;
+    return cell * s3 / 12 + s3 * (f * f * f + 0.125) / 3;
+  };
+  const double width = (hi_ - lo_) / bins_;
+  double err = 0, prev = P(lo_);
+  for (int b = 0; b < bins_; ++b) {
+    const double next = P(b + 1 == bins_ ? hi_ : lo_ + (b + 1) * width);
+    const int64_t c = counts_[static_cast<size_t>(b)];
+    if (c) err += double(c) * (next - prev) / width;
+    prev = next;
+  }
+  return err;
+}
+
+namespace {
+template <class Err>
+Range omse_search(const Range& minmax, int bits, Err err) {
+  Range best = minmax;
+  double best_err = std::numeric_limits<double>::infinity();
+  for (int i = 0; i < kOmseSteps; ++i) {
+    const double f = 1.0 - kOmseStep * i;
+    Range r = minmax;
+    r.min = minmax.min * f;
+    r.max = minmax.max * f;
+    const double e = err(grid_for(r, bits));
+    if (e < best_err) {
+      best_err = e;
+      best = r;
+    }
+  }
+  return best;
+}
+}  // namespace
+
+Range omse(const Range& minmax, const Histogram& h, int bits) {
+  return omse_search(minmax, bits, [&](const Grid& g) { return h.sq_error(g); });
+}
+
+Range omse(const Range& minmax, const std::vector<std::pair<float, double>>& values, int bits) {
+  return omse_search(minmax, bits, [&](const Grid& g) {
+    double e = 0;
+    for (const auto& [x, w] : values) {
+      const double d = double(x) - g.fake(x);
+      e += w * d * d;
+    }
+    return e;
+  });
+}
+
+}  // namespace calib
+
+// ---------------------------------------------------------------------------
+unsigned calibration_threads() { return std::max(1u, std::min(std::thread::hardware_concurrency(), 16u)); }
+
+void forward_images(const ReferenceModel& model, const std::vector<std::vector<uint8_t>>& images,
+                    const std::vector<PassObserver*>& observers, std::vector<double>* totals,
+                    const std::string& label, bool progress) {
+  VITINT_ASSERT(!observers.empty());
+  const size_t nsums = observers[0]->sums.size();
+  for (PassObserver* o : observers) VITINT_ASSERT(o->sums.size() == nsums);
+  if (totals) totals->assign(nsums, 0.0);
+  const int count = static_cast<int>(images.size());
+  std::atomic<int> next{0}, done{0};
+  Progress bar(label, count, progress);
+  std::mutex mutex;  // guards pending, spare, committed, failure, *totals
+  std::map<int, std::vector<double>> pending;
+  std::vector<std::vector<double>> spare;
+  int committed = 0;
+  std::exception_ptr failure;
+  std::vector<std::thread> pool;
+  for (size_t t = 0; t < observers.size(); ++t)
+    pool.emplace_back([&, t] {
+      PassObserver& obs = *observers[t];
+      try {
+        for (int i; (i = next++) < count;) {
+          obs.image = i;
+          std::fill(obs.sums.begin(), obs.sums.end(), 0.0);
+          model.forward(images[static_cast<size_t>(i)].data(), &obs);
+          if (nsums) {
+            std::lock_guard<std::mutex> lock(mutex);
+            pending.emplace(i, std::move(obs.sums));
+            // Image order: totals are the same whatever finished first.
+            while (!pending.empty() && pending.begin()->first == committed) {
+              std::vector<double>& s = pending.begin()->second;
+              if (totals)
+                for (size_t k = 0; k < nsums; ++k) (*totals)[k] += s[k];
+              spare.push_back(std::move(s));
+              pending.erase(pending.begin());
+              ++committed;
+            }
+            if (spare.empty()) {
+              obs.sums.assign(nsums, 0.0);
+            } else {
+              obs.sums = std::move(spare.back());
+              spare.pop_back();
+            }
+          }
+          ++done;
+          if (t == 0) bar.update(done);
+        }
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mutex);
+        if (!failure) failure = std::current_exception();
+        next = count;
+      }
+    });
+  for (auto& th : pool) th.join();
+  if (failure) std::rethrow_exception(failure);
+  bar.finish();
+}
+
 namespace {
 
+using calib::Histogram;
+using calib::Tails;
+
 constexpr int kSiteCount = static_cast<int>(Site::kHeadIn) + 1;
+// Rows kept per site for the folding choice (quantize.cpp) and the
+// per-channel OMSE estimate.
+constexpr int64_t kSampleRows = 512;
+// Per-channel exact tails kept for the per-channel OMSE estimate.
+constexpr size_t kChannelTail = 16;
+constexpr int kHistogramBins = 1 << 14;
 
 bool is_stream(Site s) { return s == Site::kBlockInput || s == Site::kBlockMid || s == Site::kFinalNormIn; }
 int stream_point(Site s, int block) {
   return s == Site::kBlockInput ? 2 * block : (s == Site::kBlockMid ? 2 * block + 1 : 2 * block);
 }
-
-struct MinMax {
-  double min = std::numeric_limits<double>::infinity();
-  double max = -std::numeric_limits<double>::infinity();
-  double sum = 0;
-  double sum_sq = 0;
-  double count = 0;
-  void add(const float* x, size_t n) {
-    for (size_t i = 0; i < n; ++i) {
-      const auto v = static_cast<double>(x[i]);
-      min = std::min(min, v);
-      max = std::max(max, v);
-      sum += v;
-      sum_sq += v * v;
-    }
-    count += static_cast<double>(n);
-  }
-  void merge(const MinMax& o) {
-    min = std::min(min, o.min);
-    max = std::max(max, o.max);
-    sum += o.sum;
-    sum_sq += o.sum_sq;
-    count += o.count;
-  }
-};
-
-// Pass 1: per-channel ranges of every site (stream points and LayerNorm
-// outputs use them; PTS needs the global range first, then pass 2 picks
-// channel shifts).
-bool is_sampled(Site s) {
+// Sites whose per-channel ranges the quantizer may use (Calibration::*_channels).
+bool is_channel_site(Site s) {
   return s == Site::kLn1Out || s == Site::kLn2Out || s == Site::kGeluOut || s == Site::kAttnOut || s == Site::kHeadIn;
 }
 
-class RangeObserver final : public Observer {
- public:
-  RangeObserver(int depth, int images)
-      : ranges_(static_cast<size_t>(kSiteCount) * (depth + 1)), samples_(ranges_.size()), depth_(depth), images_(images) {}
-  int image = 0;  // index of the image being observed (set by forward_all)
-  void observe(Site site, int block, const float* data, int rows, int cols) override {
-    if (site == Site::kAttnLogits) return;
-    std::vector<MinMax>& ch = channels(site, block);
-    if (ch.empty()) ch.resize(static_cast<size_t>(cols));
-    for (int r = 0; r < rows; ++r)
-      for (int c = 0; c < cols; ++c) ch[static_cast<size_t>(c)].add(data + static_cast<size_t>(r) * cols + c, 1);
-    if (!is_sampled(site)) return;
-    // About kSampleRows rows per site, the same ones whatever the thread schedule.
-    constexpr int64_t kSampleRows = 512;
-    const int64_t stride = std::max<int64_t>(1, int64_t{images_} * rows / kSampleRows);
-    auto& out = samples_[index(site, block)];
-    for (int r = 0; r < rows; ++r) {
-      const int64_t key = int64_t{image} * rows + r;
-      if (key % stride == 0)
-        out.emplace_back(key, std::vector<float>(data + static_cast<size_t>(r) * cols, data + static_cast<size_t>(r + 1) * cols));
-    }
-  }
-  RowSample sample(Site s, int block) {
-    auto& rows = samples_[index(s, block)];
-    std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-    RowSample out;
-    for (const auto& row : rows) {
-      out.cols = static_cast<int>(row.second.size());
-      out.rows.insert(out.rows.end(), row.second.begin(), row.second.end());
-      ++out.count;
-    }
-    return out;
-  }
-  size_t index(Site s, int block) const { return static_cast<size_t>(static_cast<int>(s) * (depth_ + 1) + block); }
-  std::vector<MinMax>& channels(Site s, int block) { return ranges_[index(s, block)]; }
-  MinMax at(Site s, int block) {
-    MinMax all;
-    for (const MinMax& m : channels(s, block)) all.merge(m);
-    return all;
-  }
-  void merge(RangeObserver& o) {
-    for (size_t i = 0; i < ranges_.size(); ++i) {
-      if (ranges_[i].empty()) ranges_[i].resize(o.ranges_[i].size());
-      for (size_t c = 0; c < o.ranges_[i].size(); ++c) ranges_[i][c].merge(o.ranges_[i][c]);
-      samples_[i].insert(samples_[i].end(), o.samples_[i].begin(), o.samples_[i].end());
-    }
-  }
-
- private:
-  std::vector<std::vector<MinMax>> ranges_;
-  std::vector<std::vector<std::pair<int64_t, std::vector<float>>>> samples_;
-  int depth_;
-  int images_;
+// Where each observed tensor's statistics live.
+struct SitePlan {
+  bool tracked = false;
+  Site site = Site::kBlockInput;
+  int block = 0;
+  int rows = 0, cols = 0;
+  size_t sums = 0;           // offset of [cols] sums then [cols] sums of squares
+  bool channel = false;      // per-channel ranges wanted
+  bool quantized = true;     // false: streams whose range PTS fixes as min/max (no method)
+  size_t tensor_tail = 0;    // percentile tails of the whole tensor
+  size_t channel_tail = 0;   // per-channel tails
+  int64_t values() const { return int64_t{rows} * cols; }
 };
 
-// Pass 2: for every stream point and channel, the squared error of
-// quantize-dequantize with each shift alpha in 0..3 (FQ-ViT's PTS search).
-class PtsObserver final : public Observer {
+struct Plan {
+  int depth = 0;
+  int images = 0;
+  std::string method;
+  std::vector<SitePlan> sites;  // [site * (depth + 1) + block]
+  size_t nsums = 0;
+  size_t index(Site s, int block) const { return static_cast<size_t>(static_cast<int>(s) * (depth + 1) + block); }
+  const SitePlan& at(Site s, int block) const { return sites[index(s, block)]; }
+
+  Plan(const VitConfig& cfg, int image_count, const Recipe& recipe)
+      : depth(cfg.depth), images(image_count), method(recipe.method), sites(static_cast<size_t>(kSiteCount) * (cfg.depth + 1)) {
+    const int n = cfg.num_patches() + 1, d = cfg.embed_dim;
+    auto add = [&](Site s, int block, int rows, int cols) {
+      SitePlan& p = sites[index(s, block)];
+      p.tracked = true;
+      p.site = s;
+      p.block = block;
+      p.rows = rows;
+      p.cols = cols;
+      p.sums = nsums;
+      nsums += 2 * static_cast<size_t>(cols);
+      p.channel = is_channel_site(s);
+      // With PTS, FQ-ViT's LayerNorm-input quantizers (the residual stream)
+      // use its PTF observer, a running min/max, whatever the calibrator.
+      p.quantized = !(is_stream(s) && recipe.pts);
+      const int64_t values = int64_t{images} * rows * cols, per_channel = int64_t{images} * rows;
+      if (p.quantized && method == "percentile") p.tensor_tail = calib::percentile_tail(values);
+      if (p.channel && method == "percentile") p.channel_tail = calib::percentile_tail(per_channel);
+      if (p.channel && method == "omse") p.channel_tail = std::max(kChannelTail, calib::percentile_tail(per_channel));
+    };
+    for (int b = 0; b < depth; ++b)
+      for (Site s : {Site::kBlockInput, Site::kLn1Out, Site::kQ, Site::kK, Site::kV, Site::kAttnOut, Site::kBlockMid,
+                     Site::kLn2Out, Site::kGeluOut})
+        add(s, b, n, s == Site::kGeluOut ? cfg.mlp_hidden : d);
+    add(Site::kFinalNormIn, depth, n, d);
+    add(Site::kHeadIn, depth, 1, d);
+  }
+};
+
+// Pass 1: per-channel min/max, sums, EMA mini-batch ranges, exact tails and
+// sampled rows, as the method needs.
+class StatsObserver final : public PassObserver {
  public:
-  int image = 0;
-  PtsObserver(const std::vector<StreamGrid>& grids, int dim)
-      : grids_(grids), dim_(dim), err_(grids.size() * static_cast<size_t>(dim) * 4, 0.0) {}
+  struct State {
+    std::vector<float> min, max;              // [cols]
+    std::vector<float> batch_min, batch_max;  // [kEmaBatches][cols] (EMA)
+    Tails tails;                              // whole tensor (percentile)
+    std::vector<Tails> channel_tails;         // [cols]
+    std::vector<std::pair<int64_t, std::vector<float>>> rows;  // (key, row)
+  };
+
+  explicit StatsObserver(const Plan& plan) : plan_(plan), state_(plan.sites.size()) {
+    sums.assign(plan.nsums, 0.0);
+    const bool ema = plan.method == "ema";
+    for (size_t i = 0; i < plan.sites.size(); ++i) {
+      const SitePlan& p = plan.sites[i];
+      if (!p.tracked) continue;
+      State& s = state_[i];
+      const auto cols = static_cast<size_t>(p.cols);
+      s.min.assign(cols, std::numeric_limits<float>::infinity());
+      s.max.assign(cols, -std::numeric_limits<float>::infinity());
+      if (ema) {
+        s.batch_min.assign(cols * calib::kEmaBatches, std::numeric_limits<float>::infinity());
+        s.batch_max.assign(cols * calib::kEmaBatches, -std::numeric_limits<float>::infinity());
+      }
+      s.tails = Tails(p.tensor_tail);
+      if (p.channel_tail) s.channel_tails.assign(cols, Tails(p.channel_tail));
+    }
+  }
+
+  void observe(Site site, int block, const float* data, int rows, int cols) override {
+    if (site == Site::kAttnLogits || site == Site::kFc1Out) return;
+    const size_t idx = plan_.index(site, block);
+    const SitePlan& p = plan_.sites[idx];
+    VITINT_ASSERT(p.tracked && p.rows == rows && p.cols == cols);
+    State& s = state_[idx];
+    const auto nc = static_cast<size_t>(cols);
+    double* sum = sums.data() + p.sums;
+    double* sq = sum + nc;
+    for (int r = 0; r < rows; ++r) {
+      const float* x = data + static_cast<size_t>(r) * nc;
+      for (size_t c = 0; c < nc; ++c) {
+        const float v = x[c];
+        s.min[c] = std::min(s.min[c], v);
+        s.max[c] = std::max(s.max[c], v);
+        sum[c] += v;
+        sq[c] += double(v) * v;
+      }
+    }
+    if (!s.batch_min.empty()) {
+      float* bmin = &s.batch_min[static_cast<size_t>(calib::ema_batch(image, plan_.images)) * nc];
+      float* bmax = &s.batch_max[static_cast<size_t>(calib::ema_batch(image, plan_.images)) * nc];
+      for (int r = 0; r < rows; ++r)
+        for (size_t c = 0; c < nc; ++c) {
+          bmin[c] = std::min(bmin[c], data[static_cast<size_t>(r) * nc + c]);
+          bmax[c] = std::max(bmax[c], data[static_cast<size_t>(r) * nc + c]);
+        }
+    }
+    if (s.tails.k())
+      for (size_t i = 0; i < static_cast<size_t>(rows) * nc; ++i) s.tails.add(data[i]);
+    if (!s.channel_tails.empty())
+      for (int r = 0; r < rows; ++r)
+        for (size_t c = 0; c < nc; ++c) s.channel_tails[c].add(data[static_cast<size_t>(r) * nc + c]);
+    if (p.channel) {
+      // About kSampleRows rows per site, the same ones whatever the thread schedule.
+      const int64_t stride = std::max<int64_t>(1, int64_t{plan_.images} * rows / kSampleRows);
+      for (int r = 0; r < rows; ++r) {
+        const int64_t key = int64_t{image} * rows + r;
+        if (key % stride == 0)
+          s.rows.emplace_back(key, std::vector<float>(data + static_cast<size_t>(r) * nc, data + static_cast<size_t>(r + 1) * nc));
+      }
+    }
+  }
+
+  void merge(StatsObserver& o) {
+    for (size_t i = 0; i < state_.size(); ++i) {
+      if (!plan_.sites[i].tracked) continue;
+      State& a = state_[i];
+      State& b = o.state_[i];
+      for (size_t c = 0; c < a.min.size(); ++c) {
+        a.min[c] = std::min(a.min[c], b.min[c]);
+        a.max[c] = std::max(a.max[c], b.max[c]);
+      }
+      for (size_t c = 0; c < a.batch_min.size(); ++c) {
+        a.batch_min[c] = std::min(a.batch_min[c], b.batch_min[c]);
+        a.batch_max[c] = std::max(a.batch_max[c], b.batch_max[c]);
+      }
+      a.tails.merge(b.tails);
+      for (size_t c = 0; c < a.channel_tails.size(); ++c) a.channel_tails[c].merge(b.channel_tails[c]);
+      a.rows.insert(a.rows.end(), std::make_move_iterator(b.rows.begin()), std::make_move_iterator(b.rows.end()));
+    }
+  }
+
+  State& state(size_t idx) { return state_[idx]; }
+
+ private:
+  const Plan& plan_;
+  std::vector<State> state_;
+};
+
+// Pass 2 (OMSE): a histogram of every quantized tensor over its min/max.
+class HistogramObserver final : public PassObserver {
+ public:
+  HistogramObserver(const Plan& plan, const std::vector<Range>& minmax) : plan_(plan), hist_(plan.sites.size()) {
+    for (size_t i = 0; i < plan.sites.size(); ++i)
+      if (plan.sites[i].tracked && plan.sites[i].quantized)
+        hist_[i] = Histogram(minmax[i].min, minmax[i].max, kHistogramBins);
+  }
+  void observe(Site site, int block, const float* data, int rows, int cols) override {
+    if (site == Site::kAttnLogits || site == Site::kFc1Out) return;
+    const size_t idx = plan_.index(site, block);
+    if (plan_.sites[idx].quantized) hist_[idx].add(data, static_cast<size_t>(rows) * static_cast<size_t>(cols));
+  }
+  void merge(const HistogramObserver& o) {
+    for (size_t i = 0; i < hist_.size(); ++i)
+      if (plan_.sites[i].tracked && plan_.sites[i].quantized) hist_[i].merge(o.hist_[i]);
+  }
+  const Histogram& at(size_t idx) const { return hist_[idx]; }
+
+ private:
+  const Plan& plan_;
+  std::vector<Histogram> hist_;
+};
+
+// Pass 3: for every stream point and channel, the squared error of
+// quantize-dequantize with each shift alpha in 0..3 (FQ-ViT's PTS search).
+class PtsObserver final : public PassObserver {
+ public:
+  PtsObserver(const std::vector<StreamGrid>& grids, int dim) : grids_(grids), dim_(dim) {
+    sums.assign(grids.size() * static_cast<size_t>(dim) * 4, 0.0);
+  }
   void observe(Site site, int block, const float* data, int rows, int cols) override {
     if (!is_stream(site)) return;
     const int point = stream_point(site, block);
     const StreamGrid& g = grids_[static_cast<size_t>(point)];
-    double* err = &err_[static_cast<size_t>(point) * dim_ * 4];
+    double* err = &sums[static_cast<size_t>(point) * dim_ * 4];
     for (int r = 0; r < rows; ++r)
       for (int c = 0; c < cols; ++c) {
         const double x = data[static_cast<size_t>(r) * cols + c];
@@ -152,64 +508,76 @@ class PtsObserver final : public Observer {
         }
       }
   }
-  void merge(const PtsObserver& o) {
-    for (size_t i = 0; i < err_.size(); ++i) err_[i] += o.err_[i];
-  }
-  std::vector<uint8_t> best(int point) const {
-    std::vector<uint8_t> alpha(static_cast<size_t>(dim_));
-    const double* err = &err_[static_cast<size_t>(point) * dim_ * 4];
-    for (int c = 0; c < dim_; ++c)
-      alpha[static_cast<size_t>(c)] = static_cast<uint8_t>(std::min_element(err + c * 4, err + c * 4 + 4) - (err + c * 4));
-    return alpha;
-  }
 
  private:
   const std::vector<StreamGrid>& grids_;
   int dim_;
-  std::vector<double> err_;
 };
 
-// Runs the reference over all images on every core, one observer per thread.
+std::vector<uint8_t> best_alpha(const std::vector<double>& err, int point, int dim) {
+  std::vector<uint8_t> alpha(static_cast<size_t>(dim));
+  const double* e = &err[static_cast<size_t>(point) * dim * 4];
+  for (int c = 0; c < dim; ++c)
+    alpha[static_cast<size_t>(c)] = static_cast<uint8_t>(std::min_element(e + c * 4, e + c * 4 + 4) - (e + c * 4));
+  return alpha;
+}
+
+// One observer per thread; returns them (observer 0 holds the merged
+// order-independent statistics after merge_all).
 template <class Obs, class Make>
-std::vector<Obs> forward_all(const ReferenceModel& model, const std::vector<std::vector<uint8_t>>& images,
-                             Make make, const std::string& label, bool progress) {
-  const unsigned threads = std::max(1u, std::min(std::thread::hardware_concurrency(), 16u));
-  std::vector<Obs> observers;
-  for (unsigned t = 0; t < threads; ++t) observers.push_back(make());
-  std::atomic<int> next{0}, done{0};
-  Progress bar(label, static_cast<int>(images.size()), progress);
-  std::vector<std::thread> pool;
+std::vector<Obs> run_pass(const ReferenceModel& model, const std::vector<std::vector<uint8_t>>& images, Make make,
+                          std::vector<double>* totals, const std::string& label, bool progress) {
+  std::vector<Obs> obs;
+  const unsigned threads = std::min<unsigned>(calibration_threads(), static_cast<unsigned>(images.size()));
+  for (unsigned t = 0; t < threads; ++t) obs.push_back(make());
+  std::vector<PassObserver*> ptrs;
+  for (Obs& o : obs) ptrs.push_back(&o);
+  forward_images(model, images, ptrs, totals, label, progress);
+  return obs;
+}
+
+// Runs fn(i) for i in [0, n) on the calibration threads (results must go to
+// slot i, so they do not depend on the schedule).
+void parallel_for(size_t n, const std::function<void(size_t)>& fn) {
+  std::atomic<size_t> next{0};
   std::exception_ptr failure;
-  std::mutex failure_mutex;
-  for (unsigned t = 0; t < threads; ++t)
-    pool.emplace_back([&, t] {
+  std::mutex m;
+  std::vector<std::thread> pool;
+  for (unsigned t = 0; t < calibration_threads(); ++t)
+    pool.emplace_back([&] {
       try {
-        for (int i; (i = next++) < static_cast<int>(images.size());) {
-          observers[t].image = i;
-          model.forward(images[static_cast<size_t>(i)].data(), &observers[t]);
-          ++done;
-          if (t == 0) bar.update(done);
-        }
+        for (size_t i; (i = next++) < n;) fn(i);
       } catch (...) {
-        std::lock_guard<std::mutex> lock(failure_mutex);
-        failure = std::current_exception();
-        next = static_cast<int>(images.size());
+        std::lock_guard<std::mutex> lock(m);
+        if (!failure) failure = std::current_exception();
+        next = n;
       }
     });
   for (auto& th : pool) th.join();
   if (failure) std::rethrow_exception(failure);
-  bar.finish();
-  return observers;
 }
 
-Range to_range(const MinMax& m) {
-  if (!(m.min <= m.max)) throw Error("calibration observed no values at some site (internal error)");
-  return {m.min, m.max, m.sum_sq / m.count, m.sum / m.count};
-}
-
-std::vector<Range> to_ranges(const std::vector<MinMax>& ms) {
-  std::vector<Range> out;
-  for (const MinMax& m : ms) out.push_back(to_range(m));
+// Per-channel OMSE input: the channel's exact tails (weight 1) and its
+// sampled values strictly between them standing for the remaining values
+// (stratified estimate); all sampled values when every row was sampled.
+std::vector<std::pair<float, double>> channel_values(const Tails& tails, const RowSample& sample, int c, int64_t n) {
+  std::vector<std::pair<float, double>> out;
+  const auto cols = static_cast<size_t>(sample.cols);
+  auto value = [&](int i) { return sample.rows[static_cast<size_t>(i) * cols + static_cast<size_t>(c)]; };
+  if (sample.count >= n || n <= static_cast<int64_t>(2 * tails.k())) {
+    for (int i = 0; i < sample.count; ++i) out.emplace_back(value(i), 1.0);
+    return out;
+  }
+  const std::vector<float> top = tails.top(), bottom = tails.bottom();
+  const float hi = top.back(), lo = bottom.back();
+  for (float v : top) out.emplace_back(v, 1.0);
+  for (float v : bottom) out.emplace_back(v, 1.0);
+  const size_t first_mid = out.size();
+  for (int i = 0; i < sample.count; ++i)
+    if (value(i) > lo && value(i) < hi) out.emplace_back(value(i), 1.0);
+  const size_t mid = out.size() - first_mid;
+  const double rest = static_cast<double>(n) - static_cast<double>(top.size() + bottom.size());
+  for (size_t i = first_mid; i < out.size(); ++i) out[i].second = rest / static_cast<double>(mid);
   return out;
 }
 
@@ -217,52 +585,168 @@ std::vector<Range> to_ranges(const std::vector<MinMax>& ms) {
 
 Calibration calibrate(const ReferenceModel& model, const std::vector<std::vector<uint8_t>>& images,
                       const Recipe& recipe, bool progress) {
-  if (recipe.method != "minmax")
-    throw Error("calibration method '" + recipe.method + "' is not implemented (available: minmax)");
+  if (!calib::is_method(recipe.method))
+    throw Error("calibration method '" + recipe.method + "' is unknown (available: minmax, ema, percentile, omse)");
   if (images.empty()) throw Error("calibration needs at least one image");
   const VitConfig& cfg = model.config();
   const int depth = cfg.depth;
+  const Plan plan(cfg, static_cast<int>(images.size()), recipe);
+  const std::string& method = recipe.method;
 
-  auto rangers = forward_all<RangeObserver>(model, images, [&] { return RangeObserver(depth, static_cast<int>(images.size())); },
-                                            "calibrating ranges", progress);
-  for (size_t t = 1; t < rangers.size(); ++t) rangers[0].merge(rangers[t]);
-  RangeObserver& r = rangers[0];
+  std::vector<double> sums;
+  auto stats = run_pass<StatsObserver>(model, images, [&] { return StatsObserver(plan); }, &sums,
+                                       "calibrating ranges", progress);
+  for (size_t t = 1; t < stats.size(); ++t) stats[0].merge(stats[t]);
+  StatsObserver& st = stats[0];
+
+  // Min/max and moments per site (tensor) and per channel.
+  const size_t nsites = plan.sites.size();
+  std::vector<Range> minmax(nsites);
+  std::vector<std::vector<Range>> ch_minmax(nsites);
+  std::vector<RowSample> samples(nsites);
+  for (size_t i = 0; i < nsites; ++i) {
+    const SitePlan& p = plan.sites[i];
+    if (!p.tracked) continue;
+    StatsObserver::State& s = st.state(i);
+    const double n = double(plan.images) * p.rows;
+    Range all{std::numeric_limits<double>::infinity(), -std::numeric_limits<double>::infinity(), 0, 0};
+    for (int c = 0; c < p.cols; ++c) {
+      const auto cs = static_cast<size_t>(c);
+      if (!(s.min[cs] <= s.max[cs])) throw Error("calibration observed no values at some site (internal error)");
+      const double sum = sums[p.sums + cs], sq = sums[p.sums + static_cast<size_t>(p.cols) + cs];
+      ch_minmax[i].push_back({s.min[cs], s.max[cs], sq / n, sum / n});
+      all.min = std::min(all.min, double(s.min[cs]));
+      all.max = std::max(all.max, double(s.max[cs]));
+      all.mean_sq += sq;
+      all.mean += sum;
+    }
+    all.mean_sq /= n * p.cols;
+    all.mean /= n * p.cols;
+    minmax[i] = all;
+    if (p.channel) {
+      std::sort(s.rows.begin(), s.rows.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+      RowSample& out = samples[i];
+      out.cols = p.cols;
+      for (const auto& row : s.rows) {
+        out.rows.insert(out.rows.end(), row.second.begin(), row.second.end());
+        ++out.count;
+      }
+      std::vector<std::pair<int64_t, std::vector<float>>>().swap(s.rows);
+    }
+  }
+
+  // The method's ranges (moments stay those of the data).
+  std::vector<Range> ranges = minmax;
+  std::vector<std::vector<Range>> ch_ranges = ch_minmax;
+  auto with_minmax_moments = [](Range r, const Range& data) {
+    r.mean_sq = data.mean_sq;
+    r.mean = data.mean;
+    return r;
+  };
+  // Bits of a site's quantizer grid (streams without PTS: the stream's).
+  auto bits_of = [&](const SitePlan& p) { return is_stream(p.site) ? recipe.residual_bits : 8; };
+  if (method == "ema") {
+    std::vector<int> batches;  // non-empty mini-batches in order
+    for (int img = 0; img < plan.images; ++img)
+      if (batches.empty() || batches.back() != calib::ema_batch(img, plan.images))
+        batches.push_back(calib::ema_batch(img, plan.images));
+    for (size_t i = 0; i < nsites; ++i) {
+      const SitePlan& p = plan.sites[i];
+      if (!p.tracked || !p.quantized) continue;
+      const StatsObserver::State& s = st.state(i);
+      const auto nc = static_cast<size_t>(p.cols);
+      std::vector<std::pair<double, double>> tensor;
+      for (int b : batches) {
+        double lo = std::numeric_limits<double>::infinity(), hi = -lo;
+        for (size_t c = 0; c < nc; ++c) {
+          lo = std::min(lo, double(s.batch_min[static_cast<size_t>(b) * nc + c]));
+          hi = std::max(hi, double(s.batch_max[static_cast<size_t>(b) * nc + c]));
+        }
+        tensor.emplace_back(lo, hi);
+      }
+      std::tie(ranges[i].min, ranges[i].max) = calib::ema(tensor);
+      if (!p.channel) continue;
+      for (size_t c = 0; c < nc; ++c) {
+        std::vector<std::pair<double, double>> channel;
+        for (int b : batches)
+          channel.emplace_back(s.batch_min[static_cast<size_t>(b) * nc + c], s.batch_max[static_cast<size_t>(b) * nc + c]);
+        std::tie(ch_ranges[i][c].min, ch_ranges[i][c].max) = calib::ema(channel);
+      }
+    }
+  } else if (method == "percentile") {
+    for (size_t i = 0; i < nsites; ++i) {
+      const SitePlan& p = plan.sites[i];
+      if (!p.tracked || !p.quantized) continue;
+      const StatsObserver::State& s = st.state(i);
+      const int64_t n = int64_t{plan.images} * p.values();
+      ranges[i].min = calib::quantile(s.tails, n, calib::kPercentile);
+      ranges[i].max = calib::quantile(s.tails, n, 1.0 - calib::kPercentile);
+      for (size_t c = 0; c < s.channel_tails.size(); ++c) {
+        const int64_t nc = int64_t{plan.images} * p.rows;
+        ch_ranges[i][c].min = calib::quantile(s.channel_tails[c], nc, calib::kPercentile);
+        ch_ranges[i][c].max = calib::quantile(s.channel_tails[c], nc, 1.0 - calib::kPercentile);
+      }
+    }
+  } else if (method == "omse") {
+    auto hists = run_pass<HistogramObserver>(model, images, [&] { return HistogramObserver(plan, minmax); }, nullptr,
+                                             "calibrating OMSE histograms", progress);
+    for (size_t t = 1; t < hists.size(); ++t) hists[0].merge(hists[t]);
+    // Tasks: every quantized tensor, then every channel of channel sites.
+    std::vector<std::pair<size_t, int>> tasks;  // (site, channel or -1)
+    for (size_t i = 0; i < nsites; ++i)
+      if (plan.sites[i].tracked && plan.sites[i].quantized) tasks.emplace_back(i, -1);
+    for (size_t i = 0; i < nsites; ++i)
+      if (plan.sites[i].tracked && plan.sites[i].channel)
+        for (int c = 0; c < plan.sites[i].cols; ++c) tasks.emplace_back(i, c);
+    parallel_for(tasks.size(), [&](size_t t) {
+      const auto [i, c] = tasks[t];
+      const SitePlan& p = plan.sites[i];
+      if (c < 0) {
+        ranges[i] = with_minmax_moments(calib::omse(minmax[i], hists[0].at(i), bits_of(p)), minmax[i]);
+      } else {
+        const auto cs = static_cast<size_t>(c);
+        const auto values = channel_values(st.state(i).channel_tails[cs], samples[i], c, int64_t{plan.images} * p.rows);
+        ch_ranges[i][cs] = with_minmax_moments(calib::omse(ch_minmax[i][cs], values, 8), ch_minmax[i][cs]);
+      }
+    });
+  }
 
   Calibration cal;
+  auto at = [&](Site s, int b) { return plan.index(s, b); };
   for (int b = 0; b < depth; ++b) {
-    cal.ln1.push_back(to_range(r.at(Site::kLn1Out, b)));
-    cal.q.push_back(to_range(r.at(Site::kQ, b)));
-    cal.k.push_back(to_range(r.at(Site::kK, b)));
-    cal.v.push_back(to_range(r.at(Site::kV, b)));
-    cal.attn_out.push_back(to_range(r.at(Site::kAttnOut, b)));
-    cal.ln2.push_back(to_range(r.at(Site::kLn2Out, b)));
-    cal.gelu.push_back(to_range(r.at(Site::kGeluOut, b)));
-    cal.ln1_channels.push_back(to_ranges(r.channels(Site::kLn1Out, b)));
-    cal.ln2_channels.push_back(to_ranges(r.channels(Site::kLn2Out, b)));
-    cal.gelu_channels.push_back(to_ranges(r.channels(Site::kGeluOut, b)));
-    cal.attn_out_channels.push_back(to_ranges(r.channels(Site::kAttnOut, b)));
-    cal.ln1_rows.push_back(r.sample(Site::kLn1Out, b));
-    cal.ln2_rows.push_back(r.sample(Site::kLn2Out, b));
-    cal.gelu_rows.push_back(r.sample(Site::kGeluOut, b));
-    cal.attn_out_rows.push_back(r.sample(Site::kAttnOut, b));
+    cal.ln1.push_back(ranges[at(Site::kLn1Out, b)]);
+    cal.q.push_back(ranges[at(Site::kQ, b)]);
+    cal.k.push_back(ranges[at(Site::kK, b)]);
+    cal.v.push_back(ranges[at(Site::kV, b)]);
+    cal.attn_out.push_back(ranges[at(Site::kAttnOut, b)]);
+    cal.ln2.push_back(ranges[at(Site::kLn2Out, b)]);
+    cal.gelu.push_back(ranges[at(Site::kGeluOut, b)]);
+    cal.ln1_channels.push_back(ch_ranges[at(Site::kLn1Out, b)]);
+    cal.ln2_channels.push_back(ch_ranges[at(Site::kLn2Out, b)]);
+    cal.gelu_channels.push_back(ch_ranges[at(Site::kGeluOut, b)]);
+    cal.attn_out_channels.push_back(ch_ranges[at(Site::kAttnOut, b)]);
+    cal.ln1_rows.push_back(samples[at(Site::kLn1Out, b)]);
+    cal.ln2_rows.push_back(samples[at(Site::kLn2Out, b)]);
+    cal.gelu_rows.push_back(samples[at(Site::kGeluOut, b)]);
+    cal.attn_out_rows.push_back(samples[at(Site::kAttnOut, b)]);
   }
-  cal.head_in = to_range(r.at(Site::kHeadIn, depth));
-  cal.head_in_channels = to_ranges(r.channels(Site::kHeadIn, depth));
-  cal.head_in_rows = r.sample(Site::kHeadIn, depth);
+  cal.head_in = ranges[at(Site::kHeadIn, depth)];
+  cal.head_in_channels = ch_ranges[at(Site::kHeadIn, depth)];
+  cal.head_in_rows = samples[at(Site::kHeadIn, depth)];
   std::vector<StreamGrid> grids;
   for (int p = 0; p <= 2 * depth; ++p) {
     const Site s = p == 2 * depth ? Site::kFinalNormIn : (p % 2 == 0 ? Site::kBlockInput : Site::kBlockMid);
     StreamCalib sc;
-    sc.range = to_range(r.at(s, p == 2 * depth ? depth : p / 2));
+    sc.range = ranges[at(s, p == 2 * depth ? depth : p / 2)];
     sc.alpha.assign(static_cast<size_t>(cfg.embed_dim), 0);
     grids.push_back(stream_grid(sc.range, recipe.residual_bits, recipe.pts));
     cal.streams.push_back(std::move(sc));
   }
   if (recipe.pts) {
-    auto pts = forward_all<PtsObserver>(model, images, [&] { return PtsObserver(grids, cfg.embed_dim); },
-                                        "calibrating PTS shifts", progress);
-    for (size_t t = 1; t < pts.size(); ++t) pts[0].merge(pts[t]);
-    for (int p = 0; p <= 2 * depth; ++p) cal.streams[static_cast<size_t>(p)].alpha = pts[0].best(p);
+    std::vector<double> err;
+    run_pass<PtsObserver>(model, images, [&] { return PtsObserver(grids, cfg.embed_dim); }, &err,
+                          "calibrating PTS shifts", progress);
+    for (int p = 0; p <= 2 * depth; ++p) cal.streams[static_cast<size_t>(p)].alpha = best_alpha(err, p, cfg.embed_dim);
   }
   return cal;
 }

@@ -1,9 +1,11 @@
 // Calibration: run the FP32 reference over calibration images and derive the
 // ranges of every activation quantizer (and PTS channel shifts of the
-// residual stream).
+// residual stream) with one of FQ-ViT's calibrators (docs/accuracy.md says
+// how each is computed here).
 #pragma once
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "converter/reference.h"
@@ -11,7 +13,7 @@
 namespace vitint::convert {
 
 struct Recipe {
-  std::string method = "minmax";  // activation calibrator
+  std::string method = "minmax";  // activation calibrator: minmax, ema, percentile, omse
   bool pts = true;                // power-of-two channel scales on LayerNorm inputs
   // Per-channel uint8 quantization of the LayerNorm outputs, folded into the
   // LayerNorm's integer affine and the next linear layer's weights (as
@@ -85,5 +87,114 @@ struct ActQuant {
   int32_t zero_point;
 };
 ActQuant act_quant(const Range& r);
+
+// ---------------------------------------------------------------------------
+// The calibrators' building blocks (FQ-ViT's definitions), public for the
+// tests and the --report statistics.
+namespace calib {
+
+constexpr const char* kMethods[] = {"minmax", "ema", "percentile", "omse"};
+bool is_method(const std::string& name);
+// EMA: max <- max + 0.01 * (cur - max) (the same for min) after the first
+// mini-batch; the calibration images are split into kEmaBatches batches in
+// image order (FQ-ViT runs one EMA step per batch of its calibration loader).
+constexpr double kEmaMomentum = 0.01;
+constexpr int kEmaBatches = 10;
+// Percentile: the kPercentile and 1 - kPercentile quantiles per tensor.
+constexpr double kPercentile = 1e-5;
+// OMSE: (min, max) * (1 - kOmseStep * i), i = 0 .. kOmseSteps - 1.
+constexpr int kOmseSteps = 90;
+constexpr double kOmseStep = 0.01;
+
+// Mini-batch of image i out of n (the EMA's batches: consecutive images).
+int ema_batch(int image, int images);
+// EMA of per-batch (min, max) pairs in batch order.
+std::pair<double, double> ema(const std::vector<std::pair<double, double>>& batch_min_max);
+
+// A uniform quantizer: q = clamp(round(x / scale) + zero_point, qmin, qmax).
+struct Grid {
+  double scale = 1;
+  int32_t zero_point = 0, qmin = 0, qmax = 255;
+  double fake(double x) const;  // quantize-dequantize
+};
+// The grid of an activation range: bits 8 = act_quant (uint8), bits 16 = a
+// 16-bit stream without PTS (stream_grid(r, 16, false)).
+Grid grid_for(const Range& r, int bits);
+
+// The k largest and k smallest of all values added, exactly (the result
+// does not depend on the order of add / merge calls).
+class Tails {
+ public:
+  explicit Tails(size_t k = 0) : k_(k) {}
+  void add(float v) {
+    if (top_.size() < k_ || v > top_.front()) push_top(v);
+    if (bottom_.size() < k_ || v < bottom_.front()) push_bottom(v);
+  }
+  void merge(const Tails& o);
+  size_t k() const { return k_; }
+  std::vector<float> top() const;     // descending
+  std::vector<float> bottom() const;  // ascending
+
+ private:
+  void push_top(float v);
+  void push_bottom(float v);
+  size_t k_;
+  std::vector<float> top_, bottom_;  // heaps: top_ min-heap, bottom_ max-heap
+};
+// The tail size that quantile(t, n, kPercentile) and (1 - kPercentile) need.
+size_t percentile_tail(int64_t n);
+// torch.quantile / numpy.percentile (linear interpolation) of n values at
+// probability p, from their tails; throws if the order statistics needed are
+// not among them.
+double quantile(const Tails& t, int64_t n, double p);
+
+// Counts of values in `bins` equal bins over [lo, hi] (values outside go to
+// the end bins), for the OMSE search on a whole tensor.
+class Histogram {
+ public:
+  Histogram() = default;
+  Histogram(double lo, double hi, int bins);
+  void add(const float* x, size_t n);
+  void add(float x) {
+    const double u = (double(x) - lo_) * inv_width_;
+    const int64_t b = u <= 0 ? 0 : (u >= double(bins_) ? bins_ - 1 : static_cast<int64_t>(u));
+    ++counts_[static_cast<size_t>(b)];
+  }
+  void merge(const Histogram& o);
+  int64_t total() const;
+  // Sum over the values of (x - g.fake(x))^2, values uniform within a bin
+  // (exact integral of the quantization error over each bin).
+  double sq_error(const Grid& g) const;
+
+ private:
+  double lo_ = 0, hi_ = 0, inv_width_ = 0;
+  int bins_ = 0;
+  std::vector<int64_t> counts_;
+};
+
+// OMSE: the candidate (minmax.min, minmax.max) * (1 - 0.01 i) whose grid
+// (grid_for(., bits)) has the least squared error: on a histogram of the
+// tensor, or on weighted values (value, weight). The first minimum wins.
+Range omse(const Range& minmax, const Histogram& h, int bits);
+Range omse(const Range& minmax, const std::vector<std::pair<float, double>>& values, int bits);
+
+}  // namespace calib
+
+// ---------------------------------------------------------------------------
+// Runs the FP32 reference over all images on every core (up to 16 threads).
+// Worker t drives observers[t] (set .image before each forward). What an
+// observer adds to .sums during one image (zeroed before it) is added into
+// *totals in image order, so floating-point totals do not depend on the
+// thread schedule or count; other statistics must be order-independent
+// (min/max, exact tails, integer counts).
+class PassObserver : public Observer {
+ public:
+  int image = 0;
+  std::vector<double> sums;  // the pass's layout; sized by the observer's owner
+};
+unsigned calibration_threads();
+void forward_images(const ReferenceModel& model, const std::vector<std::vector<uint8_t>>& images,
+                    const std::vector<PassObserver*>& observers, std::vector<double>* totals,
+                    const std::string& label, bool progress);
 
 }  // namespace vitint::convert

@@ -1,0 +1,384 @@
+#include "converter/report.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <map>
+#include <sstream>
+
+#include "vitint/error.h"
+
+namespace vitint::convert {
+namespace {
+
+using calib::Grid;
+constexpr double kNoError = 1e9;  // "infinite" SQNR, JSON-safe
+
+// How one observed tensor is quantized.
+struct SitePlan {
+  bool used = false;
+  bool probs = false;        // attention probabilities (observed as logits)
+  size_t report = 0;         // index into Report::sites
+  size_t sums = 0;           // offset of the 4 per-image sums
+  std::vector<Grid> grid;    // per channel as built (size 1: per tensor)
+  Grid tensor;               // plain per-tensor quantizer
+};
+
+// Sums per site: signal, noise as built, noise per tensor, clipped count.
+constexpr size_t kSums = 4;
+
+class ReportObserver final : public PassObserver {
+ public:
+  ReportObserver(const std::vector<SitePlan>& plan, int depth, int attention_bits, bool lis_normalize, size_t nsums)
+      : plan_(plan), depth_(depth), attention_bits_(attention_bits), lis_normalize_(lis_normalize),
+        abs_max_(plan.size()), min_(plan.size(), std::numeric_limits<double>::infinity()),
+        max_(plan.size(), -std::numeric_limits<double>::infinity()) {
+    sums.assign(nsums, 0.0);
+  }
+
+  void observe(Site site, int block, const float* data, int rows, int cols) override {
+    const size_t idx = static_cast<size_t>(static_cast<int>(site) * (depth_ + 1) + block);
+    const SitePlan& p = plan_[idx];
+    if (!p.used) return;
+    double* s = sums.data() + p.sums;
+    if (p.probs) {
+      probabilities(idx, data, rows, cols, s);
+      return;
+    }
+    auto& am = abs_max_[idx];
+    if (am.empty()) am.assign(static_cast<size_t>(cols), 0.f);
+    const bool per_channel = p.grid.size() > 1;
+    for (int r = 0; r < rows; ++r)
+      for (int c = 0; c < cols; ++c) {
+        const double x = data[static_cast<size_t>(r) * cols + c];
+        const Grid& g = p.grid[per_channel ? static_cast<size_t>(c) : 0];
+        const double e = x - g.fake(x), et = x - p.tensor.fake(x);
+        s[0] += x * x;
+        s[1] += e * e;
+        s[2] += et * et;
+        const double q = std::round(x / g.scale) + g.zero_point;
+        if (q < g.qmin || q > g.qmax) s[3] += 1;
+        am[static_cast<size_t>(c)] = std::max(am[static_cast<size_t>(c)], static_cast<float>(std::fabs(x)));
+        min_[idx] = std::min(min_[idx], x);
+        max_[idx] = std::max(max_[idx], x);
+      }
+  }
+
+  void merge(const ReportObserver& o) {
+    for (size_t i = 0; i < plan_.size(); ++i) {
+      min_[i] = std::min(min_[i], o.min_[i]);
+      max_[i] = std::max(max_[i], o.max_[i]);
+      if (abs_max_[i].empty()) abs_max_[i] = o.abs_max_[i];
+      else
+        for (size_t c = 0; c < o.abs_max_[i].size(); ++c) abs_max_[i][c] = std::max(abs_max_[i][c], o.abs_max_[i][c]);
+    }
+  }
+
+  const std::vector<float>& abs_max(size_t idx) const { return abs_max_[idx]; }
+  double min(size_t idx) const { return min_[idx]; }
+  double max(size_t idx) const { return max_[idx]; }
+
+ private:
+  // Softmax of each logits row, then the engine's probability quantizer:
+  // uint8 with scale 1/255, or Log-Int-Softmax codes 2^-code (code >= 15:
+  // zero), optionally renormalized to a unit row sum.
+  void probabilities(size_t idx, const float* data, int rows, int cols, double* s) {
+    std::vector<double> p(static_cast<size_t>(cols)), q(static_cast<size_t>(cols));
+    double pmax = 0;
+    for (int r = 0; r < rows; ++r) {
+      const float* x = data + static_cast<size_t>(r) * cols;
+      const double mx = *std::max_element(x, x + cols);
+      double sum = 0;
+      for (int c = 0; c < cols; ++c) sum += p[static_cast<size_t>(c)] = std::exp(double(x[c]) - mx);
+      double qsum = 0;
+      for (int c = 0; c < cols; ++c) {
+        double& pc = p[static_cast<size_t>(c)];
+        pc /= sum;
+        pmax = std::max(pmax, pc);
+        double& qc = q[static_cast<size_t>(c)];
+        if (attention_bits_ == 8) {
+          qc = std::min(std::round(pc * 255.0), 255.0) / 255.0;
+        } else {
+          const double ratio = 1.0 / pc;
+          const int f = static_cast<int>(std::floor(std::log2(ratio)));
+          const int code = f + (ratio >= 1.5 * std::ldexp(1.0, f) ? 1 : 0);
+          qc = code >= 15 ? 0.0 : std::ldexp(1.0, -code);
+        }
+        qsum += qc;
+      }
+      for (int c = 0; c < cols; ++c) {
+        const double pc = p[static_cast<size_t>(c)];
+        double qc = q[static_cast<size_t>(c)];
+        if (attention_bits_ == 4 && lis_normalize_ && qsum > 0) qc /= qsum;
+        s[0] += pc * pc;
+        s[1] += (pc - qc) * (pc - qc);
+        s[2] += (pc - qc) * (pc - qc);
+        if (pc > 0 && qc == 0) s[3] += 1;
+      }
+    }
+    min_[idx] = 0;
+    max_[idx] = std::max(max_[idx], pmax);
+  }
+
+  const std::vector<SitePlan>& plan_;
+  int depth_;
+  int attention_bits_;
+  bool lis_normalize_;
+  std::vector<std::vector<float>> abs_max_;
+  std::vector<double> min_, max_;
+};
+
+Grid act_grid(const Range& r) { return calib::grid_for(r, 8); }
+
+double sqnr(double signal, double noise) {
+  if (noise <= 0) return kNoError;
+  if (signal <= 0) return -kNoError;
+  return 10.0 * std::log10(signal / noise);
+}
+
+std::string fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+}  // namespace
+
+Report build_report(const ReferenceModel& model, const std::vector<std::vector<uint8_t>>& images,
+                    const Calibration& cal, const Recipe& recipe, const nlohmann::json& model_metadata,
+                    bool progress) {
+  if (images.empty()) throw Error("the report needs at least one calibration image");
+  const VitConfig& cfg = model.config();
+  const int depth = cfg.depth;
+  VITINT_ASSERT(static_cast<int>(cal.ln1.size()) == depth && cal.streams.size() == static_cast<size_t>(2 * depth + 1));
+  std::map<std::string, double> folding;
+  if (model_metadata.contains("calibration") && model_metadata["calibration"].contains("channel_folding"))
+    for (const auto& [k, v] : model_metadata["calibration"]["channel_folding"].items()) folding[k] = v.get<double>();
+
+  Report rep;
+  rep.architecture = cfg.architecture;
+  rep.recipe = recipe;
+  rep.images = static_cast<int>(images.size());
+  std::vector<SitePlan> plan(static_cast<size_t>(static_cast<int>(Site::kHeadIn) + 1) * (depth + 1));
+  size_t nsums = 0;
+  auto add = [&](Site s, int block, const std::string& name, const std::string& kind) -> SitePlan& {
+    SitePlan& p = plan[static_cast<size_t>(static_cast<int>(s) * (depth + 1) + block)];
+    p.used = true;
+    p.report = rep.sites.size();
+    p.sums = nsums;
+    nsums += kSums;
+    SiteReport r;
+    r.name = name;
+    r.kind = kind;
+    r.block = block < depth ? block : -1;
+    rep.sites.push_back(r);
+    return p;
+  };
+  // A uint8 activation quantizer: per tensor, or folded per channel as quantize.cpp builds it.
+  auto activation = [&](SitePlan& p, const Range& tensor, const std::vector<Range>* channels, const std::string& key) {
+    SiteReport& r = rep.sites[p.report];
+    p.tensor = act_grid(tensor);
+    r.range_min = tensor.min;
+    r.range_max = tensor.max;
+    r.scale = p.tensor.scale;
+    r.zero_point = p.tensor.zero_point;
+    r.bits = 8;
+    const auto f = folding.find(key);
+    if (channels && f != folding.end()) {
+      const double a = f->second, st = p.tensor.scale;
+      for (const Range& c : *channels) {
+        const double sc = std::pow(act_quant(c).scale, a) * std::pow(st, 1.0 - a);
+        p.grid.push_back({sc, static_cast<int32_t>(std::clamp(-std::round(std::min(c.min, 0.0) / sc), 0.0, 255.0)), 0, 255});
+      }
+      r.folding = a;
+      r.quantizer = "uint8 per channel (folded, a=" + fmt("%.2f", a) + ")";
+    } else {
+      p.grid = {p.tensor};
+      r.quantizer = "uint8 per tensor";
+    }
+  };
+  auto stream = [&](SitePlan& p, int point) {
+    const StreamCalib& sc = cal.streams[static_cast<size_t>(point)];
+    const StreamGrid g = stream_grid(sc.range, recipe.residual_bits, recipe.pts);
+    SiteReport& r = rep.sites[p.report];
+    p.tensor = calib::grid_for(sc.range, recipe.residual_bits);
+    for (uint8_t a : sc.alpha) p.grid.push_back({g.base_scale * (1 << a), g.zero_point, g.qmin, g.qmax});
+    r.bits = recipe.residual_bits;
+    r.range_min = sc.range.min;
+    r.range_max = sc.range.max;
+    r.scale = p.tensor.scale;
+    r.zero_point = p.tensor.zero_point;
+    r.quantizer = std::string(recipe.residual_bits == 16 ? "int16" : "uint8") + (recipe.pts ? " PTS" : " per tensor");
+  };
+  for (int b = 0; b < depth; ++b) {
+    const auto i = static_cast<size_t>(b);
+    const std::string pre = "blocks." + std::to_string(b) + ".";
+    stream(add(Site::kBlockInput, b, pre + "in", "stream"), 2 * b);
+    activation(add(Site::kLn1Out, b, pre + "ln1", "ln1"), cal.ln1[i], &cal.ln1_channels[i], pre + "ln1");
+    activation(add(Site::kQ, b, pre + "q", "q"), cal.q[i], nullptr, "");
+    activation(add(Site::kK, b, pre + "k", "k"), cal.k[i], nullptr, "");
+    activation(add(Site::kV, b, pre + "v", "v"), cal.v[i], nullptr, "");
+    {
+      SitePlan& p = add(Site::kAttnLogits, b, pre + "attn", "attn");
+      p.probs = true;
+      SiteReport& r = rep.sites[p.report];
+      r.bits = recipe.attention_bits;
+      r.range_min = 0;
+      r.range_max = 1;
+      if (recipe.attention_bits == 8) {
+        r.scale = 1.0 / 255;
+        r.quantizer = "uint8 probabilities (1/255)";
+      } else {
+        r.quantizer = std::string("4-bit Log-Int-Softmax") + (recipe.lis_normalize ? " (row-normalized)" : "");
+      }
+    }
+    activation(add(Site::kAttnOut, b, pre + "attn_out", "attn_out"), cal.attn_out[i],
+               i < cal.attn_out_channels.size() ? &cal.attn_out_channels[i] : nullptr, pre + "attn.out");
+    stream(add(Site::kBlockMid, b, pre + "mid", "stream"), 2 * b + 1);
+    activation(add(Site::kLn2Out, b, pre + "ln2", "ln2"), cal.ln2[i], &cal.ln2_channels[i], pre + "ln2");
+    activation(add(Site::kGeluOut, b, pre + "gelu", "gelu"), cal.gelu[i], &cal.gelu_channels[i], pre + "gelu");
+  }
+  stream(add(Site::kFinalNormIn, depth, "final.in", "stream"), 2 * depth);
+  activation(add(Site::kHeadIn, depth, "head.in", "head_in"), cal.head_in, &cal.head_in_channels, "norm");
+
+  std::vector<ReportObserver> obs;
+  const unsigned threads = std::min<unsigned>(calibration_threads(), static_cast<unsigned>(images.size()));
+  for (unsigned t = 0; t < threads; ++t)
+    obs.emplace_back(plan, depth, recipe.attention_bits, recipe.lis_normalize, nsums);
+  std::vector<PassObserver*> ptrs;
+  for (auto& o : obs) ptrs.push_back(&o);
+  std::vector<double> sums;
+  forward_images(model, images, ptrs, &sums, "measuring quantization error", progress);
+  for (size_t t = 1; t < obs.size(); ++t) obs[0].merge(obs[t]);
+
+  for (size_t idx = 0; idx < plan.size(); ++idx) {
+    const SitePlan& p = plan[idx];
+    if (!p.used) continue;
+    SiteReport& r = rep.sites[p.report];
+    const double* s = &sums[p.sums];
+    r.sqnr_db = sqnr(s[0], s[1]);
+    r.sqnr_tensor_db = sqnr(s[0], s[2]);
+    r.observed_min = obs[0].min(idx);
+    r.observed_max = obs[0].max(idx);
+    const std::vector<float>& am = obs[0].abs_max(idx);
+    if (p.probs) {
+      const double n = double(images.size()) * cfg.num_heads * std::pow(cfg.num_patches() + 1, 2);
+      r.clipped_percent = 100.0 * s[3] / n;
+      continue;
+    }
+    r.channels = static_cast<int>(am.size());
+    std::vector<float> sorted = am;
+    std::sort(sorted.begin(), sorted.end());
+    const double median = sorted.empty() ? 0 : sorted[sorted.size() / 2];
+    std::vector<std::pair<int, double>> order;
+    for (size_t c = 0; c < am.size(); ++c) {
+      order.emplace_back(static_cast<int>(c), am[c]);
+      if (median > 0 && am[c] > kOutlierFactor * median) ++r.outlier_channels;
+    }
+    std::stable_sort(order.begin(), order.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+    order.resize(std::min<size_t>(order.size(), 3));
+    r.top_channels = order;
+    r.max_median_ratio = median > 0 && !sorted.empty() ? sorted.back() / median : 0;
+  }
+  // Clipped share: values per site = images x rows x cols.
+  const int tokens = cfg.num_patches() + 1;
+  for (size_t idx = 0; idx < plan.size(); ++idx) {
+    const SitePlan& p = plan[idx];
+    if (!p.used || p.probs) continue;
+    SiteReport& r = rep.sites[p.report];
+    const double rows = r.kind == "head_in" ? 1.0 : tokens;
+    r.clipped_percent = 100.0 * sums[p.sums + 3] / (double(images.size()) * rows * r.channels);
+  }
+  return rep;
+}
+
+nlohmann::json report_json(const Report& rep) {
+  using json = nlohmann::json;
+  json sites = json::array();
+  for (const SiteReport& s : rep.sites) {
+    json top = json::array();
+    for (const auto& [c, v] : s.top_channels) top.push_back({{"channel", c}, {"max_abs", v}});
+    json j = {{"name", s.name},
+              {"kind", s.kind},
+              {"block", s.block},
+              {"quantizer", s.quantizer},
+              {"bits", s.bits},
+              {"range", {s.range_min, s.range_max}},
+              {"scale", s.scale},
+              {"zero_point", s.zero_point},
+              {"observed", {s.observed_min, s.observed_max}},
+              {"channels", s.channels},
+              {"outlier_channels", s.outlier_channels},
+              {"max_median_ratio", s.max_median_ratio},
+              {"top_channels", top},
+              {"sqnr_db", s.sqnr_db},
+              {"sqnr_per_tensor_db", s.sqnr_tensor_db},
+              {"clipped_percent", s.clipped_percent}};
+    if (s.folding >= 0) j["folding"] = s.folding;
+    sites.push_back(j);
+  }
+  std::vector<const SiteReport*> worst;
+  for (const SiteReport& s : rep.sites) worst.push_back(&s);
+  std::stable_sort(worst.begin(), worst.end(), [](const SiteReport* a, const SiteReport* b) { return a->sqnr_db < b->sqnr_db; });
+  json w = json::array();
+  for (size_t i = 0; i < std::min<size_t>(5, worst.size()); ++i) w.push_back({{"name", worst[i]->name}, {"sqnr_db", worst[i]->sqnr_db}});
+  const Recipe& r = rep.recipe;
+  return {{"architecture", rep.architecture},
+          {"recipe",
+           {{"method", r.method},
+            {"pts", r.pts},
+            {"channel_ln", r.channel_ln},
+            {"channel_gelu", r.channel_gelu},
+            {"channel_attn", r.channel_attn},
+            {"bias_correction", r.bias_correction},
+            {"attention_bits", r.attention_bits},
+            {"lis_normalize", r.lis_normalize},
+            {"residual_bits", r.residual_bits}}},
+          {"calibration_images", rep.images},
+          {"definitions",
+           {{"sqnr_db", "10 log10(sum x^2 / sum (x - Q(x))^2) on the calibration images, quantizer as built"},
+            {"sqnr_per_tensor_db", "the same for the plain per-tensor quantizer of the calibrated range"},
+            {"outlier_channels", "channels whose max |x| exceeds 8 x the median channel max |x|"},
+            {"clipped_percent", "values outside the representable range (attention: nonzero probabilities stored as 0)"}}},
+          {"sites", sites},
+          {"worst_sites", w}};
+}
+
+std::string report_table(const Report& rep) {
+  std::ostringstream o;
+  const Recipe& r = rep.recipe;
+  o << "Quantization report: " << rep.architecture << ", " << r.method << (r.pts ? " + PTS" : "") << ", "
+    << (r.attention_bits == 8 ? "8-bit" : "4-bit LIS") << " attention, " << r.residual_bits << "-bit residual stream, "
+    << rep.images << " calibration images\n";
+  char line[320];
+  std::snprintf(line, sizeof line, "%-18s %-36s %17s %17s %8s %7s %7s %6s %6s  %s\n", "site", "quantizer", "range",
+                "observed", "outl.ch", "max/med", "clip%", "SQNR", "tensor", "top channel");
+  o << line;
+  auto db = [](double v) { return v >= kNoError ? std::string("inf") : fmt("%.1f", v); };
+  for (const SiteReport& s : rep.sites) {
+    const std::string range = "[" + fmt("%.3g", s.range_min) + ", " + fmt("%.3g", s.range_max) + "]";
+    const std::string seen = "[" + fmt("%.3g", s.observed_min) + ", " + fmt("%.3g", s.observed_max) + "]";
+    const std::string outl = s.channels ? std::to_string(s.outlier_channels) + "/" + std::to_string(s.channels) : "-";
+    const std::string ratio = s.channels ? fmt("%.1f", s.max_median_ratio) : "-";
+    const std::string top = s.outlier_channels && !s.top_channels.empty()
+                                ? "#" + std::to_string(s.top_channels[0].first) + " |x|<=" + fmt("%.3g", s.top_channels[0].second)
+                                : "";
+    std::snprintf(line, sizeof line, "%-18s %-36s %17s %17s %8s %7s %7.3f %6s %6s  %s\n", s.name.c_str(), s.quantizer.c_str(),
+                  range.c_str(), seen.c_str(), outl.c_str(), ratio.c_str(), s.clipped_percent, db(s.sqnr_db).c_str(),
+                  db(s.sqnr_tensor_db).c_str(), top.c_str());
+    o << line;
+  }
+  std::vector<const SiteReport*> worst;
+  for (const SiteReport& s : rep.sites) worst.push_back(&s);
+  std::stable_sort(worst.begin(), worst.end(), [](const SiteReport* a, const SiteReport* b) { return a->sqnr_db < b->sqnr_db; });
+  o << "SQNR in dB on the calibration images (tensor: the plain per-tensor quantizer of the same range); outl.ch:\n"
+       "channels with max|x| > 8x the median channel max|x|; clip%: values outside the grid (attn: probabilities\n"
+       "stored as 0). Lowest SQNR:";
+  for (size_t i = 0; i < std::min<size_t>(5, worst.size()); ++i)
+    o << (i ? ", " : " ") << worst[i]->name << " " << db(worst[i]->sqnr_db) << " dB";
+  o << "\n";
+  return o.str();
+}
+
+}  // namespace vitint::convert
