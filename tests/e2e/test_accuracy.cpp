@@ -59,15 +59,18 @@ TEST_CASE("e2e: FP32 reference ViT-Tiny AugReg top-1 within 0.3 of timm (82.33)"
   CHECK(r.agreement >= 99.5);
 }
 
+// FQ-ViT (fake quantization) on this model: 81.75 / 96.42 (MinMax+PTS) and
+// 80.33 / 94.42 (MinMax+PTS+LIS).
 TEST_CASE("e2e: integer DeiT-Tiny W8A8, 8-bit attention") {
   const EvalResult r = run(vti("deit_tiny_a8"), vitint::test::kDeitTiny);
-  CHECK(r.top1 >= 81.0);
+  CHECK(r.top1 >= 81.5);
   CHECK(r.agreement >= 95.0);
 }
 
 TEST_CASE("e2e: integer DeiT-Tiny W8A8, 4-bit Log-Int-Softmax attention") {
   const EvalResult r = run(vti("deit_tiny_a4"), vitint::test::kDeitTiny);
-  CHECK(r.top1 >= 80.3);
+  CHECK(r.top1 >= 81.0);
+  CHECK(r.agreement >= 94.0);
 }
 
 // FQ-ViT's best on this model is 58.67 (8-bit) / 58.33 (4-bit attention).
