@@ -136,16 +136,15 @@ void PatchEmbedOp::run(ExecContext& ctx) const {
   const int grid = size / p;
   const int kdim = 3 * p * p;
   const int rows = t_count - 1;
+  // im2col by (image, block of patches); then the GEMM and the epilogue by
+  // (image, block of the grid split_gemm picks), like a linear layer. The
+  // im2col and acc buffers hold every image.
   const int parts = row_parts(rows, ctx.threads());
-  // Each (image, block of patches) task runs im2col, the GEMM and the
-  // epilogue on its own rows; the im2col and acc buffers hold every image.
-  ctx.parallel(ctx.batch * parts, [&, size, p, d, t_count, grid, kdim, rows, parts](int task, int) {
+  ctx.parallel(ctx.batch * parts, [&, size, p, t_count, grid, kdim, rows, parts](int task, int) {
     const int b = task / parts;
     const RowRange r = split_rows(rows, parts, task % parts);
-    if (r.size() <= 0) return;
     const uint8_t* img = ctx.images + static_cast<size_t>(b) * size * size * 3;
     uint8_t* cols = ctx.buf<uint8_t>(im2col) + static_cast<size_t>(b) * t_count * kdim;
-    int32_t* accum = ctx.buf<int32_t>(acc) + static_cast<size_t>(b) * rows * d;
     for (int t = r.begin; t < r.end; ++t) {
       const int py = t / grid, px = t % grid;
       uint8_t* row = cols + static_cast<size_t>(t) * kdim;
@@ -156,15 +155,37 @@ void PatchEmbedOp::run(ExecContext& ctx) const {
           for (int kx = 0; kx < p; ++kx) dst[kx] = src[kx * 3];
         }
     }
-    int32_t* acc_rows = accum + static_cast<size_t>(r.begin) * d;
-    linear.gemm(ctx.isa, r.size(), cols + static_cast<size_t>(r.begin) * kdim, kdim, acc_rows);
+  });
+  const int unit = column_unit(ctx.isa);
+  const GemmSplit split = split_gemm(rows, d, unit, ctx.threads());
+  ctx.parallel(ctx.batch * split.tasks(), [&, d, t_count, kdim, rows](int task, int) {
+    const int b = task / split.tasks();
+    const int part = task % split.tasks();
+    const RowRange r = split_rows(rows, split.row_parts, part / split.col_parts);
+    const RowRange c = split_cols(d, unit, split.col_parts, part % split.col_parts);
+    if (r.size() <= 0 || c.size() <= 0) return;
+    const uint8_t* cols = ctx.buf<uint8_t>(im2col) + static_cast<size_t>(b) * t_count * kdim;
+    int32_t* acc_rows = ctx.buf<int32_t>(acc) + (static_cast<size_t>(b) * rows + r.begin) * d;
+    linear.gemm_cols(ctx.isa, r.size(), c.begin, c.end, cols + static_cast<size_t>(r.begin) * kdim, kdim, acc_rows, d);
     int16_t* s = ctx.buf<int16_t>(stream) + static_cast<size_t>(b) * t_count * d;
-    if (r.begin == 0) std::memcpy(s, cls_row, sizeof(int16_t) * static_cast<size_t>(d));
-    // bias_rows = the block's rows: one bias row per token (a 1-row block
-    // reads row 0 of the offset pointer, which is the same row).
-    const k::ResidualParams rp{pos_bias + static_cast<size_t>(r.begin) * d, r.size(), linear.mult, linear.shift,
-                               nullptr, nullptr, 0, zp_out, qmin, qmax};
-    k::residual_add(ctx.isa, r.size(), d, acc_rows, d, rp, s + static_cast<size_t>(1 + r.begin) * d, d);
+    if (r.begin == 0 && c.begin == 0) std::memcpy(s, cls_row, sizeof(int16_t) * static_cast<size_t>(d));
+    int16_t* s_rows = s + static_cast<size_t>(1 + r.begin) * d;
+    const int32_t* bias = pos_bias + static_cast<size_t>(r.begin) * d;
+    if (c.size() == d) {
+      // bias_rows = the block's rows: one bias row per token (a 1-row block
+      // reads row 0 of the offset pointer, which is the same row).
+      const k::ResidualParams rp{bias, r.size(), linear.mult, linear.shift, nullptr, nullptr, 0, zp_out, qmin, qmax};
+      k::residual_add(ctx.isa, r.size(), d, acc_rows, d, rp, s_rows, d);
+      return;
+    }
+    // A column block: bias rows are d apart, not the block's width apart, so
+    // one row per call.
+    for (int i = 0; i < r.size(); ++i) {
+      const size_t at = static_cast<size_t>(i) * d + c.begin;
+      const k::ResidualParams rp{bias + at, 1, linear.mult + c.begin, linear.shift + c.begin, nullptr, nullptr,
+                                 0, zp_out, qmin, qmax};
+      k::residual_add(ctx.isa, 1, c.size(), acc_rows + at, d, rp, s_rows + at, d);
+    }
   });
 }
 

@@ -1,5 +1,7 @@
 #include "engine/src/thread_pool.h"
 
+#include <chrono>
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #endif
@@ -7,13 +9,21 @@
 namespace vitint::engine {
 namespace {
 
-// Workers and the caller spin this many pause instructions (a few
-// microseconds) before sleeping on the condition variable: enough to catch
-// the next operator of a run without a futex wake-up, short enough that on
-// an oversubscribed machine a spinning thread does not sit on the core its
-// partner needs (measured on a shared 2-core VM: 4000 pauses made two threads
-// 2-3x slower than 256).
-constexpr int kSpin = 256;
+using Clock = std::chrono::steady_clock;
+
+// Waiting threads (workers between jobs, the caller for the workers) first
+// spin on pause instructions, then keep polling with a yield() between
+// polls, and only then block on a condition variable. A futex wake-up
+// costs tens of microseconds on a VM (as much as a LayerNorm share), and a
+// run has ~100 operators: a worker that blocks between two of them, or a
+// caller that blocks on a worker a few microseconds behind, made a second
+// thread gain almost nothing. The yielding polls hand the core to any other
+// runnable thread (on an oversubscribed machine, often the partner this one
+// waits for) instead of sitting on it, which is what made long pause loops
+// slow there. Time, not a pause count: a pause takes 10 ns on some cores
+// and 40 on others.
+constexpr auto kPauseSpin = std::chrono::microseconds(4);
+constexpr auto kYieldSpin = std::chrono::microseconds(200);
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -21,6 +31,23 @@ inline void cpu_relax() {
 #else
   std::this_thread::yield();
 #endif
+}
+
+// Polls ready() as described above; false when it is still not ready at the
+// end of the yielding phase (the caller then blocks).
+template <class Ready>
+bool spin_until(Ready ready) {
+  const Clock::time_point start = Clock::now();
+  for (int i = 1;; ++i) {
+    if (ready()) return true;
+    cpu_relax();
+    if (i % 16 == 0 && Clock::now() - start > kPauseSpin) break;
+  }
+  for (;;) {
+    if (ready()) return true;
+    if (Clock::now() - start > kYieldSpin) return ready();
+    std::this_thread::yield();
+  }
 }
 
 }  // namespace
@@ -61,14 +88,10 @@ void ThreadPool::dispatch(int tasks, TaskFn fn, void* ctx) {
   }
   wake_.notify_all();
   run_share(0);
-  for (int i = 0; pending_.load(std::memory_order_acquire) != 0; ++i) {
-    if (i < kSpin) {
-      cpu_relax();
-    } else {
-      std::unique_lock<std::mutex> lock(mu_);
-      done_.wait(lock, [this] { return pending_.load(std::memory_order_acquire) == 0; });
-      break;
-    }
+  auto all_done = [this] { return pending_.load(std::memory_order_acquire) == 0; };
+  if (!spin_until(all_done)) {
+    std::unique_lock<std::mutex> lock(mu_);
+    done_.wait(lock, all_done);
   }
   std::exception_ptr error;
   {
@@ -81,11 +104,11 @@ void ThreadPool::dispatch(int tasks, TaskFn fn, void* ctx) {
 void ThreadPool::worker_loop(int thread) {
   uint64_t seen = 0;
   for (;;) {
-    uint64_t gen = generation_.load(std::memory_order_acquire);
-    for (int i = 0; gen == seen && i < kSpin; ++i) {
-      cpu_relax();
+    uint64_t gen = seen;
+    spin_until([&] {
       gen = generation_.load(std::memory_order_acquire);
-    }
+      return gen != seen;
+    });
     if (gen == seen) {
       std::unique_lock<std::mutex> lock(mu_);
       wake_.wait(lock, [&] { return stop_ || generation_.load(std::memory_order_acquire) != seen; });
