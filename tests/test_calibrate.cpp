@@ -295,3 +295,32 @@ TEST_CASE("Report: JSON structure and table on a random model") {
   CHECK(table.find("blocks.0.ln1") != std::string::npos);
   CHECK(table.find("Lowest SQNR") != std::string::npos);
 }
+
+TEST_CASE("forward_images: floating-point totals do not depend on the number of workers") {
+  const vc::Checkpoint ckpt = vc::Checkpoint::random("deit_tiny_patch16_224", 3);
+  const vc::ReferenceModel ref(ckpt);
+  const auto images = vitint::test::synthetic_images(4, ckpt.config().image_size, 3);
+  // Sums of x and x^2 over every observed value, per site.
+  struct Summer final : vc::PassObserver {
+    Summer() { sums.assign(2 * (static_cast<size_t>(vc::Site::kHeadIn) + 1), 0.0); }
+    void observe(vc::Site site, int, const float* data, int rows, int cols) override {
+      const auto s = 2 * static_cast<size_t>(site);
+      for (size_t i = 0; i < static_cast<size_t>(rows) * static_cast<size_t>(cols); ++i) {
+        sums[s] += data[i];
+        sums[s + 1] += double(data[i]) * data[i];
+      }
+    }
+  };
+  std::vector<double> one, three;
+  {
+    Summer a;
+    vc::forward_images(ref, images, {&a}, &one, "", false);
+  }
+  {
+    Summer a, b, c;
+    vc::forward_images(ref, images, {&a, &b, &c}, &three, "", false);
+  }
+  REQUIRE(one.size() == three.size());
+  for (size_t i = 0; i < one.size(); ++i) CHECK(one[i] == three[i]);  // bit for bit
+  CHECK(one[2 * static_cast<size_t>(vc::Site::kGeluOut) + 1] > 0);
+}
