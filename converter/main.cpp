@@ -11,6 +11,7 @@
 #include "converter/cli.h"
 #include "converter/dataset.h"
 #include "converter/quantize.h"
+#include "converter/report.h"
 #include "engine/src/format.h"
 #include "vitint/error.h"
 
@@ -19,7 +20,7 @@ namespace {
 const char* kUsage = R"(usage: vitint-convert CHECKPOINT_DIR -o MODEL.vti --calib-list LIST --calib-root DIR
                       [--calib-count N] [--attn-bits 8|4] [--quant-method minmax|ema|percentile|omse]
                       [--pts | --no-pts] [--lis | --no-lis] [--residual-bits 16|8]
-                      [--labels FILE] [--force] [--quiet] [--json]
+                      [--labels FILE] [--report FILE.json] [--force] [--quiet] [--json]
 
 CHECKPOINT_DIR holds model.safetensors and config.json as timm publishes them
 (e.g. the files of hf-hub:timm/deit_tiny_patch16_224.fb_in1k).
@@ -48,6 +49,9 @@ LIST has "FILE LABEL" lines (ImageNet val.txt style); the first N images
   --residual-bits     bits of the integer residual stream (default 16)
   --labels FILE       class names, one "nXXXXXXXX name" line per class, stored in the model
   --force             overwrite MODEL.vti if it exists
+  --report FILE.json  per-layer statistics (range, outlier channels, quantization error as SQNR
+                      on the calibration images) to FILE.json, and a table on stdout (on
+                      stderr with --json; none with --quiet)
   --json              print a JSON summary on stdout
 )";
 
@@ -58,7 +62,7 @@ int main(int argc, char** argv) {
   try {
     const Args args(argc, argv,
                     {"output", "calib-list", "calib-root", "calib-count", "attn-bits", "quant-method",
-                     "residual-bits", "labels"},
+                     "residual-bits", "labels", "report"},
                     {"pts", "no-pts", "lis", "no-lis", "channel-ln", "no-channel-ln", "channel-gelu", "no-channel-gelu", "channel-attn", "no-channel-attn", "bias-correction", "no-lis-normalize", "force", "quiet", "json", "help"});
     if (args.has("help")) {
       std::fputs(kUsage, stdout);
@@ -72,6 +76,8 @@ int main(int argc, char** argv) {
 
     ConvertInfo info;
     info.recipe.method = args.get("quant-method", "minmax");
+    if (!calib::is_method(info.recipe.method))
+      throw vitint::Error("--quant-method must be minmax, ema, percentile or omse (got '" + info.recipe.method + "')");
     if (args.has("pts") && args.has("no-pts")) throw vitint::Error("--pts and --no-pts contradict each other");
     if (args.has("lis") && args.has("no-lis")) throw vitint::Error("--lis and --no-lis contradict each other");
     info.recipe.pts = !args.has("no-pts");
@@ -127,6 +133,15 @@ int main(int argc, char** argv) {
     vitint::format::Writer writer;
     quantize_vit(ckpt, cal, info, &writer);
     writer.write(output, force);
+    if (args.has("report")) {
+      const std::string report_path = args.get("report");
+      const Report report = build_report(model, images, cal, info.recipe,
+                                         vitint::format::Reader::open(output)->metadata(), !quiet);
+      std::ofstream f(report_path);
+      f << report_json(report).dump(2) << "\n";
+      if (!f) throw vitint::Error("cannot write report " + report_path);
+      if (!quiet) std::fputs(report_table(report).c_str(), args.has("json") ? stderr : stdout);
+    }
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (args.has("json")) {
       nlohmann::json j = {{"output", output},
