@@ -322,38 +322,8 @@ def update_doc(path, table, chart_rel):
         f.write(pre + block + post)
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--build", default=os.path.join(os.path.dirname(HERE), "build"),
-                   help="CMake build directory holding bench/vitint-bench and bench/vitint-onednn-chain")
-    p.add_argument("--archs", default="deit_tiny,deit_small,deit_base",
-                   help="comma-separated (deit_tiny, deit_small, deit_base, vit_tiny, vit_small, vit_base)")
-    p.add_argument("--threads", default="1,2", help="comma-separated thread counts")
-    p.add_argument("--batches", default="1", help="comma-separated batch sizes")
-    p.add_argument("--tools", default=",".join(DEFAULT_TOOLS), help="comma-separated, from: " + ", ".join(TOOLS))
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (the table shows the median)")
-    p.add_argument("--seconds", type=float, default=2.0, help="timed seconds per run (sets the iterations)")
-    p.add_argument("--min-iterations", type=int, default=5)
-    p.add_argument("--max-iterations", type=int, default=400)
-    p.add_argument("--out", default="speed-results", help="directory for results.json, table.md, chart")
-    p.add_argument("--chart", default=None, help="chart file (.svg or .png; default OUT/speed.svg)")
-    p.add_argument("--update-doc", default=None,
-                   help="Markdown file whose <!-- compare.py:begin/end --> block gets the table and chart link")
-    args = p.parse_args()
-    args.archs = [ALIASES.get(a.strip(), a.strip()) for a in args.archs.split(",") if a.strip()]
-    for a in args.archs:
-        if a not in SHORT:
-            p.error(f"unknown architecture {a}")
-    args.threads = [int(x) for x in args.threads.split(",")]
-    args.batches = [int(x) for x in args.batches.split(",")]
-    args.tools = [t.strip() for t in args.tools.split(",") if t.strip()]
-    for t in args.tools:
-        if t not in TOOLS:
-            p.error(f"unknown tool {t} (choose from {', '.join(TOOLS)})")
-    args.tools = [t for t in TOOLS if t in args.tools]  # table order
-    os.makedirs(args.out, exist_ok=True)
-    chart_path = args.chart or os.path.join(args.out, "speed.svg")
-
+def measure(args):
+    """Runs every contender over the grid, interleaved; returns (meta, runs)."""
     runner = Runner(args)
     meta = {"date": datetime.date.today().isoformat(), "cpu": cpu_model(), "cores": os.cpu_count(),
             "git": git_describe(), "rounds": args.rounds, "argv": sys.argv[1:], "load_before": os.getloadavg()[0],
@@ -376,12 +346,63 @@ def main():
                     log(f"  {tool} {a} t={t} b={b}: FAILED: {e}")
                     continue
                 r["round"] = rnd
+                r["load1"] = os.getloadavg()[0]
                 runs.append(r)
                 estimate[key] = r["median_ms"]
                 log(f"  {TOOLS[tool]:34s} {SHORT[a]:6s} t={t} b={b}: median {r['median_ms']:.3f} ms "
                     f"(p10 {r['p10_ms']:.3f}, {iters} it)")
     meta["load_after"] = os.getloadavg()[0]
     shutil.rmtree(runner.tmp, ignore_errors=True)
+    return meta, runs
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--build", default=os.path.join(os.path.dirname(HERE), "build"),
+                   help="CMake build directory holding bench/vitint-bench and bench/vitint-onednn-chain")
+    p.add_argument("--archs", default="deit_tiny,deit_small,deit_base",
+                   help="comma-separated (deit_tiny, deit_small, deit_base, vit_tiny, vit_small, vit_base)")
+    p.add_argument("--threads", default="1,2", help="comma-separated thread counts")
+    p.add_argument("--batches", default="1", help="comma-separated batch sizes")
+    p.add_argument("--tools", default=",".join(DEFAULT_TOOLS), help="comma-separated, from: " + ", ".join(TOOLS))
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (the table shows the median)")
+    p.add_argument("--seconds", type=float, default=2.0, help="timed seconds per run (sets the iterations)")
+    p.add_argument("--min-iterations", type=int, default=5)
+    p.add_argument("--max-iterations", type=int, default=400)
+    p.add_argument("--out", default="speed-results", help="directory for results.json, table.md, chart")
+    p.add_argument("--chart", default=None, help="chart file (.svg or .png; default OUT/speed.svg)")
+    p.add_argument("--from-json", default=None, metavar="RESULTS.json",
+                   help="measure nothing: redo the table, chart and doc from a previous results.json")
+    p.add_argument("--update-doc", default=None,
+                   help="Markdown file whose <!-- compare.py:begin/end --> block gets the table and chart link")
+    args = p.parse_args()
+    args.archs = [ALIASES.get(a.strip(), a.strip()) for a in args.archs.split(",") if a.strip()]
+    for a in args.archs:
+        if a not in SHORT:
+            p.error(f"unknown architecture {a}")
+    args.threads = [int(x) for x in args.threads.split(",")]
+    args.batches = [int(x) for x in args.batches.split(",")]
+    args.tools = [t.strip() for t in args.tools.split(",") if t.strip()]
+    for t in args.tools:
+        if t not in TOOLS:
+            p.error(f"unknown tool {t} (choose from {', '.join(TOOLS)})")
+    args.tools = [t for t in TOOLS if t in args.tools]  # table order
+    os.makedirs(args.out, exist_ok=True)
+    chart_path = args.chart or os.path.join(args.out, "speed.svg")
+
+    if args.from_json:
+        with open(args.from_json) as f:
+            saved = json.load(f)
+        meta, runs = saved["meta"], saved["runs"]
+        # The grid and contenders are those of the saved runs, in table order.
+        order = list(SHORT)
+        args.archs = sorted({r["architecture"] for r in runs}, key=order.index)
+        args.threads = sorted({r["threads"] for r in runs})
+        args.batches = sorted({r["batch"] for r in runs})
+        args.tools = [t for t in TOOLS if any(r["tool_key"] == t for r in runs)]
+        args.rounds = meta["rounds"]
+    else:
+        meta, runs = measure(args)
 
     agg = aggregate(runs)
     table = markdown(agg, args, meta)
