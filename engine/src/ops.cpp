@@ -59,32 +59,42 @@ RowRange split_cols(int n, int unit, int parts, int part) {
   return {edge(part), part + 1 == parts ? n : edge(part + 1)};
 }
 
-// A GEMM of m x n cut into row_parts x col_parts blocks, one per thread.
-struct GemmSplit {
-  int row_parts = 1, col_parts = 1;
-  int tasks() const { return row_parts * col_parts; }
+// Rows of a GEMM are split in multiples of this: AMX computes 32-row
+// blocks (tile pairs); for the vector paths 16 is as good as any.
+int row_quantum(k::Isa isa) { return isa == k::Isa::kAmx ? 32 : 16; }
+
+// The share of thread `part` of `parts` in an m x n GEMM and its epilogue:
+// a band of whole row quanta over all columns, equally high for every
+// thread, then a column block of the rows left below the bands. For 197
+// rows and two threads on AMX: rows 0-95 and 96-191, then column halves of
+// rows 192-196. Cutting 96 / 101 rows gave one thread 7 row tiles to the
+// other's 6, and a lone tile row costs AMX nearly what a pair does (40%
+// more time on that thread); cutting all rows by columns balances too but
+// makes every thread read the rows the other one just wrote (LayerNorm and
+// the linear layers before split by rows): measured 10% slower than bands.
+struct GemmShare {
+  RowRange band;       // all columns
+  RowRange rest_rows;  // the rows below every band
+  RowRange rest_cols;  // this thread's columns of them
 };
 
-// The grid (row_parts * col_parts = threads) whose largest block, in 16-row
-// tiles times column units, is smallest; columns win ties: each thread then
-// streams only its share of the weights, and 197 rows (13 tiles) do not
-// halve evenly while the ViT widths do.
-GemmSplit split_gemm(int m, int n, int unit, int threads) {
-  const int units = (n + unit - 1) / unit;
-  GemmSplit best;
-  int64_t best_cost = -1;
-  for (int cp = std::min(threads, units); cp >= 1; --cp) {
-    if (threads % cp != 0) continue;
-    const int rp = row_parts(m, threads / cp);
-    int tiles = 0;
-    for (int p = 0; p < rp; ++p) tiles = std::max(tiles, (split_rows(m, rp, p).size() + 15) / 16);
-    const int64_t cost = int64_t{tiles} * ((units + cp - 1) / cp);
-    if (best_cost < 0 || cost < best_cost) {
-      best_cost = cost;
-      best = {rp, cp};
-    }
+GemmShare gemm_share(int m, int n, int row_q, int col_unit, int parts, int part) {
+  const int band = parts == 1 ? m : m / row_q / parts * row_q;
+  return {{part * band, (part + 1) * band}, {parts * band, m}, split_cols(n, col_unit, parts, part)};
+}
+
+// Calls block(rows, cols, acc, ldc) for the nonempty blocks of a share. The
+// accumulators of the band are rows of acc (ld n); those of the rest block
+// are packed [rows][cols] after the bands, so that no two threads write
+// into the same cache lines (or pages: the hardware prefetchers work on
+// those) of the accumulators.
+template <class Block>
+void for_each_block(const GemmShare& s, int n, int32_t* acc, Block&& block) {
+  if (s.band.size() > 0) block(s.band, RowRange{0, n}, acc + static_cast<size_t>(s.band.begin) * n, n);
+  if (s.rest_rows.size() > 0 && s.rest_cols.size() > 0) {
+    int32_t* rest = acc + static_cast<size_t>(s.rest_rows.begin) * n + static_cast<size_t>(s.rest_cols.begin) * s.rest_rows.size();
+    block(s.rest_rows, s.rest_cols, rest, s.rest_cols.size());
   }
-  return best;
 }
 
 }  // namespace
@@ -126,7 +136,7 @@ void PackedLinear::gemm(k::Isa isa, int m, const uint8_t* a, int lda, int32_t* a
 void PackedLinear::gemm_cols(k::Isa isa, int m, int col_begin, int col_end, const uint8_t* a, int lda,
                              int32_t* acc, int ldc) const {
   const uint8_t* b = packed.data() + k::packed_b_bytes(isa, col_begin, k);
-  k::gemm_u8s8s32(isa, m, col_end - col_begin, k, a, lda, b, acc + col_begin, ldc);
+  k::gemm_u8s8s32(isa, m, col_end - col_begin, k, a, lda, b, acc, ldc);
 }
 
 void PatchEmbedOp::run(ExecContext& ctx) const {
@@ -136,13 +146,18 @@ void PatchEmbedOp::run(ExecContext& ctx) const {
   const int grid = size / p;
   const int kdim = 3 * p * p;
   const int rows = t_count - 1;
-  // im2col by (image, block of patches); then the GEMM and the epilogue by
-  // (image, block of the grid split_gemm picks), like a linear layer. The
-  // im2col and acc buffers hold every image.
-  const int parts = row_parts(rows, ctx.threads());
-  ctx.parallel(ctx.batch * parts, [&, size, p, t_count, grid, kdim, rows, parts](int task, int) {
-    const int b = task / parts;
-    const RowRange r = split_rows(rows, parts, task % parts);
+  // im2col, then the GEMM and the epilogue, by (image, thread share of a
+  // linear layer's split): a thread's im2col rows are its band, and the
+  // last thread's also the rows below the bands (whose GEMM is split by
+  // columns, so it needs a barrier). The im2col and acc buffers hold every
+  // image.
+  const int threads = ctx.threads();
+  const int row_q = row_quantum(ctx.isa), unit = column_unit(ctx.isa);
+  ctx.parallel(ctx.batch * threads, [&, size, p, t_count, grid, kdim, rows, threads, row_q, unit](int task, int) {
+    const int b = task / threads;
+    const int part = task % threads;
+    const GemmShare share = gemm_share(rows, 1, row_q, unit, threads, part);
+    const RowRange r{share.band.begin, part + 1 == threads ? rows : share.band.end};
     const uint8_t* img = ctx.images + static_cast<size_t>(b) * size * size * 3;
     uint8_t* cols = ctx.buf<uint8_t>(im2col) + static_cast<size_t>(b) * t_count * kdim;
     for (int t = r.begin; t < r.end; ++t) {
@@ -156,36 +171,33 @@ void PatchEmbedOp::run(ExecContext& ctx) const {
         }
     }
   });
-  const int unit = column_unit(ctx.isa);
-  const GemmSplit split = split_gemm(rows, d, unit, ctx.threads());
-  ctx.parallel(ctx.batch * split.tasks(), [&, d, t_count, kdim, rows](int task, int) {
-    const int b = task / split.tasks();
-    const int part = task % split.tasks();
-    const RowRange r = split_rows(rows, split.row_parts, part / split.col_parts);
-    const RowRange c = split_cols(d, unit, split.col_parts, part % split.col_parts);
-    if (r.size() <= 0 || c.size() <= 0) return;
+  ctx.parallel(ctx.batch * threads, [&, d, t_count, kdim, rows, threads, row_q, unit](int task, int) {
+    const int b = task / threads;
     const uint8_t* cols = ctx.buf<uint8_t>(im2col) + static_cast<size_t>(b) * t_count * kdim;
-    int32_t* acc_rows = ctx.buf<int32_t>(acc) + (static_cast<size_t>(b) * rows + r.begin) * d;
-    linear.gemm_cols(ctx.isa, r.size(), c.begin, c.end, cols + static_cast<size_t>(r.begin) * kdim, kdim, acc_rows, d);
     int16_t* s = ctx.buf<int16_t>(stream) + static_cast<size_t>(b) * t_count * d;
-    if (r.begin == 0 && c.begin == 0) std::memcpy(s, cls_row, sizeof(int16_t) * static_cast<size_t>(d));
-    int16_t* s_rows = s + static_cast<size_t>(1 + r.begin) * d;
-    const int32_t* bias = pos_bias + static_cast<size_t>(r.begin) * d;
-    if (c.size() == d) {
-      // bias_rows = the block's rows: one bias row per token (a 1-row block
-      // reads row 0 of the offset pointer, which is the same row).
-      const k::ResidualParams rp{bias, r.size(), linear.mult, linear.shift, nullptr, nullptr, 0, zp_out, qmin, qmax};
-      k::residual_add(ctx.isa, r.size(), d, acc_rows, d, rp, s_rows, d);
-      return;
-    }
-    // A column block: bias rows are d apart, not the block's width apart, so
-    // one row per call.
-    for (int i = 0; i < r.size(); ++i) {
-      const size_t at = static_cast<size_t>(i) * d + c.begin;
-      const k::ResidualParams rp{bias + at, 1, linear.mult + c.begin, linear.shift + c.begin, nullptr, nullptr,
-                                 0, zp_out, qmin, qmax};
-      k::residual_add(ctx.isa, 1, c.size(), acc_rows + at, d, rp, s_rows + at, d);
-    }
+    if (task % threads == 0) std::memcpy(s, cls_row, sizeof(int16_t) * static_cast<size_t>(d));
+    const GemmShare share = gemm_share(rows, d, row_q, unit, threads, task % threads);
+    int32_t* accum = ctx.buf<int32_t>(acc) + static_cast<size_t>(b) * rows * d;
+    for_each_block(share, d, accum, [&](RowRange r, RowRange c, int32_t* blk, int ldc) {
+      linear.gemm_cols(ctx.isa, r.size(), c.begin, c.end, cols + static_cast<size_t>(r.begin) * kdim, kdim, blk, ldc);
+      int16_t* s_rows = s + static_cast<size_t>(1 + r.begin) * d + c.begin;
+      const int32_t* bias = pos_bias + static_cast<size_t>(r.begin) * d + c.begin;
+      if (c.size() == d) {
+        // bias_rows = the block's rows: one bias row per token (a 1-row block
+        // reads row 0 of the offset pointer, which is the same row).
+        const k::ResidualParams rp{bias, r.size(), linear.mult, linear.shift, nullptr, nullptr, 0, zp_out, qmin, qmax};
+        k::residual_add(ctx.isa, r.size(), d, blk, ldc, rp, s_rows, d);
+        return;
+      }
+      // Part of the columns: bias rows are d apart, not the block's width,
+      // so one row per call.
+      for (int i = 0; i < r.size(); ++i) {
+        const k::ResidualParams rp{bias + static_cast<size_t>(i) * d, 1, linear.mult + c.begin, linear.shift + c.begin,
+                                   nullptr, nullptr, 0, zp_out, qmin, qmax};
+        k::residual_add(ctx.isa, 1, c.size(), blk + static_cast<size_t>(i) * ldc, ldc, rp, s_rows + static_cast<size_t>(i) * d,
+                        d);
+      }
+    });
   });
 }
 
@@ -206,34 +218,32 @@ void LayerNormOp::run(ExecContext& ctx) const {
 void LinearOp::run(ExecContext& ctx) const {
   const int m = ctx.batch * rows_per_image;
   const int n = linear.n;
-  const int unit = column_unit(ctx.isa);
-  const GemmSplit split = split_gemm(m, n, unit, ctx.threads());
+  const int threads = ctx.threads();
+  const int row_q = row_quantum(ctx.isa), unit = column_unit(ctx.isa);
   // GEMM and epilogue per block (the epilogue reads the block's
-  // accumulators while they are still in cache). Every block of a call has
-  // the same A rows per column block, so the kernels' per-thread A buffers
-  // see the same sizes whichever thread takes which block.
-  ctx.parallel(split.tasks(), [&](int task, int) {
-    const RowRange r = split_rows(m, split.row_parts, task / split.col_parts);
-    const RowRange c = split_cols(n, unit, split.col_parts, task % split.col_parts);
-    if (r.size() <= 0 || c.size() <= 0) return;
-    const size_t at = static_cast<size_t>(r.begin) * n + c.begin;
-    int32_t* accum = ctx.buf<int32_t>(acc) + static_cast<size_t>(r.begin) * n;
-    linear.gemm_cols(ctx.isa, r.size(), c.begin, c.end, ctx.buf<uint8_t>(in) + static_cast<size_t>(r.begin) * linear.k,
-                     linear.k, accum, n);
-    const int j = c.begin;
-    if (skip_mult) {
-      const k::ResidualParams rp{linear.bias + j, 1, linear.mult + j, linear.shift + j, skip_mult + j, skip_shift + j,
-                                 zp_in, zp_out, qmin, qmax};
-      k::residual_add(ctx.isa, r.size(), c.size(), accum + j, n, rp, ctx.buf<int16_t>(out) + at, n);
-    } else if (gelu_table) {
-      const k::GeluU8Params gp{linear.bias + j, linear.mult + j, linear.shift + j, gelu_table,
-                               gelu_mult + j,   gelu_shift + j,  zero_point + j};
-      k::gelu_u8(ctx.isa, r.size(), c.size(), accum + j, n, gp, ctx.buf<uint8_t>(out) + at, n);
-    } else {
-      const k::RequantU8Params rq{linear.bias + j, linear.mult + j, linear.shift + j, zero_point + j,
-                                  table};
-      k::requant_u8(ctx.isa, r.size(), c.size(), accum + j, n, rq, ctx.buf<uint8_t>(out) + at, n);
-    }
+  // accumulators while they are still in cache). The blocks of the threads
+  // have equal shapes, so the kernels' per-thread A buffers do not depend on
+  // which thread runs which share.
+  ctx.parallel(threads, [&, m, n, threads, row_q, unit](int part, int) {
+    const GemmShare share = gemm_share(m, n, row_q, unit, threads, part);
+    for_each_block(share, n, ctx.buf<int32_t>(acc), [&](RowRange r, RowRange c, int32_t* blk, int ldc) {
+      linear.gemm_cols(ctx.isa, r.size(), c.begin, c.end, ctx.buf<uint8_t>(in) + static_cast<size_t>(r.begin) * linear.k,
+                       linear.k, blk, ldc);
+      const size_t at = static_cast<size_t>(r.begin) * n + c.begin;
+      const int j = c.begin;
+      if (skip_mult) {
+        const k::ResidualParams rp{linear.bias + j, 1, linear.mult + j, linear.shift + j, skip_mult + j, skip_shift + j,
+                                   zp_in, zp_out, qmin, qmax};
+        k::residual_add(ctx.isa, r.size(), c.size(), blk, ldc, rp, ctx.buf<int16_t>(out) + at, n);
+      } else if (gelu_table) {
+        const k::GeluU8Params gp{linear.bias + j, linear.mult + j, linear.shift + j, gelu_table,
+                                 gelu_mult + j,   gelu_shift + j,  zero_point + j};
+        k::gelu_u8(ctx.isa, r.size(), c.size(), blk, ldc, gp, ctx.buf<uint8_t>(out) + at, n);
+      } else {
+        const k::RequantU8Params rq{linear.bias + j, linear.mult + j, linear.shift + j, zero_point + j, table};
+        k::requant_u8(ctx.isa, r.size(), c.size(), blk, ldc, rq, ctx.buf<uint8_t>(out) + at, n);
+      }
+    });
   });
 }
 
@@ -338,10 +348,17 @@ void AttentionOp::run(ExecContext& ctx) const {
   const int units = ctx.batch * h_count;
   const int threads = ctx.threads();
   const int blocks = std::max(1, std::min(threads / std::gcd(units, threads), t_count / 16));
-  ctx.parallel(units * blocks, [&, t_count, d_model, h_count, hd, ld, z_v, stride, blocks](int task, int thread) {
-    const int b = task / blocks / h_count;
-    const int h = task / blocks % h_count;
-    const RowRange r = split_rows(t_count, blocks, task % blocks);
+  // The pool runs task i on thread i % threads; item `work` of the
+  // (image, head, block) order makes each thread's heads adjacent, so the
+  // 64-byte head columns it writes share 128-byte line pairs (which the L2
+  // prefetcher moves together) with its own heads, not the other thread's.
+  const int tasks = units * blocks;
+  const int per_thread = tasks % threads == 0 ? tasks / threads : 0;
+  ctx.parallel(tasks, [&, t_count, d_model, h_count, hd, ld, z_v, stride, blocks, threads, per_thread](int task, int thread) {
+    const int work = per_thread ? task % threads * per_thread + task / threads : task;
+    const int b = work / blocks / h_count;
+    const int h = work / blocks % h_count;
+    const RowRange r = split_rows(t_count, blocks, work % blocks);
     if (r.size() <= 0) return;
     AttentionScratch s{};
     carve(ctx.isa, t_count, hd, ctx.buf<uint8_t>(scratch) + static_cast<size_t>(thread) * stride, &s);

@@ -79,8 +79,8 @@ struct PackedLinear {
   const int32_t* shift = nullptr;
   void pack(kernels::Isa isa, const int8_t* weight, int n_out, int k_in);
   void gemm(kernels::Isa isa, int m, const uint8_t* a, int lda, int32_t* acc) const;
-  // Columns [col_begin, col_end) only, into acc[i * ldc + j] (j absolute);
-  // col_begin on a column panel boundary of the path (see ops.cpp).
+  // Columns [col_begin, col_end) only, column j into acc[i * ldc + j -
+  // col_begin]; col_begin on a column panel boundary of the path (ops.cpp).
   void gemm_cols(kernels::Isa isa, int m, int col_begin, int col_end, const uint8_t* a, int lda, int32_t* acc,
                  int ldc) const;
 };
