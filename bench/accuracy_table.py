@@ -55,6 +55,21 @@ def configs(help_text):
                 ("minmax", True, False), "fqvit-like"))
     out.append(("fqvit-like:minmax+pts+lis", "MinMax + PTS + LIS, FQ-ViT-like",
                 ["--quant-method", "minmax", "--attn-bits", "4"] + closest, ("minmax", True, True), "fqvit-like"))
+    # Which extra matters: FQ-ViT-like plus one extra, and the default minus the 16-bit stream.
+    base = ["--quant-method", "minmax"]
+    extras = [("--residual-bits", "residual16", "16-bit residual stream"),
+              ("--no-channel-ln", "channel-ln", "per-channel LN outputs"),
+              ("--no-channel-gelu", "channel-gelu", "per-channel GELU outputs"),
+              ("--no-channel-attn", "channel-attn", "per-channel attention context")]
+    for flag, short, what in extras:
+        if flag not in closest:
+            continue
+        i = closest.index(flag)
+        flags = closest[:i] + closest[i + (2 if flag == "--residual-bits" else 1):]
+        out.append(("ablation:fqvit-like+" + short, "FQ-ViT-like + " + what, base + flags,
+                    ("minmax", True, False), "ablation"))
+    out.append(("ablation:default-residual8", "default, 8-bit residual stream", base + ["--residual-bits", "8"],
+                ("minmax", True, False), "ablation"))
     return out, closest
 
 
@@ -118,7 +133,8 @@ def markdown(results, ref, fp32, closest, meta):
     w("uint8 (8) or 4-bit Log-Int-Softmax (LIS). Unless marked *FQ-ViT-like*, libvitint's extras are on")
     w("(its defaults): 16-bit residual stream, per-channel LayerNorm / GELU / attention-context quantizers")
     w("folded into the next layer, GELU in 2^-10 fixed point, LIS rows renormalized.")
-    w("*FQ-ViT-like* rows turn them off: `%s`." % " ".join(closest))
+    w("*FQ-ViT-like* rows turn them off: `%s`;" % " ".join(closest))
+    w("the *FQ-ViT-like + ...* rows (MinMax + PTS, 8-bit attention) turn one of them back on.")
     w("FQ-ViT columns: its official code (fake quantization, float GELU and residual adds) on the same")
     w("split, from reference-results.md; `-` where FQ-ViT has no such row.")
     w("")
@@ -133,7 +149,7 @@ def markdown(results, ref, fp32, closest, meta):
         cells = []
         for m in results:
             r = results[m]["rows"][row]
-            fq = ref.get(tuple(r["fqvit_key"]), {}).get(m) if r["group"] == "grid" or r["group"] == "fqvit-like" else None
+            fq = ref.get(tuple(r["fqvit_key"]), {}).get(m) if r["group"] != "ablation" else None
             cells.append("%s | %s" % (fmt(r.get("top1")), fmt(fq[0]) if fq else "-"))
         r0 = results[next(iter(results))]["rows"][row]
         label = r0["label"] + (" (default)" if r0.get("default") else "")
@@ -150,7 +166,7 @@ def markdown(results, ref, fp32, closest, meta):
         w("|---|---|---|---|---|---|---|---|---|---|")
         for row in order:
             r = results[m]["rows"][row]
-            fq = ref.get(tuple(r["fqvit_key"]), {}).get(m)
+            fq = ref.get(tuple(r["fqvit_key"]), {}).get(m) if r["group"] != "ablation" else None
             label = r["label"] + (" (default)" if r.get("default") else "")
             w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
                 label, "yes" if r["pts"] else "no", "LIS 4" if r["attention_bits"] == 4 else "8",

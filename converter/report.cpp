@@ -192,7 +192,9 @@ Report build_report(const ReferenceModel& model, const std::vector<std::vector<u
         p.grid.push_back({sc, static_cast<int32_t>(std::clamp(-std::round(std::min(c.min, 0.0) / sc), 0.0, 255.0)), 0, 255});
       }
       r.folding = a;
-      r.quantizer = "uint8 per channel (folded, a=" + fmt("%.2f", a) + ")";
+      // a = 0: the tensor's scale, each channel's own zero point.
+      r.quantizer = a == 0 ? "uint8 per tensor (channel zero points)"
+                           : "uint8 per channel (folded, a=" + fmt("%.2f", a) + ")";
     } else {
       p.grid = {p.tensor};
       r.quantizer = "uint8 per tensor";
