@@ -131,6 +131,47 @@ class ReportObserver final : public PassObserver {
 
 Grid act_grid(const Range& r) { return calib::grid_for(r, 8); }
 
+// The 5 sites with the lowest SQNR among the attention probabilities or
+// among the other activations (their SQNRs do not compare: the
+// probabilities' error reaches the output diluted by attn @ V).
+std::vector<const SiteReport*> worst(const Report& rep, bool attention) {
+  std::vector<const SiteReport*> w;
+  for (const SiteReport& s : rep.sites)
+    if ((s.kind == "attn") == attention) w.push_back(&s);
+  std::stable_sort(w.begin(), w.end(), [](const SiteReport* a, const SiteReport* b) { return a->sqnr_db < b->sqnr_db; });
+  w.resize(std::min<size_t>(w.size(), 5));
+  return w;
+}
+
+struct KindSummary {
+  std::string kind;
+  int sites = 0, with_outliers = 0;
+  double min_sqnr = 0, mean_sqnr = 0, min_tensor_sqnr = 0;
+  std::string min_site;
+};
+
+// Per kind of site, in order of first appearance.
+std::vector<KindSummary> by_kind(const Report& rep) {
+  std::vector<KindSummary> out;
+  for (const SiteReport& s : rep.sites) {
+    auto it = std::find_if(out.begin(), out.end(), [&](const KindSummary& k) { return k.kind == s.kind; });
+    if (it == out.end()) {
+      out.push_back({s.kind, 0, 0, s.sqnr_db, 0, s.sqnr_tensor_db, s.name});
+      it = out.end() - 1;
+    }
+    ++it->sites;
+    it->with_outliers += s.outlier_channels > 0;
+    it->mean_sqnr += s.sqnr_db;
+    if (s.sqnr_db < it->min_sqnr) {
+      it->min_sqnr = s.sqnr_db;
+      it->min_site = s.name;
+    }
+    it->min_tensor_sqnr = std::min(it->min_tensor_sqnr, s.sqnr_tensor_db);
+  }
+  for (KindSummary& k : out) k.mean_sqnr /= k.sites;
+  return out;
+}
+
 double sqnr(double signal, double noise) {
   if (noise <= 0) return kNoError;
   if (signal <= 0) return -kNoError;
@@ -320,11 +361,20 @@ nlohmann::json report_json(const Report& rep) {
     if (s.folding >= 0) j["folding"] = s.folding;
     sites.push_back(j);
   }
-  std::vector<const SiteReport*> worst;
-  for (const SiteReport& s : rep.sites) worst.push_back(&s);
-  std::stable_sort(worst.begin(), worst.end(), [](const SiteReport* a, const SiteReport* b) { return a->sqnr_db < b->sqnr_db; });
-  json w = json::array();
-  for (size_t i = 0; i < std::min<size_t>(5, worst.size()); ++i) w.push_back({{"name", worst[i]->name}, {"sqnr_db", worst[i]->sqnr_db}});
+  auto lowest = [&](bool attention) {
+    json w = json::array();
+    for (const SiteReport* s : worst(rep, attention)) w.push_back({{"name", s->name}, {"sqnr_db", s->sqnr_db}});
+    return w;
+  };
+  json kinds = json::array();
+  for (const KindSummary& k : by_kind(rep))
+    kinds.push_back({{"kind", k.kind},
+                     {"sites", k.sites},
+                     {"min_sqnr_db", k.min_sqnr},
+                     {"min_site", k.min_site},
+                     {"mean_sqnr_db", k.mean_sqnr},
+                     {"min_sqnr_per_tensor_db", k.min_tensor_sqnr},
+                     {"sites_with_outlier_channels", k.with_outliers}});
   const Recipe& r = rep.recipe;
   return {{"architecture", rep.architecture},
           {"recipe",
@@ -344,7 +394,9 @@ nlohmann::json report_json(const Report& rep) {
             {"outlier_channels", "channels whose max |x| exceeds 8 x the median channel max |x|"},
             {"clipped_percent", "values outside the representable range (attention: nonzero probabilities stored as 0)"}}},
           {"sites", sites},
-          {"worst_sites", w}};
+          {"by_kind", kinds},
+          {"worst_sites", lowest(false)},
+          {"worst_attention", lowest(true)}};
 }
 
 std::string report_table(const Report& rep) {
@@ -371,15 +423,23 @@ std::string report_table(const Report& rep) {
                   db(s.sqnr_tensor_db).c_str(), top.c_str());
     o << line;
   }
-  std::vector<const SiteReport*> worst;
-  for (const SiteReport& s : rep.sites) worst.push_back(&s);
-  std::stable_sort(worst.begin(), worst.end(), [](const SiteReport* a, const SiteReport* b) { return a->sqnr_db < b->sqnr_db; });
   o << "SQNR in dB on the calibration images (tensor: the plain per-tensor quantizer of the same range); outl.ch:\n"
        "channels with max|x| > 8x the median channel max|x|; clip%: values outside the grid (attn: probabilities\n"
-       "stored as 0). Lowest SQNR:";
-  for (size_t i = 0; i < std::min<size_t>(5, worst.size()); ++i)
-    o << (i ? ", " : " ") << worst[i]->name << " " << db(worst[i]->sqnr_db) << " dB";
-  o << "\n";
+       "stored as 0).\n\nBy kind:\n";
+  std::snprintf(line, sizeof line, "  %-9s %5s %9s %-18s %9s %11s %9s\n", "kind", "sites", "min SQNR", "(site)", "mean",
+                "min tensor", "outliers");
+  o << line;
+  for (const KindSummary& k : by_kind(rep)) {
+    std::snprintf(line, sizeof line, "  %-9s %5d %9s %-18s %9s %11s %9d\n", k.kind.c_str(), k.sites, db(k.min_sqnr).c_str(),
+                  k.min_site.c_str(), db(k.mean_sqnr).c_str(), db(k.min_tensor_sqnr).c_str(), k.with_outliers);
+    o << line;
+  }
+  for (bool attention : {false, true}) {
+    o << (attention ? "Lowest SQNR, attention probabilities:" : "Lowest SQNR, activations:");
+    const auto w = worst(rep, attention);
+    for (size_t i = 0; i < w.size(); ++i) o << (i ? ", " : " ") << w[i]->name << " " << db(w[i]->sqnr_db) << " dB";
+    o << "\n";
+  }
   return o.str();
 }
 

@@ -291,6 +291,13 @@ TEST_CASE("Report: JSON structure and table on a random model") {
   CHECK(j["sites"][0]["name"] == "blocks.0.in");
   CHECK(j["sites"].back()["name"] == "head.in");
   CHECK(j["worst_sites"].size() == 5);
+  CHECK(j["worst_attention"].size() == 5);
+  for (const auto& site : j["worst_sites"]) CHECK(site["name"].get<std::string>().find(".attn") == std::string::npos);
+  REQUIRE(j["by_kind"].size() == 10);  // stream, ln1, q, k, v, attn, attn_out, ln2, gelu, head_in
+  CHECK(j["by_kind"][0]["kind"] == "stream");
+  CHECK(j["by_kind"][0]["sites"] == 2 * depth + 1);
+  CHECK(j["by_kind"][9]["kind"] == "head_in");
+  CHECK(j["by_kind"][9]["sites"] == 1);
   const std::string table = vc::report_table(rep);
   CHECK(table.find("blocks.0.ln1") != std::string::npos);
   CHECK(table.find("Lowest SQNR") != std::string::npos);
