@@ -95,6 +95,7 @@ void Tails::push_bottom(float v) {
 
 void Tails::merge(const Tails& o) {
   VITINT_ASSERT(o.k_ == k_);
+  if (k_ == 0) return;
   for (float v : o.top_)
     if (top_.size() < k_ || v > top_.front()) push_top(v);
   for (float v : o.bottom_)

@@ -127,6 +127,7 @@ class Tails {
  public:
   explicit Tails(size_t k = 0) : k_(k) {}
   void add(float v) {
+    if (k_ == 0) return;
     if (top_.size() < k_ || v > top_.front()) push_top(v);
     if (bottom_.size() < k_ || v < bottom_.front()) push_bottom(v);
   }
@@ -157,7 +158,7 @@ class Histogram {
   void add(const float* x, size_t n);
   void add(float x) {
     const double u = (double(x) - lo_) * inv_width_;
-    const int64_t b = u <= 0 ? 0 : (u >= double(bins_) ? bins_ - 1 : static_cast<int64_t>(u));
+    const int64_t b = u > 0 ? (u < double(bins_) ? static_cast<int64_t>(u) : bins_ - 1) : 0;  // NaN: bin 0
     ++counts_[static_cast<size_t>(b)];
   }
   void merge(const Histogram& o);
