@@ -240,7 +240,7 @@ void LinearOp::run(ExecContext& ctx) const {
                                  gelu_mult + j,   gelu_shift + j,  zero_point + j};
         k::gelu_u8(ctx.isa, r.size(), c.size(), blk, ldc, gp, ctx.buf<uint8_t>(out) + at, n);
       } else {
-        const k::RequantU8Params rq{linear.bias + j, linear.mult + j, linear.shift + j, zero_point + j, table};
+        const k::RequantU8Params rq{linear.bias + j, linear.mult + j, linear.shift + j, zero_point + j, nullptr};
         k::requant_u8(ctx.isa, r.size(), c.size(), blk, ldc, rq, ctx.buf<uint8_t>(out) + at, n);
       }
     });

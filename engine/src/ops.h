@@ -106,14 +106,13 @@ struct LayerNormOp final : Op {
   void run(ExecContext& ctx) const override;
 };
 
-// Linear layer with a requantizing epilogue: either to uint8 (optionally
-// through an exact 8-bit GELU table) or a residual add into the stream.
+// Linear layer with a requantizing epilogue: to uint8 (plain, or through
+// the GELU of kernels::gelu_u8) or a residual add into the stream.
 struct LinearOp final : Op {
   int rows_per_image = 0;
   PackedLinear linear;
   // uint8 epilogue
   const uint8_t* zero_point = nullptr;  // [n]
-  const uint8_t* table = nullptr;       // [256] or null
   // GELU epilogue (when gelu_table != nullptr): kernels::gelu_u8
   const int16_t* gelu_table = nullptr;
   const int32_t* gelu_mult = nullptr;
