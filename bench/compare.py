@@ -115,14 +115,16 @@ class Runner:
             self.models[arch] = path
         return self.models[arch]
 
-    @staticmethod
-    def env(threads):
+    def env(self, threads):
         e = dict(os.environ)
-        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            e[var] = str(threads)
+        for kv in self.args.env:
+            k, _, v = kv.partition("=")
+            e[k] = v
         e.pop("ONEDNN_MAX_CPU_ISA", None)
         e.pop("DNNL_MAX_CPU_ISA", None)
         e.pop("VITINT_ISA", None)
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            e[var] = str(threads)
         return e
 
     def run(self, tool, arch, threads, batch, iterations):
@@ -327,7 +329,7 @@ def measure(args):
     runner = Runner(args)
     meta = {"date": datetime.date.today().isoformat(), "cpu": cpu_model(), "cores": os.cpu_count(),
             "git": git_describe(), "rounds": args.rounds, "argv": sys.argv[1:], "load_before": os.getloadavg()[0],
-            "python_torch": runner.py}
+            "python_torch": runner.py, "env": args.env}
     grid = [(a, t, b) for b in args.batches for a in args.archs for t in args.threads]
     estimate = {}  # (tool, arch, threads, batch) -> ms, refined after every run
     runs = []
@@ -371,6 +373,9 @@ def main():
     p.add_argument("--max-iterations", type=int, default=400)
     p.add_argument("--out", default="speed-results", help="directory for results.json, table.md, chart")
     p.add_argument("--chart", default=None, help="chart file (.svg or .png; default OUT/speed.svg)")
+    p.add_argument("--env", action="append", default=[], metavar="VAR=VALUE",
+                   help="environment for every contender (repeatable), e.g. OMP_WAIT_POLICY=PASSIVE, which keeps "
+                        "OpenMP peers from spinning on a machine shared with other jobs")
     p.add_argument("--from-json", default=None, metavar="RESULTS.json",
                    help="measure nothing: redo the table, chart and doc from a previous results.json")
     p.add_argument("--update-doc", default=None,
