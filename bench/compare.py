@@ -55,7 +55,7 @@ TOOLS = {
 }
 DEFAULT_TOOLS = ["vitint", "vitint_vnni", "torch_fp32", "torch_int8", "onednn_amx", "onednn_vnni"]
 # First guess of a run's latency at 1 thread, batch 1, per GMAC, to size round 0.
-GUESS_MS_PER_GMAC = {"vitint": 30, "vitint_vnni": 30, "torch_fp32": 25, "torch_int8": 25, "torch_bf16": 15,
+GUESS_MS_PER_GMAC = {"vitint": 4, "vitint_vnni": 7, "torch_fp32": 25, "torch_int8": 25, "torch_bf16": 15,
                      "onednn_amx": 2, "onednn_vnni": 4}
 GMACS = {"deit_tiny_patch16_224": 1.25, "deit_small_patch16_224": 4.60, "deit_base_patch16_224": 17.56,
          "vit_tiny_patch16_224": 1.25, "vit_small_patch16_224": 4.60, "vit_base_patch16_224": 17.56}
