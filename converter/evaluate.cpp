@@ -8,6 +8,8 @@
 #include <mutex>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "converter/checkpoint.h"
 #include "converter/reference.h"
 #include "vitint/error.h"
@@ -94,6 +96,13 @@ EvalResult evaluate(const std::vector<LabeledImage>& items, const std::string& r
   return r;
 }
 
+std::string recipe_summary(const std::string& recipe_json) {
+  nlohmann::json j = nlohmann::json::parse(recipe_json, nullptr, false);
+  if (!j.is_object()) return recipe_json;
+  j.erase("channel_folding");
+  return j.dump();
+}
+
 Engine open_engine(const std::string& model_path, const std::string& isa) {
   Engine e;
   if (is_directory(model_path)) {
@@ -119,6 +128,7 @@ Engine open_engine(const std::string& model_path, const std::string& isa) {
   if (!st) throw Error(st.message());
   const ModelInfo& i = model->info();
   e.name = "libvitint-" + model->isa();
+  e.recipe = model->info().recipe;
   e.input = {i.image_size, i.crop_pct, i.interpolation, i.num_classes};
   e.factory = [model] {
     std::shared_ptr<Session> session;

@@ -42,10 +42,14 @@ EvalResult evaluate(const std::vector<LabeledImage>& items, const std::string& r
 // A classifier factory for a loaded .vti model (one Session per thread), and
 // one for the FP32 reference of a checkpoint directory.
 struct Engine {
-  std::string name;  // "libvitint-<isa>" or "fp32-reference"
+  std::string name;    // "libvitint-<isa>" or "fp32-reference"
+  std::string recipe;  // the model file's calibration recipe (JSON), "" for the FP32 reference
   EvalInput input;
   ClassifierFactory factory;  // owns the model it runs
 };
 Engine open_engine(const std::string& model_path, const std::string& isa);
+
+// One line for people: the recipe's switches without the per-layer details.
+std::string recipe_summary(const std::string& recipe_json);
 
 }  // namespace vitint::convert

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "converter/cli.h"
+#include "converter/evaluate.h"
 #include "vitint/error.h"
 #include "vitint/image.h"
 #include "vitint/vitint.h"
@@ -32,6 +33,9 @@ int main(int argc, char** argv) {
     std::unique_ptr<vitint::Session> session;
     st = vitint::Session::create(model, {}, &session);
     if (!st) throw vitint::Error(st.message());
+    if (!args.has("json"))
+      std::printf("%s (%s), %s kernels, recipe %s\n", model->info().architecture.c_str(), args.positional()[0].c_str(),
+                  model->isa().c_str(), vitint::convert::recipe_summary(model->info().recipe).c_str());
     nlohmann::json out = nlohmann::json::array();
     int failures = 0;
     for (size_t i = 1; i < args.positional().size(); ++i) {

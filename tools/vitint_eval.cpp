@@ -76,12 +76,14 @@ int main(int argc, char** argv) {
                           {"skip", skip},        {"top1", r.top1},         {"top5", r.top5},
                           {"seconds", r.seconds}, {"images_per_second", r.images / r.seconds}, {"threads", threads}};
       if (r.agreement >= 0) j["agreement"] = r.agreement;
+      if (!engine.recipe.empty()) j["recipe"] = nlohmann::json::parse(engine.recipe);
       std::cout << j.dump(2) << "\n";
     } else {
       std::printf("%s (%s): %d images, top-1 %.2f%%, top-5 %.2f%%", model_path.c_str(), engine.name.c_str(), r.images,
                   r.top1, r.top5);
       if (r.agreement >= 0) std::printf(", top-1 agreement with reference %.2f%%", r.agreement);
       std::printf(", %.1f images/s (%d threads, including decoding)\n", r.images / r.seconds, threads);
+      if (!engine.recipe.empty()) std::printf("recipe: %s\n", recipe_summary(engine.recipe).c_str());
     }
     return 0;
   } catch (const std::exception& e) {
