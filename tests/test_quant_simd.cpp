@@ -99,15 +99,12 @@ std::string ctx_of(vk::Isa isa, const char* kernel, int rows, int cols, int tria
 struct RequantCase {
   int m, n, ld_acc, ld_out;
   std::vector<int32_t> acc, bias, mult, shift;
-  std::vector<uint8_t> zp, table;
-  bool use_table;
+  std::vector<uint8_t> zp;
 };
 
 RequantCase make_requant(Rng& rng, int m, int n, int flavour) {
-  RequantCase c{m, n, n + 3, n + 5, {}, {}, {}, {}, {}, {}, flavour % 2 == 1};
+  RequantCase c{m, n, n + 3, n + 5, {}, {}, {}, {}, {}};
   c.acc.resize(static_cast<size_t>(m) * c.ld_acc, 0x7777);
-  c.table.resize(256);
-  for (auto& t : c.table) t = static_cast<uint8_t>(uniform(rng, 0, 255));
   std::vector<int64_t> lim(static_cast<size_t>(n));
   for (int j = 0; j < n; ++j) {
     const vk::Dyadic d = draw_dyadic(rng);
@@ -143,8 +140,7 @@ RequantCase make_requant(Rng& rng, int m, int n, int flavour) {
 
 std::vector<uint8_t> run_requant(vk::Isa isa, const RequantCase& c) {
   std::vector<uint8_t> out(static_cast<size_t>(c.m) * c.ld_out, 0xA5);
-  const vk::RequantU8Params p{c.bias.data(), c.mult.data(), c.shift.data(), c.zp.data(),
-                              c.use_table ? c.table.data() : nullptr};
+  const vk::RequantU8Params p{c.bias.data(), c.mult.data(), c.shift.data(), c.zp.data()};
   if (isa == vk::Isa::kRef) {
     vk::requant_u8_ref(c.m, c.n, c.acc.data(), c.ld_acc, p, out.data(), c.ld_out);
   } else {
@@ -622,11 +618,11 @@ TEST_CASE("isqrt_fast (vector LayerNorm) equals isqrt_u64") {
 
 TEST_CASE("dispatched kernels accept empty inputs and refuse unknown paths") {
   for (vk::Isa isa : simd_isas()) {
-    const vk::RequantU8Params rq{nullptr, nullptr, nullptr, nullptr, nullptr};
+    const vk::RequantU8Params rq{nullptr, nullptr, nullptr, nullptr};
     vk::requant_u8(isa, 0, 0, nullptr, 1, rq, nullptr, 1);
     vk::SoftmaxParams sp{0, 5, nullptr, 0, 0, 0};
     vk::softmax_u8(isa, nullptr, 5, sp, nullptr, 5, nullptr);
   }
-  const vk::RequantU8Params rq{nullptr, nullptr, nullptr, nullptr, nullptr};
+  const vk::RequantU8Params rq{nullptr, nullptr, nullptr, nullptr};
   CHECK_THROWS(vk::requant_u8(static_cast<vk::Isa>(9), 0, 0, nullptr, 1, rq, nullptr, 1));
 }

@@ -240,7 +240,7 @@ void LinearOp::run(ExecContext& ctx) const {
                                  gelu_mult + j,   gelu_shift + j,  zero_point + j};
         k::gelu_u8(ctx.isa, r.size(), c.size(), blk, ldc, gp, ctx.buf<uint8_t>(out) + at, n);
       } else {
-        const k::RequantU8Params rq{linear.bias + j, linear.mult + j, linear.shift + j, zero_point + j, nullptr};
+        const k::RequantU8Params rq{linear.bias + j, linear.mult + j, linear.shift + j, zero_point + j};
         k::requant_u8(ctx.isa, r.size(), c.size(), blk, ldc, rq, ctx.buf<uint8_t>(out) + at, n);
       }
     });
@@ -383,7 +383,7 @@ void AttentionOp::run(ExecContext& ctx) const {
       k::gemm_s16s8s32(ctx.isa, rows, hd, t_count, w, t_count, s.packed_v, s.out_acc, hd);
     }
     subtract_zv(s.out_acc, rows, hd, z_v, s.rowsum, attention_bits == 4 && lis_normalize);
-    const k::RequantU8Params rq{out_bias.data(), out_mult + h * hd, out_shift + h * hd, out_zp + h * hd, nullptr};
+    const k::RequantU8Params rq{out_bias.data(), out_mult + h * hd, out_shift + h * hd, out_zp + h * hd};
     k::requant_u8(ctx.isa, rows, hd, s.out_acc, hd, rq, out_img + static_cast<size_t>(r.begin) * d_model + h * hd,
                   d_model);
   });

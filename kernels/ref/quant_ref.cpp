@@ -52,8 +52,7 @@ void requant_u8_ref(int m, int n, const int32_t* acc, int ld_acc, const RequantU
     uint8_t* o = out + static_cast<int64_t>(i) * ld_out;
     for (int j = 0; j < n; ++j) {
       const int32_t v = p.zero_point[j] + apply_dyadic(int64_t{a[j]} + p.bias[j], p.mult[j], p.shift[j]);
-      const auto q = static_cast<uint8_t>(clamp_i32(v, 0, 255));
-      o[j] = p.table ? p.table[q] : q;
+      o[j] = static_cast<uint8_t>(clamp_i32(v, 0, 255));
     }
   }
 }

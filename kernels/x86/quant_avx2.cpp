@@ -118,10 +118,7 @@ void requant_block(int m, const int32_t* acc, int ld_acc, const RequantU8Params&
     const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + static_cast<int64_t>(i) * ld_acc));
     __m256i v = _mm256_add_epi32(zp, dyadic8<kHi>(x, d, c));
     v = _mm256_min_epi32(_mm256_max_epi32(v, zero), max_q);
-    uint8_t* o = out + static_cast<int64_t>(i) * ld_out;
-    _mm_storel_epi64(reinterpret_cast<__m128i*>(o), to_u8(v));
-    if (block.table)
-      for (int j = 0; j < 8; ++j) o[j] = block.table[o[j]];
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(out + static_cast<int64_t>(i) * ld_out), to_u8(v));
   }
 }
 
@@ -409,7 +406,7 @@ void avx2_requant_u8(int m, int n, const int32_t* acc, int ld_acc, const Requant
   const int full = n / 8 * 8;
   for (int j0 = 0; j0 < full; j0 += 8) {
     const Dyadic8 d = load_dyadic(p.mult + j0, p.shift + j0);
-    const RequantU8Params block{p.bias + j0, p.mult + j0, p.shift + j0, p.zero_point + j0, p.table};
+    const RequantU8Params block{p.bias + j0, p.mult + j0, p.shift + j0, p.zero_point + j0};
     if (d.hi) {
       requant_block<true>(m, acc + j0, ld_acc, block, d, out + j0, ld_out);
     } else {
@@ -417,7 +414,7 @@ void avx2_requant_u8(int m, int n, const int32_t* acc, int ld_acc, const Requant
     }
   }
   if (full < n) {
-    const RequantU8Params block{p.bias + full, p.mult + full, p.shift + full, p.zero_point + full, p.table};
+    const RequantU8Params block{p.bias + full, p.mult + full, p.shift + full, p.zero_point + full};
     requant_u8_ref(m, n - full, acc + full, ld_acc, block, out + full, ld_out);
   }
 }

@@ -83,14 +83,6 @@ inline __m512i dyadic16(__m512i x, const Dyadic16& d, const Folded& c) {
   }
 }
 
-// table[idx] for 16 byte indices; the 256-byte table sits in 4 zmm.
-inline __m128i lookup256(__m128i idx, const __m512i t[4]) {
-  const __m512i i = _mm512_castsi128_si512(idx);
-  const __m512i lo = _mm512_permutex2var_epi8(t[0], i, t[1]);
-  const __m512i hi = _mm512_permutex2var_epi8(t[2], i, t[3]);
-  return _mm512_castsi512_si128(_mm512_mask_blend_epi8(_mm512_movepi8_mask(i), lo, hi));
-}
-
 // ---------------------------------------------------------------------------
 // Softmax helpers.
 
@@ -270,16 +262,13 @@ inline __m512i norm8(__m512i x64, __m512i gamma64, __m512i beta, const NormRow& 
 
 template <bool kHi>
 void requant_block(int m, const int32_t* acc, int ld_acc, __mmask16 k, const Dyadic16& d, const Folded& c,
-                   __m512i zp, const uint8_t* table, uint8_t* out, int ld_out) {
-  __m512i t[4];
-  for (int q = 0; q < 4; ++q) t[q] = table ? _mm512_loadu_si512(table + 64 * q) : _mm512_setzero_si512();
+                   __m512i zp, uint8_t* out, int ld_out) {
   const __m512i zero = _mm512_setzero_si512();
   for (int i = 0; i < m; ++i) {
     const __m512i x = _mm512_maskz_loadu_epi32(k, acc + static_cast<int64_t>(i) * ld_acc);
     const __m512i v = _mm512_max_epi32(_mm512_add_epi32(zp, dyadic16<kHi>(x, d, c)), zero);
-    __m128i q = _mm512_cvtusepi32_epi8(v);  // unsigned saturation = min(v, 255)
-    if (table) q = lookup256(q, t);
-    _mm_mask_storeu_epi8(out + static_cast<int64_t>(i) * ld_out, k, q);
+    // Unsigned saturation = min(v, 255).
+    _mm_mask_storeu_epi8(out + static_cast<int64_t>(i) * ld_out, k, _mm512_cvtusepi32_epi8(v));
   }
 }
 
@@ -359,9 +348,9 @@ void avx512_requant_u8(int m, int n, const int32_t* acc, int ld_acc, const Requa
     const Folded c = fold(d, _mm512_maskz_loadu_epi32(k, p.bias + j0), false);
     const __m512i zp = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(k, p.zero_point + j0));
     if (d.hi) {
-      requant_block<true>(m, acc + j0, ld_acc, k, d, c, zp, p.table, out + j0, ld_out);
+      requant_block<true>(m, acc + j0, ld_acc, k, d, c, zp, out + j0, ld_out);
     } else {
-      requant_block<false>(m, acc + j0, ld_acc, k, d, c, zp, p.table, out + j0, ld_out);
+      requant_block<false>(m, acc + j0, ld_acc, k, d, c, zp, out + j0, ld_out);
     }
   }
 }

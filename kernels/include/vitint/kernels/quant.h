@@ -35,13 +35,11 @@ uint32_t isqrt_u64(uint64_t v);
 // ---------------------------------------------------------------------------
 // Requantization of GEMM accumulators to uint8:
 //   out[i][j] = clamp(zp[j] + dyadic(acc[i][j] + bias[j], mult[j], shift[j]), 0, 255)
-// then, if table != nullptr, out[i][j] = table[out[i][j]] (exact 8-bit GELU).
 struct RequantU8Params {
   const int32_t* bias;   // [n]
   const int32_t* mult;   // [n]
   const int32_t* shift;  // [n]
   const uint8_t* zero_point;  // [n]
-  const uint8_t* table;  // [256] or nullptr
 };
 void requant_u8_ref(int m, int n, const int32_t* acc, int ld_acc, const RequantU8Params& p,
                     uint8_t* out, int ld_out);
