@@ -146,13 +146,7 @@ int main(int argc, char** argv) {
     if (args.has("json")) {
       nlohmann::json j = {{"output", output},
                           {"architecture", cfg.architecture},
-                          {"method", info.recipe.method},
-                          {"pts", info.recipe.pts},
-                          {"channel_ln", info.recipe.channel_ln},
-                          {"channel_gelu", info.recipe.channel_gelu},
-                          {"bias_correction", info.recipe.bias_correction},
-                          {"attention_bits", info.recipe.attention_bits},
-                          {"residual_bits", info.recipe.residual_bits},
+                          {"recipe", recipe_json(info.recipe)},
                           {"calibration_images", info.calib_count},
                           {"seconds", secs}};
       std::cout << j.dump(2) << "\n";

@@ -157,18 +157,10 @@ class VitQuantizer {
                        {"mean", cfg_.mean},
                        {"std", cfg_.std}};
     if (!info_.labels.empty()) m["labels"] = info_.labels;
-    m["calibration"] = {{"method", info_.recipe.method},
-                        {"pts", info_.recipe.pts},
-                        {"channel_ln", info_.recipe.channel_ln},
-                        {"channel_gelu", info_.recipe.channel_gelu},
-                        {"bias_correction", info_.recipe.bias_correction},
-                        {"lis_normalize", info_.recipe.lis_normalize},
-                        {"channel_attn", info_.recipe.channel_attn},
-                        {"attention_bits", info_.recipe.attention_bits},
-                        {"residual_bits", info_.recipe.residual_bits},
-                        {"weights", "int8 symmetric per output channel"},
-                        {"images", info_.calib_count},
-                        {"list", info_.calib_list}};
+    m["calibration"] = recipe_json(info_.recipe);
+    m["calibration"]["weights"] = "int8 symmetric per output channel";
+    m["calibration"]["images"] = info_.calib_count;
+    m["calibration"]["list"] = info_.calib_list;
     m["converter"] = {{"name", "vitint-convert"}, {"version", VITINT_CONVERTER_VERSION}};
     m["quant"] = quant_;
     m["calibration"]["channel_folding"] = folding_;
@@ -456,6 +448,18 @@ class VitQuantizer {
 };
 
 }  // namespace
+
+nlohmann::json recipe_json(const Recipe& r) {
+  return {{"method", r.method},
+          {"pts", r.pts},
+          {"channel_ln", r.channel_ln},
+          {"channel_gelu", r.channel_gelu},
+          {"channel_attn", r.channel_attn},
+          {"bias_correction", r.bias_correction},
+          {"lis_normalize", r.lis_normalize},
+          {"attention_bits", r.attention_bits},
+          {"residual_bits", r.residual_bits}};
+}
 
 void quantize_vit(const Checkpoint& ckpt, const Calibration& cal, const ConvertInfo& info, format::Writer* out) {
   VitQuantizer(ckpt, cal, info, out).run();

@@ -3,6 +3,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "converter/calibrate.h"
 #include "converter/checkpoint.h"
 #include "engine/src/format.h"
@@ -15,6 +17,9 @@ struct ConvertInfo {
   std::string calib_list;              // as given by the user
   std::vector<std::string> labels;     // class names, may be empty
 };
+
+// The recipe's switches as JSON (model metadata, tool output).
+nlohmann::json recipe_json(const Recipe& recipe);
 
 // Fills `out` with the metadata and every tensor the ViT graph builder reads
 // (models/vit.cpp; the list is in docs/model-format.md).
