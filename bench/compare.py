@@ -172,7 +172,7 @@ def git_describe():
 def fmt_ms(v):
     if v is None:
         return "-"
-    return f"{v:.3g} ms" if v < 10 else f"{v:.1f} ms" if v < 100 else f"{v:.0f} ms"
+    return f"{v:#.3g} ms" if v < 10 else f"{v:.1f} ms" if v < 100 else f"{v:.0f} ms"
 
 
 def fmt_x(v):
