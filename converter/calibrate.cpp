@@ -314,7 +314,7 @@ struct SitePlan {
   Site site = Site::kBlockInput;
   int block = 0;
   int rows = 0, cols = 0;
-  size_t sums = 0;           // offset of [cols] sums then [cols] sums of squares
+  size_t sums = 0;           // offset of the [cols] per-channel sums
   bool channel = false;      // per-channel ranges wanted
   bool quantized = true;     // false: streams whose range PTS fixes as min/max (no method)
   size_t tensor_tail = 0;    // percentile tails of the whole tensor
@@ -342,7 +342,7 @@ struct Plan {
       p.rows = rows;
       p.cols = cols;
       p.sums = nsums;
-      nsums += 2 * static_cast<size_t>(cols);
+      nsums += static_cast<size_t>(cols);
       p.channel = is_channel_site(s);
       // With PTS, FQ-ViT's LayerNorm-input quantizers (the residual stream)
       // use its PTF observer, a running min/max, whatever the calibrator.
@@ -400,7 +400,6 @@ class StatsObserver final : public PassObserver {
     State& s = state_[idx];
     const auto nc = static_cast<size_t>(cols);
     double* sum = sums.data() + p.sums;
-    double* sq = sum + nc;
     for (int r = 0; r < rows; ++r) {
       const float* x = data + static_cast<size_t>(r) * nc;
       for (size_t c = 0; c < nc; ++c) {
@@ -408,7 +407,6 @@ class StatsObserver final : public PassObserver {
         s.min[c] = std::min(s.min[c], v);
         s.max[c] = std::max(s.max[c], v);
         sum[c] += v;
-        sq[c] += double(v) * v;
       }
     }
     if (!s.batch_min.empty()) {
@@ -600,7 +598,7 @@ Calibration calibrate(const ReferenceModel& model, const std::vector<std::vector
   for (size_t t = 1; t < stats.size(); ++t) stats[0].merge(stats[t]);
   StatsObserver& st = stats[0];
 
-  // Min/max and moments per site (tensor) and per channel.
+  // Min/max and means per site (tensor) and per channel.
   const size_t nsites = plan.sites.size();
   std::vector<Range> minmax(nsites);
   std::vector<std::vector<Range>> ch_minmax(nsites);
@@ -610,18 +608,16 @@ Calibration calibrate(const ReferenceModel& model, const std::vector<std::vector
     if (!p.tracked) continue;
     StatsObserver::State& s = st.state(i);
     const double n = double(plan.images) * p.rows;
-    Range all{std::numeric_limits<double>::infinity(), -std::numeric_limits<double>::infinity(), 0, 0};
+    Range all{std::numeric_limits<double>::infinity(), -std::numeric_limits<double>::infinity(), 0};
     for (int c = 0; c < p.cols; ++c) {
       const auto cs = static_cast<size_t>(c);
       if (!(s.min[cs] <= s.max[cs])) throw Error("calibration observed no values at some site (internal error)");
-      const double sum = sums[p.sums + cs], sq = sums[p.sums + static_cast<size_t>(p.cols) + cs];
-      ch_minmax[i].push_back({s.min[cs], s.max[cs], sq / n, sum / n});
+      const double sum = sums[p.sums + cs];
+      ch_minmax[i].push_back({s.min[cs], s.max[cs], sum / n});
       all.min = std::min(all.min, double(s.min[cs]));
       all.max = std::max(all.max, double(s.max[cs]));
-      all.mean_sq += sq;
       all.mean += sum;
     }
-    all.mean_sq /= n * p.cols;
     all.mean /= n * p.cols;
     minmax[i] = all;
     if (p.channel) {
@@ -636,11 +632,10 @@ Calibration calibrate(const ReferenceModel& model, const std::vector<std::vector
     }
   }
 
-  // The method's ranges (moments stay those of the data).
+  // The method's ranges (the means stay those of the data).
   std::vector<Range> ranges = minmax;
   std::vector<std::vector<Range>> ch_ranges = ch_minmax;
-  auto with_minmax_moments = [](Range r, const Range& data) {
-    r.mean_sq = data.mean_sq;
+  auto with_data_mean = [](Range r, const Range& data) {
     r.mean = data.mean;
     return r;
   };
@@ -703,11 +698,11 @@ Calibration calibrate(const ReferenceModel& model, const std::vector<std::vector
       const auto [i, c] = tasks[t];
       const SitePlan& p = plan.sites[i];
       if (c < 0) {
-        ranges[i] = with_minmax_moments(calib::omse(minmax[i], hists[0].at(i), bits_of(p)), minmax[i]);
+        ranges[i] = with_data_mean(calib::omse(minmax[i], hists[0].at(i), bits_of(p)), minmax[i]);
       } else {
         const auto cs = static_cast<size_t>(c);
         const auto values = channel_values(st.state(i).channel_tails[cs], samples[i], c, int64_t{plan.images} * p.rows);
-        ch_ranges[i][cs] = with_minmax_moments(calib::omse(ch_minmax[i][cs], values, 8), ch_minmax[i][cs]);
+        ch_ranges[i][cs] = with_data_mean(calib::omse(ch_minmax[i][cs], values, 8), ch_minmax[i][cs]);
       }
     });
   }

@@ -37,7 +37,6 @@ struct Recipe {
 struct Range {
   double min = 0;
   double max = 0;
-  double mean_sq = 0;  // E[x^2]
   double mean = 0;     // E[x], for bias correction
 };
 
