@@ -399,7 +399,7 @@ class VitQuantizer {
     add(w_, name("attn.out_mult"), {d}, out.mult);
     add(w_, name("attn.out_shift"), {d}, out.shift);
     add(w_, name("attn.out_zero_point"), {d}, out_zp);
-    bj["attn"] = {{"zq", q.zero_point},          {"zk", kq.zero_point - 128}, {"zv", v.zero_point - 128},
+    bj["attn"] = {{"zq", q.zero_point},          {"zv", v.zero_point - 128},
                   {"to_exp_mult", to_exp.mult}, {"to_exp_shift", to_exp.shift}};
     linear_residual(name("proj"), src("attn.proj"), InQuant::channels(ao), cal_.attn_out_channels[i], 2 * b);
 

@@ -261,7 +261,6 @@ class Builder {
     attn->attention_bits = info_.attention_bits;
     attn->lis_normalize = q.contains("lis_normalize") && q.at("lis_normalize").integer(0, 1) == 1;
     attn->zq = am.at("zq").i32(0, 255);
-    attn->zk = am.at("zk").i32(-128, 127);
     attn->zv = am.at("zv").i32(-128, 127);
     attn->to_exp_mult = am.at("to_exp_mult").i32(0, INT32_MAX);
     attn->to_exp_shift = am.at("to_exp_shift").i32(0, 62);

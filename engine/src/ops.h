@@ -132,7 +132,8 @@ struct LinearOp final : Op {
 struct AttentionOp final : Op {
   int tokens = 0, dim = 0, heads = 0, attention_bits = 8;
   bool lis_normalize = false;  // rescale each row of 4-bit attention to a unit sum
-  int32_t zq = 0, zk = 0, zv = 0;  // q uint8 zero point; k, v int8 zero points
+  // q's uint8 zero point and v's int8 zero point (k's cancels in the softmax).
+  int32_t zq = 0, zv = 0;
   int32_t to_exp_mult = 0, to_exp_shift = 0;
   // Context requantization per model channel (head h owns h*hd .. h*hd+hd-1).
   std::vector<int32_t> out_bias;  // zeros
