@@ -80,7 +80,7 @@ class Builder {
     norm->out = act_;
     g_.ops.push_back(std::move(norm));
     auto head = std::make_unique<engine::HeadOp>();
-    pack(head->linear, "head", info_.num_classes, d);
+    pack(head->linear, "head", info_.num_classes, d, Parts::kNoRequant);
     head->scale = file_.tensor("head.scale", DType::kF32, {info_.num_classes}).as<float>();
     head->in = act_;
     head->acc = acc_;
@@ -145,11 +145,12 @@ class Builder {
 
   // The patch embedding has no per-channel bias (it is folded into
   // patch.pos_bias); the head has no requantization (it leaves in float).
-  void pack(engine::PackedLinear& lin, const std::string& name, int n, int k) const {
+  enum class Parts { kAll, kNoBias, kNoRequant };
+  void pack(engine::PackedLinear& lin, const std::string& name, int n, int k, Parts parts = Parts::kAll) const {
     const auto* w = file_.tensor(name + ".weight", DType::kS8, {n, k}).as<int8_t>();
     lin.pack(isa_, w, n, k);
-    if (name != "patch") lin.bias = i32s(name + ".bias", n);
-    if (name != "head") {
+    if (parts != Parts::kNoBias) lin.bias = i32s(name + ".bias", n);
+    if (parts != Parts::kNoRequant) {
       lin.mult = i32s(name + ".mult", n);
       lin.shift = i32s(name + ".shift", n);
       check_dyadic(name, lin.mult, lin.shift, n);
@@ -205,7 +206,7 @@ class Builder {
     op->patch = p;
     op->tokens = tokens_;
     op->dim = d;
-    pack(op->linear, "patch", d, 3 * p * p);
+    pack(op->linear, "patch", d, 3 * p * p, Parts::kNoBias);
     op->pos_bias = file_.tensor("patch.pos_bias", DType::kS32, {tokens_ - 1, d}).as<int32_t>();
     op->cls_row = file_.tensor("cls", DType::kS16, {d}).as<int16_t>();
     const StreamPoint sp = stream_point(q, 0);
