@@ -70,7 +70,6 @@ struct Session::Impl {
   engine::AlignedBuffer arena;
   std::unique_ptr<engine::ThreadPool> pool;  // null for one thread
   engine::ExecContext ctx;
-  std::vector<uint8_t> preprocessed;
   std::vector<float> logits;
 };
 
@@ -103,7 +102,6 @@ Status Session::create(std::shared_ptr<const Model> model, const SessionOptions&
     if (options.threads > 1) impl->pool = std::make_unique<engine::ThreadPool>(options.threads);
     impl->ctx.pool = impl->pool.get();
     const ModelInfo& info = impl->model->info();
-    impl->preprocessed.resize(static_cast<size_t>(info.image_size) * info.image_size * 3);
     impl->logits.resize(static_cast<size_t>(info.num_classes));
     out->reset(new Session(std::move(impl)));
   });
