@@ -23,6 +23,7 @@ struct SitePlan {
   size_t sums = 0;           // offset of the 4 per-image sums
   std::vector<Grid> grid;    // per channel as built (size 1: per tensor)
   Grid tensor;               // plain per-tensor quantizer
+  bool grid_is_tensor = false;  // built per tensor: the per-tensor error is the built one
 };
 
 // Sums per site: signal, noise as built, noise per tensor, clipped count.
@@ -53,10 +54,13 @@ class ReportObserver final : public PassObserver {
       for (int c = 0; c < cols; ++c) {
         const double x = data[static_cast<size_t>(r) * cols + c];
         const Grid& g = p.grid[per_channel ? static_cast<size_t>(c) : 0];
-        const double e = x - g.fake(x), et = x - p.tensor.fake(x);
+        const double e = x - g.fake(x);
         s[0] += x * x;
         s[1] += e * e;
-        s[2] += et * et;
+        if (!p.grid_is_tensor) {
+          const double et = x - p.tensor.fake(x);
+          s[2] += et * et;
+        }
         const double q = std::round(x / g.scale) + g.zero_point;
         if (q < g.qmin || q > g.qmax) s[3] += 1;
         am[static_cast<size_t>(c)] = std::max(am[static_cast<size_t>(c)], static_cast<float>(std::fabs(x)));
@@ -238,6 +242,7 @@ Report build_report(const ReferenceModel& model, const std::vector<std::vector<u
                            : "uint8 per channel (folded, a=" + fmt("%.2f", a) + ")";
     } else {
       p.grid = {p.tensor};
+      p.grid_is_tensor = true;
       r.quantizer = "uint8 per tensor";
     }
   };
@@ -301,7 +306,7 @@ Report build_report(const ReferenceModel& model, const std::vector<std::vector<u
     SiteReport& r = rep.sites[p.report];
     const double* s = &sums[p.sums];
     r.sqnr_db = sqnr(s[0], s[1]);
-    r.sqnr_tensor_db = sqnr(s[0], s[2]);
+    r.sqnr_tensor_db = p.grid_is_tensor ? r.sqnr_db : sqnr(s[0], s[2]);
     r.observed_min = obs[0].min(idx);
     r.observed_max = obs[0].max(idx);
     const std::vector<float>& am = obs[0].abs_max(idx);
