@@ -19,10 +19,8 @@
 #include <nlohmann/json.hpp>
 
 #include "converter/calibrate.h"
-#include "converter/checkpoint.h"
 #include "converter/cli.h"
-#include "converter/quantize.h"
-#include "converter/reference.h"
+#include "converter/synthetic.h"
 #include "engine/src/format.h"
 #include "vitint/error.h"
 #include "vitint/vitint.h"
@@ -63,56 +61,13 @@ bool set_session_threads(Options&, int, long) {
   return false;
 }
 
-// Smooth random images: bilinear upsampling of a coarse random grid plus mild
-// pixel noise, so that activation ranges look like those of natural images
-// rather than of white noise (which saturates the patch embedding).
-std::vector<std::vector<uint8_t>> synthetic_images(int count, int size, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> unit(0.0f, 1.0f);
-  std::normal_distribution<float> noise(0.0f, 6.0f);
-  constexpr int kGrid = 8;
-  std::vector<std::vector<uint8_t>> images;
-  for (int n = 0; n < count; ++n) {
-    std::vector<float> grid(kGrid * kGrid * 3);
-    for (float& g : grid) g = 255.0f * unit(rng);
-    std::vector<uint8_t> img(static_cast<size_t>(size) * static_cast<size_t>(size) * 3);
-    const float step = static_cast<float>(kGrid - 1) / static_cast<float>(size - 1);
-    for (int y = 0; y < size; ++y) {
-      const float fy = static_cast<float>(y) * step;
-      const int y0 = std::min(static_cast<int>(fy), kGrid - 2);
-      const float wy = fy - static_cast<float>(y0);
-      for (int x = 0; x < size; ++x) {
-        const float fx = static_cast<float>(x) * step;
-        const int x0 = std::min(static_cast<int>(fx), kGrid - 2);
-        const float wx = fx - static_cast<float>(x0);
-        for (int c = 0; c < 3; ++c) {
-          auto at = [&](int gy, int gx) { return grid[static_cast<size_t>((gy * kGrid + gx) * 3 + c)]; };
-          const float v = (1 - wy) * ((1 - wx) * at(y0, x0) + wx * at(y0, x0 + 1)) +
-                          wy * ((1 - wx) * at(y0 + 1, x0) + wx * at(y0 + 1, x0 + 1)) + noise(rng);
-          img[static_cast<size_t>((y * size + x) * 3 + c)] =
-              static_cast<uint8_t>(std::clamp(std::lround(v), 0L, 255L));
-        }
-      }
-    }
-    images.push_back(std::move(img));
-  }
-  return images;
-}
-
 // Random checkpoint -> calibration -> quantization -> .vti file at `path`.
 void build_random_model(const std::string& arch, uint32_t seed, int calib_images, const std::string& path,
                         bool quiet) {
   using namespace vitint::convert;
   const auto t0 = std::chrono::steady_clock::now();
-  const Checkpoint ckpt = Checkpoint::random(arch, seed);
-  const auto images = synthetic_images(calib_images, ckpt.config().image_size, seed + 1);
-  const ReferenceModel reference(ckpt);
-  ConvertInfo info;
-  info.calib_count = calib_images;
-  info.calib_list = "synthetic smooth noise (vitint-bench)";
-  const Calibration cal = calibrate(reference, images, info.recipe, false);
   vitint::format::Writer writer;
-  quantize_vit(ckpt, cal, info, &writer);
+  convert_random_model(arch, seed, calib_images, Recipe{}, &writer);
   writer.write(path, true);
   if (!quiet) {
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -208,7 +163,7 @@ int main(int argc, char** argv) {
     std::unique_ptr<vitint::Session> session;
     check(vitint::Session::create(model, session_options, &session));
 
-    const auto images = synthetic_images(batch, info.image_size, static_cast<uint32_t>(seed) + 1000);
+    const auto images = vitint::convert::synthetic_images(batch, info.image_size, static_cast<uint32_t>(seed) + 1000);
     std::vector<uint8_t> input;
     for (const auto& img : images) input.insert(input.end(), img.begin(), img.end());
     std::vector<float> logits(static_cast<size_t>(batch) * static_cast<size_t>(info.num_classes));
