@@ -131,6 +131,68 @@ void gemm_u8s8s32(Isa isa, int m, int n, int k, const uint8_t* a, int lda, const
   }
 }
 
+namespace {
+
+// The fused GEMM of the paths without a fused kernel of their own: the
+// path's GEMM on blocks of C (from a panel boundary j on, packed B bytes are
+// a packed B of their own, packed_b_bytes(isa, j, k) bytes in, for every
+// path and j a multiple of 64) into a scratch block, then the epilogue.
+void fused_by_blocks(Isa isa, int m, int n, int k, const uint8_t* a, int lda, const void* packed_b,
+                     const GemmEpilogue& ep) {
+  alignas(64) int32_t block[kFusedBlockRows * kFusedBlockCols];
+  const auto* packed = static_cast<const uint8_t*>(packed_b);
+  for (int j = 0; j < n; j += kFusedBlockCols) {
+    const int cols = std::min(kFusedBlockCols, n - j);
+    const uint8_t* b = packed + packed_b_bytes(isa, j, k);
+    for (int i = 0; i < m; i += kFusedBlockRows) {
+      const int rows = std::min(kFusedBlockRows, m - i);
+      const uint8_t* ai = a + static_cast<ptrdiff_t>(i) * lda;
+      switch (isa) {
+        case Isa::kRef:
+          detail::ref_gemm_u8s8s32(rows, cols, k, ai, lda, b, block, kFusedBlockCols);
+          break;
+        case Isa::kAvx2:
+          detail::avx2_gemm_u8s8s32(rows, cols, k, ai, lda, b, block, kFusedBlockCols);
+          break;
+        case Isa::kAvx512Vnni:
+          detail::avx512_gemm_u8s8s32(rows, cols, k, ai, lda, b, block, kFusedBlockCols);
+          break;
+        case Isa::kAmx:
+          detail::amx_gemm_u8s8s32(rows, cols, k, ai, lda, b, block, kFusedBlockCols);
+          break;
+      }
+      ep.fn(ep.ctx, i, j, rows, cols, block, kFusedBlockCols);
+    }
+  }
+}
+
+}  // namespace
+
+void gemm_u8s8s32_fused(Isa isa, int m, int n, int k, const uint8_t* a, int lda, const void* packed_b,
+                        const GemmEpilogue& epilogue) {
+  const char* fn = "gemm_u8s8s32_fused";
+  check_isa(fn, isa);
+  check_dims(fn, m, n, k);
+  if (m == 0 || n == 0) return;
+  if (epilogue.fn == nullptr) fail(fn, "null epilogue function");
+  if (k == 0) {
+    // C is all zeros.
+    alignas(64) int32_t zeros[kFusedBlockRows * kFusedBlockCols] = {};
+    for (int j = 0; j < n; j += kFusedBlockCols)
+      for (int i = 0; i < m; i += kFusedBlockRows)
+        epilogue.fn(epilogue.ctx, i, j, std::min(kFusedBlockRows, m - i), std::min(kFusedBlockCols, n - j), zeros,
+                    kFusedBlockCols);
+    return;
+  }
+  check_stride(fn, "lda", lda, k);
+  if (a == nullptr || packed_b == nullptr) fail(fn, "null A or packed B");
+  if (isa == Isa::kAmx) {
+    detail::amx_gemm_u8s8s32_fused(m, n, k, a, lda, packed_b, epilogue);
+  } else {
+    fused_by_blocks(isa, m, n, k, a, lda, packed_b, epilogue);
+  }
+}
+
 size_t packed_b16_bytes(Isa isa, int n, int k) {
   check_dims("packed_b16_bytes", 0, n, k);
   if (n == 0 || k == 0) return 0;

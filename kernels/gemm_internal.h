@@ -10,6 +10,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "vitint/kernels/gemm.h"
+
 namespace vitint::kernels::detail {
 
 // Scalar reference (normative). Packed B: int8 [n][k], densely stored.
@@ -56,5 +58,7 @@ void amx_pack_b(int n, int k, const int8_t* b, ptrdiff_t col_stride, ptrdiff_t k
                 void* packed);
 void amx_gemm_u8s8s32(int m, int n, int k, const uint8_t* a, int lda, const void* packed_b,
                       int32_t* c, int ldc);
+void amx_gemm_u8s8s32_fused(int m, int n, int k, const uint8_t* a, int lda, const void* packed_b,
+                            const GemmEpilogue& epilogue);
 
 }  // namespace vitint::kernels::detail

@@ -70,7 +70,7 @@ class Builder {
     act_ = g_.add_buffer("act", static_cast<size_t>(t) * d);
     qkv_ = g_.add_buffer("qkv", static_cast<size_t>(t) * 3 * d);
     hidden_ = g_.add_buffer("hidden", static_cast<size_t>(t) * h);
-    acc_ = g_.add_buffer("acc", sizeof(int32_t) * t * std::max(3 * d, std::max(h, info_.num_classes)));
+    acc_ = g_.add_buffer("head_acc", sizeof(int32_t) * static_cast<size_t>(info_.num_classes));
     const int hd = d / info_.num_heads;
     attn_scratch_ = g_.add_buffer("attention", 0, 0, engine::AttentionOp::scratch_bytes(isa_, t, hd));
 
@@ -214,7 +214,6 @@ class Builder {
     op->qmin = sp.qmin;
     op->qmax = sp.qmax;
     op->im2col = g_.add_buffer("im2col", static_cast<size_t>(tokens_) * 3 * p * p);
-    op->acc = acc_;
     op->stream = stream_;
     g_.ops.push_back(std::move(op));
   }
@@ -224,7 +223,6 @@ class Builder {
     op->rows_per_image = tokens_;
     pack(op->linear, name, n, k);
     op->in = in;
-    op->acc = acc_;
     op->out = out;
     return op;
   }

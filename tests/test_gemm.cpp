@@ -294,6 +294,61 @@ TEST_CASE("gemm_u8s8s32: edge values cannot saturate") {
   }
 }
 
+namespace {
+
+// A fused GEMM's epilogue that copies each block into a C matrix and counts
+// how often every element was delivered.
+struct Collect {
+  std::vector<int32_t>* c;
+  std::vector<int>* seen;
+  int ldc;
+  bool oversize = false;
+  static void fn(const void* self, int row, int col, int rows, int cols, const int32_t* blk, int ld) {
+    auto& e = *const_cast<Collect*>(static_cast<const Collect*>(self));
+    if (rows > vk::kFusedBlockRows || cols > vk::kFusedBlockCols || rows < 1 || cols < 1) e.oversize = true;
+    for (int i = 0; i < rows; ++i)
+      for (int j = 0; j < cols; ++j) {
+        const size_t at = static_cast<size_t>(row + i) * e.ldc + col + j;
+        (*e.c)[at] = blk[static_cast<size_t>(i) * ld + j];
+        ++(*e.seen)[at];
+      }
+  }
+};
+
+std::vector<int32_t> run_u8_fused(vk::Isa isa, const Problem& pr, bool* once) {
+  std::vector<uint8_t> packed(vk::packed_b_bytes(isa, pr.n, pr.k) + 1);
+  vk::pack_b_s8(isa, pr.n, pr.k, pr.b.data(), pr.ldb, packed.data());
+  std::vector<int32_t> c(static_cast<size_t>(pr.m) * pr.ldc, kSentinel);
+  std::vector<int> seen(c.size(), 0);
+  Collect col{&c, &seen, pr.ldc};
+  vk::gemm_u8s8s32_fused(isa, pr.m, pr.n, pr.k, pr.a8.data(), pr.lda, packed.data(), {&Collect::fn, &col});
+  *once = !col.oversize;
+  for (int i = 0; i < pr.m; ++i)
+    for (int j = 0; j < pr.ldc; ++j) *once = *once && seen[static_cast<size_t>(i) * pr.ldc + j] == (j < pr.n ? 1 : 0);
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("gemm_u8s8s32_fused: every path delivers each element of the reference C once") {
+  std::mt19937 rng(77);
+  for (int m : kAwkward) {
+    for (int n : kAwkward) {
+      for (int k : {1, 17, 64, 197, 384}) {
+        if (double(m) * n * k > 4e6) continue;
+        const Problem pr = make_problem(m, n, k, Fill::kRandom, rng, (m + n) % 2 == 1);
+        const std::vector<int32_t> want = run_u8(vk::Isa::kRef, pr, false);
+        for (vk::Isa isa : supported_isas()) {
+          bool once = false;
+          check_same(run_u8_fused(isa, pr, &once), want, isa, pr, "gemm_u8s8s32_fused");
+          INFO("isa=" << vk::isa_name(isa) << " m=" << m << " n=" << n << " k=" << k);
+          CHECK(once);
+        }
+      }
+    }
+  }
+}
+
 TEST_CASE("gemm_s16s8s32: all paths equal the reference") {
   std::mt19937 rng(4321);
   const int ms[] = {1, 15, 16, 17, 33, 197};
@@ -323,6 +378,15 @@ TEST_CASE("gemm: degenerate and invalid arguments") {
     const uint8_t packed[1] = {0};
     vk::gemm_u8s8s32(isa, 2, 3, 0, a, 0, packed, c, 3);
     for (int32_t v : c) CHECK(v == 0);
+    {  // and through a fused epilogue
+      std::vector<int32_t> cf(6, 7);
+      std::vector<int> seen(6, 0);
+      Collect col{&cf, &seen, 3};
+      vk::gemm_u8s8s32_fused(isa, 2, 3, 0, a, 0, packed, {&Collect::fn, &col});
+      for (size_t x = 0; x < cf.size(); ++x) CHECK((cf[x] == 0 && seen[x] == 1));
+      CHECK_THROWS_AS(vk::gemm_u8s8s32_fused(isa, 2, 3, 4, a, 4, packed, {nullptr, nullptr}), std::invalid_argument);
+      CHECK_THROWS_AS(vk::gemm_u8s8s32_fused(isa, 2, 3, 4, a, 3, packed, {&Collect::fn, &col}), std::invalid_argument);
+    }
     CHECK(vk::packed_b_bytes(isa, 0, 5) == 0);
     CHECK_THROWS_AS(vk::gemm_u8s8s32(isa, -1, 3, 4, a, 4, packed, c, 3), std::invalid_argument);
     CHECK_THROWS_AS(vk::gemm_u8s8s32(isa, 2, 3, 4, a, 3, packed, c, 3), std::invalid_argument);

@@ -180,14 +180,14 @@ TEST_CASE("residual_add_ref: two dyadic terms, clamped to the stream range") {
   // v = zp_out + round((acc + bias) / 2) + (s - zp_in)
   const int32_t acc[2] = {3, -4};
   int16_t s[2] = {10, 20};
-  vk::ResidualParams p{bias, 1, half_m, half_s, one_m, one_s, 5, 7, -32768, 32767};
+  vk::ResidualParams p{bias, 0, half_m, half_s, one_m, one_s, 5, 7, -32768, 32767};
   vk::residual_add_ref(1, 2, acc, 2, p, s, 2);
   CHECK(s[0] == 7 + 2 + 5);       // round(2) + (10 - 5)
   CHECK(s[1] == 7 + (-1) + 15);   // round(-1.5) = -1, + (20 - 5)
   // Clamping to [qmin, qmax].
   const int32_t big[2] = {100000, -100000};
   int16_t s2[2] = {0, 0};
-  vk::ResidualParams clamp{bias, 1, one_m, one_s, nullptr, nullptr, 0, 0, -100, 100};
+  vk::ResidualParams clamp{bias, 0, one_m, one_s, nullptr, nullptr, 0, 0, -100, 100};
   vk::residual_add_ref(1, 2, big, 2, clamp, s2, 2);
   CHECK(s2[0] == 100);
   CHECK(s2[1] == -100);
@@ -197,7 +197,7 @@ TEST_CASE("residual_add_ref: two dyadic terms, clamped to the stream range") {
   vk::residual_add_ref(1, 2, big, 2, clamp, s2, 2);
   CHECK(s2[0] == 255);
   CHECK(s2[1] == 0);
-  // Per-row bias (bias_rows = m): row i uses bias[i * n].
+  // Per-row bias (bias_ld = n): row i uses bias[i * n].
   const int32_t acc2[4] = {0, 0, 0, 0};
   const int32_t row_bias[4] = {1, 2, 3, 4};
   int16_t s3[4] = {};

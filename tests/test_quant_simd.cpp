@@ -313,10 +313,14 @@ ResidualCase make_residual(Rng& rng, int m, int n, int flavour) {
     c.ss.push_back(d.shift);
     lim_s[static_cast<size_t>(j)] = x_limit(d, 536870912.0);
   }
+  // Per-row bias rows are n + 3 apart (padding that must not be read as bias).
   const int brows = row_bias ? m : 1;
-  for (int i = 0; i < brows; ++i)
+  const int bias_ld = row_bias ? n + 3 : 0;
+  for (int i = 0; i < brows; ++i) {
     for (int j = 0; j < n; ++j)
       c.bias.push_back(static_cast<int32_t>(draw_in(rng, std::min<int64_t>(lim_b[static_cast<size_t>(j)] / 2, INT32_MAX))));
+    if (row_bias) c.bias.insert(c.bias.end(), 3, INT32_MAX);
+  }
   c.acc.assign(static_cast<size_t>(m) * c.ld_acc, 0x1234);
   c.stream.assign(static_cast<size_t>(m) * c.ld_s, int16_t{0x2222});
   for (int i = 0; i < m; ++i)
@@ -335,7 +339,7 @@ ResidualCase make_residual(Rng& rng, int m, int n, int flavour) {
       c.ss[static_cast<size_t>(j)] = 62;
     }
   }
-  c.p.bias_rows = brows;
+  c.p.bias_ld = bias_ld;
   return c;
 }
 

@@ -83,19 +83,27 @@ GemmShare gemm_share(int m, int n, int row_q, int col_unit, int parts, int part)
   return {{part * band, (part + 1) * band}, {parts * band, m}, split_cols(n, col_unit, parts, part)};
 }
 
-// Calls block(rows, cols, acc, ldc) for the nonempty blocks of a share. The
-// accumulators of the band are rows of acc (ld n); those of the rest block
-// are packed [rows][cols] after the bands, so that no two threads write
-// into the same cache lines (or pages: the hardware prefetchers work on
-// those) of the accumulators.
+// Calls block(rows, cols) for the nonempty blocks of a share.
 template <class Block>
-void for_each_block(const GemmShare& s, int n, int32_t* acc, Block&& block) {
-  if (s.band.size() > 0) block(s.band, RowRange{0, n}, acc + static_cast<size_t>(s.band.begin) * n, n);
-  if (s.rest_rows.size() > 0 && s.rest_cols.size() > 0) {
-    int32_t* rest = acc + static_cast<size_t>(s.rest_rows.begin) * n + static_cast<size_t>(s.rest_cols.begin) * s.rest_rows.size();
-    block(s.rest_rows, s.rest_cols, rest, s.rest_cols.size());
-  }
+void for_each_block(const GemmShare& s, int n, Block&& block) {
+  if (s.band.size() > 0) block(s.band, RowRange{0, n});
+  if (s.rest_rows.size() > 0 && s.rest_cols.size() > 0) block(s.rest_rows, s.rest_cols);
 }
+
+// A fused GEMM's epilogue, given the position of the sub-GEMM (a thread's
+// block) in the layer's output: fn(op, ctx, row, col, rows, cols, c, ldc)
+// with row and col in the layer's output.
+template <class OpT, void (*Fn)(const OpT&, const ExecContext&, int, int, int, int, const int32_t*, int)>
+struct BlockEpilogue {
+  const OpT* op;
+  const ExecContext* ctx;
+  int row0, col0;
+  static void call(const void* self, int row, int col, int rows, int cols, const int32_t* c, int ldc) {
+    const auto& e = *static_cast<const BlockEpilogue*>(self);
+    Fn(*e.op, *e.ctx, e.row0 + row, e.col0 + col, rows, cols, c, ldc);
+  }
+  k::GemmEpilogue get() const { return {&BlockEpilogue::call, this}; }
+};
 
 }  // namespace
 
@@ -133,10 +141,10 @@ void PackedLinear::gemm(k::Isa isa, int m, const uint8_t* a, int lda, int32_t* a
   k::gemm_u8s8s32(isa, m, n, k, a, lda, packed.data(), acc, n);
 }
 
-void PackedLinear::gemm_cols(k::Isa isa, int m, int col_begin, int col_end, const uint8_t* a, int lda,
-                             int32_t* acc, int ldc) const {
+void PackedLinear::gemm_cols_fused(k::Isa isa, int m, int col_begin, int col_end, const uint8_t* a, int lda,
+                                   const k::GemmEpilogue& epilogue) const {
   const uint8_t* b = packed.data() + k::packed_b_bytes(isa, col_begin, k);
-  k::gemm_u8s8s32(isa, m, col_end - col_begin, k, a, lda, b, acc, ldc);
+  k::gemm_u8s8s32_fused(isa, m, col_end - col_begin, k, a, lda, b, epilogue);
 }
 
 void PatchEmbedOp::run(ExecContext& ctx) const {
@@ -177,28 +185,31 @@ void PatchEmbedOp::run(ExecContext& ctx) const {
     int16_t* s = ctx.buf<int16_t>(stream) + static_cast<size_t>(b) * t_count * d;
     if (task % threads == 0) std::memcpy(s, cls_row, sizeof(int16_t) * static_cast<size_t>(d));
     const GemmShare share = gemm_share(rows, d, row_q, unit, threads, task % threads);
-    int32_t* accum = ctx.buf<int32_t>(acc) + static_cast<size_t>(b) * rows * d;
-    for_each_block(share, d, accum, [&](RowRange r, RowRange c, int32_t* blk, int ldc) {
-      linear.gemm_cols(ctx.isa, r.size(), c.begin, c.end, cols + static_cast<size_t>(r.begin) * kdim, kdim, blk, ldc);
-      int16_t* s_rows = s + static_cast<size_t>(1 + r.begin) * d + c.begin;
-      const int32_t* bias = pos_bias + static_cast<size_t>(r.begin) * d + c.begin;
-      if (c.size() == d) {
-        // bias_rows = the block's rows: one bias row per token (a 1-row block
-        // reads row 0 of the offset pointer, which is the same row).
-        const k::ResidualParams rp{bias, r.size(), linear.mult, linear.shift, nullptr, nullptr, 0, zp_out, qmin, qmax};
-        k::residual_add(ctx.isa, r.size(), d, blk, ldc, rp, s_rows, d);
-        return;
-      }
-      // Part of the columns: bias rows are d apart, not the block's width,
-      // so one row per call.
-      for (int i = 0; i < r.size(); ++i) {
-        const k::ResidualParams rp{bias + static_cast<size_t>(i) * d, 1, linear.mult + c.begin, linear.shift + c.begin,
-                                   nullptr, nullptr, 0, zp_out, qmin, qmax};
-        k::residual_add(ctx.isa, 1, c.size(), blk + static_cast<size_t>(i) * ldc, ldc, rp, s_rows + static_cast<size_t>(i) * d,
-                        d);
-      }
+    for_each_block(share, d, [&](RowRange r, RowRange c) {
+      const BlockEpilogue<PatchEmbedOp, &PatchEmbedOp::epilogue> ep{this, &ctx, b * rows + r.begin, c.begin};
+      linear.gemm_cols_fused(ctx.isa, r.size(), c.begin, c.end, cols + static_cast<size_t>(r.begin) * kdim, kdim,
+                             ep.get());
     });
   });
+}
+
+// Patch tokens (row = image * (tokens - 1) + patch): the stream row after the
+// image's class token, with the position embedding as a per-row bias.
+void PatchEmbedOp::epilogue(const PatchEmbedOp& op, const ExecContext& ctx, int row, int col, int rows, int cols,
+                            const int32_t* c, int ldc) {
+  const int d = op.dim, per_image = op.tokens - 1;
+  int16_t* s = ctx.buf<int16_t>(op.stream);
+  while (rows > 0) {
+    // The block's rows of one image.
+    const int b = row / per_image, t = row % per_image;
+    const int n = std::min(rows, per_image - t);
+    const k::ResidualParams rp{op.pos_bias + static_cast<size_t>(t) * d + col, d, op.linear.mult + col,
+                               op.linear.shift + col, nullptr, nullptr, 0, op.zp_out, op.qmin, op.qmax};
+    k::residual_add(ctx.isa, n, cols, c, ldc, rp, s + (static_cast<size_t>(b) * op.tokens + 1 + t) * d + col, d);
+    row += n;
+    rows -= n;
+    c += static_cast<ptrdiff_t>(n) * ldc;
+  }
 }
 
 void LayerNormOp::run(ExecContext& ctx) const {
@@ -220,31 +231,35 @@ void LinearOp::run(ExecContext& ctx) const {
   const int n = linear.n;
   const int threads = ctx.threads();
   const int row_q = row_quantum(ctx.isa), unit = column_unit(ctx.isa);
-  // GEMM and epilogue per block (the epilogue reads the block's
-  // accumulators while they are still in cache). The blocks of the threads
-  // have equal shapes, so the kernels' per-thread A buffers do not depend on
-  // which thread runs which share.
+  // The blocks of the threads have equal shapes, so the kernels' per-thread
+  // A buffers do not depend on which thread runs which share.
   ctx.parallel(threads, [&, m, n, threads, row_q, unit](int part, int) {
     const GemmShare share = gemm_share(m, n, row_q, unit, threads, part);
-    for_each_block(share, n, ctx.buf<int32_t>(acc), [&](RowRange r, RowRange c, int32_t* blk, int ldc) {
-      linear.gemm_cols(ctx.isa, r.size(), c.begin, c.end, ctx.buf<uint8_t>(in) + static_cast<size_t>(r.begin) * linear.k,
-                       linear.k, blk, ldc);
-      const size_t at = static_cast<size_t>(r.begin) * n + c.begin;
-      const int j = c.begin;
-      if (skip_mult) {
-        const k::ResidualParams rp{linear.bias + j, 1, linear.mult + j, linear.shift + j, skip_mult + j, skip_shift + j,
-                                   zp_in, zp_out, qmin, qmax};
-        k::residual_add(ctx.isa, r.size(), c.size(), blk, ldc, rp, ctx.buf<int16_t>(out) + at, n);
-      } else if (gelu_table) {
-        const k::GeluU8Params gp{linear.bias + j, linear.mult + j, linear.shift + j, gelu_table,
-                                 gelu_mult + j,   gelu_shift + j,  zero_point + j};
-        k::gelu_u8(ctx.isa, r.size(), c.size(), blk, ldc, gp, ctx.buf<uint8_t>(out) + at, n);
-      } else {
-        const k::RequantU8Params rq{linear.bias + j, linear.mult + j, linear.shift + j, zero_point + j};
-        k::requant_u8(ctx.isa, r.size(), c.size(), blk, ldc, rq, ctx.buf<uint8_t>(out) + at, n);
-      }
+    for_each_block(share, n, [&](RowRange r, RowRange c) {
+      const BlockEpilogue<LinearOp, &LinearOp::epilogue> ep{this, &ctx, r.begin, c.begin};
+      linear.gemm_cols_fused(ctx.isa, r.size(), c.begin, c.end,
+                             ctx.buf<uint8_t>(in) + static_cast<size_t>(r.begin) * linear.k, linear.k, ep.get());
     });
   });
+}
+
+void LinearOp::epilogue(const LinearOp& op, const ExecContext& ctx, int row, int col, int rows, int cols,
+                        const int32_t* c, int ldc) {
+  const PackedLinear& l = op.linear;
+  const int n = l.n, j = col;
+  const size_t at = static_cast<size_t>(row) * n + col;
+  if (op.skip_mult) {
+    const k::ResidualParams rp{l.bias + j, 0, l.mult + j, l.shift + j, op.skip_mult + j, op.skip_shift + j,
+                               op.zp_in, op.zp_out, op.qmin, op.qmax};
+    k::residual_add(ctx.isa, rows, cols, c, ldc, rp, ctx.buf<int16_t>(op.out) + at, n);
+  } else if (op.gelu_table) {
+    const k::GeluU8Params gp{l.bias + j, l.mult + j, l.shift + j, op.gelu_table,
+                             op.gelu_mult + j, op.gelu_shift + j, op.zero_point + j};
+    k::gelu_u8(ctx.isa, rows, cols, c, ldc, gp, ctx.buf<uint8_t>(op.out) + at, n);
+  } else {
+    const k::RequantU8Params rq{l.bias + j, l.mult + j, l.shift + j, op.zero_point + j};
+    k::requant_u8(ctx.isa, rows, cols, c, ldc, rq, ctx.buf<uint8_t>(op.out) + at, n);
+  }
 }
 
 namespace {

@@ -10,6 +10,7 @@
 
 #include "engine/src/thread_pool.h"
 #include "vitint/kernels/cpu.h"
+#include "vitint/kernels/gemm.h"
 #include "vitint/kernels/quant.h"
 
 namespace vitint::engine {
@@ -79,10 +80,11 @@ struct PackedLinear {
   const int32_t* shift = nullptr;
   void pack(kernels::Isa isa, const int8_t* weight, int n_out, int k_in);
   void gemm(kernels::Isa isa, int m, const uint8_t* a, int lda, int32_t* acc) const;
-  // Columns [col_begin, col_end) only, column j into acc[i * ldc + j -
-  // col_begin]; col_begin on a column panel boundary of the path (ops.cpp).
-  void gemm_cols(kernels::Isa isa, int m, int col_begin, int col_end, const uint8_t* a, int lda, int32_t* acc,
-                 int ldc) const;
+  // Columns [col_begin, col_end) only, through a fused epilogue (block
+  // columns relative to col_begin); col_begin on a column panel boundary of
+  // the path (ops.cpp).
+  void gemm_cols_fused(kernels::Isa isa, int m, int col_begin, int col_end, const uint8_t* a, int lda,
+                       const kernels::GemmEpilogue& epilogue) const;
 };
 
 // Patch embedding: im2col of uint8 pixels, GEMM with the (normalization-
@@ -94,8 +96,10 @@ struct PatchEmbedOp final : Op {
   const int32_t* pos_bias = nullptr;  // [tokens - 1][dim]
   const int16_t* cls_row = nullptr;   // [dim]
   int32_t zp_out = 0, qmin = 0, qmax = 0;
-  int im2col = -1, acc = -1, stream = -1;
+  int im2col = -1, stream = -1;
   void run(ExecContext& ctx) const override;
+  static void epilogue(const PatchEmbedOp& op, const ExecContext& ctx, int row, int col, int rows, int cols,
+                       const int32_t* c, int ldc);
 };
 
 // LayerNorm of `rows_per_image` rows (all tokens, or the class token only).
@@ -121,8 +125,10 @@ struct LinearOp final : Op {
   const int32_t* skip_mult = nullptr;
   const int32_t* skip_shift = nullptr;
   int32_t zp_in = 0, zp_out = 0, qmin = 0, qmax = 0;
-  int in = -1, acc = -1, out = -1;
+  int in = -1, out = -1;
   void run(ExecContext& ctx) const override;
+  static void epilogue(const LinearOp& op, const ExecContext& ctx, int row, int col, int rows, int cols,
+                       const int32_t* c, int ldc);
 };
 
 // Multi-head self-attention core: q.k^T, integer softmax (8-bit uniform or

@@ -75,7 +75,7 @@ void residual_add_ref(int m, int n, const int32_t* acc, int ld_acc, const Residu
                       int16_t* stream, int ld_stream) {
   for (int i = 0; i < m; ++i) {
     const int32_t* a = acc + static_cast<int64_t>(i) * ld_acc;
-    const int32_t* bias = p.bias + (p.bias_rows > 1 ? static_cast<int64_t>(i) * n : 0);
+    const int32_t* bias = p.bias + static_cast<int64_t>(i) * p.bias_ld;
     int16_t* s = stream + static_cast<int64_t>(i) * ld_stream;
     for (int j = 0; j < n; ++j) {
       int32_t v = p.zp_out + apply_dyadic(int64_t{a[j]} + bias[j], p.branch_mult[j], p.branch_shift[j]);

@@ -57,65 +57,86 @@ constexpr TileConfig kTileConfig = make_config();
 
 void load_config() { _tile_loadconfig(&kTileConfig); }
 
-struct Block {
-  const uint8_t* a[2];  // A tile rows, per row tile
-  ptrdiff_t a_stride[2];
-  const int8_t* b[2];  // packed B tile column, per column tile
-  int k_tiles;
-  int32_t* c;  // C at the block's top-left
-  ptrdiff_t ldc;
-  int rows;  // valid rows of the block (1..32)
-  int cols;  // valid columns (1..32)
-};
-
-// store(ptr, stride_bytes) issues tilestored on one fixed tile (GCC's
-// _tile_stored takes the tile number as a literal, not a value).
-template <typename Store>
-void store_tile(const Block& blk, int rt, int ct, Store store) {
-  const int rows = std::min(kTileRows, blk.rows - rt * kTileRows);
-  const int cols = std::min(16, blk.cols - ct * 16);
-  int32_t* dst = blk.c + rt * kTileRows * blk.ldc + ct * 16;
-  const ptrdiff_t stride_bytes = blk.ldc * static_cast<ptrdiff_t>(sizeof(int32_t));
-  if (rows == kTileRows && cols == 16) {
-    store(dst, stride_bytes);
-    return;
-  }
-  alignas(64) int32_t tmp[kTileRows * 16];
-  store(tmp, ptrdiff_t{64});
-  for (int r = 0; r < rows; ++r) {
-    std::memcpy(dst + r * blk.ldc, tmp + r * 16, static_cast<size_t>(cols) * sizeof(int32_t));
-  }
-}
-
+// Computes one block of C into tiles 0-3 (MT x NT of them): a[t] are the
+// copied A tiles of row tile t, b[t] the packed B tile column t.
 template <int MT, int NT>
-void block_kernel(const Block& blk) {
+void compute_block(const uint8_t* const a[2], const int8_t* const b[2], int k_tiles) {
   _tile_zero(0);
   if constexpr (NT > 1) _tile_zero(1);
   if constexpr (MT > 1) _tile_zero(2);
   if constexpr (MT > 1 && NT > 1) _tile_zero(3);
-  for (int kt = 0; kt < blk.k_tiles; ++kt) {
-    _tile_loadd(4, blk.a[0] + kt * kTileBytes, blk.a_stride[0]);
-    _tile_loadd(6, blk.b[0] + kt * kTileBytes, 64);
-    if constexpr (NT > 1) _tile_loadd(7, blk.b[1] + kt * kTileBytes, 64);
+  for (int kt = 0; kt < k_tiles; ++kt) {
+    _tile_loadd(4, a[0] + kt * kTileBytes, kTileK);
+    _tile_loadd(6, b[0] + kt * kTileBytes, 64);
+    if constexpr (NT > 1) _tile_loadd(7, b[1] + kt * kTileBytes, 64);
     _tile_dpbusd(0, 4, 6);
     if constexpr (NT > 1) _tile_dpbusd(1, 4, 7);
     if constexpr (MT > 1) {
-      _tile_loadd(5, blk.a[1] + kt * kTileBytes, blk.a_stride[1]);
+      _tile_loadd(5, a[1] + kt * kTileBytes, kTileK);
       _tile_dpbusd(2, 5, 6);
       if constexpr (NT > 1) _tile_dpbusd(3, 5, 7);
     }
   }
-  store_tile(blk, 0, 0, [](void* p, ptrdiff_t s) { _tile_stored(0, p, s); });
-  if constexpr (NT > 1) {
-    store_tile(blk, 0, 1, [](void* p, ptrdiff_t s) { _tile_stored(1, p, s); });
-  }
-  if constexpr (MT > 1) {
-    store_tile(blk, 1, 0, [](void* p, ptrdiff_t s) { _tile_stored(2, p, s); });
-  }
-  if constexpr (MT > 1 && NT > 1) {
-    store_tile(blk, 1, 1, [](void* p, ptrdiff_t s) { _tile_stored(3, p, s); });
-  }
 }
+
+// Stores the block's whole tiles at dst (row stride in bytes): 16 * MT rows
+// x 16 * NT columns.
+template <int MT, int NT>
+void store_block(int32_t* dst, ptrdiff_t stride_bytes) {
+  const ptrdiff_t down = kTileRows * stride_bytes / static_cast<ptrdiff_t>(sizeof(int32_t));
+  _tile_stored(0, dst, stride_bytes);
+  if constexpr (NT > 1) _tile_stored(1, dst + 16, stride_bytes);
+  if constexpr (MT > 1) _tile_stored(2, dst + down, stride_bytes);
+  if constexpr (MT > 1 && NT > 1) _tile_stored(3, dst + down + 16, stride_bytes);
+}
+
+// Where blocks go. Plain GEMM: into C (through a scratch block where only
+// part of the tiles is valid).
+struct StoreToC {
+  int32_t* c;
+  ptrdiff_t ldc;
+  template <int MT, int NT>
+  void put(int row, int col, int rows, int cols) {
+    int32_t* dst = c + row * ldc + col;
+    if (rows == MT * kTileRows && cols == NT * 16) {
+      store_block<MT, NT>(dst, ldc * static_cast<ptrdiff_t>(sizeof(int32_t)));
+      return;
+    }
+    alignas(64) int32_t tmp[2 * kTileRows * 32];
+    store_block<MT, NT>(tmp, 32 * sizeof(int32_t));
+    for (int r = 0; r < rows; ++r) {
+      std::memcpy(dst + r * ldc, tmp + r * 32, static_cast<size_t>(cols) * sizeof(int32_t));
+    }
+  }
+  void finish() {}
+};
+
+// Fused GEMM: blocks go to the epilogue through two scratch blocks. The
+// epilogue of block i runs after block i + 1's tile instructions are
+// issued and before its tiles are stored: the vector work of the epilogue
+// overlaps the AMX work of the next block.
+struct StoreToEpilogue {
+  const GemmEpilogue* ep;
+  int32_t* buf[2];
+  int cur = 0;
+  bool pending = false;
+  int p_row = 0, p_col = 0, p_rows = 0, p_cols = 0;
+  template <int MT, int NT>
+  void put(int row, int col, int rows, int cols) {
+    if (pending) ep->fn(ep->ctx, p_row, p_col, p_rows, p_cols, buf[cur ^ 1], 32);
+    store_block<MT, NT>(buf[cur], 32 * sizeof(int32_t));
+    pending = true;
+    p_row = row;
+    p_col = col;
+    p_rows = rows;
+    p_cols = cols;
+    cur ^= 1;
+  }
+  void finish() {
+    if (pending) ep->fn(ep->ctx, p_row, p_col, p_rows, p_cols, buf[cur ^ 1], 32);
+    pending = false;
+  }
+};
 
 // A's tile copy: 64-byte aligned (a tile row that straddles two cache lines
 // made tile loads of A ~20% slower; malloc aligns to 16 bytes only).
@@ -137,17 +158,13 @@ void amx_pack_b(int n, int k, const int8_t* b, ptrdiff_t cs, ptrdiff_t ks, void*
   avx512_pack_vnni4(n, k, b, cs, ks, 16, round_up(k, kTileK), packed);
 }
 
-void amx_gemm_u8s8s32(int m, int n, int k, const uint8_t* a, int lda, const void* packed_b,
-                      int32_t* c, int ldc) {
-  const int k_pad = round_up(k, kTileK);
-  const int k_tiles = k_pad / kTileK;
-  const int m_tiles = (m + kTileRows - 1) / kTileRows;
-  const int n_tiles = round_up(n, 16) / 16;
-  const auto* packed = static_cast<const int8_t*>(packed_b);
+namespace {
 
-  // A is copied into contiguous 16 x 64 tiles, [row tile][k tile][16][64],
-  // zero-padded to whole tiles: contiguous tile loads run markedly faster
-  // than 16 rows strided by lda, and no tile read leaves A.
+// A copied into contiguous 16 x 64 tiles, [row tile][k tile][16][64],
+// zero-padded to whole tiles: contiguous tile loads run markedly faster
+// than 16 rows strided by lda, and no tile read leaves A.
+const uint8_t* copy_a(int m, int k, const uint8_t* a, int lda, int m_tiles, int k_pad) {
+  const int k_tiles = k_pad / kTileK;
   uint8_t* const buf = a_buffer(static_cast<size_t>(m_tiles) * kTileRows * static_cast<size_t>(k_pad));
   const int k_full = k / kTileK;  // whole 64-byte chunks per row
   const auto tail_mask = static_cast<__mmask64>(k % kTileK == 0 ? 0 : (~0ull >> (64 - k % kTileK)));
@@ -167,39 +184,68 @@ void amx_gemm_u8s8s32(int m, int n, int k, const uint8_t* a, int lda, const void
                           _mm512_maskz_loadu_epi8(tail_mask, src + k_full * kTileK));
     }
   }
-  auto a_tile = [&](int it, const uint8_t** ptr, ptrdiff_t* stride) {
-    *ptr = buf + ptrdiff_t{it} * kTileRows * k_pad;
-    *stride = kTileK;
-  };
+  return buf;
+}
+
+template <class Sink>
+void drive(int m, int n, int k, const uint8_t* a, int lda, const void* packed_b, Sink& sink) {
+  const int k_pad = round_up(k, kTileK);
+  const int k_tiles = k_pad / kTileK;
+  const int m_tiles = (m + kTileRows - 1) / kTileRows;
+  const int n_tiles = round_up(n, 16) / 16;
+  const auto* packed = static_cast<const int8_t*>(packed_b);
+  const uint8_t* const buf = copy_a(m, k, a, lda, m_tiles, k_pad);
 
   load_config();
-  Block blk{};
-  blk.k_tiles = k_tiles;
-  blk.ldc = ldc;
   for (int jt = 0; jt < n_tiles; jt += 2) {
     const int nt = std::min(2, n_tiles - jt);
-    for (int t = 0; t < nt; ++t) blk.b[t] = packed + ptrdiff_t{jt + t} * 16 * k_pad;
-    blk.cols = std::min(32, n - jt * 16);
+    const int8_t* b[2] = {packed + ptrdiff_t{jt} * 16 * k_pad, packed + ptrdiff_t{jt + nt - 1} * 16 * k_pad};
+    const int col = jt * 16;
+    const int cols = std::min(32, n - col);
     for (int it = 0; it < m_tiles; it += 2) {
       const int mt = std::min(2, m_tiles - it);
-      for (int t = 0; t < mt; ++t) a_tile(it + t, &blk.a[t], &blk.a_stride[t]);
-      blk.rows = std::min(32, m - it * kTileRows);
-      blk.c = c + ptrdiff_t{it} * kTileRows * ldc + jt * 16;
+      const uint8_t* at[2] = {buf + ptrdiff_t{it} * kTileRows * k_pad,
+                              buf + ptrdiff_t{it + mt - 1} * kTileRows * k_pad};
+      const int row = it * kTileRows;
+      const int rows = std::min(32, m - row);
       if (mt == 2) {
         if (nt == 2) {
-          block_kernel<2, 2>(blk);
+          compute_block<2, 2>(at, b, k_tiles);
+          sink.template put<2, 2>(row, col, rows, cols);
         } else {
-          block_kernel<2, 1>(blk);
+          compute_block<2, 1>(at, b, k_tiles);
+          sink.template put<2, 1>(row, col, rows, cols);
         }
       } else if (nt == 2) {
-        block_kernel<1, 2>(blk);
+        compute_block<1, 2>(at, b, k_tiles);
+        sink.template put<1, 2>(row, col, rows, cols);
       } else {
-        block_kernel<1, 1>(blk);
+        compute_block<1, 1>(at, b, k_tiles);
+        sink.template put<1, 1>(row, col, rows, cols);
       }
     }
   }
+  sink.finish();
   // Return the tile state to its init state: cheaper context switches.
   _tile_release();
+}
+
+}  // namespace
+
+void amx_gemm_u8s8s32(int m, int n, int k, const uint8_t* a, int lda, const void* packed_b,
+                      int32_t* c, int ldc) {
+  StoreToC sink{c, ldc};
+  drive(m, n, k, a, lda, packed_b, sink);
+}
+
+void amx_gemm_u8s8s32_fused(int m, int n, int k, const uint8_t* a, int lda, const void* packed_b,
+                            const GemmEpilogue& epilogue) {
+  alignas(64) int32_t blocks[2][2 * kTileRows * 32];
+  StoreToEpilogue sink;
+  sink.ep = &epilogue;
+  sink.buf[0] = blocks[0];
+  sink.buf[1] = blocks[1];
+  drive(m, n, k, a, lda, packed_b, sink);
 }
 
 }  // namespace vitint::kernels::detail

@@ -152,10 +152,10 @@ void gelu_block(int m, const int32_t* acc, int ld_acc, const GeluU8Params& block
 }
 
 template <bool kHi>
-void residual_block(int m, int n, const int32_t* acc, int ld_acc, const ResidualParams& block,
+void residual_block(int m, const int32_t* acc, int ld_acc, const ResidualParams& block,
                     const Dyadic8& br, const Dyadic8& sk, int16_t* stream, int ld_stream) {
   const bool skip = block.skip_mult != nullptr;
-  const bool row_bias = block.bias_rows > 1;
+  const bool row_bias = block.bias_ld != 0;
   const __m256i zp_out = _mm256_set1_epi32(block.zp_out);
   const __m256i qmin = _mm256_set1_epi32(block.qmin_out);
   const __m256i qmax = _mm256_set1_epi32(block.qmax_out);
@@ -165,7 +165,7 @@ void residual_block(int m, int n, const int32_t* acc, int ld_acc, const Residual
   for (int i = 0; i < m; ++i) {
     int16_t* s = stream + static_cast<int64_t>(i) * ld_stream;
     if (row_bias && i > 0)
-      bias_c = fold(br, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block.bias + static_cast<int64_t>(i) * n)),
+      bias_c = fold(br, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block.bias + static_cast<int64_t>(i) * block.bias_ld)),
                     false);
     const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + static_cast<int64_t>(i) * ld_acc));
     __m256i v = _mm256_add_epi32(zp_out, dyadic8<kHi>(x, br, bias_c));
@@ -461,26 +461,16 @@ void avx2_residual_add(int m, int n, const int32_t* acc, int ld_acc, const Resid
       block.skip_mult += j0;
       block.skip_shift += j0;
     }
-    if (j0 == full) {  // the last < 8 columns: reference (bias rows keep stride n)
-      if (p.bias_rows > 1) {
-        for (int i = 0; i < m; ++i) {
-          ResidualParams row = block;
-          row.bias = block.bias + static_cast<int64_t>(i) * n;
-          row.bias_rows = 1;
-          residual_add_ref(1, n - full, acc + static_cast<int64_t>(i) * ld_acc + j0, ld_acc, row,
-                           stream + static_cast<int64_t>(i) * ld_stream + j0, ld_stream);
-        }
-      } else {
-        residual_add_ref(m, n - full, acc + j0, ld_acc, block, stream + j0, ld_stream);
-      }
+    if (j0 == full) {  // the last < 8 columns: reference
+      residual_add_ref(m, n - full, acc + j0, ld_acc, block, stream + j0, ld_stream);
       break;
     }
     const Dyadic8 br = load_dyadic(p.branch_mult + j0, p.branch_shift + j0);
     const Dyadic8 sk = skip ? load_dyadic(p.skip_mult + j0, p.skip_shift + j0) : br;
     if (br.hi && sk.hi) {
-      residual_block<true>(m, n, acc + j0, ld_acc, block, br, sk, stream + j0, ld_stream);
+      residual_block<true>(m, acc + j0, ld_acc, block, br, sk, stream + j0, ld_stream);
     } else {
-      residual_block<false>(m, n, acc + j0, ld_acc, block, br, sk, stream + j0, ld_stream);
+      residual_block<false>(m, acc + j0, ld_acc, block, br, sk, stream + j0, ld_stream);
     }
   }
 }

@@ -393,7 +393,7 @@ void avx512_residual_add(int m, int n, const int32_t* acc, int ld_acc, const Res
     // Skip term: (s - zp_in) * mult + rnd = s * mult + (rnd - zp_in * mult).
     b.skip_c = fold(b.skip, _mm512_set1_epi32(p.zp_in), true);
     b.bias = p.bias + j0;
-    b.bias_stride = p.bias_rows > 1 ? static_cast<int64_t>(n) : 0;
+    b.bias_stride = p.bias_ld;
     if (b.branch.hi && (!skip || b.skip.hi)) {
       residual_block<true>(m, acc + j0, ld_acc, p, b, skip, stream + j0, ld_stream);
     } else {

@@ -25,6 +25,22 @@ void pack_b_s8_transposed(Isa isa, int n, int k, const int8_t* b_t, int ldb, voi
 void gemm_u8s8s32(Isa isa, int m, int n, int k, const uint8_t* a, int lda, const void* packed_b,
                   int32_t* c, int ldc);
 
+// The epilogue of a fused GEMM: receives C in blocks (rows [row, row + rows)
+// x columns [col, col + cols), at c with row stride ldc, in a scratch buffer
+// of the kernel), every element exactly once, in an unspecified order.
+// Blocks are at most kFusedBlockRows x kFusedBlockCols.
+constexpr int kFusedBlockRows = 64;
+constexpr int kFusedBlockCols = 64;
+struct GemmEpilogue {
+  void (*fn)(const void* ctx, int row, int col, int rows, int cols, const int32_t* c, int ldc);
+  const void* ctx;
+};
+// gemm_u8s8s32 whose int32 result goes block by block to `epilogue` instead
+// of into a C matrix: the accumulators stay in cache (the AMX path also
+// runs the epilogue of one block while the tiles of the next one compute).
+void gemm_u8s8s32_fused(Isa isa, int m, int n, int k, const uint8_t* a, int lda, const void* packed_b,
+                        const GemmEpilogue& epilogue);
+
 // Same with an int16 A operand (the 2^(15-code) weights of Log-Int-Softmax
 // attention); |A| <= 2^15 and k <= 256 keep the sum inside int32.
 size_t packed_b16_bytes(Isa isa, int n, int k);

@@ -80,13 +80,13 @@ struct StreamQuant {
 // Residual add fused into a GEMM epilogue, in place on the stream:
 //   stream[i][j] = clamp(zp_out + dyadic(acc[i][j] + bias[j], branch_mult[j], branch_shift[j])
 //                     + dyadic(stream[i][j] - zp_in, skip_mult[j], skip_shift[j]), qmin_out, qmax_out)
-// Per channel multipliers carry the old and new alpha. bias may be [m][n]
-// (bias_rows = m, used by the patch embedding where it holds the position
-// embedding) or [n] (bias_rows = 1). skip_mult == nullptr means there is no
+// Per channel multipliers carry the old and new alpha. bias is one [n]
+// row for all rows (bias_ld = 0) or [m] rows bias_ld apart (bias_ld >= n, used
+// by the patch embedding where it holds the position embedding). skip_mult == nullptr means there is no
 // skip input (the stream is written from the branch alone).
 struct ResidualParams {
   const int32_t* bias;
-  int bias_rows;
+  int bias_ld;
   const int32_t* branch_mult;
   const int32_t* branch_shift;
   const int32_t* skip_mult;
