@@ -218,9 +218,11 @@ class Builder {
     g_.ops.push_back(std::move(op));
   }
 
-  std::unique_ptr<engine::LinearOp> make_linear(const std::string& name, int n, int k, int in, int out) const {
+  std::unique_ptr<engine::LinearOp> make_linear(const std::string& name, int n, int k, int in, int out,
+                                                int rows_per_image, int out_ld) const {
     auto op = std::make_unique<engine::LinearOp>();
-    op->rows_per_image = tokens_;
+    op->rows_per_image = rows_per_image;
+    op->out_ld = out_ld;
     pack(op->linear, name, n, k);
     op->in = in;
     op->out = out;
@@ -243,18 +245,27 @@ class Builder {
     const int d = info_.embed_dim, h = info_.mlp_hidden;
     const Meta bm = q.at("blocks").at(static_cast<size_t>(i));
     auto b = [i](const std::string& w) { return vit::block(i, w); };
+    // Only the class token leaves the last block (the final norm and the
+    // head read nothing else): past its attention, which needs the keys and
+    // values of every token, the last block computes the class token's rows
+    // alone, in rows of their own (one per image) that the residual adds
+    // put back into the stream, token rows apart.
+    const bool last = i + 1 == info_.depth;
+    const int rows = last ? 1 : tokens_;
+    const int stream_ld = last ? tokens_ * d : d;
 
     auto ln1 = make_layernorm(bm.at("ln1"), b("ln1"), 2 * i, tokens_);
     ln1->out = act_;
     g_.ops.push_back(std::move(ln1));
 
-    auto qkv = make_linear(b("qkv"), 3 * d, d, act_, qkv_);
+    auto qkv = make_linear(b("qkv"), 3 * d, d, act_, qkv_, tokens_, 3 * d);
     qkv->zero_point = file_.tensor(b("qkv.zero_point"), DType::kU8, {3 * d}).as<uint8_t>();
     g_.ops.push_back(std::move(qkv));
 
     const Meta am = bm.at("attn");
     auto attn = std::make_unique<engine::AttentionOp>();
     attn->tokens = tokens_;
+    attn->query_rows = rows;
     attn->dim = d;
     attn->heads = info_.num_heads;
     attn->attention_bits = info_.attention_bits;
@@ -274,15 +285,15 @@ class Builder {
     attn->scratch = attn_scratch_;
     g_.ops.push_back(std::move(attn));
 
-    auto proj = make_linear(b("proj"), d, d, act_, stream_);
+    auto proj = make_linear(b("proj"), d, d, act_, stream_, rows, stream_ld);
     make_residual(*proj, q, b("proj"), 2 * i);
     g_.ops.push_back(std::move(proj));
 
-    auto ln2 = make_layernorm(bm.at("ln2"), b("ln2"), 2 * i + 1, tokens_);
+    auto ln2 = make_layernorm(bm.at("ln2"), b("ln2"), 2 * i + 1, rows);
     ln2->out = act_;
     g_.ops.push_back(std::move(ln2));
 
-    auto fc1 = make_linear(b("fc1"), h, d, act_, hidden_);
+    auto fc1 = make_linear(b("fc1"), h, d, act_, hidden_, rows, h);
     fc1->zero_point = file_.tensor(b("fc1.zero_point"), DType::kU8, {h}).as<uint8_t>();
     fc1->gelu_table = file_.tensor("gelu_table", DType::kS16, {kernels::kGeluTableSize}).as<int16_t>();
     fc1->gelu_mult = i32s(b("gelu.mult"), h);
@@ -290,7 +301,7 @@ class Builder {
     check_dyadic(b("gelu"), fc1->gelu_mult, fc1->gelu_shift, h);
     g_.ops.push_back(std::move(fc1));
 
-    auto fc2 = make_linear(b("fc2"), d, h, hidden_, stream_);
+    auto fc2 = make_linear(b("fc2"), d, h, hidden_, stream_, rows, stream_ld);
     make_residual(*fc2, q, b("fc2"), 2 * i + 1);
     g_.ops.push_back(std::move(fc2));
   }

@@ -246,19 +246,19 @@ void LinearOp::run(ExecContext& ctx) const {
 void LinearOp::epilogue(const LinearOp& op, const ExecContext& ctx, int row, int col, int rows, int cols,
                         const int32_t* c, int ldc) {
   const PackedLinear& l = op.linear;
-  const int n = l.n, j = col;
-  const size_t at = static_cast<size_t>(row) * n + col;
+  const int j = col;
+  const size_t at = static_cast<size_t>(row) * op.out_ld + col;
   if (op.skip_mult) {
     const k::ResidualParams rp{l.bias + j, 0, l.mult + j, l.shift + j, op.skip_mult + j, op.skip_shift + j,
                                op.zp_in, op.zp_out, op.qmin, op.qmax};
-    k::residual_add(ctx.isa, rows, cols, c, ldc, rp, ctx.buf<int16_t>(op.out) + at, n);
+    k::residual_add(ctx.isa, rows, cols, c, ldc, rp, ctx.buf<int16_t>(op.out) + at, op.out_ld);
   } else if (op.gelu_table) {
     const k::GeluU8Params gp{l.bias + j, l.mult + j, l.shift + j, op.gelu_table,
                              op.gelu_mult + j, op.gelu_shift + j, op.zero_point + j};
-    k::gelu_u8(ctx.isa, rows, cols, c, ldc, gp, ctx.buf<uint8_t>(op.out) + at, n);
+    k::gelu_u8(ctx.isa, rows, cols, c, ldc, gp, ctx.buf<uint8_t>(op.out) + at, op.out_ld);
   } else {
     const k::RequantU8Params rq{l.bias + j, l.mult + j, l.shift + j, op.zero_point + j};
-    k::requant_u8(ctx.isa, rows, cols, c, ldc, rq, ctx.buf<uint8_t>(op.out) + at, n);
+    k::requant_u8(ctx.isa, rows, cols, c, ldc, rq, ctx.buf<uint8_t>(op.out) + at, op.out_ld);
   }
 }
 
@@ -362,23 +362,24 @@ void AttentionOp::run(ExecContext& ctx) const {
   // 3 heads); each block converts and packs its head's K and V again.
   const int units = ctx.batch * h_count;
   const int threads = ctx.threads();
-  const int blocks = std::max(1, std::min(threads / std::gcd(units, threads), t_count / 16));
+  const int q_rows = query_rows;
+  const int blocks = std::max(1, std::min(threads / std::gcd(units, threads), q_rows / 16));
   // The pool runs task i on thread i % threads; item `work` of the
   // (image, head, block) order makes each thread's heads adjacent, so the
   // 64-byte head columns it writes share 128-byte line pairs (which the L2
   // prefetcher moves together) with its own heads, not the other thread's.
   const int tasks = units * blocks;
   const int per_thread = tasks % threads == 0 ? tasks / threads : 0;
-  ctx.parallel(tasks, [&, t_count, d_model, h_count, hd, ld, z_v, stride, blocks, threads, per_thread](int task, int thread) {
+  ctx.parallel(tasks, [&, t_count, q_rows, d_model, h_count, hd, ld, z_v, stride, blocks, threads, per_thread](int task, int thread) {
     const int work = per_thread ? task % threads * per_thread + task / threads : task;
     const int b = work / blocks / h_count;
     const int h = work / blocks % h_count;
-    const RowRange r = split_rows(t_count, blocks, work % blocks);
+    const RowRange r = split_rows(q_rows, blocks, work % blocks);
     if (r.size() <= 0) return;
     AttentionScratch s{};
     carve(ctx.isa, t_count, hd, ctx.buf<uint8_t>(scratch) + static_cast<size_t>(thread) * stride, &s);
     const uint8_t* qkv_img = ctx.buf<uint8_t>(qkv) + static_cast<size_t>(b) * t_count * ld;
-    uint8_t* out_img = ctx.buf<uint8_t>(out) + static_cast<size_t>(b) * t_count * d_model;
+    uint8_t* out_img = ctx.buf<uint8_t>(out) + static_cast<size_t>(b) * q_rows * d_model;
     convert_kv(qkv_img + d_model + h * hd, ld, d_model, t_count, hd, s.k_s8, s.v_s8, s.colsum_k);
     const int rows = r.size();
     k::pack_b_s8(ctx.isa, t_count, hd, s.k_s8, hd, s.packed_k);

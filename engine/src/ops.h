@@ -114,6 +114,7 @@ struct LayerNormOp final : Op {
 // the GELU of kernels::gelu_u8) or a residual add into the stream.
 struct LinearOp final : Op {
   int rows_per_image = 0;
+  int out_ld = 0;  // elements between output rows (n, or a stream's tokens * n for class-token rows)
   PackedLinear linear;
   // uint8 epilogue
   const uint8_t* zero_point = nullptr;  // [n]
@@ -137,6 +138,9 @@ struct LinearOp final : Op {
 // copy of the scratch buffer (declared per thread, scratch_bytes each).
 struct AttentionOp final : Op {
   int tokens = 0, dim = 0, heads = 0, attention_bits = 8;
+  // Queries of the first query_rows tokens only (all, or the class token),
+  // output [batch][query_rows][dim].
+  int query_rows = 0;
   bool lis_normalize = false;  // rescale each row of 4-bit attention to a unit sum
   // q's uint8 zero point and v's int8 zero point (k's cancels in the softmax).
   int32_t zq = 0, zv = 0;
