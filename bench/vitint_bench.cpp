@@ -2,8 +2,6 @@
 // on a random-weight model of a standard timm architecture built in-process
 // (random checkpoint -> calibration on synthetic images -> quantization), so
 // that speed can be measured without any checkpoint or data set.
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -20,6 +18,7 @@
 
 #include "converter/calibrate.h"
 #include "converter/cli.h"
+#include "bench/temp_file.h"
 #include "converter/synthetic.h"
 #include "engine/src/format.h"
 #include "vitint/error.h"
@@ -46,20 +45,8 @@ Measures the latency of Session::run (preprocessed images -> logits).
 Reports the median latency per run, p10 / p90, and images per second at the median.
 )";
 
+using vitint::bench::TempFile;
 using vitint::convert::Args;
-
-// SessionOptions may or may not have a `threads` field depending on the engine
-// version; set it when it exists (the overload resolution picks the first
-// overload only if `o.threads = t` compiles).
-template <class Options>
-auto set_session_threads(Options& o, int t, int) -> decltype(o.threads = t, bool()) {
-  o.threads = t;
-  return true;
-}
-template <class Options>
-bool set_session_threads(Options&, int, long) {
-  return false;
-}
 
 // Random checkpoint -> calibration -> quantization -> .vti file at `path`.
 void build_random_model(const std::string& arch, uint32_t seed, int calib_images, const std::string& path,
@@ -75,28 +62,6 @@ void build_random_model(const std::string& arch, uint32_t seed, int calib_images
                  arch.c_str(), calib_images, secs);
   }
 }
-
-// A path in $TMPDIR that is removed when this object dies.
-class TempFile {
- public:
-  TempFile() {
-    const char* dir = std::getenv("TMPDIR");
-    std::string tmpl = std::string(dir && *dir ? dir : "/tmp") + "/vitint-bench-XXXXXX";
-    std::vector<char> buf(tmpl.begin(), tmpl.end());
-    buf.push_back('\0');
-    const int fd = ::mkstemp(buf.data());
-    if (fd < 0) throw vitint::Error("cannot create a temporary file from " + tmpl + "; set TMPDIR to a writable directory");
-    ::close(fd);
-    path_ = buf.data();
-  }
-  ~TempFile() { std::remove(path_.c_str()); }
-  TempFile(const TempFile&) = delete;
-  TempFile& operator=(const TempFile&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 double percentile(std::vector<double> v, double p) {
   std::sort(v.begin(), v.end());
@@ -156,10 +121,7 @@ int main(int argc, char** argv) {
 
     vitint::SessionOptions session_options;
     session_options.max_batch = batch;
-    const bool threads_applied = set_session_threads(session_options, threads, 0);
-    if (!threads_applied && threads != 1 && !json && !quiet)
-      std::fprintf(stderr,
-                   "vitint-bench: warning: this engine's SessionOptions has no `threads`; running single-threaded\n");
+    session_options.threads = threads;
     std::unique_ptr<vitint::Session> session;
     check(vitint::Session::create(model, session_options, &session));
 
@@ -194,7 +156,6 @@ int main(int argc, char** argv) {
                           {"architecture", info.architecture},
                           {"isa", model->isa()},
                           {"threads", threads},
-                          {"threads_applied", threads_applied},
                           {"batch", batch},
                           {"iterations", iterations},
                           {"warmup", warmup},
@@ -209,9 +170,8 @@ int main(int argc, char** argv) {
                           {"top1_of_first_image", top1}};
       std::cout << j.dump(2) << "\n";
     } else {
-      std::printf("%s  isa=%s  threads=%d%s  batch=%d  iterations=%d (+%d warm-up)\n", info.architecture.c_str(),
-                  model->isa().c_str(), threads, threads_applied || threads == 1 ? "" : " (not supported: ran 1)",
-                  batch, iterations, warmup);
+      std::printf("%s  isa=%s  threads=%d  batch=%d  iterations=%d (+%d warm-up)\n", info.architecture.c_str(),
+                  model->isa().c_str(), threads, batch, iterations, warmup);
       std::printf("latency  median %.3f ms  p10 %.3f ms  p90 %.3f ms  min %.3f ms  mean %.3f ms\n", median, p10, p90,
                   min, mean);
       std::printf("throughput  %.1f images/s (at the median)\n", ips);
