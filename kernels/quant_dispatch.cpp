@@ -39,6 +39,12 @@ void requant_u8(Isa isa, int m, int n, const int32_t* acc, int ld_acc, const Req
 void gelu_u8(Isa isa, int m, int n, const int32_t* acc, int ld_acc, const GeluU8Params& p, uint8_t* out,
              int ld_out) {
   check_isa("gelu_u8", isa);
+  if (isa != Isa::kRef) {
+    const GeluWideTable* w = p.wide;
+    if (w == nullptr || w->lo > w->hi + 1 || w->entries.size() != static_cast<size_t>(w->hi - w->lo + 2))
+      throw std::invalid_argument(
+          "vitint::kernels::gelu_u8: GeluU8Params::wide is missing or inconsistent (make it with gelu_widen(table))");
+  }
   switch (isa) {
     case Isa::kRef:
       return gelu_u8_ref(m, n, acc, ld_acc, p, out, ld_out);

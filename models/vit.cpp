@@ -296,6 +296,8 @@ class Builder {
     auto fc1 = make_linear(b("fc1"), h, d, act_, hidden_, rows, h);
     fc1->zero_point = file_.tensor(b("fc1.zero_point"), DType::kU8, {h}).as<uint8_t>();
     fc1->gelu_table = file_.tensor("gelu_table", DType::kS16, {kernels::kGeluTableSize}).as<int16_t>();
+    if (!gelu_wide_) gelu_wide_ = std::make_shared<const kernels::GeluWideTable>(kernels::gelu_widen(fc1->gelu_table));
+    fc1->gelu_wide = gelu_wide_;
     fc1->gelu_mult = i32s(b("gelu.mult"), h);
     fc1->gelu_shift = i32s(b("gelu.shift"), h);
     check_dyadic(b("gelu"), fc1->gelu_mult, fc1->gelu_shift, h);
@@ -313,6 +315,7 @@ class Builder {
   Meta meta_;
   int tokens_ = 0;
   int stream_ = -1, act_ = -1, qkv_ = -1, hidden_ = -1, acc_ = -1, attn_scratch_ = -1;
+  std::shared_ptr<const kernels::GeluWideTable> gelu_wide_;
 };
 
 void build_vit(const format::Reader& file, kernels::Isa isa, ModelInfo* info, engine::Graph* graph) {

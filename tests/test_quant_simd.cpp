@@ -14,6 +14,7 @@
 #include <random>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -157,8 +158,15 @@ std::vector<uint8_t> run_requant(vk::Isa isa, const RequantCase& c) {
 // rule gives (32767 at x = -2^15 next to 0 below, -32768 at x = 2^15 - 1
 // next to x itself above) and alternating, so that an off-by-one range test,
 // a read of the wrong half of a pair or past either end changes outputs.
-const std::vector<int16_t>& gelu_table() {
-  static const std::vector<int16_t> t = [] {
+// Its widened form spans the whole table. The second table is GELU's own
+// (as the converter makes it), whose widened form covers [-3731, 3731] only.
+struct GeluTable {
+  std::vector<int16_t> table;
+  vk::GeluWideTable wide;
+};
+
+const GeluTable& random_gelu_table() {
+  static const GeluTable t = [] {
     Rng rng(55);
     std::vector<int16_t> v(vk::kGeluTableSize);
     for (auto& e : v) e = static_cast<int16_t>(uniform(rng, -32768, 32767));
@@ -166,7 +174,22 @@ const std::vector<int16_t>& gelu_table() {
     v[1] = -32768;
     v[v.size() - 2] = 32767;
     v.back() = -32768;
-    return v;
+    vk::GeluWideTable w = vk::gelu_widen(v.data());
+    return GeluTable{std::move(v), std::move(w)};
+  }();
+  return t;
+}
+
+const GeluTable& real_gelu_table() {
+  static const GeluTable t = [] {
+    std::vector<int16_t> v(vk::kGeluTableSize);
+    for (int x = 0; x < vk::kGeluTableSize; ++x) {
+      const double r = double(x - vk::kGeluTableSize / 2) / (1 << vk::kGeluFracBits);
+      const double g = 0.5 * r * (1.0 + std::erf(r / std::sqrt(2.0)));
+      v[static_cast<size_t>(x)] = static_cast<int16_t>(std::lround(g * (1 << vk::kGeluFracBits)));
+    }
+    vk::GeluWideTable w = vk::gelu_widen(v.data());
+    return GeluTable{std::move(v), std::move(w)};
   }();
   return t;
 }
@@ -181,7 +204,7 @@ struct GeluCase {
 // dyadic (mult 0, 1, 2^31 - 1, shifts 0..62), 2 x = acc + bias exactly (so
 // x lands on -2^15 - 1, -2^15, 2^15 - 1, 2^15 and their neighbours),
 // 3 tiny multipliers with 33-bit acc + bias sums.
-GeluCase make_gelu(Rng& rng, int m, int n, int flavour) {
+GeluCase make_gelu(Rng& rng, int m, int n, int flavour, const vk::GeluWideTable& w) {
   GeluCase c{m, n, n + 3, n + 5, {}, {}, {}, {}, {}, {}, {}};
   constexpr int64_t kHalf = vk::kGeluTableSize / 2;
   std::vector<int64_t> lim(static_cast<size_t>(n)), xlim(static_cast<size_t>(n));
@@ -221,7 +244,8 @@ GeluCase make_gelu(Rng& rng, int m, int n, int flavour) {
     }
   }
   c.acc.resize(static_cast<size_t>(m) * c.ld_acc, 0x7777);
-  const int64_t edges[] = {-kHalf - 2, -kHalf - 1, -kHalf, -kHalf + 1, kHalf - 2, kHalf - 1, kHalf, kHalf + 1, 0, -1, 1};
+  const int64_t edges[] = {-kHalf - 2, -kHalf - 1, -kHalf, -kHalf + 1, kHalf - 2, kHalf - 1, kHalf, kHalf + 1, 0,
+                           -1,         1,          w.lo - 1, w.lo,   w.hi,      w.hi + 1};
   for (int i = 0; i < m; ++i)
     for (int j = 0; j < n; ++j) {
       const size_t jj = static_cast<size_t>(j);
@@ -234,7 +258,7 @@ GeluCase make_gelu(Rng& rng, int m, int n, int flavour) {
         const int kind = static_cast<int>(uniform(rng, 0, 3));
         if (kind == 0 && c.mult[jj] != 0) {
           // acc + bias whose x is an edge value, or near one (rounding).
-          const int64_t x = std::clamp<int64_t>(edges[uniform(rng, 0, 10)], -xlim[jj], xlim[jj]);
+          const int64_t x = std::clamp<int64_t>(edges[uniform(rng, 0, 14)], -xlim[jj], xlim[jj]);
           const long double t = static_cast<long double>(x) * std::ldexp(1.0L, c.shift[jj]) / c.mult[jj];
           a = std::clamp<int64_t>(static_cast<int64_t>(std::llround(t)), -l, l) - bias;
         } else if (kind == 1 && c.mult[jj] != 0) {
@@ -253,10 +277,10 @@ GeluCase make_gelu(Rng& rng, int m, int n, int flavour) {
   return c;
 }
 
-std::vector<uint8_t> run_gelu(vk::Isa isa, const GeluCase& c) {
+std::vector<uint8_t> run_gelu(vk::Isa isa, const GeluCase& c, const GeluTable& t) {
   std::vector<uint8_t> out(static_cast<size_t>(c.m) * c.ld_out, 0xA5);
-  const vk::GeluU8Params p{c.bias.data(),      c.mult.data(),      c.shift.data(), gelu_table().data(),
-                           c.out_mult.data(), c.out_shift.data(), c.zp.data()};
+  const vk::GeluU8Params p{c.bias.data(),      c.mult.data(),      c.shift.data(), t.table.data(),
+                           c.out_mult.data(), c.out_shift.data(), c.zp.data(),    &t.wide};
   if (isa == vk::Isa::kRef) {
     vk::gelu_u8_ref(c.m, c.n, c.acc.data(), c.ld_acc, p, out.data(), c.ld_out);
   } else {
@@ -507,33 +531,83 @@ TEST_CASE("requant_u8: every path equals the reference") {
     EXPECT_SAME(run_requant(isa, c), want, c.ld_out, "out", ctx_of(isa, "requant_u8", 197, 64, 1));
 }
 
+TEST_CASE("gelu_widen: bounds and entries") {
+  const GeluTable& real = real_gelu_table();
+  CHECK(real.wide.lo == -3731);
+  CHECK(real.wide.hi == 3731);
+  const GeluTable& rnd = random_gelu_table();
+  CHECK(rnd.wide.lo == -vk::kGeluTableSize / 2);  // table[-2^15] = 32767
+  CHECK(rnd.wide.hi == vk::kGeluTableSize / 2 - 1);  // table[2^15 - 1] = -32768
+  for (const GeluTable* t : {&real, &rnd}) {
+    REQUIRE(t->wide.entries.size() == static_cast<size_t>(t->wide.hi - t->wide.lo + 2));
+    CHECK(t->wide.entries[0] == 0);
+    for (int32_t x = t->wide.lo; x <= t->wide.hi; ++x)
+      REQUIRE(t->wide.entries[static_cast<size_t>(1 + x - t->wide.lo)] == t->table[static_cast<size_t>(x + 32768)]);
+  }
+  // Degenerate tables: all identity (nothing left to look up), all zeros.
+  std::vector<int16_t> ident(vk::kGeluTableSize), zeros(vk::kGeluTableSize, 0);
+  for (int x = 0; x < vk::kGeluTableSize; ++x) ident[static_cast<size_t>(x)] = static_cast<int16_t>(x - 32768);
+  const vk::GeluWideTable wi = vk::gelu_widen(ident.data());
+  CHECK(wi.hi == -32769);
+  CHECK(wi.lo == -32768);
+  CHECK(wi.entries.size() == 1);
+  const vk::GeluWideTable wz = vk::gelu_widen(zeros.data());
+  CHECK(wz.hi == 32767);  // table[2^15 - 1] = 0: no identity part
+  CHECK(wz.lo == 32768);  // zeros up to there
+  CHECK(wz.entries.size() == 1);
+}
+
 TEST_CASE("gelu_u8: every path equals the reference") {
   Rng rng(505);
   constexpr int32_t kHalf = vk::kGeluTableSize / 2;
-  std::set<int32_t> edges_seen;
-  bool above = false, below = false;
-  for (int n : kSizes) {
-    for (int flavour = 0; flavour < 4; ++flavour) {
-      const int m = n >= 768 ? 3 : (flavour == 0 ? 17 : 7);
-      const GeluCase c = make_gelu(rng, m, n, flavour);
-      for (int32_t x : gelu_inputs(c)) {
-        if (x == -kHalf - 1 || x == -kHalf || x == kHalf - 1 || x == kHalf) edges_seen.insert(x);
-        above = above || x > kHalf;
-        below = below || x < -kHalf - 1;
+  for (const GeluTable* t : {&random_gelu_table(), &real_gelu_table()}) {
+    const int32_t lo = t->wide.lo, hi = t->wide.hi;
+    INFO("table bounds " << lo << " " << hi);
+    std::set<int32_t> edges_seen;
+    bool above = false, below = false;
+    for (int n : kSizes) {
+      for (int flavour = 0; flavour < 4; ++flavour) {
+        const int m = n >= 768 ? 3 : (flavour == 0 ? 17 : 7);
+        const GeluCase c = make_gelu(rng, m, n, flavour, t->wide);
+        for (int32_t x : gelu_inputs(c)) {
+          if (x == -kHalf - 1 || x == -kHalf || x == kHalf - 1 || x == kHalf || x == lo - 1 || x == lo ||
+              x == hi || x == hi + 1)
+            edges_seen.insert(x);
+          above = above || x > kHalf;
+          below = below || x < -kHalf - 1;
+        }
+        const auto want = run_gelu(vk::Isa::kRef, c, *t);
+        for (vk::Isa isa : simd_isas())
+          EXPECT_SAME(run_gelu(isa, c, *t), want, c.ld_out, "out", ctx_of(isa, "gelu_u8", m, n, flavour));
       }
-      const auto want = run_gelu(vk::Isa::kRef, c);
-      for (vk::Isa isa : simd_isas())
-        EXPECT_SAME(run_gelu(isa, c), want, c.ld_out, "out", ctx_of(isa, "gelu_u8", m, n, flavour));
+    }
+    // fc1 shape of DeiT-S (one row block).
+    const GeluCase c = make_gelu(rng, 101, 1536, 0, t->wide);
+    const auto want = run_gelu(vk::Isa::kRef, c, *t);
+    for (vk::Isa isa : simd_isas())
+      EXPECT_SAME(run_gelu(isa, c, *t), want, c.ld_out, "out", ctx_of(isa, "gelu_u8", 101, 1536, 0));
+    // Both ends of the table and just outside them, both ends of the widened
+    // part and just outside them (for the random table these coincide).
+    CHECK(edges_seen.size() == (lo == -kHalf ? 4u : 8u));
+    CHECK(above);
+    CHECK(below);
+  }
+}
+
+TEST_CASE("gelu_u8: the vector paths need a consistent widened table") {
+  const GeluTable& t = real_gelu_table();
+  const int32_t one = 1 << 30, shift = 30;
+  const int32_t acc[1] = {0}, bias[1] = {0};
+  const uint8_t zp[1] = {0};
+  uint8_t out[1] = {0};
+  const vk::GeluWideTable broken = [&] { vk::GeluWideTable b = t.wide; b.entries.pop_back(); return b; }();
+  for (vk::Isa isa : simd_isas()) {
+    if (isa == vk::Isa::kRef) continue;  // reads the int16 table itself
+    for (const vk::GeluWideTable* w : {static_cast<const vk::GeluWideTable*>(nullptr), &broken}) {
+      const vk::GeluU8Params p{bias, &one, &shift, t.table.data(), &one, &shift, zp, w};
+      CHECK_THROWS_AS(vk::gelu_u8(isa, 1, 1, acc, 1, p, out, 1), std::invalid_argument);
     }
   }
-  // fc1 shape of DeiT-S (one row block).
-  const GeluCase c = make_gelu(rng, 101, 1536, 0);
-  const auto want = run_gelu(vk::Isa::kRef, c);
-  for (vk::Isa isa : simd_isas())
-    EXPECT_SAME(run_gelu(isa, c), want, c.ld_out, "out", ctx_of(isa, "gelu_u8", 101, 1536, 0));
-  CHECK(edges_seen.size() == 4);  // both ends of the table and just outside them
-  CHECK(above);
-  CHECK(below);
 }
 
 TEST_CASE("residual_add: every path equals the reference") {

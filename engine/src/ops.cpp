@@ -253,8 +253,8 @@ void LinearOp::epilogue(const LinearOp& op, const ExecContext& ctx, int row, int
                                op.zp_in, op.zp_out, op.qmin, op.qmax};
     k::residual_add(ctx.isa, rows, cols, c, ldc, rp, ctx.buf<int16_t>(op.out) + at, op.out_ld);
   } else if (op.gelu_table) {
-    const k::GeluU8Params gp{l.bias + j, l.mult + j, l.shift + j, op.gelu_table,
-                             op.gelu_mult + j, op.gelu_shift + j, op.zero_point + j};
+    const k::GeluU8Params gp{l.bias + j,         l.mult + j,         l.shift + j,  op.gelu_table,
+                             op.gelu_mult + j,   op.gelu_shift + j,  op.zero_point + j, op.gelu_wide.get()};
     k::gelu_u8(ctx.isa, rows, cols, c, ldc, gp, ctx.buf<uint8_t>(op.out) + at, op.out_ld);
   } else {
     const k::RequantU8Params rq{l.bias + j, l.mult + j, l.shift + j, op.zero_point + j};

@@ -120,6 +120,7 @@ struct LinearOp final : Op {
   const uint8_t* zero_point = nullptr;  // [n]
   // GELU epilogue (when gelu_table != nullptr): kernels::gelu_u8
   const int16_t* gelu_table = nullptr;
+  std::shared_ptr<const kernels::GeluWideTable> gelu_wide;  // of gelu_table, shared by the blocks
   const int32_t* gelu_mult = nullptr;
   const int32_t* gelu_shift = nullptr;
   // residual epilogue (when skip_mult != nullptr)

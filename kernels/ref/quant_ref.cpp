@@ -57,6 +57,19 @@ void requant_u8_ref(int m, int n, const int32_t* acc, int ld_acc, const RequantU
   }
 }
 
+GeluWideTable gelu_widen(const int16_t* table) {
+  constexpr int32_t kHalf = kGeluTableSize / 2;
+  GeluWideTable w;
+  w.hi = kHalf - 1;
+  while (w.hi >= -kHalf && table[w.hi + kHalf] == w.hi) --w.hi;
+  w.lo = -kHalf;
+  while (w.lo <= w.hi && table[w.lo + kHalf] == 0) ++w.lo;
+  w.entries.reserve(static_cast<size_t>(w.hi - w.lo + 2));
+  w.entries.push_back(0);
+  for (int32_t x = w.lo; x <= w.hi; ++x) w.entries.push_back(table[x + kHalf]);
+  return w;
+}
+
 void gelu_u8_ref(int m, int n, const int32_t* acc, int ld_acc, const GeluU8Params& p, uint8_t* out,
                  int ld_out) {
   constexpr int32_t kHalf = kGeluTableSize / 2;

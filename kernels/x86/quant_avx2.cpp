@@ -122,29 +122,24 @@ void requant_block(int m, const int32_t* acc, int ld_acc, const RequantU8Params&
   }
 }
 
-// GELU (see the AVX-512 file): the table is gathered as aligned int32 pairs
-// and the wanted half shifted into place, so no read leaves the table.
+// GELU (see the AVX-512 file): one gather from the widened table.
 template <bool kHiIn, bool kHiOut>
 void gelu_block(int m, const int32_t* acc, int ld_acc, const GeluU8Params& block, const Dyadic8& din,
                 const Dyadic8& dout, uint8_t* out, int ld_out) {
   const Folded in_c = fold(din, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block.bias)), false);
   const Folded out_c{dout.rnd_e, dout.rnd_o};
   const __m256i zp = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(block.zero_point)));
-  const __m256i lo = _mm256_set1_epi32(-(kGeluTableSize / 2));
-  const __m256i hi = _mm256_set1_epi32(kGeluTableSize / 2 - 1);
-  const __m256i one = _mm256_set1_epi32(1);
+  const __m256i below = _mm256_set1_epi32(block.wide->lo - 1);
+  const __m256i hi = _mm256_set1_epi32(block.wide->hi);
   const __m256i zero = _mm256_setzero_si256();
   const __m256i max_q = _mm256_set1_epi32(255);
-  const auto* pairs = reinterpret_cast<const int*>(block.table);
+  const int* entries = block.wide->entries.data();
   for (int i = 0; i < m; ++i) {
     const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + static_cast<int64_t>(i) * ld_acc));
     const __m256i x = dyadic8<kHiIn>(a, din, in_c);
-    const __m256i idx = _mm256_sub_epi32(_mm256_min_epi32(_mm256_max_epi32(x, lo), hi), lo);
-    const __m256i pair = _mm256_i32gather_epi32(pairs, _mm256_srli_epi32(idx, 1), 4);
-    const __m256i up = _mm256_slli_epi32(_mm256_andnot_si256(idx, one), 4);
-    __m256i g = _mm256_srai_epi32(_mm256_sllv_epi32(pair, up), 16);
+    const __m256i idx = _mm256_sub_epi32(_mm256_min_epi32(_mm256_max_epi32(x, below), hi), below);
+    __m256i g = _mm256_i32gather_epi32(entries, idx, 4);
     g = _mm256_blendv_epi8(g, x, _mm256_cmpgt_epi32(x, hi));
-    g = _mm256_andnot_si256(_mm256_cmpgt_epi32(lo, x), g);
     __m256i v = _mm256_add_epi32(zp, dyadic8<kHiOut>(g, dout, out_c));
     v = _mm256_min_epi32(_mm256_max_epi32(v, zero), max_q);
     _mm_storel_epi64(reinterpret_cast<__m128i*>(out + static_cast<int64_t>(i) * ld_out), to_u8(v));
@@ -426,8 +421,8 @@ void avx2_gelu_u8(int m, int n, const int32_t* acc, int ld_acc, const GeluU8Para
   for (int j0 = 0; j0 < full; j0 += 8) {
     const Dyadic8 din = load_dyadic(p.mult + j0, p.shift + j0);
     const Dyadic8 dout = load_dyadic(p.out_mult + j0, p.out_shift + j0);
-    const GeluU8Params block{p.bias + j0, p.mult + j0, p.shift + j0, p.table, p.out_mult + j0, p.out_shift + j0,
-                             p.zero_point + j0};
+    const GeluU8Params block{p.bias + j0,       p.mult + j0,       p.shift + j0, p.table, p.out_mult + j0,
+                             p.out_shift + j0, p.zero_point + j0, p.wide};
     if (din.hi) {
       if (dout.hi) {
         gelu_block<true, true>(m, acc + j0, ld_acc, block, din, dout, out + j0, ld_out);
@@ -441,8 +436,8 @@ void avx2_gelu_u8(int m, int n, const int32_t* acc, int ld_acc, const GeluU8Para
     }
   }
   if (full < n) {
-    const GeluU8Params block{p.bias + full, p.mult + full, p.shift + full, p.table, p.out_mult + full,
-                             p.out_shift + full, p.zero_point + full};
+    const GeluU8Params block{p.bias + full,       p.mult + full,       p.shift + full, p.table, p.out_mult + full,
+                             p.out_shift + full, p.zero_point + full, p.wide};
     gelu_u8_ref(m, n - full, acc + full, ld_acc, block, out + full, ld_out);
   }
 }

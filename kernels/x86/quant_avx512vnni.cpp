@@ -272,11 +272,9 @@ void requant_block(int m, const int32_t* acc, int ld_acc, __mmask16 k, const Dya
   }
 }
 
-// GELU: x = dyadic(acc + bias) in 2^-10 units, g = table[x + 2^15] inside
-// [-2^15, 2^15), x above, 0 below, out = clamp(zp + dyadic(g), 0, 255). The
-// table is gathered as aligned int32 pairs (entries 2t and 2t + 1) and the
-// wanted half shifted into place: every read stays inside the table, also
-// for its last entry.
+// GELU: x = dyadic(acc + bias) in 2^-10 units, g = the widened table's
+// entry of clamp(x, lo - 1, hi) (entry 0, which is 0, for every x below lo),
+// x above hi, out = clamp(zp + dyadic(g), 0, 255).
 struct GeluBlock {
   __mmask16 k;
   Dyadic16 in, out;
@@ -285,24 +283,18 @@ struct GeluBlock {
 };
 
 template <bool kHiIn, bool kHiOut>
-void gelu_block(int m, const int32_t* acc, int ld_acc, const GeluBlock& b, const int16_t* table, uint8_t* out,
+void gelu_block(int m, const int32_t* acc, int ld_acc, const GeluBlock& b, const GeluWideTable& w, uint8_t* out,
                 int ld_out) {
-  const __m512i lo = _mm512_set1_epi32(-(kGeluTableSize / 2));
-  const __m512i hi = _mm512_set1_epi32(kGeluTableSize / 2 - 1);
-  const __m512i one = _mm512_set1_epi32(1);
+  const __m512i below = _mm512_set1_epi32(w.lo - 1);
+  const __m512i hi = _mm512_set1_epi32(w.hi);
   const __m512i zero = _mm512_setzero_si512();
-  const auto* pairs = reinterpret_cast<const int*>(table);
+  const int* entries = w.entries.data();
   for (int i = 0; i < m; ++i) {
     const __m512i a = _mm512_maskz_loadu_epi32(b.k, acc + static_cast<int64_t>(i) * ld_acc);
     const __m512i x = dyadic16<kHiIn>(a, b.in, b.in_c);
-    // idx = clamp(x) + 2^15 in [0, 2^16); pair idx / 2, half idx & 1.
-    const __m512i idx = _mm512_sub_epi32(_mm512_min_epi32(_mm512_max_epi32(x, lo), hi), lo);
-    const __m512i pair = _mm512_i32gather_epi32(_mm512_srli_epi32(idx, 1), pairs, 4);
-    // The low half (even idx) moves up by 16 first; then sign-extend down.
-    const __m512i up = _mm512_slli_epi32(_mm512_andnot_si512(idx, one), 4);
-    __m512i g = _mm512_srai_epi32(_mm512_sllv_epi32(pair, up), 16);
+    const __m512i idx = _mm512_sub_epi32(_mm512_min_epi32(_mm512_max_epi32(x, below), hi), below);
+    __m512i g = _mm512_i32gather_epi32(idx, entries, 4);
     g = _mm512_mask_mov_epi32(g, _mm512_cmpgt_epi32_mask(x, hi), x);
-    g = _mm512_mask_mov_epi32(g, _mm512_cmplt_epi32_mask(x, lo), zero);
     const __m512i v = _mm512_max_epi32(_mm512_add_epi32(b.zp, dyadic16<kHiOut>(g, b.out, b.out_c)), zero);
     _mm_mask_storeu_epi8(out + static_cast<int64_t>(i) * ld_out, b.k, _mm512_cvtusepi32_epi8(v));
   }
@@ -369,14 +361,14 @@ void avx512_gelu_u8(int m, int n, const int32_t* acc, int ld_acc, const GeluU8Pa
     const int64_t at = j0;
     if (b.in.hi) {
       if (b.out.hi) {
-        gelu_block<true, true>(m, acc + at, ld_acc, b, p.table, out + at, ld_out);
+        gelu_block<true, true>(m, acc + at, ld_acc, b, *p.wide, out + at, ld_out);
       } else {
-        gelu_block<true, false>(m, acc + at, ld_acc, b, p.table, out + at, ld_out);
+        gelu_block<true, false>(m, acc + at, ld_acc, b, *p.wide, out + at, ld_out);
       }
     } else if (b.out.hi) {
-      gelu_block<false, true>(m, acc + at, ld_acc, b, p.table, out + at, ld_out);
+      gelu_block<false, true>(m, acc + at, ld_acc, b, *p.wide, out + at, ld_out);
     } else {
-      gelu_block<false, false>(m, acc + at, ld_acc, b, p.table, out + at, ld_out);
+      gelu_block<false, false>(m, acc + at, ld_acc, b, *p.wide, out + at, ld_out);
     }
   }
 }

@@ -4,6 +4,7 @@
 // every optimized path must reproduce them bit for bit.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 namespace vitint::kernels {
 
@@ -53,6 +54,19 @@ void requant_u8_ref(int m, int n, const int32_t* acc, int ld_acc, const RequantU
 //   out[i][j] = clamp(zp[j] + dyadic(g, out_mult[j], out_shift[j]), 0, 255).
 constexpr int kGeluFracBits = 10;
 constexpr int kGeluTableSize = 1 << 16;
+
+// The table as the vector kernels read it: int32 entries (no 16-bit
+// extraction after the gather) of the inputs where the table is neither 0
+// nor the identity only (for GELU's table x in [-3731, 3731]: 30 KiB that stay
+// in L1, where the whole int16 table takes 128 KiB), behind one 0 entry for
+// every input below. Made once per table by gelu_widen.
+struct GeluWideTable {
+  int32_t lo = 0;  // table[x] == 0 for -2^15 <= x < lo
+  int32_t hi = 0;  // table[x] == x for hi < x < 2^15 (lo <= hi + 1)
+  std::vector<int32_t> entries;  // [0] = 0, [1 + x - lo] = table[x] for lo <= x <= hi
+};
+GeluWideTable gelu_widen(const int16_t* table);
+
 struct GeluU8Params {
   const int32_t* bias;       // [n]
   const int32_t* mult;       // [n] accumulator -> 2^-10 units
@@ -61,6 +75,7 @@ struct GeluU8Params {
   const int32_t* out_mult;   // [n] 2^-10 units -> output scale
   const int32_t* out_shift;  // [n]
   const uint8_t* zero_point; // [n]
+  const GeluWideTable* wide;  // gelu_widen(table): required by the vector paths
 };
 void gelu_u8_ref(int m, int n, const int32_t* acc, int ld_acc, const GeluU8Params& p, uint8_t* out,
                  int ld_out);
