@@ -249,15 +249,15 @@ struct NormRow {
   __m128i out_shift;
 };
 
-// clamp(((C x - S) * inv + 2^31) >> 32) * gamma + beta) >> (16 + g), 0, 255)
-// for 8 channels in 64-bit lanes. |t| <= 2^17 sqrt(C) (|C x - S| <= sqrt(C D),
+// max(((C x - S) * inv + 2^31) >> 32) * gamma + beta) >> (16 + g), 0) for 8
+// channels in 64-bit lanes (the caller's unsigned saturation to bytes is the
+// clamp at 255). |t| <= 2^17 sqrt(C) (|C x - S| <= sqrt(C D),
 // sigma >= sqrt(D) - 1), so t * gamma is one vpmuldq.
 inline __m512i norm8(__m512i x64, __m512i gamma64, __m512i beta, const NormRow& r) {
   const __m512i u = _mm512_sub_epi64(_mm512_mul_epi32(x64, r.c), r.sum);
   const __m512i t = _mm512_srai_epi64(_mm512_add_epi64(_mm512_mullo_epi64(u, r.inv), r.half), 32);
   __m512i y = _mm512_sra_epi64(_mm512_add_epi64(_mm512_mul_epi32(t, gamma64), beta), r.out_shift);
-  y = _mm512_max_epi64(y, _mm512_setzero_si512());
-  return _mm512_min_epi64(y, _mm512_set1_epi64(255));
+  return _mm512_max_epi64(y, _mm512_setzero_si512());
 }
 
 template <bool kHi>
@@ -440,7 +440,7 @@ void avx512_layernorm(int rows, const int16_t* in, int ld_in, const LayerNormPar
       const __m512i y_hi = norm8(_mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(x, 1)),
                                  _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(g, 1)),
                                  _mm512_maskz_loadu_epi64(static_cast<__mmask8>(k >> 8), p.beta + c + 8), r);
-      _mm_mask_storeu_epi8(o + c, k, _mm_unpacklo_epi64(_mm512_cvtepi64_epi8(y_lo), _mm512_cvtepi64_epi8(y_hi)));
+      _mm_mask_storeu_epi8(o + c, k, _mm_unpacklo_epi64(_mm512_cvtusepi64_epi8(y_lo), _mm512_cvtusepi64_epi8(y_hi)));
     }
   }
 }
