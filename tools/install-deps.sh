@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs libvitint's build dependencies from Debian 12's archive.
 set -euo pipefail
-packages=(build-essential cmake pkg-config git zlib1g-dev libjpeg-dev libdnnl-dev libeigen3-dev libxsimd-dev
+packages=(build-essential cmake pkg-config git zlib1g-dev libjpeg-dev libdnnl-dev libeigen3-dev
           libbenchmark-dev doctest-dev libstb-dev nlohmann-json3-dev)
 missing=()
 for p in "${packages[@]}"; do
