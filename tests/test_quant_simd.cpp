@@ -411,9 +411,15 @@ NormCase make_norm(Rng& rng, int rows, int ch, int flavour) {
     n.gamma.push_back(static_cast<int32_t>(uniform(rng, -(1 << 30) + 1, (1 << 30) - 1) >> uniform(rng, 0, 20)));
     n.beta.push_back(uniform(rng, -(int64_t{1} << 52) + 1, (int64_t{1} << 52) - 1) >> uniform(rng, 0, 30));
   }
+  // Parameters beyond what the vector kernels' double-precision pass takes
+  // (|gamma| < 2^30, |beta| < 2^52): the int64 pass must handle them.
+  if (flavour == 3) {
+    n.gamma[0] = INT32_MAX;
+    n.beta[static_cast<size_t>(ch - 1)] = int64_t{1} << 58;
+  }
   n.in.assign(static_cast<size_t>(rows) * n.ld_in, int16_t{-7});
   for (int i = 0; i < rows; ++i) {
-    const int kind = static_cast<int>(uniform(rng, 0, 4));
+    const int kind = static_cast<int>(uniform(rng, 0, 5));
     const int16_t constant = static_cast<int16_t>(uniform(rng, n.p.in.qmin, n.p.in.qmax));
     for (int c = 0; c < ch; ++c) {
       int64_t q;
@@ -421,6 +427,9 @@ NormCase make_norm(Rng& rng, int rows, int ch, int flavour) {
         case 0: q = constant; break;  // sigma = 0 (with eps_term = 0)
         case 1: q = (c % 2) ? n.p.in.qmin : n.p.in.qmax; break;
         case 2: q = std::clamp<int64_t>(n.p.in.zero_point + uniform(rng, -3, 3), n.p.in.qmin, n.p.in.qmax); break;
+        // One outlier channel: its deviation is sqrt(C - 1) standard deviations,
+        // beyond the double-precision pass's bound for wide rows.
+        case 3: q = c == ch / 2 ? n.p.in.qmax : n.p.in.qmin; break;
         default: q = uniform(rng, n.p.in.qmin, n.p.in.qmax); break;
       }
       n.in[static_cast<size_t>(i) * n.ld_in + c] = static_cast<int16_t>(q);

@@ -24,6 +24,8 @@
 
 #include <algorithm>
 #include <climits>
+#include <cmath>
+#include <vector>
 
 #include "../quant_internal.h"
 
@@ -394,12 +396,55 @@ void avx512_residual_add(int m, int n, const int32_t* acc, int ld_acc, const Res
   }
 }
 
+// The second LayerNorm pass in double precision, exactly. With
+// u = C x - S and |u| * inv <= 2^53 - 2^32 (checked per row: deviations of up
+// to ~32 standard deviations), every value is an integer multiple of a power
+// of two that fits 53 bits, so each FMA's exact result is representable and
+// nothing rounds:
+//   v = u * (inv / 2^32) + 1/2 = (u * inv + 2^31) / 2^32,  t = floor(v)
+//   (|t| < 2^21), w = t * (gamma / 2^s) + beta / 2^s = (t * gamma + beta) / 2^s
+//   (|t * gamma + beta| < 2^51 + 2^52), out = clamp(floor(w), 0, 255)
+// which is the reference's integer formula term by term. It needs 9 vector
+// operations per 8 channels where the int64 form (norm8) needs 16. Rows
+// outside the bound (near-constant rows, where inv is large) take norm8.
+struct NormTables {
+  std::vector<double> gamma, beta;  // gamma / 2^s, beta / 2^s, zero-padded to whole vectors
+};
+
+const NormTables& norm_tables(const LayerNormParams& p) {
+  thread_local NormTables t;
+  const size_t padded = (static_cast<size_t>(p.channels) + 15) / 16 * 16;
+  t.gamma.assign(padded, 0.0);
+  t.beta.assign(padded, 0.0);
+  const double scale = std::ldexp(1.0, -(16 + p.g_shift));
+  for (int c = 0; c < p.channels; ++c) {
+    t.gamma[static_cast<size_t>(c)] = static_cast<double>(p.gamma[c]) * scale;
+    t.beta[static_cast<size_t>(c)] = static_cast<double>(p.beta[c]) * scale;
+  }
+  return t;
+}
+
+inline __m256i norm8_f64(__m512d x, __m512d c, __m512d sum, __m512d inv, const double* g, const double* b) {
+  const __m512d u = _mm512_fmsub_pd(x, c, sum);
+  const __m512d t = _mm512_roundscale_pd(_mm512_fmadd_pd(u, inv, _mm512_set1_pd(0.5)), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  __m512d w = _mm512_fmadd_pd(t, _mm512_loadu_pd(g), _mm512_loadu_pd(b));
+  w = _mm512_min_pd(_mm512_max_pd(w, _mm512_setzero_pd()), _mm512_set1_pd(255.0));
+  return _mm512_cvt_roundpd_epi32(w, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+}
+
 void avx512_layernorm(int rows, const int16_t* in, int ld_in, const LayerNormParams& p,
                       uint8_t* out, int ld_out) {
   if (rows <= 0) return;
   if (!layernorm_simd_ok(p)) return layernorm_ref(rows, in, ld_in, p, out, ld_out);
   const int c_count = p.channels;
   const __m512i zp = _mm512_set1_epi32(p.in.zero_point);
+  // The double pass needs |gamma| < 2^30 and |beta| < 2^52 (the model loader
+  // enforces both); other parameters keep to the int64 pass.
+  bool f64_ok = true;
+  for (int c = 0; c < c_count; ++c)
+    f64_ok = f64_ok && p.gamma[c] < (1 << 30) && p.gamma[c] > -(1 << 30) && p.beta[c] < (int64_t{1} << 52) &&
+             p.beta[c] > -(int64_t{1} << 52);
+  const NormTables* tables = f64_ok ? &norm_tables(p) : nullptr;
   NormRow r;
   r.c = _mm512_set1_epi64(c_count);
   r.half = _mm512_set1_epi64(int64_t{1} << 31);
@@ -411,10 +456,14 @@ void avx512_layernorm(int rows, const int16_t* in, int ld_in, const LayerNormPar
     int64_t sum = 0;
     __m512i s32 = _mm512_setzero_si512();
     __m512i sq = _mm512_setzero_si512();
+    __m512i lo = _mm512_set1_epi32(INT32_MAX), hi = _mm512_set1_epi32(INT32_MIN);
     int in_lane = 0;
     for (int c = 0; c < c_count; c += 16) {
-      const __m512i x = load_x(tail_mask(c_count - c), q + c, p.in.alpha + c, zp);
+      const __mmask16 k = tail_mask(c_count - c);
+      const __m512i x = load_x(k, q + c, p.in.alpha + c, zp);
       const __m512i xo = _mm512_srli_epi64(x, 32);
+      lo = _mm512_mask_min_epi32(lo, k, lo, x);
+      hi = _mm512_mask_max_epi32(hi, k, hi, x);
       s32 = _mm512_add_epi32(s32, x);
       sq = _mm512_add_epi64(sq, _mm512_add_epi64(_mm512_mul_epi32(x, x), _mm512_mul_epi32(xo, xo)));
       if (++in_lane == 2048 || c + 16 >= c_count) {
@@ -428,6 +477,29 @@ void avx512_layernorm(int rows, const int16_t* in, int ld_in, const LayerNormPar
     const int64_t d = int64_t{c_count} * sum_sq - sum * sum + p.eps_term;
     const uint32_t sigma = isqrt_fast(static_cast<uint64_t>(d));
     const int64_t inv = sigma ? (int64_t{1} << 48) / sigma : 0;
+    // max |C x - S| over the row (|C x| < 2^40, |S| < 2^40).
+    const int64_t u_hi = int64_t{c_count} * _mm512_reduce_max_epi32(hi) - sum;
+    const int64_t u_lo = sum - int64_t{c_count} * _mm512_reduce_min_epi32(lo);
+    // u_max * inv <= 2^53 - 2^32, tested in double (no division): a product
+    // within 2^53 - 2^33 after one rounding (relative error <= 2^-53) is
+    // within 2^53 - 2^32 exactly.
+    const double bound = static_cast<double>(std::max(u_hi, u_lo)) * static_cast<double>(inv);
+    if (tables && inv > 0 && bound <= 9007190664806400.0 /* 2^53 - 2^33 */) {
+      const __m512d cv = _mm512_set1_pd(static_cast<double>(c_count));
+      const __m512d sv = _mm512_set1_pd(static_cast<double>(sum));
+      const __m512d iv = _mm512_set1_pd(std::ldexp(static_cast<double>(inv), -32));
+      for (int c = 0; c < c_count; c += 16) {
+        const __mmask16 k = tail_mask(c_count - c);
+        const __m512i x = load_x(k, q + c, p.in.alpha + c, zp);
+        const __m256i y_lo = norm8_f64(_mm512_cvtepi32_pd(_mm512_castsi512_si256(x)), cv, sv, iv,
+                                       tables->gamma.data() + c, tables->beta.data() + c);
+        const __m256i y_hi = norm8_f64(_mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(x, 1)), cv, sv, iv,
+                                       tables->gamma.data() + c + 8, tables->beta.data() + c + 8);
+        const __m512i y = _mm512_inserti64x4(_mm512_castsi256_si512(y_lo), y_hi, 1);
+        _mm_mask_storeu_epi8(o + c, k, _mm512_cvtepi32_epi8(y));
+      }
+      continue;
+    }
     r.sum = _mm512_set1_epi64(sum);
     r.inv = _mm512_set1_epi64(inv);
     for (int c = 0; c < c_count; c += 16) {
