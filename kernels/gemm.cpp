@@ -146,21 +146,7 @@ void fused_by_blocks(Isa isa, int m, int n, int k, const uint8_t* a, int lda, co
     const uint8_t* b = packed + packed_b_bytes(isa, j, k);
     for (int i = 0; i < m; i += kFusedBlockRows) {
       const int rows = std::min(kFusedBlockRows, m - i);
-      const uint8_t* ai = a + static_cast<ptrdiff_t>(i) * lda;
-      switch (isa) {
-        case Isa::kRef:
-          detail::ref_gemm_u8s8s32(rows, cols, k, ai, lda, b, block, kFusedBlockCols);
-          break;
-        case Isa::kAvx2:
-          detail::avx2_gemm_u8s8s32(rows, cols, k, ai, lda, b, block, kFusedBlockCols);
-          break;
-        case Isa::kAvx512Vnni:
-          detail::avx512_gemm_u8s8s32(rows, cols, k, ai, lda, b, block, kFusedBlockCols);
-          break;
-        case Isa::kAmx:
-          detail::amx_gemm_u8s8s32(rows, cols, k, ai, lda, b, block, kFusedBlockCols);
-          break;
-      }
+      gemm_u8s8s32(isa, rows, cols, k, a + static_cast<ptrdiff_t>(i) * lda, lda, b, block, kFusedBlockCols);
       ep.fn(ep.ctx, i, j, rows, cols, block, kFusedBlockCols);
     }
   }
