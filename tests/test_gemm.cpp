@@ -334,7 +334,7 @@ TEST_CASE("gemm_u8s8s32_fused: every path delivers each element of the reference
   std::mt19937 rng(77);
   for (int m : kAwkward) {
     for (int n : kAwkward) {
-      for (int k : {1, 17, 64, 197, 384}) {
+      for (int k : {1, 17, 64, 197, 384, 1536}) {
         if (double(m) * n * k > 4e6) continue;
         const Problem pr = make_problem(m, n, k, Fill::kRandom, rng, (m + n) % 2 == 1);
         const std::vector<int32_t> want = run_u8(vk::Isa::kRef, pr, false);
