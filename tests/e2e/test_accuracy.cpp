@@ -4,13 +4,19 @@
 // fixture `convert_models` (tests/convert_models.sh) into VITINT_TEST_MODELS.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <cstring>
+#include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "converter/evaluate.h"
 #include "converter/npy.h"
 #include "shared_data.h"
+#include "vitint/image.h"
+#include "vitint/vitint.h"
 
 namespace {
 
@@ -83,4 +89,54 @@ TEST_CASE("e2e: integer ViT-Tiny AugReg W8A8, 8-bit attention") {
 TEST_CASE("e2e: integer ViT-Tiny AugReg W8A8, 4-bit Log-Int-Softmax attention") {
   const EvalResult r = run(vti("vit_tiny_a4"), vitint::test::kVitTiny);
   CHECK(r.top1 >= 80.0);
+}
+
+// Every kernel path this CPU supports gives the same logits, bit for bit, on
+// the real models and real images (the first 16 of the evaluation split; the
+// scalar reference path costs ~0.2 s per image), with 1 and 2 threads.
+TEST_CASE("e2e: real models give bit-identical logits on every kernel path") {
+  const auto items = eval_split();
+  const size_t n = std::min<size_t>(16, items.size());
+  for (const char* name : {"deit_tiny_a8", "deit_tiny_a4", "vit_tiny_a8", "vit_tiny_a4"}) {
+    CAPTURE(name);
+    std::vector<float> want;
+    std::vector<uint8_t> input;
+    for (const char* isa : {"ref", "avx2", "avx512vnni", "amx"}) {
+      vitint::LoadOptions lo;
+      lo.isa = isa;
+      std::shared_ptr<const vitint::Model> model;
+      const vitint::Status st = vitint::Model::load(vti(name), lo, &model);
+      if (!st) {
+        // Only "not supported on this CPU" may skip a path.
+        CHECK_MESSAGE(st.message().find("not supported") != std::string::npos, st.message());
+        continue;
+      }
+      const vitint::ModelInfo& info = model->info();
+      if (input.empty()) {
+        for (size_t i = 0; i < n; ++i) {
+          vitint::Image img;
+          const vitint::Status ls = vitint::load_image(vitint::test::val_dir() + "/" + items[i].file, &img);
+          REQUIRE_MESSAGE(ls.ok(), ls.message());
+          const vitint::Image pre = vitint::preprocess(img, info.image_size, info.crop_pct, info.interpolation);
+          input.insert(input.end(), pre.rgb.begin(), pre.rgb.end());
+        }
+      }
+      for (int threads : {1, 2}) {
+        CAPTURE(isa);
+        CAPTURE(threads);
+        vitint::SessionOptions so;
+        so.threads = threads;
+        so.max_batch = static_cast<int>(n);
+        std::unique_ptr<vitint::Session> s;
+        REQUIRE(vitint::Session::create(model, so, &s).ok());
+        std::vector<float> logits(n * static_cast<size_t>(info.num_classes));
+        REQUIRE(s->run(input.data(), static_cast<int>(n), logits.data()).ok());
+        if (want.empty()) {
+          want = logits;
+        } else {
+          CHECK(std::memcmp(want.data(), logits.data(), sizeof(float) * want.size()) == 0);
+        }
+      }
+    }
+  }
 }
