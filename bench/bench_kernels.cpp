@@ -185,6 +185,7 @@ const bool kRegistered = [] {
       int cols;
     } elementwise[] = {{"requant_u8/small_qkv", Kernel::kRequant, 1152},  {"gelu_u8/small_fc1", Kernel::kGelu, 1536},
                        {"residual_add/small_fc2", Kernel::kResidual, 384}, {"layernorm/small", Kernel::kLayerNorm, 384},
+                       {"layernorm/tiny", Kernel::kLayerNorm, 192},
                        {"softmax_u8/head", Kernel::kSoftmaxU8, 197},     {"softmax_lis/head", Kernel::kSoftmaxLis, 197}};
     for (const auto& k : elementwise) {
       const std::string name = std::string(k.name).insert(std::string(k.name).find('/') + 1, std::string(vk::isa_name(isa)) + "/") +

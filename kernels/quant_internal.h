@@ -68,4 +68,15 @@ inline uint32_t isqrt_fast(uint64_t v) {
   return static_cast<uint32_t>(r);
 }
 
+// floor(2^48 / sigma) for sigma >= 1 from the double quotient (within 1 of
+// it: 2^48 and sigma are exact, the division is correctly rounded) and exact
+// integer steps; an int64 division has a long latency on the per-row chain.
+inline int64_t inv_fast(uint32_t sigma) {
+  constexpr int64_t kOne = int64_t{1} << 48;
+  int64_t q = static_cast<int64_t>(281474976710656.0 / static_cast<double>(sigma));
+  while (q * sigma > kOne) --q;
+  while ((q + 1) * sigma <= kOne) ++q;
+  return q;
+}
+
 }  // namespace vitint::kernels::detail

@@ -513,7 +513,7 @@ void avx2_layernorm(int rows, const int16_t* in, int ld_in, const LayerNormParam
     const int64_t sum_sq = hsum64(sq);
     const int64_t d = int64_t{c_count} * sum_sq - sum * sum + p.eps_term;
     const uint32_t sigma = isqrt_fast(static_cast<uint64_t>(d));
-    const int64_t inv = sigma ? (int64_t{1} << 48) / sigma : 0;
+    const int64_t inv = sigma ? inv_fast(sigma) : 0;
     r.sum = _mm256_set1_epi64x(sum);
     r.inv_lo = _mm256_set1_epi64x(inv & 0xFFFFFFFF);
     r.inv_hi = _mm256_set1_epi64x(inv >> 32);

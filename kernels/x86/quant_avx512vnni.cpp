@@ -445,6 +445,11 @@ void avx512_layernorm(int rows, const int16_t* in, int ld_in, const LayerNormPar
     f64_ok = f64_ok && p.gamma[c] < (1 << 30) && p.gamma[c] > -(1 << 30) && p.beta[c] < (int64_t{1} << 52) &&
              p.beta[c] > -(int64_t{1} << 52);
   const NormTables* tables = f64_ok ? &norm_tables(p) : nullptr;
+  // Rows of at most 256 channels need no per-row test: |C x - S| <= sqrt(C - 1)
+  // * sqrt(D) (one channel cannot deviate by more than sqrt(C - 1) standard
+  // deviations) and sqrt(D) < 2 * sigma (sigma = isqrt(D + eps) >= 1), so
+  // |C x - S| * inv < sqrt(C - 1) * 2^49 <= 2^53 - 2^32 for C <= 256.
+  const bool track = c_count > 256;
   NormRow r;
   r.c = _mm512_set1_epi64(c_count);
   r.half = _mm512_set1_epi64(int64_t{1} << 31);
@@ -462,8 +467,10 @@ void avx512_layernorm(int rows, const int16_t* in, int ld_in, const LayerNormPar
       const __mmask16 k = tail_mask(c_count - c);
       const __m512i x = load_x(k, q + c, p.in.alpha + c, zp);
       const __m512i xo = _mm512_srli_epi64(x, 32);
-      lo = _mm512_mask_min_epi32(lo, k, lo, x);
-      hi = _mm512_mask_max_epi32(hi, k, hi, x);
+      if (track) {
+        lo = _mm512_mask_min_epi32(lo, k, lo, x);
+        hi = _mm512_mask_max_epi32(hi, k, hi, x);
+      }
       s32 = _mm512_add_epi32(s32, x);
       sq = _mm512_add_epi64(sq, _mm512_add_epi64(_mm512_mul_epi32(x, x), _mm512_mul_epi32(xo, xo)));
       if (++in_lane == 2048 || c + 16 >= c_count) {
@@ -476,18 +483,20 @@ void avx512_layernorm(int rows, const int16_t* in, int ld_in, const LayerNormPar
     const int64_t sum_sq = _mm512_reduce_add_epi64(sq);
     const int64_t d = int64_t{c_count} * sum_sq - sum * sum + p.eps_term;
     const uint32_t sigma = isqrt_fast(static_cast<uint64_t>(d));
-    const int64_t inv = sigma ? (int64_t{1} << 48) / sigma : 0;
-    // max |C x - S| over the row (|C x| < 2^40, |S| < 2^40).
-    const int64_t u_hi = int64_t{c_count} * _mm512_reduce_max_epi32(hi) - sum;
-    const int64_t u_lo = sum - int64_t{c_count} * _mm512_reduce_min_epi32(lo);
-    // u_max * inv <= 2^53 - 2^32, tested in double (no division): a product
-    // within 2^53 - 2^33 after one rounding (relative error <= 2^-53) is
-    // within 2^53 - 2^32 exactly.
-    const double bound = static_cast<double>(std::max(u_hi, u_lo)) * static_cast<double>(inv);
-    if (tables && inv > 0 && bound <= 9007190664806400.0 /* 2^53 - 2^33 */) {
+    const int64_t inv = sigma ? inv_fast(sigma) : 0;
+    bool exact = tables && inv > 0;
+    if (exact && track) {
+      // max |C x - S| over the row (|C x| < 2^40, |S| < 2^40); u_max * inv <=
+      // 2^53 - 2^32 tested in double: a product within 2^53 - 2^33 after one
+      // rounding (relative error <= 2^-53) is within 2^53 - 2^32 exactly.
+      const int64_t u_hi = int64_t{c_count} * _mm512_reduce_max_epi32(hi) - sum;
+      const int64_t u_lo = sum - int64_t{c_count} * _mm512_reduce_min_epi32(lo);
+      exact = static_cast<double>(std::max(u_hi, u_lo)) * static_cast<double>(inv) <= 9007190664806400.0;
+    }
+    if (exact) {
       const __m512d cv = _mm512_set1_pd(static_cast<double>(c_count));
       const __m512d sv = _mm512_set1_pd(static_cast<double>(sum));
-      const __m512d iv = _mm512_set1_pd(std::ldexp(static_cast<double>(inv), -32));
+      const __m512d iv = _mm512_set1_pd(static_cast<double>(inv) * 0x1p-32);
       for (int c = 0; c < c_count; c += 16) {
         const __mmask16 k = tail_mask(c_count - c);
         const __m512i x = load_x(k, q + c, p.in.alpha + c, zp);
