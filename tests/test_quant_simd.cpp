@@ -682,6 +682,27 @@ TEST_CASE("softmax_u8 and softmax_lis: every path equals the reference") {
   CHECK(codes.size() == 16);  // every code 0..15 was exercised
 }
 
+TEST_CASE("inv_fast (vector LayerNorm) equals floor(2^48 / sigma)") {
+  auto same = [](uint32_t sigma) {
+    const int64_t want = (int64_t{1} << 48) / sigma;
+    if (vk::detail::inv_fast(sigma) != want) FAIL_CHECK("inv_fast(" << sigma << ") = " << vk::detail::inv_fast(sigma) << ", want " << want);
+  };
+  for (uint32_t s = 1; s < 200000; ++s) same(s);
+  for (int b = 0; b < 32; ++b)
+    for (int64_t ds = -3; ds <= 3; ++ds) {
+      const int64_t s = (int64_t{1} << b) + ds;
+      if (s >= 1 && s <= UINT32_MAX) same(static_cast<uint32_t>(s));
+    }
+  // Divisors of 2^48 - 1 and 2^48 + 1 neighbours, where the quotient sits at an integer edge.
+  for (uint32_t s : {3u, 5u, 7u, 13u, 17u, 97u, 241u, 257u, 673u, 65537u, 4294967295u, 4294967294u, 16777216u, 16777215u})
+    same(s);
+  Rng rng(11);
+  for (int i = 0; i < 200000; ++i) {
+    const auto s = static_cast<uint32_t>(rng() >> (32 + rng() % 32));
+    if (s > 0) same(s);
+  }
+}
+
 TEST_CASE("isqrt_fast (vector LayerNorm) equals isqrt_u64") {
   auto same = [](uint64_t v) {
     if (vk::detail::isqrt_fast(v) != vk::isqrt_u64(v)) FAIL_CHECK("isqrt_fast(" << v << ") = " << vk::detail::isqrt_fast(v) << ", want " << vk::isqrt_u64(v));
