@@ -28,7 +28,7 @@ namespace {
 
 const char* kUsage = R"(usage: vitint-bench MODEL.vti | --arch NAME [--threads T] [--batch B]
                     [--iterations N] [--warmup W] [--isa ref|avx2|avx512vnni|amx]
-                    [--calib-images C] [--seed S] [--save FILE.vti] [--json] [--quiet]
+                    [--calib-images C] [--seed S] [--save FILE.vti] [--profile] [--json] [--quiet]
 
 Measures the latency of Session::run (preprocessed images -> logits).
   MODEL.vti          a converted model
@@ -41,7 +41,10 @@ Measures the latency of Session::run (preprocessed images -> logits).
                      (default max(5, N/10))
   --isa              kernel path (default: best for this CPU, or $VITINT_ISA)
   --save FILE.vti    keep the generated model (with --arch)
-  --json             print the result as JSON on stdout
+  --profile          also time every operator (on a second session, after the
+                     latency runs) and print the time per kind of operator
+  --json             print the result as JSON on stdout (with --profile: per
+                     kind and per operator)
 Reports the median latency per run, p10 / p90, and images per second at the median.
 )";
 
@@ -80,7 +83,7 @@ void check(const vitint::Status& st) {
 int main(int argc, char** argv) {
   try {
     const Args args(argc, argv, {"arch", "threads", "batch", "iterations", "warmup", "isa", "calib-images", "seed", "save"},
-                    {"json", "quiet", "help"});
+                    {"json", "quiet", "profile", "help"});
     if (args.has("help")) {
       std::fputs(kUsage, stdout);
       return 0;
@@ -149,6 +152,30 @@ int main(int argc, char** argv) {
     const double ips = 1000.0 * batch / median;
     const int top1 = session->top_k(logits.data(), 1).front().class_index;
 
+    // --profile: the same runs again on a session that times every operator
+    // (so that the latency above carries no timing overhead), summed by kind.
+    std::vector<vitint::OpProfile> ops;
+    std::vector<std::pair<std::string, double>> kinds;  // kind, ms per run, in first-seen order
+    double profiled_ms = 0;
+    if (args.has("profile")) {
+      vitint::SessionOptions po = session_options;
+      po.profile = true;
+      std::unique_ptr<vitint::Session> ps;
+      check(vitint::Session::create(model, po, &ps));
+      for (int i = 0; i < iterations; ++i) check(ps->run(input.data(), batch, logits.data()));
+      ops = ps->profile();
+      for (const auto& o : ops) {
+        const double per_run = o.total_ms / static_cast<double>(o.runs);
+        profiled_ms += per_run;
+        auto it = std::find_if(kinds.begin(), kinds.end(), [&](const auto& k) { return k.first == o.kind; });
+        if (it == kinds.end()) {
+          kinds.emplace_back(o.kind, per_run);
+        } else {
+          it->second += per_run;
+        }
+      }
+    }
+
     if (json) {
       nlohmann::ordered_json j = {{"tool", "vitint-bench"},
                           {"version", vitint::version()},
@@ -168,6 +195,14 @@ int main(int argc, char** argv) {
                           {"min_ms", min},
                           {"images_per_s", ips},
                           {"top1_of_first_image", top1}};
+      if (!ops.empty()) {
+        nlohmann::ordered_json by_kind = nlohmann::ordered_json::array(), per_op = nlohmann::ordered_json::array();
+        for (const auto& k : kinds)
+          by_kind.push_back({{"kind", k.first}, {"ms_per_run", k.second}, {"share", k.second / profiled_ms}});
+        for (const auto& o : ops)
+          per_op.push_back({{"name", o.name}, {"kind", o.kind}, {"ms_per_run", o.total_ms / static_cast<double>(o.runs)}});
+        j["profile"] = {{"ms_per_run", profiled_ms}, {"by_kind", by_kind}, {"ops", per_op}};
+      }
       std::cout << j.dump(2) << "\n";
     } else {
       std::printf("%s  isa=%s  threads=%d  batch=%d  iterations=%d (+%d warm-up)\n", info.architecture.c_str(),
@@ -175,6 +210,11 @@ int main(int argc, char** argv) {
       std::printf("latency  median %.3f ms  p10 %.3f ms  p90 %.3f ms  min %.3f ms  mean %.3f ms\n", median, p10, p90,
                   min, mean);
       std::printf("throughput  %.1f images/s (at the median)\n", ips);
+      if (!ops.empty()) {
+        std::printf("profile (mean over %d runs, %.3f ms per run in operators):\n", iterations, profiled_ms);
+        for (const auto& k : kinds)
+          std::printf("  %-24s %8.3f ms  %5.1f%%\n", k.first.c_str(), k.second, 100.0 * k.second / profiled_ms);
+      }
     }
     return 0;
   } catch (const std::exception& e) {

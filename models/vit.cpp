@@ -78,13 +78,13 @@ class Builder {
     for (int i = 0; i < info_.depth; ++i) add_block(q, i);
     auto norm = make_layernorm(q.at("norm"), "norm", 2 * info_.depth, 1);
     norm->out = act_;
-    g_.ops.push_back(std::move(norm));
+    add(std::move(norm), "norm", "layernorm");
     auto head = std::make_unique<engine::HeadOp>();
     pack(head->linear, "head", info_.num_classes, d, Parts::kNoRequant);
     head->scale = file_.tensor("head.scale", DType::kF32, {info_.num_classes}).as<float>();
     head->in = act_;
     head->acc = acc_;
-    g_.ops.push_back(std::move(head));
+    add(std::move(head), "head", "head");
   }
 
  private:
@@ -176,6 +176,12 @@ class Builder {
     return p;
   }
 
+  void add(std::unique_ptr<engine::Op> op, std::string name, std::string kind) {
+    op->name = std::move(name);
+    op->kind = std::move(kind);
+    g_.ops.push_back(std::move(op));
+  }
+
   std::unique_ptr<engine::LayerNormOp> make_layernorm(const Meta& m, const std::string& name, int point,
                                                        int rows_per_image) const {
     const int d = info_.embed_dim;
@@ -215,7 +221,7 @@ class Builder {
     op->qmax = sp.qmax;
     op->im2col = g_.add_buffer("im2col", static_cast<size_t>(tokens_) * 3 * p * p);
     op->stream = stream_;
-    g_.ops.push_back(std::move(op));
+    add(std::move(op), "patch_embed", "patch embedding");
   }
 
   std::unique_ptr<engine::LinearOp> make_linear(const std::string& name, int n, int k, int in, int out,
@@ -256,11 +262,11 @@ class Builder {
 
     auto ln1 = make_layernorm(bm.at("ln1"), b("ln1"), 2 * i, tokens_);
     ln1->out = act_;
-    g_.ops.push_back(std::move(ln1));
+    add(std::move(ln1), b("ln1"), "layernorm");
 
     auto qkv = make_linear(b("qkv"), 3 * d, d, act_, qkv_, tokens_, 3 * d);
     qkv->zero_point = file_.tensor(b("qkv.zero_point"), DType::kU8, {3 * d}).as<uint8_t>();
-    g_.ops.push_back(std::move(qkv));
+    add(std::move(qkv), b("qkv"), "linear + requantize");
 
     const Meta am = bm.at("attn");
     auto attn = std::make_unique<engine::AttentionOp>();
@@ -283,15 +289,15 @@ class Builder {
     attn->qkv = qkv_;
     attn->out = act_;
     attn->scratch = attn_scratch_;
-    g_.ops.push_back(std::move(attn));
+    add(std::move(attn), b("attn"), "attention");
 
     auto proj = make_linear(b("proj"), d, d, act_, stream_, rows, stream_ld);
     make_residual(*proj, q, b("proj"), 2 * i);
-    g_.ops.push_back(std::move(proj));
+    add(std::move(proj), b("proj"), "linear + residual add");
 
     auto ln2 = make_layernorm(bm.at("ln2"), b("ln2"), 2 * i + 1, rows);
     ln2->out = act_;
-    g_.ops.push_back(std::move(ln2));
+    add(std::move(ln2), b("ln2"), "layernorm");
 
     auto fc1 = make_linear(b("fc1"), h, d, act_, hidden_, rows, h);
     fc1->zero_point = file_.tensor(b("fc1.zero_point"), DType::kU8, {h}).as<uint8_t>();
@@ -301,11 +307,11 @@ class Builder {
     fc1->gelu_mult = i32s(b("gelu.mult"), h);
     fc1->gelu_shift = i32s(b("gelu.shift"), h);
     check_dyadic(b("gelu"), fc1->gelu_mult, fc1->gelu_shift, h);
-    g_.ops.push_back(std::move(fc1));
+    add(std::move(fc1), b("fc1"), "linear + GELU");
 
     auto fc2 = make_linear(b("fc2"), d, h, hidden_, stream_, rows, stream_ld);
     make_residual(*fc2, q, b("fc2"), 2 * i + 1);
-    g_.ops.push_back(std::move(fc2));
+    add(std::move(fc2), b("fc2"), "linear + residual add");
   }
 
   const format::Reader& file_;

@@ -1,5 +1,6 @@
 // Public API: Model (load, validate, prepare) and Session (arena, run).
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <exception>
 #include <new>
@@ -71,6 +72,8 @@ struct Session::Impl {
   std::unique_ptr<engine::ThreadPool> pool;  // null for one thread
   engine::ExecContext ctx;
   std::vector<float> logits;
+  bool profile = false;
+  std::vector<OpProfile> op_profile;  // [op], allocated by create()
 };
 
 Session::Session(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -103,6 +106,9 @@ Status Session::create(std::shared_ptr<const Model> model, const SessionOptions&
     impl->ctx.pool = impl->pool.get();
     const ModelInfo& info = impl->model->info();
     impl->logits.resize(static_cast<size_t>(info.num_classes));
+    impl->profile = options.profile;
+    if (options.profile)
+      for (const auto& op : graph.ops) impl->op_profile.push_back({op->name, op->kind, 0, 0.0});
     out->reset(new Session(std::move(impl)));
   });
 }
@@ -116,9 +122,23 @@ Status Session::run(const uint8_t* images, int batch, float* logits) {
     impl_->ctx.batch = batch;
     impl_->ctx.images = images;
     impl_->ctx.logits = logits;
-    for (const auto& op : impl_->model->impl().graph.ops) op->run(impl_->ctx);
+    const auto& ops = impl_->model->impl().graph.ops;
+    if (!impl_->profile) {
+      for (const auto& op : ops) op->run(impl_->ctx);
+      return;
+    }
+    for (size_t i = 0; i < ops.size(); ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      ops[i]->run(impl_->ctx);
+      const auto t1 = std::chrono::steady_clock::now();
+      OpProfile& p = impl_->op_profile[i];
+      ++p.runs;
+      p.total_ms += std::chrono::duration<double, std::milli>(t1 - t0).count();
+    }
   });
 }
+
+std::vector<OpProfile> Session::profile() const { return impl_->op_profile; }
 
 std::vector<Prediction> Session::top_k(const float* logits, int k) const {
   const ModelInfo& info = impl_->model->info();

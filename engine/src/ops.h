@@ -67,6 +67,8 @@ class Op {
  public:
   virtual ~Op() = default;
   virtual void run(ExecContext& ctx) const = 0;
+  std::string name;  // e.g. "blocks.3.fc1" (Session::profile)
+  std::string kind;  // e.g. "linear + GELU"
 };
 
 // int8 weights [n][k] packed for one kernel path, with the epilogue's

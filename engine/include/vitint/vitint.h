@@ -88,6 +88,17 @@ struct SessionOptions {
   // of them; the others are started by create()). Results are bit-identical
   // for every value. In [1, 256].
   int threads = 1;
+  // Time every operator of run() (two clock reads per operator); see
+  // Session::profile.
+  bool profile = false;
+};
+
+// Time spent in one operator of the network over all run() calls so far.
+struct OpProfile {
+  std::string name;  // e.g. "blocks.3.fc1"
+  std::string kind;  // e.g. "linear + GELU", "layernorm", "attention"
+  int64_t runs = 0;
+  double total_ms = 0;
 };
 
 // Per-thread state (scratch arena). Use one Session per thread.
@@ -104,6 +115,10 @@ class Session {
   Status run(const uint8_t* images, int batch, float* logits);
   // Top-k of one logit vector.
   std::vector<Prediction> top_k(const float* logits, int k) const;
+  // With SessionOptions::profile: every operator in execution order with its
+  // accumulated wall time (all threads of the session work on one operator at
+  // a time); empty otherwise.
+  std::vector<OpProfile> profile() const;
 
  private:
   struct Impl;
