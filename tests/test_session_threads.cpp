@@ -12,6 +12,7 @@
 #include <fstream>
 #include <memory>
 #include <new>
+#include <set>
 #include <string>
 #include <unistd.h>
 #include <vector>
@@ -217,4 +218,44 @@ TEST_CASE("session threads: invalid thread counts are refused") {
     CHECK_FALSE(st.ok());
     CHECK(st.message().find("threads") != std::string::npos);
   }
+}
+
+TEST_CASE("session profile: every operator named and timed, logits unchanged, nothing allocated") {
+  const std::vector<uint8_t> imgs = images();
+  const auto model = load(8, "");
+  const int classes = model->info().num_classes;
+  const int depth = model->info().depth;
+  auto plain = session(model, 2, 1);
+  CHECK(plain->profile().empty());
+  vitint::SessionOptions so;
+  so.threads = 2;
+  so.profile = true;
+  std::unique_ptr<vitint::Session> s;
+  REQUIRE(vitint::Session::create(model, so, &s).ok());
+  const auto want = run(*plain, imgs.data(), 1, classes);
+  CHECK(same_bits(run(*s, imgs.data(), 1, classes), want));
+  std::vector<float> logits(static_cast<size_t>(classes));
+  g_allocations = 0;
+  g_counting = true;
+  const bool ok = s->run(imgs.data(), 1, logits.data()).ok();
+  g_counting = false;
+  CHECK(ok);
+  CHECK(g_allocations.load() == 0);
+  const std::vector<vitint::OpProfile> prof = s->profile();
+  // patch embedding, 7 operators per block, final norm, head
+  REQUIRE(prof.size() == static_cast<size_t>(3 + 7 * depth));
+  CHECK(prof.front().name == "patch_embed");
+  CHECK(prof[1].name == "blocks.0.ln1");
+  CHECK(prof[6].name == "blocks.0.fc1");
+  CHECK(prof[6].kind == "linear + GELU");
+  CHECK(prof.back().name == "head");
+  std::set<std::string> names;
+  for (const auto& p : prof) {
+    CAPTURE(p.name);
+    names.insert(p.name);
+    CHECK(!p.kind.empty());
+    CHECK(p.runs == 2);
+    CHECK(p.total_ms >= 0.0);
+  }
+  CHECK(names.size() == prof.size());
 }
