@@ -120,31 +120,19 @@ struct StoreToC {
   void finish() {}
 };
 
-// Fused GEMM: blocks go to the epilogue through two scratch blocks. The
-// epilogue of block i runs after block i + 1's tile instructions are
-// issued and before its tiles are stored: the vector work of the epilogue
-// overlaps the AMX work of the next block.
+// Fused GEMM: each block goes to the epilogue through an L1-resident
+// scratch block as soon as its tiles are done. (Deferring a block's
+// epilogue until the next block's tile instructions are issued gains
+// nothing: AMX and AVX-512 instructions do not overlap on this CPU.)
 struct StoreToEpilogue {
   const GemmEpilogue* ep;
-  int32_t* buf[2];
-  int cur = 0;
-  bool pending = false;
-  int p_row = 0, p_col = 0, p_rows = 0, p_cols = 0;
+  int32_t* buf;
   template <int MT, int NT>
   void put(int row, int col, int rows, int cols) {
-    if (pending) ep->fn(ep->ctx, p_row, p_col, p_rows, p_cols, buf[cur ^ 1], 32);
-    store_block<MT, NT>(buf[cur], 32 * sizeof(int32_t));
-    pending = true;
-    p_row = row;
-    p_col = col;
-    p_rows = rows;
-    p_cols = cols;
-    cur ^= 1;
+    store_block<MT, NT>(buf, 32 * sizeof(int32_t));
+    ep->fn(ep->ctx, row, col, rows, cols, buf, 32);
   }
-  void finish() {
-    if (pending) ep->fn(ep->ctx, p_row, p_col, p_rows, p_cols, buf[cur ^ 1], 32);
-    pending = false;
-  }
+  void finish() {}
 };
 
 // A's tile copy: 64-byte aligned (a tile row that straddles two cache lines
@@ -283,11 +271,8 @@ void amx_gemm_u8s8s32(int m, int n, int k, const uint8_t* a, int lda, const void
 
 void amx_gemm_u8s8s32_fused(int m, int n, int k, const uint8_t* a, int lda, const void* packed_b,
                             const GemmEpilogue& epilogue) {
-  alignas(64) int32_t blocks[2][2 * kTileRows * 32];
-  StoreToEpilogue sink;
-  sink.ep = &epilogue;
-  sink.buf[0] = blocks[0];
-  sink.buf[1] = blocks[1];
+  alignas(64) int32_t block[2 * kTileRows * 32];
+  StoreToEpilogue sink{&epilogue, block};
   drive(m, n, k, a, lda, packed_b, sink);
 }
 
