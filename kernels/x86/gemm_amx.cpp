@@ -215,43 +215,51 @@ int32_t* partial_buffer(int row_pairs) {
 // of DeiT-B 10% faster; passes of 12 gained less, k = 768 in two passes lost).
 int k_passes(int k_tiles) { return k_tiles <= 12 ? 1 : (k_tiles + 7) / 8; }
 
+// Rows per pass of the whole GEMM: A's tile copy (rows x k bytes) and the
+// partial sums stay bounded (and in L2) whatever the batch; a batch-1 ViT
+// GEMM (197 rows or fewer per thread) is one pass.
+constexpr int kRowChunk = 256;
+
 template <class Sink>
 void drive(int m, int n, int k, const uint8_t* a, int lda, const void* packed_b, Sink& sink) {
   const int k_pad = round_up(k, kTileK);
   const int k_tiles = k_pad / kTileK;
-  const int m_tiles = (m + kTileRows - 1) / kTileRows;
   const int n_tiles = round_up(n, 16) / 16;
   const auto* packed = static_cast<const int8_t*>(packed_b);
-  const uint8_t* const buf = copy_a(m, k, a, lda, m_tiles, k_pad);
   const int passes = k_passes(k_tiles);
   const int pass_tiles = (k_tiles + passes - 1) / passes;
-  int32_t* const partials = passes > 1 ? partial_buffer((m_tiles + 1) / 2) : nullptr;
+  int32_t* const partials = passes > 1 ? partial_buffer(kRowChunk / 32) : nullptr;
 
   load_config();
-  for (int jt = 0; jt < n_tiles; jt += 2) {
-    const int nt = std::min(2, n_tiles - jt);
-    const int8_t* b[2] = {packed + ptrdiff_t{jt} * 16 * k_pad, packed + ptrdiff_t{jt + nt - 1} * 16 * k_pad};
-    const int col = jt * 16;
-    const int cols = std::min(32, n - col);
-    for (int kt0 = 0; kt0 < k_tiles; kt0 += pass_tiles) {
-      const int kt1 = std::min(k_tiles, kt0 + pass_tiles);
-      for (int it = 0; it < m_tiles; it += 2) {
-        const int mt = std::min(2, m_tiles - it);
-        const uint8_t* at[2] = {buf + ptrdiff_t{it} * kTileRows * k_pad,
-                                buf + ptrdiff_t{it + mt - 1} * kTileRows * k_pad};
-        const int row = it * kTileRows;
-        const int rows = std::min(32, m - row);
-        int32_t* partial = partials ? partials + ptrdiff_t{it / 2} * 32 * 32 : nullptr;
-        if (mt == 2) {
-          if (nt == 2) {
-            block_pass<2, 2>(at, b, kt0, kt1, k_tiles, partial, row, col, rows, cols, sink);
+  for (int r0 = 0; r0 < m; r0 += kRowChunk) {
+    const int m_c = std::min(kRowChunk, m - r0);
+    const int m_tiles = (m_c + kTileRows - 1) / kTileRows;
+    const uint8_t* const buf = copy_a(m_c, k, a + ptrdiff_t{r0} * lda, lda, m_tiles, k_pad);
+    for (int jt = 0; jt < n_tiles; jt += 2) {
+      const int nt = std::min(2, n_tiles - jt);
+      const int8_t* b[2] = {packed + ptrdiff_t{jt} * 16 * k_pad, packed + ptrdiff_t{jt + nt - 1} * 16 * k_pad};
+      const int col = jt * 16;
+      const int cols = std::min(32, n - col);
+      for (int kt0 = 0; kt0 < k_tiles; kt0 += pass_tiles) {
+        const int kt1 = std::min(k_tiles, kt0 + pass_tiles);
+        for (int it = 0; it < m_tiles; it += 2) {
+          const int mt = std::min(2, m_tiles - it);
+          const uint8_t* at[2] = {buf + ptrdiff_t{it} * kTileRows * k_pad,
+                                  buf + ptrdiff_t{it + mt - 1} * kTileRows * k_pad};
+          const int row = r0 + it * kTileRows;
+          const int rows = std::min(32, m - row);
+          int32_t* partial = partials ? partials + ptrdiff_t{it / 2} * 32 * 32 : nullptr;
+          if (mt == 2) {
+            if (nt == 2) {
+              block_pass<2, 2>(at, b, kt0, kt1, k_tiles, partial, row, col, rows, cols, sink);
+            } else {
+              block_pass<2, 1>(at, b, kt0, kt1, k_tiles, partial, row, col, rows, cols, sink);
+            }
+          } else if (nt == 2) {
+            block_pass<1, 2>(at, b, kt0, kt1, k_tiles, partial, row, col, rows, cols, sink);
           } else {
-            block_pass<2, 1>(at, b, kt0, kt1, k_tiles, partial, row, col, rows, cols, sink);
+            block_pass<1, 1>(at, b, kt0, kt1, k_tiles, partial, row, col, rows, cols, sink);
           }
-        } else if (nt == 2) {
-          block_pass<1, 2>(at, b, kt0, kt1, k_tiles, partial, row, col, rows, cols, sink);
-        } else {
-          block_pass<1, 1>(at, b, kt0, kt1, k_tiles, partial, row, col, rows, cols, sink);
         }
       }
     }
