@@ -7,10 +7,11 @@
 // so each 64-k slice is one contiguous 1 KiB tile.
 //
 // Blocking: 2 x 2 C tiles (32 rows x 32 columns) stay in tile registers for
-// the whole k loop, fed by 2 A and 2 B tiles. Column pairs are the outer
-// loop so that B is read from memory once and its 32-column panel stays in
-// L1/L2 while A (at most 197 x 3072 bytes in ViT-B) comes from L2. A is first
-// copied into contiguous zero-padded tiles (see amx_gemm_u8s8s32).
+// a pass over k (all of it up to k = 768, passes of 8 k-tiles beyond, see
+// k_passes), fed by 2 A and 2 B tiles. Within a chunk of 256 rows, column
+// pairs are the outer loop so that a 32-column panel of B stays in L1 while
+// the chunk's A (copied into contiguous zero-padded tiles, see copy_a)
+// streams from L2.
 //
 // AMX has no int16 multiply; gemm.cpp routes the kAmx int16 GEMM to the
 // AVX-512 kernels.
