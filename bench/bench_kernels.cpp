@@ -6,7 +6,6 @@
 //   build/bench/vitint_bench_kernels --benchmark_filter=amx/small
 #include <benchmark/benchmark.h>
 
-#include <cmath>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -121,12 +120,7 @@ struct Elementwise {
     stream.resize(acc.size());
     for (auto& x : stream) x = static_cast<int16_t>(acc_d(rng));
     weights.resize(acc.size());
-    table.resize(vk::kGeluTableSize);
-    for (int x = 0; x < vk::kGeluTableSize; ++x) {
-      const double r = double(x - vk::kGeluTableSize / 2) / (1 << vk::kGeluFracBits);
-      table[static_cast<size_t>(x)] =
-          static_cast<int16_t>(std::lround(0.5 * r * (1.0 + std::erf(r / std::sqrt(2.0))) * (1 << vk::kGeluFracBits)));
-    }
+    table = vk::gelu_table();
     wide = vk::gelu_widen(table.data());
   }
 };

@@ -118,14 +118,8 @@ class VitQuantizer {
       quant_["streams"].push_back(s);
       add(w_, vit::stream_alpha(p), {cfg_.embed_dim}, sc.alpha);
     }
-    // round(GELU(x / 2^10) * 2^10) for every int16 x, shared by all blocks.
-    std::vector<int16_t> gelu(kernels::kGeluTableSize);
-    for (int x = 0; x < kernels::kGeluTableSize; ++x) {
-      const double r = double(x - kernels::kGeluTableSize / 2) / (1 << kernels::kGeluFracBits);
-      const double g = 0.5 * r * (1.0 + std::erf(r / std::sqrt(2.0)));
-      gelu[static_cast<size_t>(x)] = static_cast<int16_t>(std::clamp(std::round(g * (1 << kernels::kGeluFracBits)), -32768.0, 32767.0));
-    }
-    add(w_, "gelu_table", {kernels::kGeluTableSize}, gelu);
+    // One GELU table, shared by all blocks.
+    add(w_, "gelu_table", {kernels::kGeluTableSize}, kernels::gelu_table());
     patch_embed();
     for (int b = 0; b < depth; ++b) block(b);
     const std::vector<ActQuant> head_in =

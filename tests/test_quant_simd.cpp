@@ -182,12 +182,7 @@ const GeluTable& random_gelu_table() {
 
 const GeluTable& real_gelu_table() {
   static const GeluTable t = [] {
-    std::vector<int16_t> v(vk::kGeluTableSize);
-    for (int x = 0; x < vk::kGeluTableSize; ++x) {
-      const double r = double(x - vk::kGeluTableSize / 2) / (1 << vk::kGeluFracBits);
-      const double g = 0.5 * r * (1.0 + std::erf(r / std::sqrt(2.0)));
-      v[static_cast<size_t>(x)] = static_cast<int16_t>(std::lround(g * (1 << vk::kGeluFracBits)));
-    }
+    std::vector<int16_t> v = vk::gelu_table();
     vk::GeluWideTable w = vk::gelu_widen(v.data());
     return GeluTable{std::move(v), std::move(w)};
   }();

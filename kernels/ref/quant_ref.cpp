@@ -57,6 +57,16 @@ void requant_u8_ref(int m, int n, const int32_t* acc, int ld_acc, const RequantU
   }
 }
 
+std::vector<int16_t> gelu_table() {
+  std::vector<int16_t> t(kGeluTableSize);
+  for (int x = 0; x < kGeluTableSize; ++x) {
+    const double r = double(x - kGeluTableSize / 2) / (1 << kGeluFracBits);
+    const double g = 0.5 * r * (1.0 + std::erf(r / std::sqrt(2.0)));
+    t[static_cast<size_t>(x)] = static_cast<int16_t>(std::clamp(std::round(g * (1 << kGeluFracBits)), -32768.0, 32767.0));
+  }
+  return t;
+}
+
 GeluWideTable gelu_widen(const int16_t* table) {
   constexpr int32_t kHalf = kGeluTableSize / 2;
   GeluWideTable w;

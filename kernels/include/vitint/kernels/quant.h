@@ -66,6 +66,9 @@ struct GeluWideTable {
   std::vector<int32_t> entries;  // [0] = 0, [1 + x - lo] = table[x] for lo <= x <= hi
 };
 GeluWideTable gelu_widen(const int16_t* table);
+// The GELU table the converter stores in every model:
+// round(GELU(x / 2^10) * 2^10) for x in [-2^15, 2^15), entry x + 2^15.
+std::vector<int16_t> gelu_table();
 
 struct GeluU8Params {
   const int32_t* bias;       // [n]
