@@ -134,7 +134,9 @@ void run_elementwise(benchmark::State& state, vk::Isa isa, Kernel kernel, int co
                             e.out_mult.data(), e.out_shift.data(), e.zp.data(),    &e.wide};
   const vk::ResidualParams rp{e.bias.data(), 0, e.mult.data(), e.shift.data(), e.out_mult.data(), e.out_shift.data(),
                               0, 0, -32768, 32767};
-  const vk::LayerNormParams lp{cols, {0, -32768, 32767, e.alpha.data()}, 1000, e.gamma.data(), e.beta.data(), 0};
+  vk::LayerNormParams lp{cols, {0, -32768, 32767, e.alpha.data()}, 1000, e.gamma.data(), e.beta.data(), 0, nullptr};
+  const vk::LayerNormPrepared prepared = vk::layernorm_prepare(lp);
+  lp.prepared = &prepared;
   std::vector<int32_t> colsum(static_cast<size_t>(cols), 0), rowsum(kRows);
   const vk::SoftmaxParams sp{kRows, cols, colsum.data(), 0, 1 << 30, 32};
   for (auto _ : state) {

@@ -73,6 +73,10 @@ void residual_add(Isa isa, int m, int n, const int32_t* acc, int ld_acc, const R
 void layernorm(Isa isa, int rows, const int16_t* in, int ld_in, const LayerNormParams& p,
                uint8_t* out, int ld_out) {
   check_isa("layernorm", isa);
+  if (isa != Isa::kRef && (p.prepared == nullptr || p.prepared->channels != p.channels))
+    throw std::invalid_argument(
+        "vitint::kernels::layernorm: LayerNormParams::prepared is missing or for other parameters (make it with "
+        "layernorm_prepare)");
   switch (isa) {
     case Isa::kRef:
       return layernorm_ref(rows, in, ld_in, p, out, ld_out);

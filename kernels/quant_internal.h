@@ -43,18 +43,7 @@ void avx512_softmax_u8(const int32_t* acc, int ld_acc, const SoftmaxParams& p, u
 void avx512_softmax_lis(const int32_t* acc, int ld_acc, const SoftmaxParams& p, int16_t* weights,
                         int ld_w, int32_t* rowsum_w);
 
-// Conditions shared by both paths (cheap, per call or per row).
-
-// |q - zp| < 2^16 and alpha <= 3 keep x = (q - zp) << alpha below 2^19, and a
-// non-negative eps_term keeps sigma >= sqrt(D): the per-element products of
-// the vector LayerNorm then stay inside the lanes they are computed in.
-inline bool layernorm_simd_ok(const LayerNormParams& p) {
-  if (p.in.zero_point < -32768 || p.in.zero_point > 32767 || p.eps_term < 0) return false;
-  if (p.channels > (1 << 20)) return false;
-  uint8_t any = 0;
-  for (int c = 0; c < p.channels; ++c) any |= static_cast<uint8_t>(p.in.alpha[c] & ~3u);
-  return any == 0;
-}
+// Helpers shared by both paths.
 
 // isqrt_u64(v) (the floor of the square root) from the double square root:
 // that is within 1 of the answer (v rounds to 53 bits, sqrt is correctly

@@ -437,6 +437,8 @@ std::vector<uint8_t> run_norm(vk::Isa isa, NormCase n) {
   n.p.in.alpha = n.alpha.data();
   n.p.gamma = n.gamma.data();
   n.p.beta = n.beta.data();
+  const vk::LayerNormPrepared prepared = vk::layernorm_prepare(n.p);
+  n.p.prepared = &prepared;
   std::vector<uint8_t> out(static_cast<size_t>(n.rows) * n.ld_out, 0x3C);
   if (isa == vk::Isa::kRef) {
     vk::layernorm_ref(n.rows, n.in.data(), n.ld_in, n.p, out.data(), n.ld_out);

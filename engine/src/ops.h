@@ -108,6 +108,7 @@ struct PatchEmbedOp final : Op {
 struct LayerNormOp final : Op {
   int tokens = 0, dim = 0, rows_per_image = 0;
   kernels::LayerNormParams params{};
+  kernels::LayerNormPrepared prepared;  // of params; params.prepared points here
   int in = -1, out = -1;
   void run(ExecContext& ctx) const override;
 };

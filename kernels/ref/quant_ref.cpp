@@ -108,6 +108,31 @@ void residual_add_ref(int m, int n, const int32_t* acc, int ld_acc, const Residu
   }
 }
 
+LayerNormPrepared layernorm_prepare(const LayerNormParams& p) {
+  LayerNormPrepared r;
+  r.channels = p.channels;
+  r.vector_ok = p.in.zero_point >= -32768 && p.in.zero_point <= 32767 && p.eps_term >= 0 && p.channels >= 0 &&
+                p.channels <= (1 << 20);
+  r.f64_ok = true;
+  for (int c = 0; c < p.channels; ++c) {
+    r.vector_ok = r.vector_ok && p.in.alpha[c] <= 3;
+    r.f64_ok = r.f64_ok && p.gamma[c] < (1 << 30) && p.gamma[c] > -(1 << 30) && p.beta[c] < (int64_t{1} << 52) &&
+               p.beta[c] > -(int64_t{1} << 52);
+  }
+  if (!r.vector_ok || !r.f64_ok) return r;
+  const size_t padded = (static_cast<size_t>(p.channels) + 15) / 16 * 16;
+  for (auto* v : {&r.ca, &r.cz, &r.gamma, &r.beta}) v->assign(padded, 0.0);
+  const double scale = std::ldexp(1.0, -(16 + p.g_shift));
+  for (int c = 0; c < p.channels; ++c) {
+    const auto i = static_cast<size_t>(c);
+    r.ca[i] = static_cast<double>(int64_t{p.channels} << p.in.alpha[c]);
+    r.cz[i] = r.ca[i] * p.in.zero_point;
+    r.gamma[i] = static_cast<double>(p.gamma[c]) * scale;
+    r.beta[i] = static_cast<double>(p.beta[c]) * scale;
+  }
+  return r;
+}
+
 void layernorm_ref(int rows, const int16_t* in, int ld_in, const LayerNormParams& p, uint8_t* out,
                    int ld_out) {
   const int c_count = p.channels;

@@ -473,7 +473,7 @@ void avx2_residual_add(int m, int n, const int32_t* acc, int ld_acc, const Resid
 void avx2_layernorm(int rows, const int16_t* in, int ld_in, const LayerNormParams& p, uint8_t* out,
                     int ld_out) {
   if (rows <= 0) return;
-  if (!layernorm_simd_ok(p)) return layernorm_ref(rows, in, ld_in, p, out, ld_out);
+  if (!p.prepared->vector_ok) return layernorm_ref(rows, in, ld_in, p, out, ld_out);
   const int c_count = p.channels;
   const int full = c_count / 8 * 8;
   const int rest = c_count - full;

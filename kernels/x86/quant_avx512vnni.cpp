@@ -409,30 +409,9 @@ void avx512_residual_add(int m, int n, const int32_t* acc, int ld_acc, const Res
 // C 2^alpha zp), so the pass takes about 12 vector operations per 8 channels
 // where the int64 form (norm8, with load_x) takes 20. Rows outside the bound
 // (near-constant rows, where inv is large) take norm8.
-struct NormTables {
-  // Per channel, zero-padded to whole vectors: C * 2^alpha and
-  // C * 2^alpha * zp (so that C x = q * ca - cz), gamma / 2^s, beta / 2^s.
-  std::vector<double> ca, cz, gamma, beta;
-};
-
-const NormTables& norm_tables(const LayerNormParams& p) {
-  thread_local NormTables t;
-  const size_t padded = (static_cast<size_t>(p.channels) + 15) / 16 * 16;
-  for (auto* v : {&t.ca, &t.cz, &t.gamma, &t.beta}) v->assign(padded, 0.0);
-  const double scale = std::ldexp(1.0, -(16 + p.g_shift));
-  for (int c = 0; c < p.channels; ++c) {
-    const auto i = static_cast<size_t>(c);
-    t.ca[i] = static_cast<double>(int64_t{p.channels} << p.in.alpha[c]);
-    t.cz[i] = t.ca[i] * p.in.zero_point;
-    t.gamma[i] = static_cast<double>(p.gamma[c]) * scale;
-    t.beta[i] = static_cast<double>(p.beta[c]) * scale;
-  }
-  return t;
-}
-
 // 8 channels: q (int16 widened to double) to the clamped output, as int32.
 // u = q * C 2^alpha - C 2^alpha zp - S = C x - S (integers below 2^41).
-inline __m256i norm8_f64(__m512d q, const NormTables& t, size_t c, __m512d sum, __m512d inv) {
+inline __m256i norm8_f64(__m512d q, const LayerNormPrepared& t, size_t c, __m512d sum, __m512d inv) {
   const __m512d u = _mm512_sub_pd(_mm512_fmsub_pd(q, _mm512_loadu_pd(&t.ca[c]), _mm512_loadu_pd(&t.cz[c])), sum);
   const __m512d v = _mm512_roundscale_pd(_mm512_fmadd_pd(u, inv, _mm512_set1_pd(0.5)), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
   const __m512d w = _mm512_fmadd_pd(v, _mm512_loadu_pd(&t.gamma[c]), _mm512_loadu_pd(&t.beta[c]));
@@ -443,16 +422,11 @@ inline __m256i norm8_f64(__m512d q, const NormTables& t, size_t c, __m512d sum, 
 void avx512_layernorm(int rows, const int16_t* in, int ld_in, const LayerNormParams& p,
                       uint8_t* out, int ld_out) {
   if (rows <= 0) return;
-  if (!layernorm_simd_ok(p)) return layernorm_ref(rows, in, ld_in, p, out, ld_out);
+  if (!p.prepared->vector_ok) return layernorm_ref(rows, in, ld_in, p, out, ld_out);
   const int c_count = p.channels;
   const __m512i zp = _mm512_set1_epi32(p.in.zero_point);
-  // The double pass needs |gamma| < 2^30 and |beta| < 2^52 (the model loader
-  // enforces both); other parameters keep to the int64 pass.
-  bool f64_ok = true;
-  for (int c = 0; c < c_count; ++c)
-    f64_ok = f64_ok && p.gamma[c] < (1 << 30) && p.gamma[c] > -(1 << 30) && p.beta[c] < (int64_t{1} << 52) &&
-             p.beta[c] > -(int64_t{1} << 52);
-  const NormTables* tables = f64_ok ? &norm_tables(p) : nullptr;
+  // The double pass, where the parameters allow it; the int64 pass otherwise.
+  const LayerNormPrepared* tables = p.prepared->f64_ok ? p.prepared : nullptr;
   // Rows of at most 256 channels need no per-row test: |C x - S| <= sqrt(C - 1)
   // * sqrt(D) (one channel cannot deviate by more than sqrt(C - 1) standard
   // deviations) and sqrt(D) < 2 * sigma (sigma = isqrt(D + eps) >= 1), so

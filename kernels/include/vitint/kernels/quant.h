@@ -125,6 +125,7 @@ void residual_add_ref(int m, int n, const int32_t* acc, int ld_acc, const Residu
 // where gamma_c = round(gamma / s_out * 2^g) and beta_c already holds
 // (beta / s_out + zp_out + 1/2) * 2^(16+g). sigma = 0 (a constant row and
 // eps_term = 0) gives t = 0.
+struct LayerNormPrepared;
 struct LayerNormParams {
   int channels;
   StreamQuant in;
@@ -132,7 +133,25 @@ struct LayerNormParams {
   const int32_t* gamma;   // [C]
   const int64_t* beta;    // [C]
   int32_t g_shift;        // g
+  const LayerNormPrepared* prepared;  // layernorm_prepare(*this): required by the vector paths
 };
+
+// What the vector LayerNorm kernels derive from the parameters, made once per
+// parameter set (the engine does it when it loads a model):
+struct LayerNormPrepared {
+  int channels = 0;
+  // |zp| < 2^15, alpha <= 3 (x = (q - zp) << alpha stays below 2^19) and
+  // eps_term >= 0 (sigma >= sqrt(D)): the vector kernels' per-element
+  // products stay inside their lanes; otherwise they run the reference.
+  bool vector_ok = false;
+  // |gamma| < 2^30 and |beta| < 2^52 (the model loader enforces both): the
+  // AVX-512 kernel's double-precision pass is exact (see there).
+  bool f64_ok = false;
+  // For that pass, per channel and zero-padded to a multiple of 16:
+  // C * 2^alpha, C * 2^alpha * zp, gamma / 2^(16 + g), beta / 2^(16 + g).
+  std::vector<double> ca, cz, gamma, beta;
+};
+LayerNormPrepared layernorm_prepare(const LayerNormParams& p);
 void layernorm_ref(int rows, const int16_t* in, int ld_in, const LayerNormParams& p, uint8_t* out,
                    int ld_out);
 
