@@ -1,5 +1,7 @@
 #include "vitint/kernels/cpu.h"
 
+#include "cpu_internal.h"
+
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
@@ -170,5 +172,18 @@ Isa best_isa() {
   static const Isa isa = resolve_isa(std::getenv("VITINT_ISA"));
   return isa;
 }
+
+namespace detail {
+
+void require_isa(const char* fn, Isa isa) {
+  if (static_cast<int>(isa) < 0 || static_cast<int>(isa) > static_cast<int>(Isa::kAmx))
+    throw std::invalid_argument(std::string("vitint::kernels::") + fn + ": invalid Isa value " +
+                                std::to_string(static_cast<int>(isa)));
+  if (!isa_supported(isa))
+    throw std::runtime_error(std::string("vitint::kernels::") + fn + ": kernel path " + isa_name(isa) +
+                             " is not supported on this CPU/OS (use best_isa())");
+}
+
+}  // namespace detail
 
 }  // namespace vitint::kernels

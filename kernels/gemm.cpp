@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "cpu_internal.h"
 #include "gemm_internal.h"
 
 namespace vitint::kernels {
@@ -13,17 +14,6 @@ namespace {
 
 [[noreturn]] void fail(const char* fn, const std::string& what) {
   throw std::invalid_argument(std::string("vitint::kernels::") + fn + ": " + what);
-}
-
-void check_isa(const char* fn, Isa isa) {
-  if (static_cast<int>(isa) < 0 || static_cast<int>(isa) > static_cast<int>(Isa::kAmx)) {
-    fail(fn, "invalid Isa value " + std::to_string(static_cast<int>(isa)));
-  }
-  // Running another path's instructions would die with SIGILL; say why instead.
-  if (!isa_supported(isa)) {
-    throw std::runtime_error(std::string("vitint::kernels::") + fn + ": kernel path " +
-                             isa_name(isa) + " is not supported on this CPU/OS (use best_isa())");
-  }
 }
 
 void check_dims(const char* fn, int m, int n, int k) {
@@ -42,7 +32,7 @@ void check_stride(const char* fn, const char* name, int stride, int min_stride) 
 
 void check_pack(const char* fn, Isa isa, int n, int k, const void* b, int ldb, int min_ldb,
                 const void* packed) {
-  check_isa(fn, isa);
+  detail::require_isa(fn, isa);
   check_dims(fn, 0, n, k);
   check_stride(fn, "ldb", ldb, min_ldb);
   if (n > 0 && k > 0 && (b == nullptr || packed == nullptr)) fail(fn, "null buffer");
@@ -51,7 +41,7 @@ void check_pack(const char* fn, Isa isa, int n, int k, const void* b, int ldb, i
 // Returns false when there is nothing to multiply (C was cleared if k == 0).
 bool check_gemm(const char* fn, Isa isa, int m, int n, int k, const void* a, int lda,
                 const void* packed_b, int32_t* c, int ldc) {
-  check_isa(fn, isa);
+  detail::require_isa(fn, isa);
   check_dims(fn, m, n, k);
   if (m == 0 || n == 0) return false;
   check_stride(fn, "lda", lda, k);
@@ -112,9 +102,11 @@ void pack_b_s8_transposed(Isa isa, int n, int k, const int8_t* b_t, int ldb, voi
   pack_any(isa, n, k, b_t, 1, ldb, packed);
 }
 
-void gemm_u8s8s32(Isa isa, int m, int n, int k, const uint8_t* a, int lda, const void* packed_b,
-                  int32_t* c, int ldc) {
-  if (!check_gemm("gemm_u8s8s32", isa, m, n, k, a, lda, packed_b, c, ldc)) return;
+namespace {
+
+// The path's GEMM, arguments already checked.
+void gemm_u8s8s32_path(Isa isa, int m, int n, int k, const uint8_t* a, int lda, const void* packed_b, int32_t* c,
+                       int ldc) {
   switch (isa) {
     case Isa::kRef:
       detail::ref_gemm_u8s8s32(m, n, k, a, lda, packed_b, c, ldc);
@@ -131,8 +123,6 @@ void gemm_u8s8s32(Isa isa, int m, int n, int k, const uint8_t* a, int lda, const
   }
 }
 
-namespace {
-
 // The fused GEMM of the paths without a fused kernel of their own: the
 // path's GEMM on blocks of C (from a panel boundary j on, packed B bytes are
 // a packed B of their own, packed_b_bytes(isa, j, k) bytes in, for every
@@ -146,7 +136,7 @@ void fused_by_blocks(Isa isa, int m, int n, int k, const uint8_t* a, int lda, co
     const uint8_t* b = packed + packed_b_bytes(isa, j, k);
     for (int i = 0; i < m; i += kFusedBlockRows) {
       const int rows = std::min(kFusedBlockRows, m - i);
-      gemm_u8s8s32(isa, rows, cols, k, a + static_cast<ptrdiff_t>(i) * lda, lda, b, block, kFusedBlockCols);
+      gemm_u8s8s32_path(isa, rows, cols, k, a + static_cast<ptrdiff_t>(i) * lda, lda, b, block, kFusedBlockCols);
       ep.fn(ep.ctx, i, j, rows, cols, block, kFusedBlockCols);
     }
   }
@@ -154,10 +144,16 @@ void fused_by_blocks(Isa isa, int m, int n, int k, const uint8_t* a, int lda, co
 
 }  // namespace
 
+void gemm_u8s8s32(Isa isa, int m, int n, int k, const uint8_t* a, int lda, const void* packed_b,
+                  int32_t* c, int ldc) {
+  if (!check_gemm("gemm_u8s8s32", isa, m, n, k, a, lda, packed_b, c, ldc)) return;
+  gemm_u8s8s32_path(isa, m, n, k, a, lda, packed_b, c, ldc);
+}
+
 void gemm_u8s8s32_fused(Isa isa, int m, int n, int k, const uint8_t* a, int lda, const void* packed_b,
                         const GemmEpilogue& epilogue) {
   const char* fn = "gemm_u8s8s32_fused";
-  check_isa(fn, isa);
+  detail::require_isa(fn, isa);
   check_dims(fn, m, n, k);
   if (m == 0 || n == 0) return;
   if (epilogue.fn == nullptr) fail(fn, "null epilogue function");

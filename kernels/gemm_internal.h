@@ -14,6 +14,9 @@
 
 namespace vitint::kernels::detail {
 
+// x rounded up to a multiple of `to` (packing and padding of every path).
+constexpr int round_up(int x, int to) { return (x + to - 1) / to * to; }
+
 // Scalar reference (normative). Packed B: int8 [n][k], densely stored.
 size_t ref_packed_b_bytes(int n, int k);
 void ref_pack_b(int n, int k, const int8_t* b, ptrdiff_t col_stride, ptrdiff_t k_stride,

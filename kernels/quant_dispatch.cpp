@@ -4,27 +4,15 @@
 #include <stdexcept>
 #include <string>
 
+#include "cpu_internal.h"
 #include "quant_internal.h"
 
 namespace vitint::kernels {
-namespace {
-
-// Same rule as the GEMM dispatch: running another path's instructions would
-// die with SIGILL, so say why instead.
-void check_isa(const char* fn, Isa isa) {
-  if (static_cast<int>(isa) < 0 || static_cast<int>(isa) > static_cast<int>(Isa::kAmx))
-    throw std::invalid_argument(std::string("vitint::kernels::") + fn + ": invalid Isa value " +
-                                std::to_string(static_cast<int>(isa)));
-  if (!isa_supported(isa))
-    throw std::runtime_error(std::string("vitint::kernels::") + fn + ": kernel path " + isa_name(isa) +
-                             " is not supported on this CPU/OS (use best_isa())");
-}
-
-}  // namespace
+using detail::require_isa;
 
 void requant_u8(Isa isa, int m, int n, const int32_t* acc, int ld_acc, const RequantU8Params& p,
                 uint8_t* out, int ld_out) {
-  check_isa("requant_u8", isa);
+  require_isa("requant_u8", isa);
   switch (isa) {
     case Isa::kRef:
       return requant_u8_ref(m, n, acc, ld_acc, p, out, ld_out);
@@ -38,7 +26,7 @@ void requant_u8(Isa isa, int m, int n, const int32_t* acc, int ld_acc, const Req
 
 void gelu_u8(Isa isa, int m, int n, const int32_t* acc, int ld_acc, const GeluU8Params& p, uint8_t* out,
              int ld_out) {
-  check_isa("gelu_u8", isa);
+  require_isa("gelu_u8", isa);
   if (isa != Isa::kRef) {
     const GeluWideTable* w = p.wide;
     if (w == nullptr || w->lo > w->hi + 1 || w->entries.size() != static_cast<size_t>(w->hi - w->lo + 2))
@@ -58,7 +46,7 @@ void gelu_u8(Isa isa, int m, int n, const int32_t* acc, int ld_acc, const GeluU8
 
 void residual_add(Isa isa, int m, int n, const int32_t* acc, int ld_acc, const ResidualParams& p,
                   int16_t* stream, int ld_stream) {
-  check_isa("residual_add", isa);
+  require_isa("residual_add", isa);
   switch (isa) {
     case Isa::kRef:
       return residual_add_ref(m, n, acc, ld_acc, p, stream, ld_stream);
@@ -72,7 +60,7 @@ void residual_add(Isa isa, int m, int n, const int32_t* acc, int ld_acc, const R
 
 void layernorm(Isa isa, int rows, const int16_t* in, int ld_in, const LayerNormParams& p,
                uint8_t* out, int ld_out) {
-  check_isa("layernorm", isa);
+  require_isa("layernorm", isa);
   if (isa != Isa::kRef && (p.prepared == nullptr || p.prepared->channels != p.channels))
     throw std::invalid_argument(
         "vitint::kernels::layernorm: LayerNormParams::prepared is missing or for other parameters (make it with "
@@ -90,7 +78,7 @@ void layernorm(Isa isa, int rows, const int16_t* in, int ld_in, const LayerNormP
 
 void softmax_u8(Isa isa, const int32_t* acc, int ld_acc, const SoftmaxParams& p, uint8_t* probs,
                 int ld_probs, int32_t* rowsum_p) {
-  check_isa("softmax_u8", isa);
+  require_isa("softmax_u8", isa);
   switch (isa) {
     case Isa::kRef:
       return softmax_u8_ref(acc, ld_acc, p, probs, ld_probs, rowsum_p);
@@ -104,7 +92,7 @@ void softmax_u8(Isa isa, const int32_t* acc, int ld_acc, const SoftmaxParams& p,
 
 void softmax_lis(Isa isa, const int32_t* acc, int ld_acc, const SoftmaxParams& p, int16_t* weights,
                  int ld_w, int32_t* rowsum_w) {
-  check_isa("softmax_lis", isa);
+  require_isa("softmax_lis", isa);
   switch (isa) {
     case Isa::kRef:
       return softmax_lis_ref(acc, ld_acc, p, weights, ld_w, rowsum_w);

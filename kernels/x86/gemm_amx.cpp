@@ -31,8 +31,6 @@ constexpr int kTileRows = 16;
 constexpr int kTileK = 64;                      // k-values per tile slice
 constexpr int kTileBytes = kTileRows * kTileK;  // 1 KiB
 
-int round_up(int x, int to) { return (x + to - 1) / to * to; }
-
 struct alignas(64) TileConfig {
   uint8_t palette_id;
   uint8_t start_row;
@@ -118,7 +116,6 @@ struct StoreToC {
       std::memcpy(dst + r * ldc, tmp + r * 32, static_cast<size_t>(cols) * sizeof(int32_t));
     }
   }
-  void finish() {}
 };
 
 // Fused GEMM: each block goes to the epilogue through an L1-resident
@@ -133,7 +130,6 @@ struct StoreToEpilogue {
     store_block<MT, NT>(buf, 32 * sizeof(int32_t));
     ep->fn(ep->ctx, row, col, rows, cols, buf, 32);
   }
-  void finish() {}
 };
 
 // A's tile copy: 64-byte aligned (a tile row that straddles two cache lines
@@ -265,7 +261,6 @@ void drive(int m, int n, int k, const uint8_t* a, int lda, const void* packed_b,
       }
     }
   }
-  sink.finish();
   // Return the tile state to its init state: cheaper context switches.
   _tile_release();
 }

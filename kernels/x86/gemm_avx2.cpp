@@ -22,8 +22,6 @@ constexpr int kPanel = 16;  // columns per packed panel (2 ymm)
 constexpr int kMr = 6;
 constexpr int kKBlock = 256;  // k-values per cache block (B micro-panel: 8 KiB)
 
-int round_up(int x, int to) { return (x + to - 1) / to * to; }
-
 struct Tile {
   const int16_t* a;  // packed A block at row i0
   ptrdiff_t lda;     // packed A row stride (elements)

@@ -31,8 +31,6 @@ constexpr int kPanel = 64;     // columns per packed panel (4 zmm)
 constexpr int kMr = 6;         // rows per micro-kernel call
 constexpr int kKGroups = 256;  // k-groups per cache block (1024 int8 k-values)
 
-int round_up(int x, int to) { return (x + to - 1) / to * to; }
-
 struct Tile {
   const uint8_t* a;     // first A byte of the block's k range, row i0
   ptrdiff_t lda_bytes;  // A row stride in bytes
@@ -269,10 +267,6 @@ __m512i interleave_group(const int8_t* src, ptrdiff_t ks, int rows, int cols) {
   }
 }
 
-// Packs B[j][p] = b[j * cs + p * ks] (one of cs, ks is 1) into panels of
-// `panel` columns (the last one narrower, zero-padded to a multiple of 16);
-// inside a panel of width w, group g (k-values g*G .. g*G+G-1, G = 4 /
-// sizeof(T)) holds w columns x 4 bytes. k is zero-padded to k_pad.
 // In-register transpose of 16 x 16 int32: r[a][b] becomes r[b][a].
 void transpose16x16(__m512i r[16]) {
   __m512i t[16];
@@ -300,6 +294,10 @@ void transpose16x16(__m512i r[16]) {
   }
 }
 
+// Packs B[j][p] = b[j * cs + p * ks] (one of cs, ks is 1) into panels of
+// `panel` columns (the last one narrower, zero-padded to a multiple of 16);
+// inside a panel of width w, group g (k-values g*G .. g*G+G-1, G = 4 /
+// sizeof(T)) holds w columns x 4 bytes. k is zero-padded to k_pad.
 template <typename T>
 void pack_groups(int n, int k, const int8_t* b, ptrdiff_t cs, ptrdiff_t ks, int panel, int k_pad,
                  void* packed) {
