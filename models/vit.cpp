@@ -70,20 +70,20 @@ class Builder {
     act_ = g_.add_buffer("act", static_cast<size_t>(t) * d);
     qkv_ = g_.add_buffer("qkv", static_cast<size_t>(t) * 3 * d);
     hidden_ = g_.add_buffer("hidden", static_cast<size_t>(t) * h);
-    acc_ = g_.add_buffer("head_acc", sizeof(int32_t) * static_cast<size_t>(info_.num_classes));
+    const int head_acc = g_.add_buffer("head_acc", sizeof(int32_t) * static_cast<size_t>(info_.num_classes));
     const int hd = d / info_.num_heads;
     attn_scratch_ = g_.add_buffer("attention", 0, 0, engine::AttentionOp::scratch_bytes(isa_, t, hd));
 
     add_patch_embed(q);
     for (int i = 0; i < info_.depth; ++i) add_block(q, i);
-    auto norm = make_layernorm(q.at("norm"), "norm", 2 * info_.depth, 1);
+    auto norm = make_layernorm(q, q.at("norm"), "norm", 2 * info_.depth, 1);
     norm->out = act_;
     add(std::move(norm), "norm", "layernorm");
     auto head = std::make_unique<engine::HeadOp>();
     pack(head->linear, "head", info_.num_classes, d, Parts::kNoRequant);
     head->scale = file_.tensor("head.scale", DType::kF32, {info_.num_classes}).as<float>();
     head->in = act_;
-    head->acc = acc_;
+    head->acc = head_acc;
     add(std::move(head), "head", "head");
   }
 
@@ -133,9 +133,13 @@ class Builder {
   const int32_t* i32s(const std::string& name, int64_t n) const {
     return file_.tensor(name, DType::kS32, {n}).as<int32_t>();
   }
-  // Shifts must stay inside [0, 62] and multipliers non-negative, or
-  // apply_dyadic is undefined: checked here, once.
-  void check_dyadic(const std::string& name, const int32_t* mult, const int32_t* shift, int64_t n) const {
+  // Per-channel dyadic multipliers: tensors `name + sep + "mult"` and
+  // `name + sep + "shift"`. Shifts must stay inside [0, 62] and multipliers
+  // non-negative, or apply_dyadic is undefined: checked here, once.
+  void dyadic(const std::string& name, const char* sep, int64_t n, const int32_t** mult_out,
+              const int32_t** shift_out) const {
+    const int32_t* mult = *mult_out = i32s(name + sep + "mult", n);
+    const int32_t* shift = *shift_out = i32s(name + sep + "shift", n);
     for (int64_t i = 0; i < n; ++i)
       if (mult[i] < 0 || shift[i] < 0 || shift[i] > 62)
         throw Error("model file " + file_.path() + ": tensor '" + name + "' element " + std::to_string(i) +
@@ -151,9 +155,7 @@ class Builder {
     lin.pack(isa_, w, n, k);
     if (parts != Parts::kNoBias) lin.bias = i32s(name + ".bias", n);
     if (parts != Parts::kNoRequant) {
-      lin.mult = i32s(name + ".mult", n);
-      lin.shift = i32s(name + ".shift", n);
-      check_dyadic(name, lin.mult, lin.shift, n);
+      dyadic(name, ".", n, &lin.mult, &lin.shift);
     }
   }
 
@@ -182,13 +184,12 @@ class Builder {
     g_.ops.push_back(std::move(op));
   }
 
-  std::unique_ptr<engine::LayerNormOp> make_layernorm(const Meta& m, const std::string& name, int point,
+  std::unique_ptr<engine::LayerNormOp> make_layernorm(const Meta& q, const Meta& m, const std::string& name, int point,
                                                        int rows_per_image) const {
     const int d = info_.embed_dim;
     auto op = std::make_unique<engine::LayerNormOp>();
-    const StreamPoint sp = stream_point(meta_.at("quant"), point);
+    const StreamPoint sp = stream_point(q, point);
     op->tokens = tokens_;
-    op->dim = d;
     op->rows_per_image = rows_per_image;
     op->params.channels = d;
     op->params.in = {sp.zp, sp.qmin, sp.qmax, sp.alpha};
@@ -213,7 +214,6 @@ class Builder {
     op->image_size = info_.image_size;
     op->patch = p;
     op->tokens = tokens_;
-    op->dim = d;
     pack(op->linear, "patch", d, 3 * p * p, Parts::kNoBias);
     op->pos_bias = file_.tensor("patch.pos_bias", DType::kS32, {tokens_ - 1, d}).as<int32_t>();
     op->cls_row = file_.tensor("cls", DType::kS16, {d}).as<int16_t>();
@@ -240,9 +240,7 @@ class Builder {
   void make_residual(engine::LinearOp& op, const Meta& q, const std::string& name, int point_in) const {
     const StreamPoint in = stream_point(q, point_in), out = stream_point(q, point_in + 1);
     const int n = op.linear.n;
-    op.skip_mult = i32s(name + ".skip_mult", n);
-    op.skip_shift = i32s(name + ".skip_shift", n);
-    check_dyadic(name + ".skip", op.skip_mult, op.skip_shift, n);
+    dyadic(name + ".skip", "_", n, &op.skip_mult, &op.skip_shift);
     op.zp_in = in.zp;
     op.zp_out = out.zp;
     op.qmin = out.qmin;
@@ -262,7 +260,7 @@ class Builder {
     const int rows = last ? 1 : tokens_;
     const int stream_ld = last ? tokens_ * d : d;
 
-    auto ln1 = make_layernorm(bm.at("ln1"), b("ln1"), 2 * i, tokens_);
+    auto ln1 = make_layernorm(q, bm.at("ln1"), b("ln1"), 2 * i, tokens_);
     ln1->out = act_;
     add(std::move(ln1), b("ln1"), "layernorm");
 
@@ -284,9 +282,7 @@ class Builder {
     attn->to_exp_shift = am.at("to_exp_shift").i32(0, 62);
     const int hd = d / info_.num_heads;
     attn->out_bias.assign(static_cast<size_t>(hd), 0);
-    attn->out_mult = i32s(b("attn.out_mult"), d);
-    attn->out_shift = i32s(b("attn.out_shift"), d);
-    check_dyadic(b("attn.out"), attn->out_mult, attn->out_shift, d);
+    dyadic(b("attn.out"), "_", d, &attn->out_mult, &attn->out_shift);
     attn->out_zp = file_.tensor(b("attn.out_zero_point"), DType::kU8, {d}).as<uint8_t>();
     attn->qkv = qkv_;
     attn->out = act_;
@@ -297,7 +293,7 @@ class Builder {
     make_residual(*proj, q, b("proj"), 2 * i);
     add(std::move(proj), b("proj"), "linear + residual add");
 
-    auto ln2 = make_layernorm(bm.at("ln2"), b("ln2"), 2 * i + 1, rows);
+    auto ln2 = make_layernorm(q, bm.at("ln2"), b("ln2"), 2 * i + 1, rows);
     ln2->out = act_;
     add(std::move(ln2), b("ln2"), "layernorm");
 
@@ -306,9 +302,7 @@ class Builder {
     fc1->gelu_table = file_.tensor("gelu_table", DType::kS16, {kernels::kGeluTableSize}).as<int16_t>();
     if (!gelu_wide_) gelu_wide_ = std::make_shared<const kernels::GeluWideTable>(kernels::gelu_widen(fc1->gelu_table));
     fc1->gelu_wide = gelu_wide_;
-    fc1->gelu_mult = i32s(b("gelu.mult"), h);
-    fc1->gelu_shift = i32s(b("gelu.shift"), h);
-    check_dyadic(b("gelu"), fc1->gelu_mult, fc1->gelu_shift, h);
+    dyadic(b("gelu"), ".", h, &fc1->gelu_mult, &fc1->gelu_shift);
     add(std::move(fc1), b("fc1"), "linear + GELU");
 
     auto fc2 = make_linear(b("fc2"), d, h, hidden_, stream_, rows, stream_ld);
@@ -322,7 +316,7 @@ class Builder {
   engine::Graph& g_;
   Meta meta_;
   int tokens_ = 0;
-  int stream_ = -1, act_ = -1, qkv_ = -1, hidden_ = -1, acc_ = -1, attn_scratch_ = -1;
+  int stream_ = -1, act_ = -1, qkv_ = -1, hidden_ = -1, attn_scratch_ = -1;
   std::shared_ptr<const kernels::GeluWideTable> gelu_wide_;
 };
 

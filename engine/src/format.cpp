@@ -20,13 +20,6 @@
 #error "libvitint maps little-endian tensor data in place; big-endian hosts are not supported"
 #endif
 
-#ifdef major
-#undef major
-#endif
-#ifdef minor
-#undef minor
-#endif
-
 namespace vitint::format {
 namespace {
 
@@ -91,6 +84,16 @@ bool checked_numel(const int64_t* dims, size_t ndim, uint64_t* out) {
 // Visible ASCII only: names appear in error messages and tools' output.
 bool valid_name_char(uint8_t c) { return c > 0x20 && c < 0x7f; }
 
+std::string hex_bytes(const uint8_t* p, uint64_t n) {
+  std::string s;
+  for (uint64_t i = 0; i < n; ++i) {
+    if (i) s += ' ';
+    s += "0123456789abcdef"[p[i] >> 4];
+    s += "0123456789abcdef"[p[i] & 15];
+  }
+  return s;
+}
+
 std::string name_problem(const uint8_t* name, size_t len) {
   if (len == 0) return "the name is empty";
   if (len > kMaxNameLength)
@@ -98,10 +101,8 @@ std::string name_problem(const uint8_t* name, size_t len) {
            std::to_string(kMaxNameLength) + ")";
   for (size_t i = 0; i < len; ++i)
     if (!valid_name_char(name[i]))
-      return "the name has byte 0x" +
-             std::string(1, "0123456789abcdef"[name[i] >> 4]) +
-             std::string(1, "0123456789abcdef"[name[i] & 15]) + " at position " +
-             std::to_string(i) + " (only visible ASCII characters are allowed)";
+      return "the name has byte 0x" + hex_bytes(name + i, 1) + " at position " + std::to_string(i) +
+             " (only visible ASCII characters are allowed)";
   return {};
 }
 
@@ -180,16 +181,6 @@ std::string guess_other_format(const uint8_t* p, uint64_t n) {
   if (n >= 9 && p[8] == '{') return " (it looks like a safetensors file: convert it with vitint-convert)";
   if (n >= 1 && p[0] == 0x80) return " (it looks like a Python pickle)";
   return "";
-}
-
-std::string hex_bytes(const uint8_t* p, uint64_t n) {
-  std::string s;
-  for (uint64_t i = 0; i < n; ++i) {
-    if (i) s += ' ';
-    s += "0123456789abcdef"[p[i] >> 4];
-    s += "0123456789abcdef"[p[i] & 15];
-  }
-  return s;
 }
 
 struct Interval {
@@ -717,9 +708,6 @@ void Reader::parse() {
       return true;
     };
     metadata_ = nlohmann::json::parse(meta, meta + h.metadata_size, depth_guard);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw fail("metadata at byte offset " + std::to_string(h.metadata_offset) +
-               " is not valid JSON: " + e.what());
   } catch (const std::exception& e) {
     throw fail("metadata at byte offset " + std::to_string(h.metadata_offset) +
                " is not valid JSON: " + e.what());

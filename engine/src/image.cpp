@@ -19,7 +19,6 @@
 #include <jerror.h>
 #endif
 
-#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cmath>
@@ -287,8 +286,8 @@ Image decode_jpeg(const uint8_t* bytes, size_t size, const std::string& what) {
 }  // namespace
 
 Interpolation parse_interpolation(const std::string& name) {
-  if (name == "bicubic") return Interpolation::kBicubic;
-  if (name == "bilinear") return Interpolation::kBilinear;
+  for (Interpolation i : {Interpolation::kBicubic, Interpolation::kBilinear})
+    if (name == interpolation_name(i)) return i;
   throw Error("unsupported interpolation '" + name +
               "' (pretrained_cfg.interpolation must be \"bicubic\" or \"bilinear\")");
 }

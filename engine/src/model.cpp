@@ -69,11 +69,30 @@ struct Session::Impl {
   std::shared_ptr<const Model> model;
   int max_batch = 1;
   engine::AlignedBuffer arena;
-  std::unique_ptr<engine::ThreadPool> pool;  // null for one thread
+  std::unique_ptr<engine::ThreadPool> pool;
   engine::ExecContext ctx;
   std::vector<float> logits;
-  bool profile = false;
-  std::vector<OpProfile> op_profile;  // [op], allocated by create()
+  std::vector<OpProfile> op_profile;  // [op] with SessionOptions::profile (allocated by create()), else empty
+
+  // The network on checked arguments; throws like every operator.
+  void run(const uint8_t* images, int batch, float* out) {
+    ctx.batch = batch;
+    ctx.images = images;
+    ctx.logits = out;
+    const auto& ops = model->impl().graph.ops;
+    if (op_profile.empty()) {
+      for (const auto& op : ops) op->run(ctx);
+      return;
+    }
+    for (size_t i = 0; i < ops.size(); ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      ops[i]->run(ctx);
+      const auto t1 = std::chrono::steady_clock::now();
+      OpProfile& p = op_profile[i];
+      ++p.runs;
+      p.total_ms += std::chrono::duration<double, std::milli>(t1 - t0).count();
+    }
+  }
 };
 
 Session::Session(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -96,17 +115,16 @@ Status Session::create(std::shared_ptr<const Model> model, const SessionOptions&
     size_t total = 0;
     for (const auto& b : graph.buffers) {
       offsets.push_back(total);
-      total += (b.per_image * static_cast<size_t>(options.max_batch) + b.fixed +
-                b.per_thread * static_cast<size_t>(options.threads) + 63) / 64 * 64;
+      total += engine::align64(b.per_image * static_cast<size_t>(options.max_batch) + b.fixed +
+                             b.per_thread * static_cast<size_t>(options.threads));
     }
     impl->arena = engine::AlignedBuffer(total);
     for (size_t off : offsets) impl->ctx.buffers.push_back(impl->arena.data() + off);
     impl->ctx.isa = impl->model->impl().isa;
-    if (options.threads > 1) impl->pool = std::make_unique<engine::ThreadPool>(options.threads);
+    impl->pool = std::make_unique<engine::ThreadPool>(options.threads);
     impl->ctx.pool = impl->pool.get();
     const ModelInfo& info = impl->model->info();
     impl->logits.resize(static_cast<size_t>(info.num_classes));
-    impl->profile = options.profile;
     if (options.profile)
       for (const auto& op : graph.ops) impl->op_profile.push_back({op->name, op->kind, 0, 0.0});
     out->reset(new Session(std::move(impl)));
@@ -119,22 +137,7 @@ Status Session::run(const uint8_t* images, int batch, float* logits) {
     if (batch < 1 || batch > impl_->max_batch)
       throw Error("Session::run: batch " + std::to_string(batch) + " is outside [1, max_batch = " +
                   std::to_string(impl_->max_batch) + "]");
-    impl_->ctx.batch = batch;
-    impl_->ctx.images = images;
-    impl_->ctx.logits = logits;
-    const auto& ops = impl_->model->impl().graph.ops;
-    if (!impl_->profile) {
-      for (const auto& op : ops) op->run(impl_->ctx);
-      return;
-    }
-    for (size_t i = 0; i < ops.size(); ++i) {
-      const auto t0 = std::chrono::steady_clock::now();
-      ops[i]->run(impl_->ctx);
-      const auto t1 = std::chrono::steady_clock::now();
-      OpProfile& p = impl_->op_profile[i];
-      ++p.runs;
-      p.total_ms += std::chrono::duration<double, std::milli>(t1 - t0).count();
-    }
+    impl_->run(images, batch, logits);
   });
 }
 
@@ -169,8 +172,7 @@ Status Session::classify(const Image& image, int top_k_count, std::vector<Predic
     if (!out) throw Error("Session::classify: out must not be null");
     const ModelInfo& info = impl_->model->info();
     const Image pre = preprocess(image, info.image_size, info.crop_pct, info.interpolation);
-    const Status st = run(pre.rgb.data(), 1, impl_->logits.data());
-    if (!st.ok()) throw Error(st.message());
+    impl_->run(pre.rgb.data(), 1, impl_->logits.data());
     *out = top_k(impl_->logits.data(), top_k_count);
   });
 }

@@ -6,7 +6,6 @@
 #include <new>
 #include <numeric>
 
-#include "vitint/kernels/gemm.h"
 #include "vitint/kernels/quant_dispatch.h"
 
 namespace vitint::engine {
@@ -109,7 +108,7 @@ struct BlockEpilogue {
 
 AlignedBuffer::AlignedBuffer(size_t bytes) : size_(bytes) {
   if (bytes == 0) return;
-  const size_t rounded = (bytes + 63) / 64 * 64;
+  const size_t rounded = align64(bytes);
   data_ = static_cast<uint8_t*>(std::aligned_alloc(64, rounded));
   if (!data_) throw std::bad_alloc();
   std::memset(data_, 0, rounded);
@@ -150,14 +149,14 @@ void PackedLinear::gemm_cols_fused(k::Isa isa, int m, int col_begin, int col_end
 void PatchEmbedOp::run(ExecContext& ctx) const {
   // Locals, not members, inside the task: the byte stores of im2col may
   // alias anything, members would be reloaded every iteration.
-  const int size = image_size, p = patch, d = dim, t_count = tokens;
+  const int size = image_size, p = patch, d = linear.n, t_count = tokens;
   const int grid = size / p;
   const int kdim = 3 * p * p;
   const int rows = t_count - 1;
   // im2col, then the GEMM and the epilogue, by (image, thread share of a
   // linear layer's split): a thread's im2col rows are its band, and the
   // last thread's also the rows below the bands (whose GEMM is split by
-  // columns, so it needs a barrier). The im2col and acc buffers hold every
+  // columns, so it needs a barrier). The im2col buffer holds every
   // image.
   const int threads = ctx.threads();
   const int row_q = row_quantum(ctx.isa), unit = column_unit(ctx.isa);
@@ -197,7 +196,7 @@ void PatchEmbedOp::run(ExecContext& ctx) const {
 // image's class token, with the position embedding as a per-row bias.
 void PatchEmbedOp::epilogue(const PatchEmbedOp& op, const ExecContext& ctx, int row, int col, int rows, int cols,
                             const int32_t* c, int ldc) {
-  const int d = op.dim, per_image = op.tokens - 1;
+  const int d = op.linear.n, per_image = op.tokens - 1;
   int16_t* s = ctx.buf<int16_t>(op.stream);
   while (rows > 0) {
     // The block's rows of one image.
@@ -217,6 +216,7 @@ void LayerNormOp::run(ExecContext& ctx) const {
   uint8_t* y = ctx.buf<uint8_t>(out);
   // All tokens, or the class token of every image.
   const int rows = rows_per_image == tokens ? ctx.batch * tokens : ctx.batch;
+  const int dim = params.channels;
   const int ld_in = rows_per_image == tokens ? dim : tokens * dim;
   const int parts = row_parts(rows, ctx.threads());
   ctx.parallel(parts, [&](int part, int) {
@@ -274,7 +274,6 @@ struct AttentionScratch {
   int32_t* rowsum;
   int32_t* out_acc;
 };
-size_t align64(size_t v) { return (v + 63) / 64 * 64; }
 
 // One layout used by both scratch_bytes() and run().
 size_t carve(k::Isa isa, int tokens, int head_dim, uint8_t* base, AttentionScratch* s) {
@@ -302,9 +301,6 @@ size_t carve(k::Isa isa, int tokens, int head_dim, uint8_t* base, AttentionScrat
   }
   return off;
 }
-}  // namespace
-
-namespace {
 
 // K and V of one head to int8 (uint8 ^ 0x80) and the column sums of K. Plain
 // functions: sizes in a closure object would be reloaded after every byte

@@ -42,24 +42,22 @@ struct BufferDecl {
   size_t per_thread = 0;
 };
 
+inline size_t align64(size_t bytes) { return (bytes + 63) / 64 * 64; }
+
 struct ExecContext {
   int batch = 1;
   kernels::Isa isa = kernels::Isa::kRef;
   const uint8_t* images = nullptr;  // batch x H x W x 3
   float* logits = nullptr;          // batch x classes
   std::vector<uint8_t*> buffers;    // resolved arena pointers, by buffer id
-  ThreadPool* pool = nullptr;       // null: everything on the calling thread
+  ThreadPool* pool = nullptr;       // the session's (one thread: no workers, tasks run inline)
   template <class T>
   T* buf(int id) const { return reinterpret_cast<T*>(buffers[static_cast<size_t>(id)]); }
-  int threads() const { return pool ? pool->threads() : 1; }
+  int threads() const { return pool->threads(); }
   // fn(task, thread) for task in [0, tasks), spread over the session's threads.
   template <class F>
   void parallel(int tasks, F&& fn) const {
-    if (pool) {
-      pool->run(tasks, fn);
-    } else {
-      for (int t = 0; t < tasks; ++t) fn(t, 0);
-    }
+    pool->run(tasks, fn);
   }
 };
 
@@ -93,8 +91,8 @@ struct PackedLinear {
 // folded) conv weights, requantization into the residual stream with the
 // position embedding folded into a per-token bias; row 0 is the class token.
 struct PatchEmbedOp final : Op {
-  int image_size = 0, patch = 0, tokens = 0, dim = 0;
-  PackedLinear linear;
+  int image_size = 0, patch = 0, tokens = 0;
+  PackedLinear linear;                // [dim = linear.n][3 * patch * patch]
   const int32_t* pos_bias = nullptr;  // [tokens - 1][dim]
   const int16_t* cls_row = nullptr;   // [dim]
   int32_t zp_out = 0, qmin = 0, qmax = 0;
@@ -106,7 +104,7 @@ struct PatchEmbedOp final : Op {
 
 // LayerNorm of `rows_per_image` rows (all tokens, or the class token only).
 struct LayerNormOp final : Op {
-  int tokens = 0, dim = 0, rows_per_image = 0;
+  int tokens = 0, rows_per_image = 0;  // width: params.channels
   kernels::LayerNormParams params{};
   kernels::LayerNormPrepared prepared;  // of params; params.prepared points here
   int in = -1, out = -1;
