@@ -31,6 +31,8 @@
 
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include "timing.h"
+
 namespace {
 
 const char* kUsage = R"(usage: vitint-onednn-chain --arch NAME [--threads T] [--batch B] [--iterations N]
@@ -238,26 +240,8 @@ class Chain {
   size_t weight_bytes_ = 0;
 };
 
-double percentile(std::vector<double> v, double p) {
-  std::sort(v.begin(), v.end());
-  const double pos = p * static_cast<double>(v.size() - 1);
-  const size_t lo = static_cast<size_t>(std::floor(pos));
-  const size_t hi = std::min(lo + 1, v.size() - 1);
-  return v[lo] + (v[hi] - v[lo]) * (pos - static_cast<double>(lo));
-}
-
-template <class F>
-std::vector<double> time_ms(int warmup, int iterations, F&& f) {
-  for (int i = 0; i < warmup; ++i) f();
-  std::vector<double> ms;
-  ms.reserve(static_cast<size_t>(iterations));
-  for (int i = 0; i < iterations; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    f();
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  return ms;
-}
+using vitint::bench::percentile;
+using vitint::bench::time_ms;
 
 int parse_int(const std::string& name, const std::string& value, int lo, int hi) {
   size_t used = 0;

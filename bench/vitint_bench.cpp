@@ -10,7 +10,6 @@
 #include <cstdlib>
 #include <iostream>
 #include <memory>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -19,6 +18,7 @@
 #include "converter/calibrate.h"
 #include "converter/cli.h"
 #include "bench/temp_file.h"
+#include "bench/timing.h"
 #include "converter/synthetic.h"
 #include "engine/src/format.h"
 #include "vitint/error.h"
@@ -48,7 +48,9 @@ Measures the latency of Session::run (preprocessed images -> logits).
 Reports the median latency per run, p10 / p90, and images per second at the median.
 )";
 
+using vitint::bench::percentile;
 using vitint::bench::TempFile;
+using vitint::bench::time_ms;
 using vitint::convert::Args;
 
 // Random checkpoint -> calibration -> quantization -> .vti file at `path`.
@@ -64,14 +66,6 @@ void build_random_model(const std::string& arch, uint32_t seed, int calib_images
     std::fprintf(stderr, "vitint-bench: built random %s (calibrated on %d synthetic images) in %.1f s\n",
                  arch.c_str(), calib_images, secs);
   }
-}
-
-double percentile(std::vector<double> v, double p) {
-  std::sort(v.begin(), v.end());
-  const double pos = p * static_cast<double>(v.size() - 1);
-  const size_t lo = static_cast<size_t>(std::floor(pos));
-  const size_t hi = std::min(lo + 1, v.size() - 1);
-  return v[lo] + (v[hi] - v[lo]) * (pos - static_cast<double>(lo));
 }
 
 void check(const vitint::Status& st) {
@@ -133,15 +127,8 @@ int main(int argc, char** argv) {
     for (const auto& img : images) input.insert(input.end(), img.begin(), img.end());
     std::vector<float> logits(static_cast<size_t>(batch) * static_cast<size_t>(info.num_classes));
 
-    for (int i = 0; i < warmup; ++i) check(session->run(input.data(), batch, logits.data()));
-    std::vector<double> ms;
-    ms.reserve(static_cast<size_t>(iterations));
-    for (int i = 0; i < iterations; ++i) {
-      const auto t0 = std::chrono::steady_clock::now();
-      check(session->run(input.data(), batch, logits.data()));
-      const auto t1 = std::chrono::steady_clock::now();
-      ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
-    }
+    const std::vector<double> ms =
+        time_ms(warmup, iterations, [&] { check(session->run(input.data(), batch, logits.data())); });
     const double median = percentile(ms, 0.5);
     const double p10 = percentile(ms, 0.1);
     const double p90 = percentile(ms, 0.9);

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "isas.h"
 #include "vitint/kernels/gemm.h"
 
 namespace vk = vitint::kernels;
@@ -18,13 +19,7 @@ namespace {
 
 constexpr int32_t kSentinel = 0x5A5A5A5A;
 
-std::vector<vk::Isa> supported_isas() {
-  std::vector<vk::Isa> out;
-  for (vk::Isa isa : {vk::Isa::kRef, vk::Isa::kAvx2, vk::Isa::kAvx512Vnni, vk::Isa::kAmx}) {
-    if (vk::isa_supported(isa)) out.push_back(isa);
-  }
-  return out;
-}
+using vitint::test::supported_isas;
 
 // Runs one GEMM the way a caller would: pack B (from [n][k] or from its
 // [k][n] transpose), then multiply into a C whose row padding holds a

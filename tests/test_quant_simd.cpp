@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "isas.h"
 #include "kernels/quant_internal.h"
 #include "vitint/kernels/quant.h"
 #include "vitint/kernels/quant_dispatch.h"
@@ -26,12 +27,7 @@ namespace vk = vitint::kernels;
 
 namespace {
 
-std::vector<vk::Isa> simd_isas() {
-  std::vector<vk::Isa> out;
-  for (vk::Isa isa : {vk::Isa::kRef, vk::Isa::kAvx2, vk::Isa::kAvx512Vnni, vk::Isa::kAmx})
-    if (vk::isa_supported(isa)) out.push_back(isa);
-  return out;
-}
+using vitint::test::supported_isas;
 
 const int kSizes[] = {1, 15, 16, 17, 31, 32, 33, 64, 197, 384, 768, 3072};
 
@@ -526,14 +522,14 @@ TEST_CASE("requant_u8: every path equals the reference") {
       const int m = n >= 768 ? 3 : (flavour == 0 ? 17 : 5);
       const RequantCase c = make_requant(rng, m, n, flavour);
       const auto want = run_requant(vk::Isa::kRef, c);
-      for (vk::Isa isa : simd_isas())
+      for (vk::Isa isa : supported_isas())
         EXPECT_SAME(run_requant(isa, c), want, c.ld_out, "out", ctx_of(isa, "requant_u8", m, n, flavour));
     }
   }
   // Attention shape: 197 rows of 64 columns.
   const RequantCase c = make_requant(rng, 197, 64, 1);
   const auto want = run_requant(vk::Isa::kRef, c);
-  for (vk::Isa isa : simd_isas())
+  for (vk::Isa isa : supported_isas())
     EXPECT_SAME(run_requant(isa, c), want, c.ld_out, "out", ctx_of(isa, "requant_u8", 197, 64, 1));
 }
 
@@ -583,14 +579,14 @@ TEST_CASE("gelu_u8: every path equals the reference") {
           below = below || x < -kHalf - 1;
         }
         const auto want = run_gelu(vk::Isa::kRef, c, *t);
-        for (vk::Isa isa : simd_isas())
+        for (vk::Isa isa : supported_isas())
           EXPECT_SAME(run_gelu(isa, c, *t), want, c.ld_out, "out", ctx_of(isa, "gelu_u8", m, n, flavour));
       }
     }
     // fc1 shape of DeiT-S (one row block).
     const GeluCase c = make_gelu(rng, 101, 1536, 0, t->wide);
     const auto want = run_gelu(vk::Isa::kRef, c, *t);
-    for (vk::Isa isa : simd_isas())
+    for (vk::Isa isa : supported_isas())
       EXPECT_SAME(run_gelu(isa, c, *t), want, c.ld_out, "out", ctx_of(isa, "gelu_u8", 101, 1536, 0));
     // Both ends of the table and just outside them, both ends of the widened
     // part and just outside them (for the random table these coincide).
@@ -607,7 +603,7 @@ TEST_CASE("gelu_u8: the vector paths need a consistent widened table") {
   const uint8_t zp[1] = {0};
   uint8_t out[1] = {0};
   const vk::GeluWideTable broken = [&] { vk::GeluWideTable b = t.wide; b.entries.pop_back(); return b; }();
-  for (vk::Isa isa : simd_isas()) {
+  for (vk::Isa isa : supported_isas()) {
     if (isa == vk::Isa::kRef) continue;  // reads the int16 table itself
     for (const vk::GeluWideTable* w : {static_cast<const vk::GeluWideTable*>(nullptr), &broken}) {
       const vk::GeluU8Params p{bias, &one, &shift, t.table.data(), &one, &shift, zp, w};
@@ -624,7 +620,7 @@ TEST_CASE("residual_add: every path equals the reference") {
       ResidualCase c = make_residual(rng, m, n, flavour);
       if (flavour == 1) c.sm.clear(), c.ss.clear();  // no skip input
       const auto want = run_residual(vk::Isa::kRef, c);
-      for (vk::Isa isa : simd_isas())
+      for (vk::Isa isa : supported_isas())
         EXPECT_SAME(run_residual(isa, c), want, c.ld_s, "stream", ctx_of(isa, "residual_add", m, n, flavour));
     }
   }
@@ -638,7 +634,7 @@ TEST_CASE("layernorm: every path equals the reference") {
       const int rows = ch >= 768 ? 3 : 7;
       const NormCase n = make_norm(rng, rows, ch, flavour);
       const auto want = run_norm(vk::Isa::kRef, n);
-      for (vk::Isa isa : simd_isas())
+      for (vk::Isa isa : supported_isas())
         EXPECT_SAME(run_norm(isa, n), want, n.ld_out, "out", ctx_of(isa, "layernorm", rows, ch, flavour));
     }
   }
@@ -666,7 +662,7 @@ TEST_CASE("softmax_u8 and softmax_lis: every path equals the reference") {
               if (w == (1 << (14 - k))) code = k;
             codes.insert(code);
           }
-        for (vk::Isa isa : simd_isas()) {
+        for (vk::Isa isa : supported_isas()) {
           const std::string ctx = ctx_of(isa, "softmax", rows, cols, flavour * 100 + trial);
           EXPECT_SAME(run_softmax<uint8_t>(isa, s, false, &sum_got), p_ref, ld, "probs", ctx);
           EXPECT_SAME(sum_got, sum_p_ref, 1, "rowsum_p", ctx);
@@ -722,7 +718,7 @@ TEST_CASE("isqrt_fast (vector LayerNorm) equals isqrt_u64") {
 }
 
 TEST_CASE("dispatched kernels accept empty inputs and refuse unknown paths") {
-  for (vk::Isa isa : simd_isas()) {
+  for (vk::Isa isa : supported_isas()) {
     const vk::RequantU8Params rq{nullptr, nullptr, nullptr, nullptr};
     vk::requant_u8(isa, 0, 0, nullptr, 1, rq, nullptr, 1);
     vk::SoftmaxParams sp{0, 5, nullptr, 0, 0, 0};

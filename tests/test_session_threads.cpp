@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <vector>
 
+#include "isas.h"
 #include "tiny_model.h"
 #include "vitint/kernels/cpu.h"
 #include "vitint/vitint.h"
@@ -98,9 +99,12 @@ struct ModelFile {
 
 // One converted model per attention width, shared by the test cases.
 const ModelFile& model_file(int attention_bits) {
-  static const ModelFile eight(8);
+  if (attention_bits == 8) {
+    static const ModelFile eight(8);
+    return eight;
+  }
   static const ModelFile four(4);
-  return attention_bits == 8 ? eight : four;
+  return four;
 }
 
 std::shared_ptr<const vitint::Model> load(int attention_bits, const std::string& isa) {
@@ -165,9 +169,7 @@ TEST_CASE("session threads: identical logits for any thread count, batch and ker
       CHECK(same_bits(one, std::vector<float>(want.begin() + classes, want.begin() + 2 * classes)));
       CHECK(same_bits(run(*s, imgs.data(), kImages, classes), want));
     }
-    for (vitint::kernels::Isa isa : {vitint::kernels::Isa::kRef, vitint::kernels::Isa::kAvx2,
-                                     vitint::kernels::Isa::kAvx512Vnni, vitint::kernels::Isa::kAmx}) {
-      if (!vitint::kernels::isa_supported(isa)) continue;
+    for (vitint::kernels::Isa isa : vitint::test::supported_isas()) {
       const std::string name = vitint::kernels::isa_name(isa);
       CAPTURE(bits);
       CAPTURE(name);
