@@ -300,9 +300,8 @@ constexpr size_t kChannelTail = 16;
 constexpr int kHistogramBins = 1 << 14;
 
 bool is_stream(Site s) { return s == Site::kBlockInput || s == Site::kBlockMid || s == Site::kFinalNormIn; }
-int stream_point(Site s, int block) {
-  return s == Site::kBlockInput ? 2 * block : (s == Site::kBlockMid ? 2 * block + 1 : 2 * block);
-}
+// Stream point 2b is block b's input (the final norm's input is point 2 * depth), 2b + 1 its middle.
+int stream_point(Site s, int block) { return 2 * block + (s == Site::kBlockMid ? 1 : 0); }
 // Sites whose per-channel ranges the quantizer may use (Calibration::*_channels).
 bool is_channel_site(Site s) {
   return s == Site::kLn1Out || s == Site::kLn2Out || s == Site::kGeluOut || s == Site::kAttnOut || s == Site::kHeadIn;
@@ -312,7 +311,6 @@ bool is_channel_site(Site s) {
 struct SitePlan {
   bool tracked = false;
   Site site = Site::kBlockInput;
-  int block = 0;
   int rows = 0, cols = 0;
   size_t sums = 0;           // offset of the [cols] per-channel sums
   bool channel = false;      // per-channel ranges wanted
@@ -329,7 +327,6 @@ struct Plan {
   std::vector<SitePlan> sites;  // [site * (depth + 1) + block]
   size_t nsums = 0;
   size_t index(Site s, int block) const { return static_cast<size_t>(static_cast<int>(s) * (depth + 1) + block); }
-  const SitePlan& at(Site s, int block) const { return sites[index(s, block)]; }
 
   Plan(const VitConfig& cfg, int image_count, const Recipe& recipe)
       : depth(cfg.depth), images(image_count), method(recipe.method), sites(static_cast<size_t>(kSiteCount) * (cfg.depth + 1)) {
@@ -338,7 +335,6 @@ struct Plan {
       SitePlan& p = sites[index(s, block)];
       p.tracked = true;
       p.site = s;
-      p.block = block;
       p.rows = rows;
       p.cols = cols;
       p.sums = nsums;
@@ -745,6 +741,18 @@ Calibration calibrate(const ReferenceModel& model, const std::vector<std::vector
     for (int p = 0; p <= 2 * depth; ++p) cal.streams[static_cast<size_t>(p)].alpha = best_alpha(err, p, cfg.embed_dim);
   }
   return cal;
+}
+
+nlohmann::json recipe_json(const Recipe& r) {
+  return {{"method", r.method},
+          {"pts", r.pts},
+          {"channel_ln", r.channel_ln},
+          {"channel_gelu", r.channel_gelu},
+          {"channel_attn", r.channel_attn},
+          {"bias_correction", r.bias_correction},
+          {"lis_normalize", r.lis_normalize},
+          {"attention_bits", r.attention_bits},
+          {"residual_bits", r.residual_bits}};
 }
 
 }  // namespace vitint::convert

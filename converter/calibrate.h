@@ -8,6 +8,8 @@
 #include <utility>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "converter/reference.h"
 
 namespace vitint::convert {
@@ -33,6 +35,9 @@ struct Recipe {
   int attention_bits = 8;         // 8: uniform uint8 probabilities, 4: Log-Int-Softmax
   int residual_bits = 16;         // residual stream bits (8 as FQ-ViT, 16 as I-ViT)
 };
+
+// The recipe's switches as JSON (model metadata, tool output, reports).
+nlohmann::json recipe_json(const Recipe& recipe);
 
 struct Range {
   double min = 0;

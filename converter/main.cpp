@@ -78,18 +78,16 @@ int main(int argc, char** argv) {
     info.recipe.method = args.get("quant-method", "minmax");
     if (!calib::is_method(info.recipe.method))
       throw vitint::Error("--quant-method must be minmax, ema, percentile or omse (got '" + info.recipe.method + "')");
-    if (args.has("pts") && args.has("no-pts")) throw vitint::Error("--pts and --no-pts contradict each other");
-    if (args.has("lis") && args.has("no-lis")) throw vitint::Error("--lis and --no-lis contradict each other");
-    info.recipe.pts = !args.has("no-pts");
-    if (args.has("channel-ln") && args.has("no-channel-ln"))
-      throw vitint::Error("--channel-ln and --no-channel-ln contradict each other");
-    info.recipe.channel_ln = !args.has("no-channel-ln");
-    if (args.has("channel-gelu") && args.has("no-channel-gelu"))
-      throw vitint::Error("--channel-gelu and --no-channel-gelu contradict each other");
-    info.recipe.channel_gelu = !args.has("no-channel-gelu");
-    if (args.has("channel-attn") && args.has("no-channel-attn"))
-      throw vitint::Error("--channel-attn and --no-channel-attn contradict each other");
-    info.recipe.channel_attn = !args.has("no-channel-attn");
+    // --X / --no-X switches (on unless --no-X); giving both is an error.
+    auto toggle = [&](const std::string& x) {
+      if (args.has(x) && args.has("no-" + x)) throw vitint::Error("--" + x + " and --no-" + x + " contradict each other");
+      return !args.has("no-" + x);
+    };
+    info.recipe.pts = toggle("pts");
+    toggle("lis");  // applied below, after --attn-bits
+    info.recipe.channel_ln = toggle("channel-ln");
+    info.recipe.channel_gelu = toggle("channel-gelu");
+    info.recipe.channel_attn = toggle("channel-attn");
     info.recipe.bias_correction = args.has("bias-correction");
     info.recipe.lis_normalize = !args.has("no-lis-normalize");
     info.recipe.attention_bits = args.get_int("attn-bits", 8, 4, 8);

@@ -17,23 +17,22 @@ namespace {
   throw Error("cannot read .npy file " + path + ": " + why);
 }
 
+size_t skip_space(const std::string& s, size_t pos) {
+  while (pos < s.size() && std::isspace(static_cast<unsigned char>(s[pos]))) ++pos;
+  return pos;
+}
+
 // Finds 'key': in the header dict and returns the position after the colon.
 size_t find_key(const std::string& header, const std::string& key, const std::string& path) {
   const std::string quoted[2] = {"'" + key + "'", "\"" + key + "\""};
   for (const auto& q : quoted) {
     size_t pos = header.find(q);
     if (pos == std::string::npos) continue;
-    pos += q.size();
-    while (pos < header.size() && std::isspace(static_cast<unsigned char>(header[pos]))) ++pos;
+    pos = skip_space(header, pos + q.size());
     if (pos >= header.size() || header[pos] != ':') fail(path, "malformed header: " + header);
     return pos + 1;
   }
   fail(path, "header lacks '" + key + "': " + header);
-}
-
-size_t skip_space(const std::string& s, size_t pos) {
-  while (pos < s.size() && std::isspace(static_cast<unsigned char>(s[pos]))) ++pos;
-  return pos;
 }
 
 }  // namespace

@@ -191,13 +191,15 @@ class VitQuantizer {
       }
       return q;
     };
-    const Mat x = Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(
-                      sample.rows.data(), sample.count, k);
-    const Mat w = Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(
-                      wt.data.data(), n, k);
+    if (!allow) {
+      folding_[layer] = 0;
+      return quant_for(0);
+    }
+    const Eigen::Map<const Mat> x(sample.rows.data(), sample.count, k);
+    const Eigen::Map<const Mat> w(wt.data.data(), n, k);
     const Mat y = x * w.transpose();
     double best_a = 0, best_err = std::numeric_limits<double>::infinity();
-    for (double a : allow ? std::vector<double>{0, 0.25, 0.5, 0.75, 1} : std::vector<double>{}) {
+    for (double a : {0.0, 0.25, 0.5, 0.75, 1.0}) {
       const std::vector<ActQuant> q = quant_for(a);
       std::vector<double> scale(static_cast<size_t>(k));
       std::vector<int32_t> zp(static_cast<size_t>(k));
@@ -313,7 +315,8 @@ class VitQuantizer {
     VITINT_ASSERT(in_stats.size() == static_cast<size_t>(k));
     QWeight qw = quantize_weight(wt.data.data(), n, k, in);
     add_weight(name, qw);
-    std::vector<float> bias(t(src + ".bias"), t(src + ".bias") + n);
+    const float* b = t(src + ".bias");
+    std::vector<float> bias(b, b + n);
     if (info_.recipe.bias_correction) {
       for (int j = 0; j < n; ++j) {
         double shift = 0;
@@ -442,18 +445,6 @@ class VitQuantizer {
 };
 
 }  // namespace
-
-nlohmann::json recipe_json(const Recipe& r) {
-  return {{"method", r.method},
-          {"pts", r.pts},
-          {"channel_ln", r.channel_ln},
-          {"channel_gelu", r.channel_gelu},
-          {"channel_attn", r.channel_attn},
-          {"bias_correction", r.bias_correction},
-          {"lis_normalize", r.lis_normalize},
-          {"attention_bits", r.attention_bits},
-          {"residual_bits", r.residual_bits}};
-}
 
 void quantize_vit(const Checkpoint& ckpt, const Calibration& cal, const ConvertInfo& info, format::Writer* out) {
   VitQuantizer(ckpt, cal, info, out).run();

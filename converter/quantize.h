@@ -18,9 +18,6 @@ struct ConvertInfo {
   std::vector<std::string> labels;     // class names, may be empty
 };
 
-// The recipe's switches as JSON (model metadata, tool output).
-nlohmann::json recipe_json(const Recipe& recipe);
-
 // Fills `out` with the metadata and every tensor the ViT graph builder reads
 // (models/vit.cpp; the list is in docs/model-format.md).
 void quantize_vit(const Checkpoint& ckpt, const Calibration& cal, const ConvertInfo& info,

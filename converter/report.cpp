@@ -282,7 +282,7 @@ Report build_report(const ReferenceModel& model, const std::vector<std::vector<u
       }
     }
     activation(add(Site::kAttnOut, b, pre + "attn_out", "attn_out"), cal.attn_out[i],
-               i < cal.attn_out_channels.size() ? &cal.attn_out_channels[i] : nullptr, pre + "attn.out");
+               &cal.attn_out_channels[i], pre + "attn.out");
     stream(add(Site::kBlockMid, b, pre + "mid", "stream"), 2 * b + 1);
     activation(add(Site::kLn2Out, b, pre + "ln2", "ln2"), cal.ln2[i], &cal.ln2_channels[i], pre + "ln2");
     activation(add(Site::kGeluOut, b, pre + "gelu", "gelu"), cal.gelu[i], &cal.gelu_channels[i], pre + "gelu");
@@ -380,18 +380,8 @@ nlohmann::json report_json(const Report& rep) {
                      {"mean_sqnr_db", k.mean_sqnr},
                      {"min_sqnr_per_tensor_db", k.min_tensor_sqnr},
                      {"sites_with_outlier_channels", k.with_outliers}});
-  const Recipe& r = rep.recipe;
   return {{"architecture", rep.architecture},
-          {"recipe",
-           {{"method", r.method},
-            {"pts", r.pts},
-            {"channel_ln", r.channel_ln},
-            {"channel_gelu", r.channel_gelu},
-            {"channel_attn", r.channel_attn},
-            {"bias_correction", r.bias_correction},
-            {"attention_bits", r.attention_bits},
-            {"lis_normalize", r.lis_normalize},
-            {"residual_bits", r.residual_bits}}},
+          {"recipe", recipe_json(rep.recipe)},
           {"calibration_images", rep.images},
           {"definitions",
            {{"sqnr_db", "10 log10(sum x^2 / sum (x - Q(x))^2) on the calibration images, quantizer as built"},
