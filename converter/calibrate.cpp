@@ -239,50 +239,39 @@ void forward_images(const ReferenceModel& model, const std::vector<std::vector<u
   const int count = static_cast<int>(images.size());
   std::atomic<int> next{0}, done{0};
   Progress bar(label, count, progress);
-  std::mutex mutex;  // guards pending, spare, committed, failure, *totals
+  std::mutex mutex;  // guards pending, spare, committed, *totals
   std::map<int, std::vector<double>> pending;
   std::vector<std::vector<double>> spare;
   int committed = 0;
-  std::exception_ptr failure;
-  std::vector<std::thread> pool;
-  for (size_t t = 0; t < observers.size(); ++t)
-    pool.emplace_back([&, t] {
-      PassObserver& obs = *observers[t];
-      try {
-        for (int i; (i = next++) < count;) {
-          obs.image = i;
-          std::fill(obs.sums.begin(), obs.sums.end(), 0.0);
-          model.forward(images[static_cast<size_t>(i)].data(), &obs);
-          if (nsums) {
-            std::lock_guard<std::mutex> lock(mutex);
-            pending.emplace(i, std::move(obs.sums));
-            // Image order: totals are the same whatever finished first.
-            while (!pending.empty() && pending.begin()->first == committed) {
-              std::vector<double>& s = pending.begin()->second;
-              if (totals)
-                for (size_t k = 0; k < nsums; ++k) (*totals)[k] += s[k];
-              spare.push_back(std::move(s));
-              pending.erase(pending.begin());
-              ++committed;
-            }
-            if (spare.empty()) {
-              obs.sums.assign(nsums, 0.0);
-            } else {
-              obs.sums = std::move(spare.back());
-              spare.pop_back();
-            }
-          }
-          ++done;
-          if (t == 0) bar.update(done);
-        }
-      } catch (...) {
+  run_threads(static_cast<unsigned>(observers.size()), [&](unsigned t) {
+    PassObserver& obs = *observers[t];
+    for (int i; (i = next++) < count;) {
+      obs.image = i;
+      std::fill(obs.sums.begin(), obs.sums.end(), 0.0);
+      model.forward(images[static_cast<size_t>(i)].data(), &obs);
+      if (nsums) {
         std::lock_guard<std::mutex> lock(mutex);
-        if (!failure) failure = std::current_exception();
-        next = count;
+        pending.emplace(i, std::move(obs.sums));
+        // Image order: totals are the same whatever finished first.
+        while (!pending.empty() && pending.begin()->first == committed) {
+          std::vector<double>& s = pending.begin()->second;
+          if (totals)
+            for (size_t k = 0; k < nsums; ++k) (*totals)[k] += s[k];
+          spare.push_back(std::move(s));
+          pending.erase(pending.begin());
+          ++committed;
+        }
+        if (spare.empty()) {
+          obs.sums.assign(nsums, 0.0);
+        } else {
+          obs.sums = std::move(spare.back());
+          spare.pop_back();
+        }
       }
-    });
-  for (auto& th : pool) th.join();
-  if (failure) std::rethrow_exception(failure);
+      ++done;
+      if (t == 0) bar.update(done);
+    }
+  }, [&] { next = count; });
   bar.finish();
 }
 
@@ -535,21 +524,7 @@ std::vector<Obs> run_pass(const ReferenceModel& model, const std::vector<std::ve
 // slot i, so they do not depend on the schedule).
 void parallel_for(size_t n, const std::function<void(size_t)>& fn) {
   std::atomic<size_t> next{0};
-  std::exception_ptr failure;
-  std::mutex m;
-  std::vector<std::thread> pool;
-  for (unsigned t = 0; t < calibration_threads(); ++t)
-    pool.emplace_back([&] {
-      try {
-        for (size_t i; (i = next++) < n;) fn(i);
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(m);
-        if (!failure) failure = std::current_exception();
-        next = n;
-      }
-    });
-  for (auto& th : pool) th.join();
-  if (failure) std::rethrow_exception(failure);
+  run_threads(calibration_threads(), [&](unsigned) { for (size_t i; (i = next++) < n;) fn(i); }, [&] { next = n; });
 }
 
 // Per-channel OMSE input: the channel's exact tails (weight 1) and its

@@ -2,8 +2,11 @@
 
 #include <unistd.h>
 
+#include <exception>
 #include <fstream>
+#include <mutex>
 #include <sstream>
+#include <thread>
 
 #include "vitint/error.h"
 
@@ -86,6 +89,26 @@ void Progress::finish() {
   if (!enabled_) return;
   update(total_);
   if (::isatty(STDERR_FILENO)) std::fprintf(stderr, "\n");
+}
+
+void run_threads(unsigned threads, const std::function<void(unsigned)>& body, const std::function<void()>& stop) {
+  std::exception_ptr failure;
+  std::mutex m;
+  std::vector<std::thread> pool;
+  for (unsigned t = 0; t < threads; ++t)
+    pool.emplace_back([&, t] {
+      try {
+        body(t);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(m);
+        if (!failure) {
+          failure = std::current_exception();
+          stop();
+        }
+      }
+    });
+  for (auto& th : pool) th.join();
+  if (failure) std::rethrow_exception(failure);
 }
 
 }  // namespace vitint::convert

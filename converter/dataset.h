@@ -3,6 +3,7 @@
 #pragma once
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,12 @@ std::vector<LabeledImage> read_image_list(const std::string& path);
 // The slice [skip, skip + limit) (limit < 0: to the end), checked against the size.
 std::vector<LabeledImage> slice(const std::vector<LabeledImage>& list, int skip, int limit,
                                 const std::string& what);
+
+// Runs body(t) on `threads` threads (t in [0, threads)) and joins them. The
+// first exception thrown by a body is rethrown here after calling stop() once
+// (which should make the other bodies finish early, e.g. by exhausting their
+// shared work counter).
+void run_threads(unsigned threads, const std::function<void(unsigned)>& body, const std::function<void()>& stop);
 
 // Progress on stderr: "label [=====>    ] 37/100  2.1 s  ETA 3.5 s". Redraws
 // at most ten times a second; silent when disabled.

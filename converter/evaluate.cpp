@@ -45,33 +45,21 @@ EvalResult evaluate(const std::vector<LabeledImage>& items, const std::string& r
   r.images = n;
   r.predictions.assign(items.size(), {-1, -1, -1, -1, -1});
   std::atomic<int> next{0}, done{0};
-  std::exception_ptr failure;
-  std::mutex mu;
   Progress bar("evaluating", n, progress);
   const auto t0 = std::chrono::steady_clock::now();
-  std::vector<std::thread> pool;
-  for (int t = 0; t < std::max(1, std::min(threads, n)); ++t)
-    pool.emplace_back([&, t] {
-      try {
-        const Classifier classify = make_classifier();
-        std::vector<float> logits(static_cast<size_t>(input.num_classes));
-        for (int i; (i = next++) < n;) {
-          const auto& item = items[static_cast<size_t>(i)];
-          const Image img = preprocess(load_image(root + "/" + item.file), input.image_size, input.crop_pct,
-                                       input.interpolation);
-          classify(img.rgb.data(), logits.data());
-          r.predictions[static_cast<size_t>(i)] = top5(logits.data(), input.num_classes);
-          ++done;
-          if (t == 0) bar.update(done);
-        }
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(mu);
-        if (!failure) failure = std::current_exception();
-        next = n;
-      }
-    });
-  for (auto& th : pool) th.join();
-  if (failure) std::rethrow_exception(failure);
+  run_threads(static_cast<unsigned>(std::max(1, std::min(threads, n))), [&](unsigned t) {
+    const Classifier classify = make_classifier();
+    std::vector<float> logits(static_cast<size_t>(input.num_classes));
+    for (int i; (i = next++) < n;) {
+      const auto& item = items[static_cast<size_t>(i)];
+      const Image img = preprocess(load_image(root + "/" + item.file), input.image_size, input.crop_pct,
+                                   input.interpolation);
+      classify(img.rgb.data(), logits.data());
+      r.predictions[static_cast<size_t>(i)] = top5(logits.data(), input.num_classes);
+      ++done;
+      if (t == 0) bar.update(done);
+    }
+  }, [&] { next = n; });
   bar.finish();
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
