@@ -35,6 +35,11 @@ ActQuant act_quant(const Range& r) {
   return q;
 }
 
+ActQuant folded_channel_quant(const Range& channel, double tensor_scale, double a) {
+  const double sc = std::pow(act_quant(channel).scale, a) * std::pow(tensor_scale, 1.0 - a);
+  return {sc, static_cast<int32_t>(std::clamp(-std::round(std::min(channel.min, 0.0) / sc), 0.0, 255.0))};
+}
+
 // ---------------------------------------------------------------------------
 namespace calib {
 
@@ -504,20 +509,6 @@ std::vector<uint8_t> best_alpha(const std::vector<double>& err, int point, int d
   for (int c = 0; c < dim; ++c)
     alpha[static_cast<size_t>(c)] = static_cast<uint8_t>(std::min_element(e + c * 4, e + c * 4 + 4) - (e + c * 4));
   return alpha;
-}
-
-// One observer per thread; returns them (observer 0 holds the merged
-// order-independent statistics after merge_all).
-template <class Obs, class Make>
-std::vector<Obs> run_pass(const ReferenceModel& model, const std::vector<std::vector<uint8_t>>& images, Make make,
-                          std::vector<double>* totals, const std::string& label, bool progress) {
-  std::vector<Obs> obs;
-  const unsigned threads = std::min<unsigned>(calibration_threads(), static_cast<unsigned>(images.size()));
-  for (unsigned t = 0; t < threads; ++t) obs.push_back(make());
-  std::vector<PassObserver*> ptrs;
-  for (Obs& o : obs) ptrs.push_back(&o);
-  forward_images(model, images, ptrs, totals, label, progress);
-  return obs;
 }
 
 // Runs fn(i) for i in [0, n) on the calibration threads (results must go to

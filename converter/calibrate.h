@@ -3,6 +3,7 @@
 // residual stream) with one of FQ-ViT's calibrators (docs/accuracy.md says
 // how each is computed here).
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -91,6 +92,10 @@ struct ActQuant {
   int32_t zero_point;
 };
 ActQuant act_quant(const Range& r);
+// One channel's quantizer under per-channel folding with strength a in [0, 1]:
+// scale s_c^a * s_t^(1 - a) (s_c = act_quant(channel).scale, s_t the tensor's
+// scale), the zero point that keeps the channel's minimum representable.
+ActQuant folded_channel_quant(const Range& channel, double tensor_scale, double a);
 
 // ---------------------------------------------------------------------------
 // The calibrators' building blocks (FQ-ViT's definitions), public for the
@@ -201,5 +206,18 @@ unsigned calibration_threads();
 void forward_images(const ReferenceModel& model, const std::vector<std::vector<uint8_t>>& images,
                     const std::vector<PassObserver*>& observers, std::vector<double>* totals,
                     const std::string& label, bool progress);
+// forward_images with make() observers, one per calibration thread; returns
+// them (their order-independent statistics still to be merged).
+template <class Obs, class Make>
+std::vector<Obs> run_pass(const ReferenceModel& model, const std::vector<std::vector<uint8_t>>& images, Make make,
+                          std::vector<double>* totals, const std::string& label, bool progress) {
+  std::vector<Obs> obs;
+  const unsigned threads = std::min<unsigned>(calibration_threads(), static_cast<unsigned>(images.size()));
+  for (unsigned t = 0; t < threads; ++t) obs.push_back(make());
+  std::vector<PassObserver*> ptrs;
+  for (Obs& o : obs) ptrs.push_back(&o);
+  forward_images(model, images, ptrs, totals, label, progress);
+  return obs;
+}
 
 }  // namespace vitint::convert

@@ -185,10 +185,7 @@ class VitQuantizer {
     const double st = act_quant(tensor).scale;
     auto quant_for = [&](double a) {
       std::vector<ActQuant> q;
-      for (const Range& r : ch) {
-        const double sc = std::pow(act_quant(r).scale, a) * std::pow(st, 1.0 - a);
-        q.push_back({sc, static_cast<int32_t>(std::clamp(-std::round(std::min(r.min, 0.0) / sc), 0.0, 255.0))});
-      }
+      for (const Range& r : ch) q.push_back(folded_channel_quant(r, st, a));
       return q;
     };
     if (!allow) {

@@ -233,8 +233,8 @@ Report build_report(const ReferenceModel& model, const std::vector<std::vector<u
     if (channels && f != folding.end()) {
       const double a = f->second, st = p.tensor.scale;
       for (const Range& c : *channels) {
-        const double sc = std::pow(act_quant(c).scale, a) * std::pow(st, 1.0 - a);
-        p.grid.push_back({sc, static_cast<int32_t>(std::clamp(-std::round(std::min(c.min, 0.0) / sc), 0.0, 255.0)), 0, 255});
+        const ActQuant q = folded_channel_quant(c, st, a);
+        p.grid.push_back({q.scale, q.zero_point, 0, 255});
       }
       r.folding = a;
       // a = 0: the tensor's scale, each channel's own zero point.
@@ -290,14 +290,10 @@ Report build_report(const ReferenceModel& model, const std::vector<std::vector<u
   stream(add(Site::kFinalNormIn, depth, "final.in", "stream"), 2 * depth);
   activation(add(Site::kHeadIn, depth, "head.in", "head_in"), cal.head_in, &cal.head_in_channels, "norm");
 
-  std::vector<ReportObserver> obs;
-  const unsigned threads = std::min<unsigned>(calibration_threads(), static_cast<unsigned>(images.size()));
-  for (unsigned t = 0; t < threads; ++t)
-    obs.emplace_back(plan, depth, recipe.attention_bits, recipe.lis_normalize, nsums);
-  std::vector<PassObserver*> ptrs;
-  for (auto& o : obs) ptrs.push_back(&o);
   std::vector<double> sums;
-  forward_images(model, images, ptrs, &sums, "measuring quantization error", progress);
+  std::vector<ReportObserver> obs = run_pass<ReportObserver>(
+      model, images, [&] { return ReportObserver(plan, depth, recipe.attention_bits, recipe.lis_normalize, nsums); },
+      &sums, "measuring quantization error", progress);
   for (size_t t = 1; t < obs.size(); ++t) obs[0].merge(obs[t]);
 
   for (size_t idx = 0; idx < plan.size(); ++idx) {
@@ -328,15 +324,9 @@ Report build_report(const ReferenceModel& model, const std::vector<std::vector<u
     order.resize(std::min<size_t>(order.size(), 3));
     r.top_channels = order;
     r.max_median_ratio = median > 0 && !sorted.empty() ? sorted.back() / median : 0;
-  }
-  // Clipped share: values per site = images x rows x cols.
-  const int tokens = cfg.num_patches() + 1;
-  for (size_t idx = 0; idx < plan.size(); ++idx) {
-    const SitePlan& p = plan[idx];
-    if (!p.used || p.probs) continue;
-    SiteReport& r = rep.sites[p.report];
-    const double rows = r.kind == "head_in" ? 1.0 : tokens;
-    r.clipped_percent = 100.0 * sums[p.sums + 3] / (double(images.size()) * rows * r.channels);
+    // Clipped share: values per site = images x rows x cols.
+    const double rows = r.kind == "head_in" ? 1.0 : cfg.num_patches() + 1;
+    r.clipped_percent = 100.0 * s[3] / (double(images.size()) * rows * r.channels);
   }
   return rep;
 }
