@@ -523,15 +523,9 @@ Checkpoint Checkpoint::random(const std::string& architecture, uint32_t seed) {
     if (name == "patch_embed.proj.weight" || name == "patch_embed.proj.bias") {
       const double bound = 1.0 / std::sqrt(static_cast<double>(c.in_chans * c.patch_size * c.patch_size));
       for (float& v : t.data) v = static_cast<float>((2.0 * rng.uniform() - 1.0) * bound);
-    } else if (name == "cls_token" || name == "pos_embed") {
-      for (float& v : t.data) v = static_cast<float>(rng.trunc_normal(0.02));
     } else if (is_norm && is_weight) {
       for (float& v : t.data) v = static_cast<float>(1.0 + rng.trunc_normal(0.1));
-    } else if (is_norm) {
-      for (float& v : t.data) v = static_cast<float>(rng.trunc_normal(0.02));
-    } else if (is_weight) {
-      for (float& v : t.data) v = static_cast<float>(rng.trunc_normal(0.02));
-    } else {  // Linear biases
+    } else {  // class token, position embedding, norm biases, linear weights and biases
       for (float& v : t.data) v = static_cast<float>(rng.trunc_normal(0.02));
     }
     ck.tensors_.emplace(name, std::move(t));

@@ -124,7 +124,7 @@ class VitQuantizer {
     for (int b = 0; b < depth; ++b) block(b);
     const std::vector<ActQuant> head_in =
         folded_quant("norm", cal_.head_in, cal_.head_in_channels, cal_.head_in_rows, "head.weight", info_.recipe.channel_ln);
-    quant_["norm"] = layernorm("norm", streams_.back(), head_in);
+    quant_["norm"] = layernorm("norm", "norm", streams_.back(), head_in);
     head(InQuant::channels(head_in));
     quant_["attention_bits"] = info_.recipe.attention_bits;
     quant_["lis_normalize"] = info_.recipe.lis_normalize ? 1 : 0;
@@ -227,10 +227,11 @@ class VitQuantizer {
 
   void add_weight(const std::string& name, const QWeight& qw) { add(w_, name + ".weight", {qw.n, qw.k}, qw.q); }
 
-  json layernorm(const std::string& name, const Stream& in, const std::vector<ActQuant>& outs) {
+  // LayerNorm `name` of the model file from checkpoint tensors `src`.weight/.bias.
+  json layernorm(const std::string& name, const std::string& src, const Stream& in, const std::vector<ActQuant>& outs) {
     const int d = cfg_.embed_dim;
-    const float* gamma = t(name == "norm" ? "norm.weight" : ln_src(name) + ".weight");
-    const float* beta = t(name == "norm" ? "norm.bias" : ln_src(name) + ".bias");
+    const float* gamma = t(src + ".weight");
+    const float* beta = t(src + ".bias");
     double gmax = 1e-12, bmax = 0;
     for (int c = 0; c < d; ++c) {
       const ActQuant& out = outs[static_cast<size_t>(c)];
@@ -254,12 +255,6 @@ class VitQuantizer {
     return {{"eps_term", static_cast<int64_t>(std::min(std::round(eps_term), std::ldexp(1.0, 40)))}, {"g_shift", g}};
   }
   // "blocks.3.ln1" -> checkpoint prefix "blocks.3.norm1"
-  static std::string ln_src(const std::string& name) {
-    std::string s = name;
-    const auto pos = s.rfind(".ln");
-    return s.substr(0, pos) + ".norm" + s.substr(pos + 3);
-  }
-
   void patch_embed() {
     const int d = cfg_.embed_dim, p = cfg_.patch_size, k = 3 * p * p, np = cfg_.num_patches();
     const float* w = t("patch_embed.proj.weight");
@@ -371,7 +366,7 @@ class VitQuantizer {
     json bj;
     const std::vector<ActQuant> ln1 =
         folded_quant(name("ln1"), cal_.ln1[i], cal_.ln1_channels[i], cal_.ln1_rows[i], src("attn.qkv.weight"), info_.recipe.channel_ln);
-    bj["ln1"] = layernorm(name("ln1"), streams_[2 * i], ln1);
+    bj["ln1"] = layernorm(name("ln1"), src("norm1"), streams_[2 * i], ln1);
 
     const ActQuant q = act_quant(cal_.q[i]), kq = act_quant(cal_.k[i]), v = act_quant(cal_.v[i]);
     std::vector<ActQuant> outs;
@@ -399,7 +394,7 @@ class VitQuantizer {
 
     const std::vector<ActQuant> ln2 =
         folded_quant(name("ln2"), cal_.ln2[i], cal_.ln2_channels[i], cal_.ln2_rows[i], src("mlp.fc1.weight"), info_.recipe.channel_ln);
-    bj["ln2"] = layernorm(name("ln2"), streams_[2 * i + 1], ln2);
+    bj["ln2"] = layernorm(name("ln2"), src("norm2"), streams_[2 * i + 1], ln2);
     // fc1 -> GELU in 2^-10 units (no 8-bit bottleneck) -> fc2 input, per
     // channel (the channel scales fold into fc2's weights).
     const int h = cfg_.mlp_hidden;
