@@ -12,6 +12,7 @@
 
 #include "converter/checkpoint.h"
 #include "shared_data.h"
+#include "temp_files.h"
 #include "vitint/error.h"
 
 using vitint::convert::Checkpoint;
@@ -35,17 +36,12 @@ void write_all(const fs::path& p, const std::string& s) {
 // A scratch checkpoint directory in the temp dir: copies of the DeiT-Tiny
 // files, optionally with the safetensors header or config edited.
 struct ScratchCheckpoint {
-  fs::path dir;
+  vitint::test::TempDir tmp;
+  fs::path dir = tmp.path;
   ScratchCheckpoint() {
-    dir = fs::temp_directory_path() / ("vitint_test_ckpt_" + std::to_string(std::rand()));
-    fs::create_directories(dir);
     const fs::path src = vitint::test::model_dir(vitint::test::kDeitTiny);
     write_all(dir / "config.json", read_all(src / "config.json"));
     write_all(dir / "model.safetensors", read_all(src / "model.safetensors"));
-  }
-  ~ScratchCheckpoint() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
   }
   void edit_header(const std::function<void(nlohmann::json&)>& fn) {
     const std::string file = read_all(dir / "model.safetensors");

@@ -16,36 +16,14 @@
 #include <doctest/doctest.h>
 
 #include "engine/src/format.h"
+#include "temp_files.h"
 
 namespace fmt = vitint::format;
 using fmt::DType;
 
 namespace {
 
-// A scratch directory removed (with its files) at scope exit.
-struct TempDir {
-  std::string path;
-  TempDir() {
-    std::string tmpl = "/tmp/vitint_format_test_XXXXXX";
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    for (const std::string& f : files()) ::unlink((path + "/" + f).c_str());
-    ::rmdir(path.c_str());
-  }
-  std::vector<std::string> files() const {
-    std::vector<std::string> out;
-    if (DIR* d = ::opendir(path.c_str())) {
-      while (dirent* e = ::readdir(d))
-        if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0)
-          out.push_back(e->d_name);
-      ::closedir(d);
-    }
-    return out;
-  }
-  std::string file(const std::string& name) const { return path + "/" + name; }
-};
+using vitint::test::TempDir;
 
 std::vector<uint8_t> read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "shared_data.h"
+#include "temp_files.h"
 #include "vitint/error.h"
 #include "vitint/image.h"
 
@@ -47,12 +48,6 @@ uint64_t fnv1a(const std::vector<uint8_t>& bytes) {
   return h;
 }
 
-std::filesystem::path temp_dir(const std::string& name) {
-  auto dir = std::filesystem::temp_directory_path() /
-             ("vitint_test_image_" + name + "_" + std::to_string(std::rand()));
-  std::filesystem::create_directories(dir);
-  return dir;
-}
 
 }  // namespace
 
@@ -228,15 +223,15 @@ TEST_CASE("preprocess: torchvision Resize(int) then CenterCrop") {
 }
 
 TEST_CASE("load_image: errors name the file") {
-  const auto dir = temp_dir("errors");
-  const std::string missing = (dir / "does_not_exist.jpg").string();
+  const vitint::test::TempDir dir;
+  const std::string missing = dir.file("does_not_exist.jpg");
   try {
     vitint::load_image(missing);
     FAIL("no exception");
   } catch (const vitint::Error& e) {
     CHECK(std::string(e.what()).find(missing) != std::string::npos);
   }
-  const std::string garbage = (dir / "garbage.jpg").string();
+  const std::string garbage = dir.file("garbage.jpg");
   {
     std::ofstream f(garbage, std::ios::binary);
     for (int i = 0; i < 1000; ++i) f.put(static_cast<char>((i * 7919) & 0xff));
@@ -253,10 +248,9 @@ TEST_CASE("load_image: errors name the file") {
   REQUIRE(in.good());
   std::string head(300, '\0');
   in.read(head.data(), 300);
-  const std::string truncated = (dir / "truncated.jpg").string();
+  const std::string truncated = dir.file("truncated.jpg");
   std::ofstream(truncated, std::ios::binary) << head;
   CHECK_THROWS_AS(vitint::load_image(truncated), vitint::Error);
-  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("load_image: a real JPEG") {

@@ -9,24 +9,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "temp_files.h"
 #include "tiny_model.h"
 #include "vitint/vitint.h"
 
 namespace {
 
-struct TempFile {
-  std::string path;
-  explicit TempFile(const std::vector<uint8_t>& bytes) {
-    char tmpl[] = "/tmp/vitint-test-XXXXXX";
-    const int fd = ::mkstemp(tmpl);
-    REQUIRE(fd >= 0);
-    ::close(fd);
-    path = tmpl;
-    std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()),
-                                                static_cast<std::streamsize>(bytes.size()));
-  }
-  ~TempFile() { std::remove(path.c_str()); }
-};
+using vitint::test::TempFile;
 
 const std::vector<uint8_t>& model_bytes() {
   static const std::vector<uint8_t> bytes = vitint::test::tiny_model_bytes();

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "isas.h"
+#include "temp_files.h"
 #include "tiny_model.h"
 #include "vitint/kernels/cpu.h"
 #include "vitint/vitint.h"
@@ -82,28 +83,13 @@ namespace {
 
 constexpr int kImages = 3;
 
-struct ModelFile {
-  std::string path;
-  explicit ModelFile(int attention_bits) {
-    const std::vector<uint8_t> bytes = vitint::test::tiny_model_bytes(attention_bits, 11);
-    char tmpl[] = "/tmp/vitint-threads-XXXXXX";
-    const int fd = ::mkstemp(tmpl);
-    REQUIRE(fd >= 0);
-    ::close(fd);
-    path = tmpl;
-    std::ofstream(path, std::ios::binary)
-        .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-  }
-  ~ModelFile() { std::remove(path.c_str()); }
-};
-
 // One converted model per attention width, shared by the test cases.
-const ModelFile& model_file(int attention_bits) {
+const vitint::test::TempFile& model_file(int attention_bits) {
   if (attention_bits == 8) {
-    static const ModelFile eight(8);
+    static const vitint::test::TempFile eight(vitint::test::tiny_model_bytes(8, 11));
     return eight;
   }
-  static const ModelFile four(4);
+  static const vitint::test::TempFile four(vitint::test::tiny_model_bytes(4, 11));
   return four;
 }
 
