@@ -42,11 +42,7 @@ Image pattern_image(int w, int h) {
   return img;
 }
 
-uint64_t fnv1a(const std::vector<uint8_t>& bytes) {
-  uint64_t h = 1469598103934665603ull;
-  for (uint8_t b : bytes) h = (h ^ b) * 1099511628211ull;
-  return h;
-}
+using vitint::test::fnv1a;
 
 
 }  // namespace
@@ -254,7 +250,7 @@ TEST_CASE("load_image: errors name the file") {
 }
 
 TEST_CASE("load_image: a real JPEG") {
-  const Image img = vitint::load_image(vitint::test::val_dir() + "/ILSVRC2012_val_00000347.JPEG");
+  const Image img = vitint::load_image(vitint::test::val_dir() + "/" + vitint::test::kPilProbeImage);
   CHECK(img.width == 227);
   CHECK(img.height == 227);
   CHECK(img.rgb.size() == 227u * 227u * 3u);
@@ -264,7 +260,7 @@ TEST_CASE("load_image: a real JPEG") {
   // PIL's pixels (libjpeg-turbo, ISLOW IDCT, fancy upsampling) hash to this;
   // only a build with VITINT_HAVE_LIBJPEG reproduces them, stb_image differs
   // by +-1..3 in ~5% of the bytes.
-  const bool pil_exact = fnv1a(img.rgb) == 0xa9183480630a5f19ull;
+  const bool pil_exact = fnv1a(img.rgb) == vitint::test::kPilProbeHash;
   WARN_MESSAGE(pil_exact, "JPEG decoding is not PIL-exact: this build decodes JPEGs with stb_image");
   if (pil_exact) CHECK(fnv1a(p.rgb) == 0x9d658a3c1959caa3ull);  // PIL resize + crop
 }

@@ -55,17 +55,11 @@ constexpr int kStride = 26;
 constexpr double kMaxDeviationPilPixels = 0.05;
 constexpr double kMaxDeviationStbPixels = 0.8;
 
-uint64_t fnv1a(const std::vector<uint8_t>& bytes) {
-  uint64_t h = 1469598103934665603ull;
-  for (uint8_t b : bytes) h = (h ^ b) * 1099511628211ull;
-  return h;
-}
-
 // Whether this build's JPEG decoder reproduces PIL's pixels (hash of PIL's
 // decode of one validation image).
 bool jpeg_decoder_matches_pil() {
-  return fnv1a(vitint::load_image(vitint::test::val_dir() + "/ILSVRC2012_val_00000347.JPEG").rgb) ==
-         0xa9183480630a5f19ull;
+  return vitint::test::fnv1a(vitint::load_image(vitint::test::val_dir() + "/" + vitint::test::kPilProbeImage).rgb) ==
+         vitint::test::kPilProbeHash;
 }
 
 double thread_cpu_seconds() {
