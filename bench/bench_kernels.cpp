@@ -176,16 +176,17 @@ const bool kRegistered = [] {
       benchmark::RegisterBenchmark(name.c_str(), run_gemm, isa, s)->Unit(benchmark::kMicrosecond);
     }
     const struct {
-      const char* name;
+      const char* kernel_name;
+      const char* shape;
       Kernel kernel;
       int cols;
-    } elementwise[] = {{"requant_u8/small_qkv", Kernel::kRequant, 1152},  {"gelu_u8/small_fc1", Kernel::kGelu, 1536},
-                       {"residual_add/small_fc2", Kernel::kResidual, 384}, {"layernorm/small", Kernel::kLayerNorm, 384},
-                       {"layernorm/tiny", Kernel::kLayerNorm, 192},
-                       {"softmax_u8/head", Kernel::kSoftmaxU8, 197},     {"softmax_lis/head", Kernel::kSoftmaxLis, 197}};
+    } elementwise[] = {{"requant_u8", "small_qkv", Kernel::kRequant, 1152},  {"gelu_u8", "small_fc1", Kernel::kGelu, 1536},
+                       {"residual_add", "small_fc2", Kernel::kResidual, 384}, {"layernorm", "small", Kernel::kLayerNorm, 384},
+                       {"layernorm", "tiny", Kernel::kLayerNorm, 192},        {"softmax_u8", "head", Kernel::kSoftmaxU8, 197},
+                       {"softmax_lis", "head", Kernel::kSoftmaxLis, 197}};
     for (const auto& k : elementwise) {
-      const std::string name = std::string(k.name).insert(std::string(k.name).find('/') + 1, std::string(vk::isa_name(isa)) + "/") +
-                               "/" + std::to_string(kRows) + "x" + std::to_string(k.cols);
+      const std::string name = std::string(k.kernel_name) + "/" + vk::isa_name(isa) + "/" + k.shape + "/" +
+                               std::to_string(kRows) + "x" + std::to_string(k.cols);
       benchmark::RegisterBenchmark(name.c_str(), run_elementwise, isa, k.kernel, k.cols)->Unit(benchmark::kMicrosecond);
     }
     for (const Shape& s : kShapes) {

@@ -360,17 +360,16 @@ void avx512_gelu_u8(int m, int n, const int32_t* acc, int ld_acc, const GeluU8Pa
     b.in_c = fold(b.in, _mm512_maskz_loadu_epi32(b.k, p.bias + j0), false);
     b.out_c = {b.out.rnd_e, b.out.rnd_o};
     b.zp = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(b.k, p.zero_point + j0));
-    const int64_t at = j0;
     if (b.in.hi) {
       if (b.out.hi) {
-        gelu_block<true, true>(m, acc + at, ld_acc, b, *p.wide, out + at, ld_out);
+        gelu_block<true, true>(m, acc + j0, ld_acc, b, *p.wide, out + j0, ld_out);
       } else {
-        gelu_block<true, false>(m, acc + at, ld_acc, b, *p.wide, out + at, ld_out);
+        gelu_block<true, false>(m, acc + j0, ld_acc, b, *p.wide, out + j0, ld_out);
       }
     } else if (b.out.hi) {
-      gelu_block<false, true>(m, acc + at, ld_acc, b, *p.wide, out + at, ld_out);
+      gelu_block<false, true>(m, acc + j0, ld_acc, b, *p.wide, out + j0, ld_out);
     } else {
-      gelu_block<false, false>(m, acc + at, ld_acc, b, *p.wide, out + at, ld_out);
+      gelu_block<false, false>(m, acc + j0, ld_acc, b, *p.wide, out + j0, ld_out);
     }
   }
 }
