@@ -85,7 +85,7 @@ CpuFeatures detect() {
   // compiler may emit any of them there.
   f.avx512vnni = f.avx2 && os_zmm && avx512f && avx512dq && avx512cd && avx512bw && avx512vl &&
                  avx512vnni && avx512vbmi;
-  // The AMX path falls back on the AVX-512 kernels for tails and for int16.
+  // The AMX path runs the AVX-512 kernels for everything but its GEMM tiles.
   f.amx = f.avx512vnni && os_tile && amx_tile && amx_int8 && request_amx_permission();
   return f;
 }

@@ -184,8 +184,9 @@ size_t packed_b16_bytes(Isa isa, int n, int k) {
     case Isa::kAvx2:
       return detail::avx2_packed_b_bytes(n, k);
     case Isa::kAvx512Vnni:
-    case Isa::kAmx:
       return detail::avx512_packed_b16_bytes(n, k);
+    case Isa::kAmx:
+      return detail::amx_packed_b_bytes(n, k);
   }
   fail("packed_b16_bytes", "invalid Isa value " + std::to_string(static_cast<int>(isa)));
 }
@@ -201,8 +202,10 @@ void pack_b16_s8_transposed(Isa isa, int n, int k, const int8_t* b_t, int ldb, v
       detail::avx2_pack_b(n, k, b_t, 1, ldb, packed);
       return;
     case Isa::kAvx512Vnni:
-    case Isa::kAmx:
       detail::avx512_pack_b16(n, k, b_t, 1, ldb, packed);
+      return;
+    case Isa::kAmx:
+      detail::amx_pack_b(n, k, b_t, 1, ldb, packed);
       return;
   }
 }
@@ -218,8 +221,10 @@ void gemm_s16s8s32(Isa isa, int m, int n, int k, const int16_t* a, int lda, cons
       detail::avx2_gemm_s16s8s32(m, n, k, a, lda, packed_b, c, ldc);
       return;
     case Isa::kAvx512Vnni:
-    case Isa::kAmx:
       detail::avx512_gemm_s16s8s32(m, n, k, a, lda, packed_b, c, ldc);
+      return;
+    case Isa::kAmx:
+      detail::amx_gemm_s16s8s32(m, n, k, a, lda, packed_b, c, ldc);
       return;
   }
 }

@@ -54,8 +54,8 @@ void avx512_gemm_s16s8s32(int m, int n, int k, const int16_t* a, int lda, const 
 void avx512_pack_vnni4(int n, int k, const int8_t* b, ptrdiff_t col_stride, ptrdiff_t k_stride,
                        int panel, int k_pad, void* packed);
 
-// AMX-INT8: B in 16-column x 64-k tiles (VNNI-4 rows). AMX has no int16
-// multiply, so the int16 GEMM of the kAmx path is the AVX-512 one.
+// AMX-INT8: B in 16-column x 64-k tiles (VNNI-4 rows), for both GEMMs (the
+// int16 one splits A into bytes, see gemm_amx.cpp).
 size_t amx_packed_b_bytes(int n, int k);
 void amx_pack_b(int n, int k, const int8_t* b, ptrdiff_t col_stride, ptrdiff_t k_stride,
                 void* packed);
@@ -63,5 +63,7 @@ void amx_gemm_u8s8s32(int m, int n, int k, const uint8_t* a, int lda, const void
                       int32_t* c, int ldc);
 void amx_gemm_u8s8s32_fused(int m, int n, int k, const uint8_t* a, int lda, const void* packed_b,
                             const GemmEpilogue& epilogue);
+void amx_gemm_s16s8s32(int m, int n, int k, const int16_t* a, int lda, const void* packed_b,
+                       int32_t* c, int ldc);
 
 }  // namespace vitint::kernels::detail

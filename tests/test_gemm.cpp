@@ -100,7 +100,7 @@ Problem make_problem(int m, int n, int k, Fill fill, std::mt19937& rng, bool pad
   pr.b.assign(static_cast<size_t>(n) * pr.ldb, 0);
   std::uniform_int_distribution<int> u8(0, 255);
   std::uniform_int_distribution<int> s8(-128, 127);
-  std::uniform_int_distribution<int> s16(0, 32767);
+  std::uniform_int_distribution<int> s16(-32768, 32767);
   // Garbage in the stride padding must not leak into C.
   for (auto& x : pr.a8) x = static_cast<uint8_t>(u8(rng));
   for (auto& x : pr.a16) x = static_cast<int16_t>(s16(rng));

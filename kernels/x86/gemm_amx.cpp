@@ -13,8 +13,10 @@
 // the chunk's A (copied into contiguous zero-padded tiles, see copy_a)
 // streams from L2.
 //
-// AMX has no int16 multiply; gemm.cpp routes the kAmx int16 GEMM to the
-// AVX-512 kernels.
+// AMX has no int16 multiply: the int16 x int8 GEMM (attn@v with Log-Int-
+// Softmax weights) splits each int16 of A into a low byte (uint8) and a high
+// byte (int8), a = lo + 256 hi, and runs tdpbusd on the low and tdpbssd on
+// the high bytes against the same packed B (see drive_s16).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -265,6 +267,117 @@ void drive(int m, int n, int k, const uint8_t* a, int lda, const void* packed_b,
   _tile_release();
 }
 
+// The int16 GEMM. A's rows split into two tile copies like copy_a's:
+// lo = a & 255 (uint8) and hi = a >> 8 (int8), zero-padded. lo and hi point
+// at m_tiles * 16 * k_pad bytes each, 64-byte aligned (half is a multiple of 64).
+void copy_a_split(int m, int k, const int16_t* a, int lda, int m_tiles, int k_pad, uint8_t* lo, uint8_t* hi) {
+  const int k_tiles = k_pad / kTileK;
+  for (int i = 0; i < m_tiles * kTileRows; ++i) {
+    const ptrdiff_t at = ptrdiff_t{i / kTileRows} * kTileRows * k_pad + (i % kTileRows) * kTileK;
+    for (int kt = 0; kt < k_tiles; ++kt) {
+      uint8_t* const l = lo + at + kt * kTileBytes;
+      uint8_t* const h = hi + at + kt * kTileBytes;
+      if (i >= m) {
+        _mm512_store_si512(l, _mm512_setzero_si512());
+        _mm512_store_si512(h, _mm512_setzero_si512());
+        continue;
+      }
+      const int16_t* src = a + ptrdiff_t{i} * lda + kt * kTileK;
+      const int left = k - kt * kTileK;  // int16 values of this row in this k-tile (> 0)
+      const auto mask0 = static_cast<__mmask32>(left >= 32 ? ~0u : (1u << left) - 1);
+      const auto mask1 = static_cast<__mmask32>(left >= 64 ? ~0u : (left <= 32 ? 0u : (1u << (left - 32)) - 1));
+      // Zeros past k (masked loads) become zero bytes.
+      const __m512i x0 = _mm512_maskz_loadu_epi16(mask0, src);
+      const __m512i x1 = _mm512_maskz_loadu_epi16(mask1, src + 32);
+      _mm512_mask_cvtepi16_storeu_epi8(l, ~__mmask32{0}, x0);
+      _mm512_mask_cvtepi16_storeu_epi8(l + 32, ~__mmask32{0}, x1);
+      _mm512_mask_cvtepi16_storeu_epi8(h, ~__mmask32{0}, _mm512_srai_epi16(x0, 8));
+      _mm512_mask_cvtepi16_storeu_epi8(h + 32, ~__mmask32{0}, _mm512_srai_epi16(x1, 8));
+    }
+  }
+}
+
+// One 16-row block of the int16 GEMM over all of k: tiles 0-1 the low-byte
+// sums of NT column tiles, 2-3 the high-byte sums; 4 / 5 A's low / high
+// bytes, 6-7 B. Then C = lo + (hi << 8) (exact: a.b = lo.b + 256 hi.b, and
+// int32 wraps alike on both sides).
+template <int NT>
+void block_s16(const uint8_t* lo, const uint8_t* hi, const int8_t* const b[2], int k_tiles, int32_t* sums,
+               int32_t* c, ptrdiff_t ldc, int rows, int cols) {
+  _tile_zero(0);
+  _tile_zero(2);
+  if constexpr (NT > 1) {
+    _tile_zero(1);
+    _tile_zero(3);
+  }
+  for (int kt = 0; kt < k_tiles; ++kt) {
+    _tile_loadd(4, lo + kt * kTileBytes, kTileK);
+    _tile_loadd(5, hi + kt * kTileBytes, kTileK);
+    _tile_loadd(6, b[0] + kt * kTileBytes, 64);
+    _tile_dpbusd(0, 4, 6);
+    _tile_dpbssd(2, 5, 6);
+    if constexpr (NT > 1) {
+      _tile_loadd(7, b[1] + kt * kTileBytes, 64);
+      _tile_dpbusd(1, 4, 7);
+      _tile_dpbssd(3, 5, 7);
+    }
+  }
+  int32_t* const sum_lo = sums;
+  int32_t* const sum_hi = sums + kTileRows * 32;
+  _tile_stored(0, sum_lo, 32 * sizeof(int32_t));
+  _tile_stored(2, sum_hi, 32 * sizeof(int32_t));
+  if constexpr (NT > 1) {
+    _tile_stored(1, sum_lo + 16, 32 * sizeof(int32_t));
+    _tile_stored(3, sum_hi + 16, 32 * sizeof(int32_t));
+  }
+  for (int r = 0; r < rows; ++r) {
+    for (int j = 0; j < cols; j += 16) {
+      const auto mask = static_cast<__mmask16>(cols - j >= 16 ? 0xFFFF : (1u << (cols - j)) - 1);
+      // (maskz: GCC 12 warns about the undefined source of the unmasked shift.)
+      const __m512i v = _mm512_add_epi32(_mm512_load_si512(sum_lo + r * 32 + j),
+                                         _mm512_maskz_slli_epi32(0xFFFF, _mm512_load_si512(sum_hi + r * 32 + j), 8));
+      _mm512_mask_storeu_epi32(c + r * ldc + j, mask, v);
+    }
+  }
+}
+
+void drive_s16(int m, int n, int k, const int16_t* a, int lda, const void* packed_b, int32_t* c, int ldc) {
+  const int k_pad = round_up(k, kTileK);
+  const int k_tiles = k_pad / kTileK;
+  const int n_tiles = round_up(n, 16) / 16;
+  const auto* packed = static_cast<const int8_t*>(packed_b);
+  const int chunk_tiles = (std::min(m, kRowChunk) + kTileRows - 1) / kTileRows;
+  const size_t half = static_cast<size_t>(chunk_tiles) * kTileRows * static_cast<size_t>(k_pad);
+  // A's two copies, then the block's two sums (16 x 32 int32 each).
+  uint8_t* const lo = a_buffer(2 * half + 2 * kTileRows * 32 * sizeof(int32_t));
+  uint8_t* const hi = lo + half;
+  auto* const sums = reinterpret_cast<int32_t*>(hi + half);
+  load_config();
+  for (int r0 = 0; r0 < m; r0 += kRowChunk) {
+    const int m_c = std::min(kRowChunk, m - r0);
+    const int m_tiles = (m_c + kTileRows - 1) / kTileRows;
+    copy_a_split(m_c, k, a + ptrdiff_t{r0} * lda, lda, m_tiles, k_pad, lo, hi);
+    for (int jt = 0; jt < n_tiles; jt += 2) {
+      const int nt = std::min(2, n_tiles - jt);
+      const int8_t* b[2] = {packed + ptrdiff_t{jt} * 16 * k_pad, packed + ptrdiff_t{jt + nt - 1} * 16 * k_pad};
+      const int col = jt * 16;
+      const int cols = std::min(32, n - col);
+      for (int it = 0; it < m_tiles; ++it) {
+        const ptrdiff_t off = ptrdiff_t{it} * kTileRows * k_pad;
+        const int row = r0 + it * kTileRows;
+        int32_t* dst = c + ptrdiff_t{row} * ldc + col;
+        const int rows = std::min(kTileRows, m - row);
+        if (nt == 2) {
+          block_s16<2>(lo + off, hi + off, b, k_tiles, sums, dst, ldc, rows, cols);
+        } else {
+          block_s16<1>(lo + off, hi + off, b, k_tiles, sums, dst, ldc, rows, cols);
+        }
+      }
+    }
+  }
+  _tile_release();
+}
+
 }  // namespace
 
 void amx_gemm_u8s8s32(int m, int n, int k, const uint8_t* a, int lda, const void* packed_b,
@@ -278,6 +391,11 @@ void amx_gemm_u8s8s32_fused(int m, int n, int k, const uint8_t* a, int lda, cons
   alignas(64) int32_t block[2 * kTileRows * 32];
   StoreToEpilogue sink{&epilogue, block};
   drive(m, n, k, a, lda, packed_b, sink);
+}
+
+void amx_gemm_s16s8s32(int m, int n, int k, const int16_t* a, int lda, const void* packed_b,
+                       int32_t* c, int ldc) {
+  drive_s16(m, n, k, a, lda, packed_b, c, ldc);
 }
 
 }  // namespace vitint::kernels::detail

@@ -41,8 +41,10 @@ struct GemmEpilogue {
 void gemm_u8s8s32_fused(Isa isa, int m, int n, int k, const uint8_t* a, int lda, const void* packed_b,
                         const GemmEpilogue& epilogue);
 
-// Same with an int16 A operand (the 2^(15-code) weights of Log-Int-Softmax
-// attention); |A| <= 2^15 and k <= 256 keep the sum inside int32.
+// Same with an int16 A operand (the 2^(14 - code) weights of Log-Int-Softmax
+// attention); |A| <= 2^15 and k <= 256 keep the sum inside int32. The AMX
+// path multiplies A's low bytes (uint8) and high bytes (int8) separately
+// and adds the high products times 256.
 size_t packed_b16_bytes(Isa isa, int n, int k);
 void pack_b16_s8_transposed(Isa isa, int n, int k, const int8_t* b_t, int ldb, void* packed);
 void gemm_s16s8s32(Isa isa, int m, int n, int k, const int16_t* a, int lda, const void* packed_b,
