@@ -104,4 +104,18 @@ void softmax_lis(Isa isa, const int32_t* acc, int ld_acc, const SoftmaxParams& p
   }
 }
 
+void attn_remove_zv(Isa isa, int m, int n, int32_t* acc, int ld_acc, int32_t zv, const int32_t* rowsum,
+                    bool normalize) {
+  require_isa("attn_remove_zv", isa);
+  switch (isa) {
+    case Isa::kRef:
+      return attn_remove_zv_ref(m, n, acc, ld_acc, zv, rowsum, normalize);
+    case Isa::kAvx2:
+      return detail::avx2_attn_remove_zv(m, n, acc, ld_acc, zv, rowsum, normalize);
+    case Isa::kAvx512Vnni:
+    case Isa::kAmx:
+      return detail::avx512_attn_remove_zv(m, n, acc, ld_acc, zv, rowsum, normalize);
+  }
+}
+
 }  // namespace vitint::kernels

@@ -29,6 +29,7 @@ void avx2_softmax_u8(const int32_t* acc, int ld_acc, const SoftmaxParams& p, uin
                      int ld_probs, int32_t* rowsum_p);
 void avx2_softmax_lis(const int32_t* acc, int ld_acc, const SoftmaxParams& p, int16_t* weights,
                       int ld_w, int32_t* rowsum_w);
+void avx2_attn_remove_zv(int m, int n, int32_t* acc, int ld_acc, int32_t zv, const int32_t* rowsum, bool normalize);
 
 void avx512_requant_u8(int m, int n, const int32_t* acc, int ld_acc, const RequantU8Params& p,
                        uint8_t* out, int ld_out);
@@ -42,6 +43,8 @@ void avx512_softmax_u8(const int32_t* acc, int ld_acc, const SoftmaxParams& p, u
                        int ld_probs, int32_t* rowsum_p);
 void avx512_softmax_lis(const int32_t* acc, int ld_acc, const SoftmaxParams& p, int16_t* weights,
                         int ld_w, int32_t* rowsum_w);
+void avx512_attn_remove_zv(int m, int n, int32_t* acc, int ld_acc, int32_t zv, const int32_t* rowsum,
+                           bool normalize);
 
 // Helpers shared by both paths.
 
@@ -66,6 +69,11 @@ inline int64_t inv_fast(uint32_t sigma) {
   while (q * sigma > kOne) --q;
   while ((q + 1) * sigma <= kOne) ++q;
   return q;
+}
+
+// attn_remove_zv_ref's per-row factor r (0 for rowsum <= 0).
+inline int64_t lis_row_recip(int32_t rowsum) {
+  return rowsum > 0 ? ((int64_t{1} << 30) + rowsum / 2) / rowsum : 0;
 }
 
 }  // namespace vitint::kernels::detail

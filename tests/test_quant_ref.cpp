@@ -265,3 +265,22 @@ TEST_CASE("softmax references on two-element rows") {
   CHECK(probs[0] == 128);
   CHECK(probs[1] == 128);
 }
+
+TEST_CASE("attn_remove_zv_ref: zero point of V out, LIS rows rescaled to 2^14") {
+  // Row 0: weights summing to 2^14 + 2^13 (rowsum), zv = 3: acc - 3 * rowsum.
+  int32_t acc[2][3] = {{100000, -5, 0}, {7, 8, 9}};
+  const int32_t rowsum[2] = {(1 << 14) + (1 << 13), 0};
+  vitint::kernels::attn_remove_zv_ref(2, 3, &acc[0][0], 3, 3, rowsum, false);
+  CHECK(acc[0][0] == 100000 - 3 * 24576);
+  CHECK(acc[0][1] == -5 - 3 * 24576);
+  CHECK(acc[1][2] == 9);
+  // Normalized: r = floor((2^30 + 12288) / 24576) = 43691; (x * r + 2^15) >> 16
+  // rescales a row summing to 1.5 * 2^14 by 2/3; a zero row sum gives 0.
+  int32_t b[2][2] = {{24576 * 10 + 3, -24576 * 10}, {5, 6}};
+  vitint::kernels::attn_remove_zv_ref(2, 2, &b[0][0], 2, 1, rowsum, true);
+  CHECK(b[0][0] == static_cast<int32_t>((int64_t{24576 * 9 + 3} * 43691 + 32768) >> 16));
+  CHECK(b[0][0] == 147459);  // 221187 * 2/3 = 147458, up by rounding of r
+  CHECK(b[0][1] == static_cast<int32_t>((int64_t{-24576 * 11} * 43691 + 32768) >> 16));
+  CHECK(b[1][0] == 0);
+  CHECK(b[1][1] == 0);
+}

@@ -675,6 +675,39 @@ TEST_CASE("softmax_u8 and softmax_lis: every path equals the reference") {
   CHECK(codes.size() == 16);  // every code 0..15 was exercised
 }
 
+TEST_CASE("attn_remove_zv: every path equals the reference") {
+  Rng rng(707);
+  for (int n : kSizes) {
+    for (int trial = 0; trial < 4; ++trial) {
+      const int m = n >= 768 ? 3 : 13;
+      const int ld = n + 3;
+      // Row sums: LIS-like (2^14 .. 197 * 2^14), and the ends (0, negative,
+      // 1, INT32_MAX); accumulators over all of int32 or near zero.
+      std::vector<int32_t> rowsum(static_cast<size_t>(m));
+      for (auto& r : rowsum) {
+        switch (uniform(rng, 0, 5)) {
+          case 0: r = static_cast<int32_t>(uniform(rng, INT32_MIN, 1)); break;
+          case 1: r = INT32_MAX; break;
+          case 2: r = static_cast<int32_t>(uniform(rng, 1, 3)); break;
+          default: r = static_cast<int32_t>(uniform(rng, 1 << 14, 197 << 14)); break;
+        }
+      }
+      std::vector<int32_t> acc(static_cast<size_t>(m) * ld);
+      for (auto& a : acc) a = static_cast<int32_t>(trial % 2 ? uniform(rng, INT32_MIN, INT32_MAX) : uniform(rng, -300, 300));
+      const int32_t zv = trial == 0 ? -128 : trial == 1 ? 127 : static_cast<int32_t>(uniform(rng, INT32_MIN, INT32_MAX));
+      for (bool normalize : {false, true}) {
+        std::vector<int32_t> want = acc;
+        vk::attn_remove_zv_ref(m, n, want.data(), ld, zv, rowsum.data(), normalize);
+        for (vk::Isa isa : supported_isas()) {
+          std::vector<int32_t> got = acc;
+          vk::attn_remove_zv(isa, m, n, got.data(), ld, zv, rowsum.data(), normalize);
+          EXPECT_SAME(got, want, ld, "acc", ctx_of(isa, normalize ? "attn_remove_zv (normalize)" : "attn_remove_zv", m, n, trial));
+        }
+      }
+    }
+  }
+}
+
 TEST_CASE("inv_fast (vector LayerNorm) equals floor(2^48 / sigma)") {
   auto same = [](uint32_t sigma) {
     const int64_t want = (int64_t{1} << 48) / sigma;

@@ -322,24 +322,6 @@ void convert_kv(const uint8_t* k_src, int ld, int dim, int tokens, int hd, int8_
   }
 }
 
-// The int8 zero point of V times each row's probability sum; with
-// `normalize`, each row is also rescaled by 2^14 / rowsum (the Log-Int-Softmax
-// weights 2^(14 - code) of a row do not sum to exactly 2^14).
-void subtract_zv(int32_t* out_acc, int rows, int hd, int32_t zv, const int32_t* rowsum, bool normalize) {
-  for (int i = 0; i < rows; ++i) {
-    const int32_t corr = zv * rowsum[i];
-    int32_t* row = out_acc + static_cast<size_t>(i) * hd;
-    if (!normalize) {
-      for (int d = 0; d < hd; ++d) row[d] -= corr;
-      continue;
-    }
-    // rowsum >= 2^14 (the row maximum has code 0), so recip <= 2^16.
-    const int64_t recip = ((int64_t{1} << 30) + rowsum[i] / 2) / rowsum[i];
-    for (int d = 0; d < hd; ++d)
-      row[d] = static_cast<int32_t>(((int64_t{row[d]} - corr) * recip + (int64_t{1} << 15)) >> 16);
-  }
-}
-
 }  // namespace
 
 size_t AttentionOp::scratch_bytes(k::Isa isa, int tokens, int head_dim) {
@@ -394,7 +376,7 @@ void AttentionOp::run(ExecContext& ctx) const {
       k::pack_b16_s8_transposed(ctx.isa, hd, t_count, s.v_s8, hd, s.packed_v);
       k::gemm_s16s8s32(ctx.isa, rows, hd, t_count, w, t_count, s.packed_v, s.out_acc, hd);
     }
-    subtract_zv(s.out_acc, rows, hd, z_v, s.rowsum, attention_bits == 4 && lis_normalize);
+    k::attn_remove_zv(ctx.isa, rows, hd, s.out_acc, hd, z_v, s.rowsum, attention_bits == 4 && lis_normalize);
     const k::RequantU8Params rq{out_bias.data(), out_mult + h * hd, out_shift + h * hd, out_zp + h * hd};
     k::requant_u8(ctx.isa, rows, hd, s.out_acc, hd, rq, out_img + static_cast<size_t>(r.begin) * d_model + h * hd,
                   d_model);

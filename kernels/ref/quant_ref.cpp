@@ -4,6 +4,7 @@
 #include <string>
 
 #include "vitint/kernels/quant.h"
+#include "../quant_internal.h"
 
 namespace vitint::kernels {
 
@@ -230,6 +231,23 @@ void softmax_lis_ref(const int32_t* acc, int ld_acc, const SoftmaxParams& p, int
       total += w[j];
     }
     rowsum_w[i] = total;
+  }
+}
+
+void attn_remove_zv_ref(int m, int n, int32_t* acc, int ld_acc, int32_t zv, const int32_t* rowsum, bool normalize) {
+  for (int i = 0; i < m; ++i) {
+    int32_t* row = acc + static_cast<int64_t>(i) * ld_acc;
+    if (!normalize) {
+      const uint32_t corr = static_cast<uint32_t>(zv) * static_cast<uint32_t>(rowsum[i]);
+      for (int j = 0; j < n; ++j) row[j] = static_cast<int32_t>(static_cast<uint32_t>(row[j]) - corr);
+      continue;
+    }
+    const int64_t corr = int64_t{zv} * rowsum[i];
+    const int64_t r = detail::lis_row_recip(rowsum[i]);
+    for (int j = 0; j < n; ++j) {
+      const uint64_t prod = static_cast<uint64_t>(int64_t{row[j]} - corr) * static_cast<uint64_t>(r);
+      row[j] = static_cast<int32_t>(static_cast<int64_t>(prod + (uint64_t{1} << 15)) >> 16);
+    }
   }
 }
 

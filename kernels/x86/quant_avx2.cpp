@@ -538,4 +538,34 @@ void avx2_softmax_lis(const int32_t* acc, int ld_acc, const SoftmaxParams& p, in
   softmax_any<true>(acc, ld_acc, p, weights, ld_w, rowsum_w);
 }
 
+// Normalized rows in 4 int64 lanes: (x - corr) * r modulo 2^64 from two
+// vpmuludq (0 <= r < 2^31), rounded; bits 16..47 of the sum are the
+// reference's int32 result, so a logical shift does.
+void avx2_attn_remove_zv(int m, int n, int32_t* acc, int ld_acc, int32_t zv, const int32_t* rowsum, bool normalize) {
+  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+  for (int i = 0; i < m; ++i) {
+    int32_t* row = acc + static_cast<int64_t>(i) * ld_acc;
+    if (!normalize) {
+      const __m256i corr = _mm256_set1_epi32(static_cast<int32_t>(static_cast<uint32_t>(zv) * static_cast<uint32_t>(rowsum[i])));
+      for (int j = 0; j < n; j += 8) {
+        const __m256i k = _mm256_cmpgt_epi32(_mm256_set1_epi32(n - j), lanes);
+        _mm256_maskstore_epi32(row + j, k, _mm256_sub_epi32(_mm256_maskload_epi32(row + j, k), corr));
+      }
+      continue;
+    }
+    const __m256i corr = _mm256_set1_epi64x(int64_t{zv} * rowsum[i]);
+    const __m256i r = _mm256_set1_epi64x(lis_row_recip(rowsum[i]));
+    const __m256i half = _mm256_set1_epi64x(int64_t{1} << 15);
+    for (int j = 0; j < n; j += 4) {
+      const __m128i k = _mm_cmpgt_epi32(_mm_set1_epi32(n - j), _mm256_castsi256_si128(lanes));
+      const __m256i t = _mm256_sub_epi64(_mm256_cvtepi32_epi64(_mm_maskload_epi32(row + j, k)), corr);
+      const __m256i prod = _mm256_add_epi64(_mm256_mul_epu32(t, r),
+                                            _mm256_slli_epi64(_mm256_mul_epu32(_mm256_srli_epi64(t, 32), r), 32));
+      const __m256i y = _mm256_srli_epi64(_mm256_add_epi64(prod, half), 16);
+      _mm_maskstore_epi32(row + j, k, _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(y, even)));
+    }
+  }
+}
+
 }  // namespace vitint::kernels::detail

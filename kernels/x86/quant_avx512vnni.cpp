@@ -515,4 +515,30 @@ void avx512_softmax_lis(const int32_t* acc, int ld_acc, const SoftmaxParams& p, 
   softmax_any<true>(acc, ld_acc, p, weights, ld_w, rowsum_w);
 }
 
+// Normalized rows in 8 int64 lanes: (x - corr) * r modulo 2^64 (vpmullq),
+// rounded, shifted and truncated to int32 like the reference's casts.
+void avx512_attn_remove_zv(int m, int n, int32_t* acc, int ld_acc, int32_t zv, const int32_t* rowsum,
+                           bool normalize) {
+  for (int i = 0; i < m; ++i) {
+    int32_t* row = acc + static_cast<int64_t>(i) * ld_acc;
+    if (!normalize) {
+      const __m512i corr = _mm512_set1_epi32(static_cast<int32_t>(static_cast<uint32_t>(zv) * static_cast<uint32_t>(rowsum[i])));
+      for (int j = 0; j < n; j += 16) {
+        const __mmask16 k = tail_mask(n - j);
+        _mm512_mask_storeu_epi32(row + j, k, _mm512_sub_epi32(_mm512_maskz_loadu_epi32(k, row + j), corr));
+      }
+      continue;
+    }
+    const __m512i corr = _mm512_set1_epi64(int64_t{zv} * rowsum[i]);
+    const __m512i r = _mm512_set1_epi64(lis_row_recip(rowsum[i]));
+    const __m512i half = _mm512_set1_epi64(int64_t{1} << 15);
+    for (int j = 0; j < n; j += 8) {
+      const auto k = static_cast<__mmask8>(tail_mask(n - j));
+      const __m512i x = _mm512_cvtepi32_epi64(_mm256_maskz_loadu_epi32(k, row + j));
+      const __m512i prod = _mm512_mullo_epi64(_mm512_sub_epi64(x, corr), r);
+      _mm512_mask_cvtepi64_storeu_epi32(row + j, k, _mm512_srai_epi64(_mm512_add_epi64(prod, half), 16));
+    }
+  }
+}
+
 }  // namespace vitint::kernels::detail

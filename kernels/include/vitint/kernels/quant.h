@@ -192,4 +192,13 @@ int lis_code_ref(int64_t sum, int32_t e);
 void softmax_lis_ref(const int32_t* acc, int ld_acc, const SoftmaxParams& p, int16_t* weights,
                      int ld_w, int32_t* rowsum_w);
 
+// The attention output's accumulators, acc[i][j] = sum_t w[i][t] v[t][j]
+// over V as int8 with zero point zv and rowsum[i] = sum_t w[i][t], turned
+// into sums over v - zv in place: acc - zv * rowsum[i] (int32, wrapping).
+// With `normalize` (4-bit Log-Int-Softmax rows rescaled to a unit sum of
+// 2^14): ((acc - zv * rowsum[i]) * r + 2^15) >> 16 in int64 (the product
+// modulo 2^64), truncated to int32, with r = floor((2^30 + rowsum[i] / 2) /
+// rowsum[i]), or 0 where rowsum[i] <= 0.
+void attn_remove_zv_ref(int m, int n, int32_t* acc, int ld_acc, int32_t zv, const int32_t* rowsum, bool normalize);
+
 }  // namespace vitint::kernels

@@ -23,4 +23,6 @@ void softmax_u8(Isa isa, const int32_t* acc, int ld_acc, const SoftmaxParams& p,
 void softmax_lis(Isa isa, const int32_t* acc, int ld_acc, const SoftmaxParams& p, int16_t* weights,
                  int ld_w, int32_t* rowsum_w);
 
+void attn_remove_zv(Isa isa, int m, int n, int32_t* acc, int ld_acc, int32_t zv, const int32_t* rowsum,
+                    bool normalize);
 }  // namespace vitint::kernels
