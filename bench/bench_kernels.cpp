@@ -91,7 +91,8 @@ void run_pack(benchmark::State& state, vk::Isa isa, Shape s) {
 
 // Elementwise kernels on the DeiT-S shapes of one block (197 tokens):
 // qkv requantization, GELU of fc1, residual add of fc2, LayerNorm, softmax
-// of one head. Realistic parameters (multipliers of 2^30 with shifts that
+// of one head, the zero-point removal and row normalization of one head's
+// 4-bit attention output (in place: the values drift, the work does not). Realistic parameters (multipliers of 2^30 with shifts that
 // give 8-bit outputs, accumulators of a few thousand) keep every path off
 // its slow corner cases, as in a model. Counter: elements per second.
 constexpr int kRows = 197;
@@ -125,7 +126,7 @@ struct Elementwise {
   }
 };
 
-enum class Kernel { kRequant, kGelu, kResidual, kLayerNorm, kSoftmaxU8, kSoftmaxLis };
+enum class Kernel { kRequant, kGelu, kResidual, kLayerNorm, kSoftmaxU8, kSoftmaxLis, kAttnRemoveZv };
 
 void run_elementwise(benchmark::State& state, vk::Isa isa, Kernel kernel, int cols) {
   Elementwise e(cols);
@@ -137,7 +138,7 @@ void run_elementwise(benchmark::State& state, vk::Isa isa, Kernel kernel, int co
   vk::LayerNormParams lp{cols, {0, -32768, 32767, e.alpha.data()}, 1000, e.gamma.data(), e.beta.data(), 0, nullptr};
   const vk::LayerNormPrepared prepared = vk::layernorm_prepare(lp);
   lp.prepared = &prepared;
-  std::vector<int32_t> colsum(static_cast<size_t>(cols), 0), rowsum(kRows);
+  std::vector<int32_t> colsum(static_cast<size_t>(cols), 0), rowsum(kRows, 3 << 14);
   const vk::SoftmaxParams sp{kRows, cols, colsum.data(), 0, 1 << 30, 32};
   for (auto _ : state) {
     switch (kernel) {
@@ -158,6 +159,9 @@ void run_elementwise(benchmark::State& state, vk::Isa isa, Kernel kernel, int co
         break;
       case Kernel::kSoftmaxLis:
         vk::softmax_lis(isa, e.acc.data(), cols, sp, e.weights.data(), cols, rowsum.data());
+        break;
+      case Kernel::kAttnRemoveZv:
+        vk::attn_remove_zv(isa, kRows, cols, e.acc.data(), cols, 5, rowsum.data(), true);
         break;
     }
     benchmark::ClobberMemory();
@@ -183,7 +187,7 @@ const bool kRegistered = [] {
     } elementwise[] = {{"requant_u8", "small_qkv", Kernel::kRequant, 1152},  {"gelu_u8", "small_fc1", Kernel::kGelu, 1536},
                        {"residual_add", "small_fc2", Kernel::kResidual, 384}, {"layernorm", "small", Kernel::kLayerNorm, 384},
                        {"layernorm", "tiny", Kernel::kLayerNorm, 192},        {"softmax_u8", "head", Kernel::kSoftmaxU8, 197},
-                       {"softmax_lis", "head", Kernel::kSoftmaxLis, 197}};
+                       {"softmax_lis", "head", Kernel::kSoftmaxLis, 197},     {"attn_remove_zv", "head", Kernel::kAttnRemoveZv, 64}};
     for (const auto& k : elementwise) {
       const std::string name = std::string(k.kernel_name) + "/" + vk::isa_name(isa) + "/" + k.shape + "/" +
                                std::to_string(kRows) + "x" + std::to_string(k.cols);
