@@ -147,13 +147,14 @@ class Builder {
                     std::to_string(shift[i]) + ")");
   }
 
-  // The patch embedding has no per-channel bias (it is folded into
-  // patch.pos_bias); the head has no requantization (it leaves in float).
-  enum class Parts { kAll, kNoBias, kNoRequant };
+  // Linear layers with a bias; the head has no requantization (it leaves in
+  // float). (The patch embedding, whose bias is folded into patch.pos_bias,
+  // packs its weights itself: PatchEmbedOp::pack_weights.)
+  enum class Parts { kAll, kNoRequant };
   void pack(engine::PackedLinear& lin, const std::string& name, int n, int k, Parts parts = Parts::kAll) const {
     const auto* w = file_.tensor(name + ".weight", DType::kS8, {n, k}).as<int8_t>();
     lin.pack(isa_, w, n, k);
-    if (parts != Parts::kNoBias) lin.bias = i32s(name + ".bias", n);
+    lin.bias = i32s(name + ".bias", n);
     if (parts != Parts::kNoRequant) {
       dyadic(name, ".", n, &lin.mult, &lin.shift);
     }
@@ -214,7 +215,8 @@ class Builder {
     op->image_size = info_.image_size;
     op->patch = p;
     op->tokens = tokens_;
-    pack(op->linear, "patch", d, 3 * p * p, Parts::kNoBias);
+    op->pack_weights(isa_, file_.tensor("patch.weight", DType::kS8, {d, 3 * p * p}).as<int8_t>(), d);
+    dyadic("patch", ".", d, &op->linear.mult, &op->linear.shift);
     op->pos_bias = file_.tensor("patch.pos_bias", DType::kS32, {tokens_ - 1, d}).as<int32_t>();
     op->cls_row = file_.tensor("cls", DType::kS16, {d}).as<int16_t>();
     const StreamPoint sp = stream_point(q, 0);

@@ -146,9 +146,18 @@ void PackedLinear::gemm_cols_fused(k::Isa isa, int m, int col_begin, int col_end
   k::gemm_u8s8s32_fused(isa, m, col_end - col_begin, k, a, lda, b, epilogue);
 }
 
+void PatchEmbedOp::pack_weights(k::Isa isa, const int8_t* weight, int dim) {
+  const int p = patch, kdim = 3 * p * p;
+  std::vector<int8_t> w(static_cast<size_t>(dim) * kdim);
+  for (int o = 0; o < dim; ++o)
+    for (int c = 0; c < 3; ++c)
+      for (int y = 0; y < p; ++y)
+        for (int x = 0; x < p; ++x)
+          w[static_cast<size_t>(o) * kdim + (y * p + x) * 3 + c] = weight[static_cast<size_t>(o) * kdim + (c * p + y) * p + x];
+  linear.pack(isa, w.data(), dim, kdim);
+}
+
 void PatchEmbedOp::run(ExecContext& ctx) const {
-  // Locals, not members, inside the task: the byte stores of im2col may
-  // alias anything, members would be reloaded every iteration.
   const int size = image_size, p = patch, d = linear.n, t_count = tokens;
   const int grid = size / p;
   const int kdim = 3 * p * p;
@@ -157,7 +166,8 @@ void PatchEmbedOp::run(ExecContext& ctx) const {
   // linear layer's split): a thread's im2col rows are its band, and the
   // last thread's also the rows below the bands (whose GEMM is split by
   // columns, so it needs a barrier). The im2col buffer holds every
-  // image.
+  // image. A patch's row of pixels is 3 * p contiguous bytes in the image
+  // and in the weights' k order (pack_weights).
   const int threads = ctx.threads();
   const int row_q = row_quantum(ctx.isa), unit = column_unit(ctx.isa);
   ctx.parallel(ctx.batch * threads, [&, size, p, t_count, grid, kdim, rows, threads, row_q, unit](int task, int) {
@@ -167,15 +177,12 @@ void PatchEmbedOp::run(ExecContext& ctx) const {
     const RowRange r{share.band.begin, part + 1 == threads ? rows : share.band.end};
     const uint8_t* img = ctx.images + static_cast<size_t>(b) * size * size * 3;
     uint8_t* cols = ctx.buf<uint8_t>(im2col) + static_cast<size_t>(b) * t_count * kdim;
+    const size_t row_bytes = static_cast<size_t>(p) * 3;
     for (int t = r.begin; t < r.end; ++t) {
       const int py = t / grid, px = t % grid;
-      uint8_t* row = cols + static_cast<size_t>(t) * kdim;
-      for (int c = 0; c < 3; ++c)
-        for (int ky = 0; ky < p; ++ky) {
-          const uint8_t* src = img + (static_cast<size_t>(py * p + ky) * size + px * p) * 3 + c;
-          uint8_t* dst = row + (c * p + ky) * p;
-          for (int kx = 0; kx < p; ++kx) dst[kx] = src[kx * 3];
-        }
+      for (int y = 0; y < p; ++y)
+        std::memcpy(cols + static_cast<size_t>(t) * kdim + static_cast<size_t>(y) * row_bytes,
+                    img + (static_cast<size_t>(py * p + y) * size + static_cast<size_t>(px) * p) * 3, row_bytes);
     }
   });
   ctx.parallel(ctx.batch * threads, [&, d, t_count, kdim, rows, threads, row_q, unit](int task, int) {

@@ -92,11 +92,16 @@ struct PackedLinear {
 // position embedding folded into a per-token bias; row 0 is the class token.
 struct PatchEmbedOp final : Op {
   int image_size = 0, patch = 0, tokens = 0;
-  PackedLinear linear;                // [dim = linear.n][3 * patch * patch]
+  // [dim = linear.n][3 * patch * patch], k in (row, column, channel) order of
+  // the patch's pixels: im2col copies whole rows of interleaved RGB pixels.
+  PackedLinear linear;
   const int32_t* pos_bias = nullptr;  // [tokens - 1][dim]
   const int16_t* cls_row = nullptr;   // [dim]
   int32_t zp_out = 0, qmin = 0, qmax = 0;
   int im2col = -1, stream = -1;
+  // Packs conv weights in timm's [dim][channel][row][column] order into
+  // `linear` (patch and image_size set first).
+  void pack_weights(kernels::Isa isa, const int8_t* weight, int dim);
   void run(ExecContext& ctx) const override;
   static void epilogue(const PatchEmbedOp& op, const ExecContext& ctx, int row, int col, int rows, int cols,
                        const int32_t* c, int ldc);
