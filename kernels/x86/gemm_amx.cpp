@@ -122,8 +122,9 @@ struct StoreToC {
 
 // Fused GEMM: each block goes to the epilogue through an L1-resident
 // scratch block as soon as its tiles are done. (Deferring a block's
-// epilogue until the next block's tile instructions are issued gains
-// nothing: AMX and AVX-512 instructions do not overlap on this CPU.)
+// epilogue, whole or in slices, under the next block's tile instructions
+// gains nothing: the epilogues' shifts and vpmuldq compete with the tile
+// products for port 0; docs/DEVNOTES.md.)
 struct StoreToEpilogue {
   const GemmEpilogue* ep;
   int32_t* buf;
