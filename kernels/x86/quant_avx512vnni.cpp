@@ -418,43 +418,46 @@ inline __m256i norm8_f64(__m512d q, const LayerNormPrepared& t, size_t c, __m512
   return _mm512_cvt_roundpd_epi32(_mm512_max_pd(w, _mm512_setzero_pd()), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
 }
 
-void avx512_layernorm(int rows, const int16_t* in, int ld_in, const LayerNormParams& p,
-                      uint8_t* out, int ld_out) {
-  if (rows <= 0) return;
-  if (!p.prepared->vector_ok) return layernorm_ref(rows, in, ld_in, p, out, ld_out);
-  const int c_count = p.channels;
-  const __m512i zp = _mm512_set1_epi32(p.in.zero_point);
-  // The double pass, where the parameters allow it; the int64 pass otherwise.
-  const LayerNormPrepared* tables = p.prepared->f64_ok ? p.prepared : nullptr;
-  // Rows of at most 256 channels need no per-row test: |C x - S| <= sqrt(C - 1)
-  // * sqrt(D) (one channel cannot deviate by more than sqrt(C - 1) standard
-  // deviations) and sqrt(D) < 2 * sigma (sigma = isqrt(D + eps) >= 1), so
-  // |C x - S| * inv < sqrt(C - 1) * 2^49 <= 2^53 - 2^32 for C <= 256.
-  const bool track = c_count > 256;
-  NormRow r;
-  r.c = _mm512_set1_epi64(c_count);
-  r.half = _mm512_set1_epi64(int64_t{1} << 31);
-  r.out_shift = _mm_cvtsi32_si128(16 + p.g_shift);
-  for (int i = 0; i < rows; ++i) {
-    const int16_t* q = in + static_cast<int64_t>(i) * ld_in;
-    uint8_t* o = out + static_cast<int64_t>(i) * ld_out;
+// A LayerNorm row's statistics (pass 1), from which its outputs (pass 2).
+struct NormStats {
+  int64_t sum, inv;
+  bool exact;  // the double pass applies
+};
+
+// The vector LayerNorm for one parameter set: stats() then out() per row.
+class LayerNormRows {
+ public:
+  explicit LayerNormRows(const LayerNormParams& p) : p_(p), c_count_(p.channels), zp_(_mm512_set1_epi32(p.in.zero_point)) {
+    // The double pass, where the parameters allow it; the int64 pass otherwise.
+    tables_ = p.prepared->f64_ok ? p.prepared : nullptr;
+    // Rows of at most 256 channels need no per-row test: |C x - S| <= sqrt(C - 1)
+    // * sqrt(D) (one channel cannot deviate by more than sqrt(C - 1) standard
+    // deviations) and sqrt(D) < 2 * sigma (sigma = isqrt(D + eps) >= 1), so
+    // |C x - S| * inv < sqrt(C - 1) * 2^49 <= 2^53 - 2^32 for C <= 256.
+    track_ = c_count_ > 256;
+    r_.c = _mm512_set1_epi64(c_count_);
+    r_.half = _mm512_set1_epi64(int64_t{1} << 31);
+    r_.out_shift = _mm_cvtsi32_si128(16 + p.g_shift);
+  }
+
+  NormStats stats(const int16_t* q) const {
     // |x| < 2^19: 2048 vectors per int32 lane before a flush into int64.
     int64_t sum = 0;
     __m512i s32 = _mm512_setzero_si512();
     __m512i sq = _mm512_setzero_si512();
     __m512i lo = _mm512_set1_epi32(INT32_MAX), hi = _mm512_set1_epi32(INT32_MIN);
     int in_lane = 0;
-    for (int c = 0; c < c_count; c += 16) {
-      const __mmask16 k = tail_mask(c_count - c);
-      const __m512i x = load_x(k, q + c, p.in.alpha + c, zp);
+    for (int c = 0; c < c_count_; c += 16) {
+      const __mmask16 k = tail_mask(c_count_ - c);
+      const __m512i x = load_x(k, q + c, p_.in.alpha + c, zp_);
       const __m512i xo = _mm512_srli_epi64(x, 32);
-      if (track) {
+      if (track_) {
         lo = _mm512_mask_min_epi32(lo, k, lo, x);
         hi = _mm512_mask_max_epi32(hi, k, hi, x);
       }
       s32 = _mm512_add_epi32(s32, x);
       sq = _mm512_add_epi64(sq, _mm512_add_epi64(_mm512_mul_epi32(x, x), _mm512_mul_epi32(xo, xo)));
-      if (++in_lane == 2048 || c + 16 >= c_count) {
+      if (++in_lane == 2048 || c + 16 >= c_count_) {
         sum += _mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(s32)),
                                                         _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(s32, 1))));
         s32 = _mm512_setzero_si512();
@@ -462,46 +465,75 @@ void avx512_layernorm(int rows, const int16_t* in, int ld_in, const LayerNormPar
       }
     }
     const int64_t sum_sq = _mm512_reduce_add_epi64(sq);
-    const int64_t d = int64_t{c_count} * sum_sq - sum * sum + p.eps_term;
+    const int64_t d = int64_t{c_count_} * sum_sq - sum * sum + p_.eps_term;
     const uint32_t sigma = isqrt_fast(static_cast<uint64_t>(d));
-    const int64_t inv = sigma ? inv_fast(sigma) : 0;
-    bool exact = tables && inv > 0;
-    if (exact && track) {
+    NormStats st{sum, sigma ? inv_fast(sigma) : 0, false};
+    st.exact = tables_ && st.inv > 0;
+    if (st.exact && track_) {
       // max |C x - S| over the row (|C x| < 2^40, |S| < 2^40); u_max * inv <=
       // 2^53 - 2^32 tested in double: a product within 2^53 - 2^33 after one
       // rounding (relative error <= 2^-53) is within 2^53 - 2^32 exactly.
-      const int64_t u_hi = int64_t{c_count} * _mm512_reduce_max_epi32(hi) - sum;
-      const int64_t u_lo = sum - int64_t{c_count} * _mm512_reduce_min_epi32(lo);
-      exact = static_cast<double>(std::max(u_hi, u_lo)) * static_cast<double>(inv) <= 9007190664806400.0;
+      const int64_t u_hi = int64_t{c_count_} * _mm512_reduce_max_epi32(hi) - sum;
+      const int64_t u_lo = sum - int64_t{c_count_} * _mm512_reduce_min_epi32(lo);
+      st.exact = static_cast<double>(std::max(u_hi, u_lo)) * static_cast<double>(st.inv) <= 9007190664806400.0;
     }
-    if (exact) {
-      const __m512d sv = _mm512_set1_pd(static_cast<double>(sum));
-      const __m512d iv = _mm512_set1_pd(static_cast<double>(inv) * 0x1p-32);
-      for (int c = 0; c < c_count; c += 16) {
-        const __mmask16 k = tail_mask(c_count - c);
+    return st;
+  }
+
+  void out(const int16_t* q, const NormStats& st, uint8_t* o) {
+    if (st.exact) {
+      const __m512d sv = _mm512_set1_pd(static_cast<double>(st.sum));
+      const __m512d iv = _mm512_set1_pd(static_cast<double>(st.inv) * 0x1p-32);
+      for (int c = 0; c < c_count_; c += 16) {
+        const __mmask16 k = tail_mask(c_count_ - c);
         const __m512i qv = _mm512_cvtepi16_epi32(_mm256_maskz_loadu_epi16(k, q + c));
         const auto cc = static_cast<size_t>(c);
-        const __m256i y_lo = norm8_f64(_mm512_cvtepi32_pd(_mm512_castsi512_si256(qv)), *tables, cc, sv, iv);
-        const __m256i y_hi = norm8_f64(_mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(qv, 1)), *tables, cc + 8, sv, iv);
+        const __m256i y_lo = norm8_f64(_mm512_cvtepi32_pd(_mm512_castsi512_si256(qv)), *tables_, cc, sv, iv);
+        const __m256i y_hi = norm8_f64(_mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(qv, 1)), *tables_, cc + 8, sv, iv);
         const __m512i y = _mm512_inserti64x4(_mm512_castsi256_si512(y_lo), y_hi, 1);
         _mm_mask_storeu_epi8(o + c, k, _mm512_cvtusepi32_epi8(y));
       }
-      continue;
+      return;
     }
-    r.sum = _mm512_set1_epi64(sum);
-    r.inv = _mm512_set1_epi64(inv);
-    for (int c = 0; c < c_count; c += 16) {
-      const __mmask16 k = tail_mask(c_count - c);
-      const __m512i x = load_x(k, q + c, p.in.alpha + c, zp);
-      const __m512i g = _mm512_maskz_loadu_epi32(k, p.gamma + c);
+    r_.sum = _mm512_set1_epi64(st.sum);
+    r_.inv = _mm512_set1_epi64(st.inv);
+    for (int c = 0; c < c_count_; c += 16) {
+      const __mmask16 k = tail_mask(c_count_ - c);
+      const __m512i x = load_x(k, q + c, p_.in.alpha + c, zp_);
+      const __m512i g = _mm512_maskz_loadu_epi32(k, p_.gamma + c);
       const __m512i y_lo = norm8(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(x)),
                                  _mm512_cvtepi32_epi64(_mm512_castsi512_si256(g)),
-                                 _mm512_maskz_loadu_epi64(static_cast<__mmask8>(k), p.beta + c), r);
+                                 _mm512_maskz_loadu_epi64(static_cast<__mmask8>(k), p_.beta + c), r_);
       const __m512i y_hi = norm8(_mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(x, 1)),
                                  _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(g, 1)),
-                                 _mm512_maskz_loadu_epi64(static_cast<__mmask8>(k >> 8), p.beta + c + 8), r);
+                                 _mm512_maskz_loadu_epi64(static_cast<__mmask8>(k >> 8), p_.beta + c + 8), r_);
       _mm_mask_storeu_epi8(o + c, k, _mm_unpacklo_epi64(_mm512_cvtusepi64_epi8(y_lo), _mm512_cvtusepi64_epi8(y_hi)));
     }
+  }
+
+ private:
+  const LayerNormParams& p_;
+  const int c_count_;
+  const __m512i zp_;
+  const LayerNormPrepared* tables_;
+  bool track_;
+  NormRow r_;
+};
+
+void avx512_layernorm(int rows, const int16_t* in, int ld_in, const LayerNormParams& p,
+                      uint8_t* out, int ld_out) {
+  if (rows <= 0) return;
+  if (!p.prepared->vector_ok) return layernorm_ref(rows, in, ld_in, p, out, ld_out);
+  LayerNormRows ln(p);
+  // Rows in groups: the statistics passes of a group's later rows run while
+  // the earlier rows' scalar square roots and reciprocals (long dependency
+  // chains) are in flight. DeiT-T rows (192 channels): 6% faster.
+  constexpr int kGroup = 4;
+  for (int i = 0; i < rows; i += kGroup) {
+    const int g = std::min(kGroup, rows - i);
+    NormStats st[kGroup];
+    for (int j = 0; j < g; ++j) st[j] = ln.stats(in + static_cast<int64_t>(i + j) * ld_in);
+    for (int j = 0; j < g; ++j) ln.out(in + static_cast<int64_t>(i + j) * ld_in, st[j], out + static_cast<int64_t>(i + j) * ld_out);
   }
 }
 
