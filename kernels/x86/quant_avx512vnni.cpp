@@ -148,9 +148,12 @@ template <bool kLis, bool kHi, class Out>
 void softmax_rows(const int32_t* acc, int ld_acc, const SoftmaxParams& p, Out* out, int ld_out,
                   int32_t* rowsum) {
   const int cols = p.cols;
-  // zq * colsum_k once per call; one row of logits, then of exponentials.
+  // zq * colsum_k once per call; per row a buffer of logits, then of
+  // exponentials. Rows in pairs: each pass runs for both rows before the
+  // next, so a row's reductions and reciprocal (latency chains) overlap the
+  // other row's vector work.
   alignas(64) int32_t zc[kMaxSimdCols];
-  alignas(64) int32_t buf[kMaxSimdCols];
+  alignas(64) int32_t buf[2][kMaxSimdCols];
   const __m512i zq = _mm512_set1_epi32(p.zq);
   for (int j = 0; j < cols; j += 16)
     _mm512_store_si512(zc + j, _mm512_mullo_epi32(zq, _mm512_maskz_loadu_epi32(tail_mask(cols - j), p.colsum_k + j)));
@@ -158,47 +161,48 @@ void softmax_rows(const int32_t* acc, int ld_acc, const SoftmaxParams& p, Out* o
   ExpDyadic ed;
   ed.mult = _mm512_set1_epi64(p.to_exp_mult);
   ed.count = _mm_cvtsi32_si128(kHi ? p.to_exp_shift - 32 : p.to_exp_shift);
-  for (int i = 0; i < p.rows; ++i) {
-    const int32_t* a = acc + static_cast<int64_t>(i) * ld_acc;
-    Out* o = out + static_cast<int64_t>(i) * ld_out;
-    // Pass 1: logits and their maximum.
+  // Pass 1: logits into b, their maximum.
+  auto logits = [&](const int32_t* a, int32_t* b) {
     __m512i mx = _mm512_set1_epi32(INT32_MIN);
     for (int j = 0; j < cols; j += 16) {
       const __mmask16 k = tail_mask(cols - j);
       const __m512i l = _mm512_sub_epi32(_mm512_maskz_loadu_epi32(k, a + j), _mm512_load_si512(zc + j));
-      _mm512_store_si512(buf + j, l);
+      _mm512_store_si512(b + j, l);
       mx = _mm512_mask_max_epi32(mx, k, mx, l);
     }
-    const int32_t row_max = _mm512_reduce_max_epi32(mx);
-    // Pass 2: exponentials and their sum (< 4096 * 2^19: no int32 wrap).
-    ed.c = _mm512_set1_epi64(rnd - int64_t{row_max} * p.to_exp_mult);
+    return _mm512_reduce_max_epi32(mx);
+  };
+  // Pass 2: exponentials in place, their sum (< 4096 * 2^19: no int32 wrap).
+  auto exps = [&](int32_t* b, int32_t row_max) {
+    ExpDyadic e = ed;
+    e.c = _mm512_set1_epi64(rnd - int64_t{row_max} * p.to_exp_mult);
     __m512i sumv = _mm512_setzero_si512();
     for (int j = 0; j < cols; j += 16) {
-      const __m512i e = _mm512_maskz_mov_epi32(tail_mask(cols - j), iexp16(exp_dyadic<kHi>(_mm512_load_si512(buf + j), ed)));
-      _mm512_store_si512(buf + j, e);
-      sumv = _mm512_add_epi32(sumv, e);
+      const __m512i v = _mm512_maskz_mov_epi32(tail_mask(cols - j), iexp16(exp_dyadic<kHi>(_mm512_load_si512(b + j), e)));
+      _mm512_store_si512(b + j, v);
+      sumv = _mm512_add_epi32(sumv, v);
     }
-    const int64_t sum = _mm512_reduce_add_epi32(sumv);
-    // Pass 3: outputs.
+    return int64_t{_mm512_reduce_add_epi32(sumv)};
+  };
+  // Pass 3: outputs; returns their sum.
+  auto outputs = [&](const int32_t* b, int64_t sum, Out* o) {
     __m512i total = _mm512_setzero_si512();
     if constexpr (kLis) {
-      if (2 * sum + kExpC <= INT32_MAX) {
-        const __m512i two_sum = _mm512_set1_epi32(static_cast<int32_t>(2 * sum));
-        for (int j = 0; j < cols; j += 16) {
-          const __mmask16 k = tail_mask(cols - j);
-          const __m512i w = _mm512_maskz_mov_epi32(k, lis_weights16(_mm512_load_si512(buf + j), two_sum));
-          _mm512_mask_cvtepi32_storeu_epi16(o + j, k, w);
-          total = _mm512_add_epi32(total, w);
-        }
-        rowsum[i] = _mm512_reduce_add_epi32(total);
-      } else {  // 2 * sum leaves int32 (rows of thousands of columns)
+      if (2 * sum + kExpC > INT32_MAX) {  // 2 * sum leaves int32 (rows of thousands of columns)
         int32_t t = 0;
         for (int j = 0; j < cols; ++j) {
-          const int code = lis_code_ref(sum, buf[j]);
+          const int code = lis_code_ref(sum, b[j]);
           o[j] = static_cast<int16_t>(code >= kLisZeroCode ? 0 : (1 << (14 - code)));
           t += o[j];
         }
-        rowsum[i] = t;
+        return t;
+      }
+      const __m512i two_sum = _mm512_set1_epi32(static_cast<int32_t>(2 * sum));
+      for (int j = 0; j < cols; j += 16) {
+        const __mmask16 k = tail_mask(cols - j);
+        const __m512i w = _mm512_maskz_mov_epi32(k, lis_weights16(_mm512_load_si512(b + j), two_sum));
+        _mm512_mask_cvtepi32_storeu_epi16(o + j, k, w);
+        total = _mm512_add_epi32(total, w);
       }
     } else {
       // e * recip + 2^23 < 2^32 (e <= sum, recip <= (255 * 2^24 + sum / 2) / sum):
@@ -209,14 +213,22 @@ void softmax_rows(const int32_t* acc, int ld_acc, const SoftmaxParams& p, Out* o
       const __m512i max_p = _mm512_set1_epi32(255);
       for (int j = 0; j < cols; j += 16) {
         const __mmask16 k = tail_mask(cols - j);
-        const __m512i e = _mm512_load_si512(buf + j);
+        const __m512i e = _mm512_load_si512(b + j);
         __m512i v = _mm512_srli_epi32(_mm512_add_epi32(_mm512_mullo_epi32(e, rv), half), 24);
         v = _mm512_maskz_mov_epi32(k, _mm512_min_epu32(v, max_p));
         _mm512_mask_cvtepi32_storeu_epi8(o + j, k, v);
         total = _mm512_add_epi32(total, v);
       }
-      rowsum[i] = _mm512_reduce_add_epi32(total);
     }
+    return _mm512_reduce_add_epi32(total);
+  };
+  for (int i = 0; i < p.rows; i += 2) {
+    const int n = std::min(2, p.rows - i);
+    int32_t row_max[2];
+    int64_t sum[2];
+    for (int r = 0; r < n; ++r) row_max[r] = logits(acc + static_cast<int64_t>(i + r) * ld_acc, buf[r]);
+    for (int r = 0; r < n; ++r) sum[r] = exps(buf[r], row_max[r]);
+    for (int r = 0; r < n; ++r) rowsum[i + r] = outputs(buf[r], sum[r], out + static_cast<int64_t>(i + r) * ld_out);
   }
 }
 
