@@ -756,7 +756,9 @@ TEST_CASE("dispatched kernels accept empty inputs and refuse unknown paths") {
     vk::requant_u8(isa, 0, 0, nullptr, 1, rq, nullptr, 1);
     vk::SoftmaxParams sp{0, 5, nullptr, 0, 0, 0};
     vk::softmax_u8(isa, nullptr, 5, sp, nullptr, 5, nullptr);
+    vk::attn_remove_zv(isa, 0, 64, nullptr, 64, 3, nullptr, true);
   }
+  CHECK_THROWS(vk::attn_remove_zv(static_cast<vk::Isa>(9), 0, 0, nullptr, 1, 0, nullptr, false));
   const vk::RequantU8Params rq{nullptr, nullptr, nullptr, nullptr};
   CHECK_THROWS(vk::requant_u8(static_cast<vk::Isa>(9), 0, 0, nullptr, 1, rq, nullptr, 1));
 }
