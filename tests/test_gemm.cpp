@@ -362,6 +362,9 @@ TEST_CASE("gemm_s16s8s32: all paths equal the reference") {
       compare_all_paths_s16(make_problem(19, 70, k, fill, rng, true));
     }
   }
+  // Longer rows of weights (577 tokens: 384x384 images; 1536): the AMX path
+  // runs all k-tiles of a block in one pass.
+  for (int k : {577, 1536}) compare_all_paths_s16(make_problem(33, 64, k, Fill::kRandom, rng, true));
 }
 
 TEST_CASE("gemm: degenerate and invalid arguments") {
