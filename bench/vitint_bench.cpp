@@ -28,13 +28,15 @@ namespace {
 
 const char* kUsage = R"(usage: vitint-bench MODEL.vti | --arch NAME [--threads T] [--batch B]
                     [--iterations N] [--warmup W] [--isa ref|avx2|avx512vnni|amx]
-                    [--calib-images C] [--seed S] [--save FILE.vti] [--profile] [--json] [--quiet]
+                    [--calib-images C] [--seed S] [--attn-bits 8|4] [--save FILE.vti]
+                    [--profile] [--json] [--quiet]
 
 Measures the latency of Session::run (preprocessed images -> logits).
   MODEL.vti          a converted model
   --arch NAME        build a random-weight model in-process instead, for one of
                      deit_{tiny,small,base}_patch16_224, vit_{tiny,small,base}_patch16_224
-                     (calibrated on C synthetic smooth-noise images, default 8)
+                     (calibrated on C synthetic smooth-noise images, default 8),
+                     with 8-bit attention or (--attn-bits 4) 4-bit Log-Int-Softmax
   --threads T        threads of the session (default 1)
   --batch B          images per run (default 1)
   --iterations N     timed runs (default 100); --warmup W untimed runs first
@@ -54,12 +56,14 @@ using vitint::bench::time_ms;
 using vitint::convert::Args;
 
 // Random checkpoint -> calibration -> quantization -> .vti file at `path`.
-void build_random_model(const std::string& arch, uint32_t seed, int calib_images, const std::string& path,
-                        bool quiet) {
+void build_random_model(const std::string& arch, uint32_t seed, int calib_images, int attention_bits,
+                        const std::string& path, bool quiet) {
   using namespace vitint::convert;
   const auto t0 = std::chrono::steady_clock::now();
   vitint::format::Writer writer;
-  convert_random_model(arch, seed, calib_images, Recipe{}, &writer);
+  Recipe recipe;
+  recipe.attention_bits = attention_bits;
+  convert_random_model(arch, seed, calib_images, recipe, &writer);
   writer.write(path, true);
   if (!quiet) {
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -76,7 +80,8 @@ void check(const vitint::Status& st) {
 
 int main(int argc, char** argv) {
   try {
-    const Args args(argc, argv, {"arch", "threads", "batch", "iterations", "warmup", "isa", "calib-images", "seed", "save"},
+    const Args args(argc, argv,
+                    {"arch", "threads", "batch", "iterations", "warmup", "isa", "calib-images", "seed", "attn-bits", "save"},
                     {"json", "quiet", "profile", "help"});
     if (args.has("help")) {
       std::fputs(kUsage, stdout);
@@ -90,6 +95,8 @@ int main(int argc, char** argv) {
     const int warmup = args.get_int("warmup", std::max(5, iterations / 10), 0, 10000000);
     const int calib_images = args.get_int("calib-images", 8, 1, 10000);
     const int seed = args.get_int("seed", 0, 0, 1 << 30);
+    const int attention_bits = args.get_int("attn-bits", 8, 4, 8);
+    if (attention_bits != 4 && attention_bits != 8) throw vitint::Error("--attn-bits must be 8 or 4");
 
     std::string model_path;
     std::unique_ptr<TempFile> temp;
@@ -103,9 +110,10 @@ int main(int argc, char** argv) {
         temp = std::make_unique<TempFile>();
         model_path = temp->path();
       }
-      build_random_model(args.get("arch"), static_cast<uint32_t>(seed), calib_images, model_path, quiet || json);
+      build_random_model(args.get("arch"), static_cast<uint32_t>(seed), calib_images, attention_bits, model_path,
+                         quiet || json);
     } else {
-      if (args.has("save")) throw vitint::Error("--save only applies with --arch");
+      if (args.has("save") || args.has("attn-bits")) throw vitint::Error("--save and --attn-bits only apply with --arch");
       model_path = args.positional()[0];
     }
 
