@@ -1,4 +1,4 @@
-// Kernel throughput per path (ref, avx2, avx512vnni, amx), batch 1, 197
+// Kernel throughput per path (ref, avx2, avxvnni, avx512vnni, amx), batch 1, 197
 // tokens: the integer GEMMs on the ViT shapes (B packed once outside the
 // timed loop, as the engine does with weights; "ops" counts 2*M*N*K integer
 // operations) and the elementwise kernels on DeiT-S shapes ("elements" per
@@ -171,7 +171,7 @@ void run_elementwise(benchmark::State& state, vk::Isa isa, Kernel kernel, int co
 }
 
 const bool kRegistered = [] {
-  for (vk::Isa isa : {vk::Isa::kRef, vk::Isa::kAvx2, vk::Isa::kAvx512Vnni, vk::Isa::kAmx}) {
+  for (vk::Isa isa : vk::kAllIsas) {
     if (!vk::isa_supported(isa)) continue;
     for (const Shape& s : kShapes) {
       const std::string name = std::string(s.s16 ? "gemm_s16s8s32/" : "gemm_u8s8s32/") +

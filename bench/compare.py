@@ -47,16 +47,18 @@ ALIASES = {"deit_tiny": "deit_tiny_patch16_224", "deit_small": "deit_small_patch
 TOOLS = {
     "vitint": "libvitint (AMX)",
     "vitint_vnni": "libvitint, AMX off (VNNI)",
+    "vitint_avxvnni": "libvitint, AVX-VNNI (no AVX-512)",
     "torch_fp32": "PyTorch FP32",
     "torch_int8": "PyTorch dynamic int8",
     "torch_bf16": "PyTorch bf16 autocast",
     "onednn_amx": "oneDNN int8 matmuls only (AMX)",
     "onednn_vnni": "oneDNN int8 matmuls only (VNNI)",
+    "onednn_avxvnni": "oneDNN int8 matmuls only (AVX-VNNI)",
 }
 DEFAULT_TOOLS = ["vitint", "vitint_vnni", "torch_fp32", "torch_int8", "onednn_amx", "onednn_vnni"]
 # First guess of a run's latency at 1 thread, batch 1, per GMAC, to size round 0.
-GUESS_MS_PER_GMAC = {"vitint": 4, "vitint_vnni": 7, "torch_fp32": 25, "torch_int8": 25, "torch_bf16": 15,
-                     "onednn_amx": 2, "onednn_vnni": 4}
+GUESS_MS_PER_GMAC = {"vitint": 4, "vitint_vnni": 7, "vitint_avxvnni": 12, "torch_fp32": 25, "torch_int8": 25,
+                     "torch_bf16": 15, "onednn_amx": 2, "onednn_vnni": 4, "onednn_avxvnni": 8}
 GMACS = {"deit_tiny_patch16_224": 1.25, "deit_small_patch16_224": 4.60, "deit_base_patch16_224": 17.56,
          "vit_tiny_patch16_224": 1.25, "vit_small_patch16_224": 4.60, "vit_base_patch16_224": 17.56}
 
@@ -131,15 +133,15 @@ class Runner:
         common = ["--threads", str(threads), "--batch", str(batch), "--iterations", str(iterations)]
         warm = ["--warmup", str(max(2, iterations // 10))]
         env = self.env(threads)
-        if tool in ("vitint", "vitint_vnni"):
+        if tool in ("vitint", "vitint_vnni", "vitint_avxvnni"):
             cmd = [self.bench, self.model(arch)] + common + warm + ["--json"]
-            if tool == "vitint_vnni":
-                cmd += ["--isa", "avx512vnni"]
+            if tool != "vitint":
+                cmd += ["--isa", {"vitint_vnni": "avx512vnni", "vitint_avxvnni": "avxvnni"}[tool]]
             r = run_json(cmd, env)
-        elif tool in ("onednn_amx", "onednn_vnni"):
+        elif tool in ("onednn_amx", "onednn_vnni", "onednn_avxvnni"):
             cmd = [self.chain, "--arch", arch] + common + warm + ["--json"]
-            if tool == "onednn_vnni":
-                cmd += ["--isa", "avx512_core_vnni"]
+            if tool != "onednn_amx":
+                cmd += ["--isa", {"onednn_vnni": "avx512_core_vnni", "onednn_avxvnni": "avx2_vnni"}[tool]]
             r = run_json(cmd, env)
         else:
             mode = {"torch_fp32": "fp32", "torch_int8": "int8dyn", "torch_bf16": "bf16"}[tool]
@@ -235,7 +237,8 @@ def markdown(agg, args, meta):
                 for peer in [p for p in args.tools if p.startswith("torch")]:
                     lines.append(f"| speed-up of libvitint vs {TOOLS[peer]}, {ts} | "
                                  + ratio_cells((peer, t), ("vitint", t), t, b) + " |")
-            for mine, chain in (("vitint", "onednn_amx"), ("vitint_vnni", "onednn_vnni")):
+            for mine, chain in (("vitint", "onednn_amx"), ("vitint_vnni", "onednn_vnni"),
+                                ("vitint_avxvnni", "onednn_avxvnni")):
                 if mine in args.tools and chain in args.tools:
                     lines.append(f"| {TOOLS[mine]} / {TOOLS[chain]}, {ts} | "
                                  + ratio_cells((mine, t), (chain, t), t, b) + " |")
@@ -267,8 +270,9 @@ def chart(agg, args, path):
     tools = args.tools
     fig, axes = plt.subplots(1, len(args.threads), figsize=(5.2 * len(args.threads) + 1, 5.2), sharey=True,
                              squeeze=False)
-    colors = {"vitint": "#1f6fb4", "vitint_vnni": "#7fb2e0", "torch_fp32": "#d62728", "torch_int8": "#ff9896",
-              "torch_bf16": "#e377c2", "onednn_amx": "#2ca02c", "onednn_vnni": "#98df8a"}
+    colors = {"vitint": "#1f6fb4", "vitint_vnni": "#7fb2e0", "vitint_avxvnni": "#aec7e8", "torch_fp32": "#d62728",
+              "torch_int8": "#ff9896", "torch_bf16": "#e377c2", "onednn_amx": "#2ca02c", "onednn_vnni": "#98df8a",
+              "onednn_avxvnni": "#c7e9c0"}
     width = 0.8 / len(tools)
     for ax, t in zip(axes[0], args.threads):
         for i, tool in enumerate(tools):

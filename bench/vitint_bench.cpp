@@ -27,7 +27,7 @@
 namespace {
 
 const char* kUsage = R"(usage: vitint-bench MODEL.vti | --arch NAME [--threads T] [--batch B]
-                    [--iterations N] [--warmup W] [--isa ref|avx2|avx512vnni|amx]
+                    [--iterations N] [--warmup W] [--isa ref|avx2|avxvnni|avx512vnni|amx]
                     [--calib-images C] [--seed S] [--attn-bits 8|4] [--save FILE.vti]
                     [--profile] [--json] [--quiet]
 

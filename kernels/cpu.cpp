@@ -2,7 +2,9 @@
 
 #include "cpu_internal.h"
 
+#include <algorithm>
 #include <cstdlib>
+#include <iterator>
 #include <stdexcept>
 #include <string>
 
@@ -20,6 +22,7 @@ namespace {
 
 struct CpuFeatures {
   bool avx2 = false;        // AVX2 + FMA + F16C with the YMM state enabled by the OS
+  bool avxvnni = false;     // AVX2 and AVX-VNNI (VEX-encoded vpdpbusd)
   bool avx512vnni = false;  // F/CD/BW/VL/DQ/VNNI/VBMI with the ZMM and opmask state enabled
   bool amx = false;         // AMX-TILE/INT8, XTILECFG/XTILEDATA enabled, permission granted
 };
@@ -79,8 +82,15 @@ CpuFeatures detect() {
   const bool avx512vnni = bit(ecx, 11);
   const bool amx_tile = bit(edx, 24);
   const bool amx_int8 = bit(edx, 25);
+  bool avx_vnni = false;
+  if (eax >= 1) {  // leaf 7's highest subleaf
+    uint32_t a1 = 0, b1 = 0, c1 = 0, d1 = 0;
+    __cpuid_count(7, 1, a1, b1, c1, d1);
+    avx_vnni = bit(a1, 4);
+  }
 
   f.avx2 = os_ymm && avx2 && fma && f16c;
+  f.avxvnni = f.avx2 && avx_vnni;
   // The *_avx512vnni.cpp units are compiled with all of these flags, so the
   // compiler may emit any of them there.
   f.avx512vnni = f.avx2 && os_zmm && avx512f && avx512dq && avx512cd && avx512bw && avx512vl &&
@@ -98,8 +108,6 @@ const CpuFeatures& features() {
   return f;
 }
 
-constexpr Isa kAllIsas[] = {Isa::kRef, Isa::kAvx2, Isa::kAvx512Vnni, Isa::kAmx};
-
 }  // namespace
 
 const char* isa_name(Isa isa) {
@@ -108,6 +116,8 @@ const char* isa_name(Isa isa) {
       return "ref";
     case Isa::kAvx2:
       return "avx2";
+    case Isa::kAvxVnni:
+      return "avxvnni";
     case Isa::kAvx512Vnni:
       return "avx512vnni";
     case Isa::kAmx:
@@ -133,6 +143,8 @@ bool isa_supported(Isa isa) {
       return true;
     case Isa::kAvx2:
       return f.avx2;
+    case Isa::kAvxVnni:
+      return f.avxvnni;
     case Isa::kAvx512Vnni:
       return f.avx512vnni;
     case Isa::kAmx:
@@ -143,7 +155,7 @@ bool isa_supported(Isa isa) {
 
 Isa resolve_isa(const char* forced) {
   if (forced == nullptr || *forced == '\0') {
-    for (Isa isa : {Isa::kAmx, Isa::kAvx512Vnni, Isa::kAvx2}) {
+    for (Isa isa : {Isa::kAmx, Isa::kAvx512Vnni, Isa::kAvxVnni, Isa::kAvx2}) {
       if (isa_supported(isa)) return isa;
     }
     return Isa::kRef;
@@ -151,7 +163,7 @@ Isa resolve_isa(const char* forced) {
   Isa isa = Isa::kRef;
   if (!parse_isa(forced, &isa)) {
     throw std::runtime_error(std::string("VITINT_ISA=\"") + forced +
-                             "\" names no kernel path; use one of ref, avx2, avx512vnni, amx "
+                             "\" names no kernel path; use one of ref, avx2, avxvnni, avx512vnni, amx "
                              "(or unset it to pick the best supported one)");
   }
   if (!isa_supported(isa)) {
@@ -176,7 +188,7 @@ Isa best_isa() {
 namespace detail {
 
 void require_isa(const char* fn, Isa isa) {
-  if (static_cast<int>(isa) < 0 || static_cast<int>(isa) > static_cast<int>(Isa::kAmx))
+  if (std::find(std::begin(kAllIsas), std::end(kAllIsas), isa) == std::end(kAllIsas))
     throw std::invalid_argument(std::string("vitint::kernels::") + fn + ": invalid Isa value " +
                                 std::to_string(static_cast<int>(isa)));
   if (!isa_supported(isa))

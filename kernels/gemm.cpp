@@ -65,6 +65,9 @@ void pack_any(Isa isa, int n, int k, const int8_t* b, ptrdiff_t col_stride, ptrd
     case Isa::kAvx2:
       detail::avx2_pack_b(n, k, b, col_stride, k_stride, packed);
       return;
+    case Isa::kAvxVnni:
+      detail::avxvnni_pack_b(n, k, b, col_stride, k_stride, packed);
+      return;
     case Isa::kAvx512Vnni:
       detail::avx512_pack_b(n, k, b, col_stride, k_stride, packed);
       return;
@@ -84,6 +87,8 @@ size_t packed_b_bytes(Isa isa, int n, int k) {
       return detail::ref_packed_b_bytes(n, k);
     case Isa::kAvx2:
       return detail::avx2_packed_b_bytes(n, k);
+    case Isa::kAvxVnni:
+      return detail::avxvnni_packed_b_bytes(n, k);
     case Isa::kAvx512Vnni:
       return detail::avx512_packed_b_bytes(n, k);
     case Isa::kAmx:
@@ -113,6 +118,9 @@ void gemm_u8s8s32_path(Isa isa, int m, int n, int k, const uint8_t* a, int lda, 
       return;
     case Isa::kAvx2:
       detail::avx2_gemm_u8s8s32(m, n, k, a, lda, packed_b, c, ldc);
+      return;
+    case Isa::kAvxVnni:
+      detail::avxvnni_gemm_u8s8s32(m, n, k, a, lda, packed_b, c, ldc);
       return;
     case Isa::kAvx512Vnni:
       detail::avx512_gemm_u8s8s32(m, n, k, a, lda, packed_b, c, ldc);
@@ -182,6 +190,7 @@ size_t packed_b16_bytes(Isa isa, int n, int k) {
     case Isa::kRef:
       return detail::ref_packed_b_bytes(n, k);
     case Isa::kAvx2:
+    case Isa::kAvxVnni:
       return detail::avx2_packed_b_bytes(n, k);
     case Isa::kAvx512Vnni:
       return detail::avx512_packed_b16_bytes(n, k);
@@ -199,6 +208,7 @@ void pack_b16_s8_transposed(Isa isa, int n, int k, const int8_t* b_t, int ldb, v
       detail::ref_pack_b(n, k, b_t, 1, ldb, packed);
       return;
     case Isa::kAvx2:
+    case Isa::kAvxVnni:
       detail::avx2_pack_b(n, k, b_t, 1, ldb, packed);
       return;
     case Isa::kAvx512Vnni:
@@ -218,6 +228,7 @@ void gemm_s16s8s32(Isa isa, int m, int n, int k, const int16_t* a, int lda, cons
       detail::ref_gemm_s16s8s32(m, n, k, a, lda, packed_b, c, ldc);
       return;
     case Isa::kAvx2:
+    case Isa::kAvxVnni:
       detail::avx2_gemm_s16s8s32(m, n, k, a, lda, packed_b, c, ldc);
       return;
     case Isa::kAvx512Vnni:

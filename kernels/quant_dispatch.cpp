@@ -17,6 +17,7 @@ void requant_u8(Isa isa, int m, int n, const int32_t* acc, int ld_acc, const Req
     case Isa::kRef:
       return requant_u8_ref(m, n, acc, ld_acc, p, out, ld_out);
     case Isa::kAvx2:
+    case Isa::kAvxVnni:
       return detail::avx2_requant_u8(m, n, acc, ld_acc, p, out, ld_out);
     case Isa::kAvx512Vnni:
     case Isa::kAmx:
@@ -37,6 +38,7 @@ void gelu_u8(Isa isa, int m, int n, const int32_t* acc, int ld_acc, const GeluU8
     case Isa::kRef:
       return gelu_u8_ref(m, n, acc, ld_acc, p, out, ld_out);
     case Isa::kAvx2:
+    case Isa::kAvxVnni:
       return detail::avx2_gelu_u8(m, n, acc, ld_acc, p, out, ld_out);
     case Isa::kAvx512Vnni:
     case Isa::kAmx:
@@ -51,6 +53,7 @@ void residual_add(Isa isa, int m, int n, const int32_t* acc, int ld_acc, const R
     case Isa::kRef:
       return residual_add_ref(m, n, acc, ld_acc, p, stream, ld_stream);
     case Isa::kAvx2:
+    case Isa::kAvxVnni:
       return detail::avx2_residual_add(m, n, acc, ld_acc, p, stream, ld_stream);
     case Isa::kAvx512Vnni:
     case Isa::kAmx:
@@ -69,6 +72,7 @@ void layernorm(Isa isa, int rows, const int16_t* in, int ld_in, const LayerNormP
     case Isa::kRef:
       return layernorm_ref(rows, in, ld_in, p, out, ld_out);
     case Isa::kAvx2:
+    case Isa::kAvxVnni:
       return detail::avx2_layernorm(rows, in, ld_in, p, out, ld_out);
     case Isa::kAvx512Vnni:
     case Isa::kAmx:
@@ -83,6 +87,7 @@ void softmax_u8(Isa isa, const int32_t* acc, int ld_acc, const SoftmaxParams& p,
     case Isa::kRef:
       return softmax_u8_ref(acc, ld_acc, p, probs, ld_probs, rowsum_p);
     case Isa::kAvx2:
+    case Isa::kAvxVnni:
       return detail::avx2_softmax_u8(acc, ld_acc, p, probs, ld_probs, rowsum_p);
     case Isa::kAvx512Vnni:
     case Isa::kAmx:
@@ -97,6 +102,7 @@ void softmax_lis(Isa isa, const int32_t* acc, int ld_acc, const SoftmaxParams& p
     case Isa::kRef:
       return softmax_lis_ref(acc, ld_acc, p, weights, ld_w, rowsum_w);
     case Isa::kAvx2:
+    case Isa::kAvxVnni:
       return detail::avx2_softmax_lis(acc, ld_acc, p, weights, ld_w, rowsum_w);
     case Isa::kAvx512Vnni:
     case Isa::kAmx:
@@ -111,6 +117,7 @@ void attn_remove_zv(Isa isa, int m, int n, int32_t* acc, int ld_acc, int32_t zv,
     case Isa::kRef:
       return attn_remove_zv_ref(m, n, acc, ld_acc, zv, rowsum, normalize);
     case Isa::kAvx2:
+    case Isa::kAvxVnni:
       return detail::avx2_attn_remove_zv(m, n, acc, ld_acc, zv, rowsum, normalize);
     case Isa::kAvx512Vnni:
     case Isa::kAmx:

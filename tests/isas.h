@@ -8,7 +8,7 @@ namespace vitint::test {
 
 inline std::vector<kernels::Isa> supported_isas() {
   std::vector<kernels::Isa> out;
-  for (kernels::Isa isa : {kernels::Isa::kRef, kernels::Isa::kAvx2, kernels::Isa::kAvx512Vnni, kernels::Isa::kAmx})
+  for (kernels::Isa isa : kernels::kAllIsas)
     if (kernels::isa_supported(isa)) out.push_back(isa);
   return out;
 }

@@ -11,7 +11,7 @@
 #include "vitint/vitint.h"
 
 namespace {
-const char* kUsage = R"(usage: vitint-classify MODEL.vti IMAGE... [--top K] [--json] [--isa ref|avx2|avx512vnni|amx]
+const char* kUsage = R"(usage: vitint-classify MODEL.vti IMAGE... [--top K] [--json] [--isa ref|avx2|avxvnni|avx512vnni|amx]
 Prints the K (default 5) most likely classes of each image.
 )";
 }

@@ -16,7 +16,7 @@ namespace {
 
 const char* kUsage = R"(usage: vitint-eval MODEL --list LIST --root DIR [--skip N] [--limit M]
                    [--reference-logits FILE.npy] [--predictions FILE] [--threads T]
-                   [--isa ref|avx2|avx512vnni|amx] [--json] [--quiet]
+                   [--isa ref|avx2|avxvnni|avx512vnni|amx] [--json] [--quiet]
 
 MODEL is a .vti file (integer engine) or a timm checkpoint directory (FP32
 reference forward). Evaluates list entries [N, N + M) and prints top-1, top-5

@@ -35,8 +35,9 @@ RowRange split_rows(int rows, int parts, int part) {
 }
 
 // Column blocks of a GEMM start on a multiple of this. Every path packs B
-// as a sequence of column panels (gemm_internal.h: 16 columns for AVX2, 64
-// for AVX-512, 16-column tiles for AMX, plain rows of B for the reference),
+// as a sequence of column panels (gemm_internal.h: 16 columns for AVX2 and
+// AVX-VNNI, 64 for AVX-512, 16-column tiles for AMX, plain rows of B for the
+// reference),
 // so from a panel boundary j on, the packed bytes are a packed B of their
 // own, packed_b_bytes(isa, j, k) bytes in. AMX computes tile pairs: 32.
 int column_unit(k::Isa isa) {

@@ -15,6 +15,7 @@
 #include "converter/evaluate.h"
 #include "converter/npy.h"
 #include "shared_data.h"
+#include "vitint/kernels/cpu.h"
 #include "vitint/image.h"
 #include "vitint/vitint.h"
 
@@ -101,7 +102,8 @@ TEST_CASE("e2e: real models give bit-identical logits on every kernel path") {
     CAPTURE(name);
     std::vector<float> want;
     std::vector<uint8_t> input;
-    for (const char* isa : {"ref", "avx2", "avx512vnni", "amx"}) {
+    for (vitint::kernels::Isa path : vitint::kernels::kAllIsas) {
+      const char* isa = vitint::kernels::isa_name(path);
       vitint::LoadOptions lo;
       lo.isa = isa;
       std::shared_ptr<const vitint::Model> model;

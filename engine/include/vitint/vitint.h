@@ -54,7 +54,7 @@ struct ModelInfo {
 
 struct LoadOptions {
   // Kernel path: "" = best for this CPU (or $VITINT_ISA), else "ref", "avx2",
-  // "avx512vnni" or "amx" (refused if the CPU lacks it).
+  // "avxvnni", "avx512vnni" or "amx" (refused if the CPU lacks it).
   std::string isa;
 };
 

@@ -4,11 +4,14 @@
 
 namespace vitint::kernels {
 
-// Kernel paths, from the normative scalar reference to the fastest.
-enum class Isa { kRef = 0, kAvx2 = 1, kAvx512Vnni = 2, kAmx = 3 };
+// Kernel paths, from the normative scalar reference to the fastest. kAvxVnni
+// is AVX2 plus AVX-VNNI (vpdpbusd on ymm: CPUs without AVX-512, Alder Lake
+// and later client cores); the AVX-512 paths do not require it.
+enum class Isa { kRef = 0, kAvx2 = 1, kAvxVnni = 2, kAvx512Vnni = 3, kAmx = 4 };
+inline constexpr Isa kAllIsas[] = {Isa::kRef, Isa::kAvx2, Isa::kAvxVnni, Isa::kAvx512Vnni, Isa::kAmx};
 
 const char* isa_name(Isa isa);
-// Parses "ref", "avx2", "avx512vnni", "amx"; returns false on an unknown name.
+// Parses "ref", "avx2", "avxvnni", "avx512vnni", "amx"; returns false on an unknown name.
 bool parse_isa(const std::string& name, Isa* out);
 // True when this CPU (and, for AMX, the kernel's tile permission) supports the path.
 bool isa_supported(Isa isa);
