@@ -150,11 +150,13 @@ void PackedLinear::gemm_cols_fused(k::Isa isa, int m, int col_begin, int col_end
 void PatchEmbedOp::pack_weights(k::Isa isa, const int8_t* weight, int dim) {
   const int p = patch, kdim = 3 * p * p;
   std::vector<int8_t> w(static_cast<size_t>(dim) * kdim);
-  for (int o = 0; o < dim; ++o)
+  for (int o = 0; o < dim; ++o) {
+    const int8_t* src = weight + static_cast<size_t>(o) * kdim;  // [channel][row][column]
+    int8_t* dst = w.data() + static_cast<size_t>(o) * kdim;       // [row][column][channel]
     for (int c = 0; c < 3; ++c)
       for (int y = 0; y < p; ++y)
-        for (int x = 0; x < p; ++x)
-          w[static_cast<size_t>(o) * kdim + (y * p + x) * 3 + c] = weight[static_cast<size_t>(o) * kdim + (c * p + y) * p + x];
+        for (int x = 0; x < p; ++x) dst[(y * p + x) * 3 + c] = src[(c * p + y) * p + x];
+  }
   linear.pack(isa, w.data(), dim, kdim);
 }
 
