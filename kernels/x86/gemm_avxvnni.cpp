@@ -59,6 +59,12 @@ inline int32_t load_group(const uint8_t* p) {
     if constexpr (NV > 1) _mm256_store_si256(reinterpret_cast<__m256i*>(out[r] + 8), c##r##1); \
   }
 
+#define VITINT_STORE_C(r)                                                                           \
+  if constexpr (MR > r) {                                                                           \
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(t.c + (r)*t.ldc), c##r##0);                       \
+    if constexpr (NV > 1) _mm256_storeu_si256(reinterpret_cast<__m256i*>(t.c + (r)*t.ldc + 8), c##r##1); \
+  }
+
 template <int MR, int NV>
 void micro_kernel(const Tile& t) {
   static_assert(MR >= 1 && MR <= 6 && NV >= 1 && NV <= 2, "micro-tile is at most 6 x 2 ymm");
@@ -98,6 +104,16 @@ void micro_kernel(const Tile& t) {
       groups = 1;
     }
   }
+  if (t.valid >= 8 * NV && !t.accumulate) {
+    // Whole panel columns, first k block: the accumulators go straight to C.
+    VITINT_STORE_C(0);
+    VITINT_STORE_C(1);
+    VITINT_STORE_C(2);
+    VITINT_STORE_C(3);
+    VITINT_STORE_C(4);
+    VITINT_STORE_C(5);
+    return;
+  }
   alignas(32) int32_t out[MR][16];
   VITINT_STORE_ROW(0);
   VITINT_STORE_ROW(1);
@@ -119,6 +135,7 @@ void micro_kernel(const Tile& t) {
 #undef VITINT_ACC_ROW
 #undef VITINT_ROW
 #undef VITINT_STORE_ROW
+#undef VITINT_STORE_C
 
 using MicroKernel = void (*)(const Tile&);
 
