@@ -59,10 +59,17 @@ inline int32_t load_group(const uint8_t* p) {
     if constexpr (NV > 1) _mm256_store_si256(reinterpret_cast<__m256i*>(out[r] + 8), c##r##1); \
   }
 
-#define VITINT_STORE_C(r)                                                                           \
-  if constexpr (MR > r) {                                                                           \
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(t.c + (r)*t.ldc), c##r##0);                       \
-    if constexpr (NV > 1) _mm256_storeu_si256(reinterpret_cast<__m256i*>(t.c + (r)*t.ldc + 8), c##r##1); \
+// Whole panel columns: the accumulators go straight to C (added to it for a
+// later k block).
+#define VITINT_STORE_C(r)                                                           \
+  if constexpr (MR > r) {                                                           \
+    auto* c0 = reinterpret_cast<__m256i*>(t.c + (r)*t.ldc);                         \
+    if (t.accumulate) c##r##0 = _mm256_add_epi32(c##r##0, _mm256_loadu_si256(c0));   \
+    _mm256_storeu_si256(c0, c##r##0);                                               \
+    if constexpr (NV > 1) {                                                         \
+      if (t.accumulate) c##r##1 = _mm256_add_epi32(c##r##1, _mm256_loadu_si256(c0 + 1)); \
+      _mm256_storeu_si256(c0 + 1, c##r##1);                                         \
+    }                                                                               \
   }
 
 template <int MR, int NV>
@@ -104,8 +111,7 @@ void micro_kernel(const Tile& t) {
       groups = 1;
     }
   }
-  if (t.valid >= 8 * NV && !t.accumulate) {
-    // Whole panel columns, first k block: the accumulators go straight to C.
+  if (t.valid >= 8 * NV) {
     VITINT_STORE_C(0);
     VITINT_STORE_C(1);
     VITINT_STORE_C(2);
