@@ -393,6 +393,26 @@ inline __m128i norm8(const int16_t* q, const uint8_t* alpha, const int32_t* gamm
   return to_u8(_mm256_permute4x64_epi64(lo32, _MM_SHUFFLE(3, 1, 2, 0)));
 }
 
+// The exact double-precision second pass of the AVX-512 LayerNorm (see
+// norm8_f64 there for why nothing rounds), for 8 channels from c on: q as
+// int16, t's per-channel factors, sum S and inv / 2^32 broadcast. w is
+// clamped to [0, 255] before the conversion (floor commutes with that clamp),
+// so the truncating conversion and the signed packs see no out-of-range value.
+inline __m128i norm8_f64(const int16_t* q, const LayerNormPrepared& t, size_t c, __m256d sum, __m256d inv) {
+  const __m256i qv = _mm256_cvtepi16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q)));
+  __m128i y[2];
+  for (int h = 0; h < 2; ++h) {
+    const size_t cc = c + 4 * static_cast<size_t>(h);
+    const __m256d qd = _mm256_cvtepi32_pd(h == 0 ? _mm256_castsi256_si128(qv) : _mm256_extracti128_si256(qv, 1));
+    const __m256d u = _mm256_sub_pd(_mm256_fmsub_pd(qd, _mm256_loadu_pd(&t.ca[cc]), _mm256_loadu_pd(&t.cz[cc])), sum);
+    const __m256d v = _mm256_floor_pd(_mm256_fmadd_pd(u, inv, _mm256_set1_pd(0.5)));
+    const __m256d w = _mm256_fmadd_pd(v, _mm256_loadu_pd(&t.gamma[cc]), _mm256_loadu_pd(&t.beta[cc]));
+    y[h] = _mm256_cvttpd_epi32(_mm256_min_pd(_mm256_max_pd(w, _mm256_setzero_pd()), _mm256_set1_pd(255.0)));
+  }
+  const __m128i w16 = _mm_packus_epi32(y[0], y[1]);
+  return _mm_packus_epi16(w16, w16);
+}
+
 }  // namespace
 
 void avx2_requant_u8(int m, int n, const int32_t* acc, int ld_acc, const RequantU8Params& p,
@@ -491,6 +511,11 @@ void avx2_layernorm(int rows, const int16_t* in, int ld_in, const LayerNormParam
   r.c = _mm256_set1_epi64x(c_count);
   r.half = _mm256_set1_epi64x(int64_t{1} << 31);
   r.out_shift = _mm_cvtsi32_si128(16 + p.g_shift);
+  // The double pass where the parameters allow it and the row's deviations
+  // are within its exact range (as in the AVX-512 LayerNorm: proven for
+  // C <= 256, tested per row beyond); the int64 pass otherwise.
+  const LayerNormPrepared* tables = p.prepared->f64_ok ? p.prepared : nullptr;
+  const bool track = c_count > 256;
   for (int i = 0; i < rows; ++i) {
     const int16_t* q = in + static_cast<int64_t>(i) * ld_in;
     uint8_t* o = out + static_cast<int64_t>(i) * ld_out;
@@ -498,10 +523,17 @@ void avx2_layernorm(int rows, const int16_t* in, int ld_in, const LayerNormParam
     int64_t sum = 0;
     __m256i s32 = _mm256_setzero_si256();
     __m256i sq = _mm256_setzero_si256();
+    // Padded lanes hold x = 0, which can only widen the tracked range (and
+    // so only send a row to the int64 pass).
+    __m256i lo = _mm256_set1_epi32(INT32_MAX), hi = _mm256_set1_epi32(INT32_MIN);
     int in_lane = 0;
     for (int c = 0; c < c_count; c += 8) {
       const __m256i x = c < full ? load_x(q + c, p.in.alpha + c, zp) : load_x(q_pad, alpha_pad, zp);
       const __m256i xo = _mm256_srli_epi64(x, 32);
+      if (track) {
+        lo = _mm256_min_epi32(lo, x);
+        hi = _mm256_max_epi32(hi, x);
+      }
       s32 = _mm256_add_epi32(s32, x);
       sq = _mm256_add_epi64(sq, _mm256_add_epi64(_mm256_mul_epi32(x, x), _mm256_mul_epi32(xo, xo)));
       if (++in_lane == 2048 || c + 8 >= c_count) {  // |x| < 2^19
@@ -514,6 +546,25 @@ void avx2_layernorm(int rows, const int16_t* in, int ld_in, const LayerNormParam
     const int64_t d = int64_t{c_count} * sum_sq - sum * sum + p.eps_term;
     const uint32_t sigma = isqrt_fast(static_cast<uint64_t>(d));
     const int64_t inv = sigma ? inv_fast(sigma) : 0;
+    bool exact = tables && inv > 0;
+    if (exact && track) {
+      const int64_t u_hi = int64_t{c_count} * hmax(hi) - sum;
+      const int64_t u_lo = sum - int64_t{c_count} * hmin(lo);
+      exact = static_cast<double>(std::max(u_hi, u_lo)) * static_cast<double>(inv) <= 9007190664806400.0;
+    }
+    if (exact) {
+      const __m256d sv = _mm256_set1_pd(static_cast<double>(sum));
+      const __m256d iv = _mm256_set1_pd(static_cast<double>(inv) * 0x1p-32);
+      for (int c = 0; c < full; c += 8)
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(o + c), norm8_f64(q + c, *tables, static_cast<size_t>(c), sv, iv));
+      if (rest) {
+        // The tables are zero-padded to 16 channels; the padded lanes' bytes are dropped.
+        alignas(16) uint8_t tmp[16];
+        _mm_store_si128(reinterpret_cast<__m128i*>(tmp), norm8_f64(q_pad, *tables, static_cast<size_t>(full), sv, iv));
+        std::memcpy(o + full, tmp, static_cast<size_t>(rest));
+      }
+      continue;
+    }
     r.sum = _mm256_set1_epi64x(sum);
     r.inv_lo = _mm256_set1_epi64x(inv & 0xFFFFFFFF);
     r.inv_hi = _mm256_set1_epi64x(inv >> 32);
