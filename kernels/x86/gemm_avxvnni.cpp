@@ -131,7 +131,8 @@ void micro_kernel(const Tile& t) {
   for (int r = 0; r < MR; ++r) {
     int32_t* c = t.c + r * t.ldc;
     if (t.accumulate) {
-      for (int j = 0; j < cols; ++j) c[j] += out[r][j];
+      for (int j = 0; j < cols; ++j)  // int32 sums wrap like the vector adds
+        c[j] = static_cast<int32_t>(static_cast<uint32_t>(c[j]) + static_cast<uint32_t>(out[r][j]));
     } else {
       std::memcpy(c, out[r], sizeof(int32_t) * static_cast<size_t>(cols));
     }
