@@ -228,8 +228,10 @@ void gemm_s16s8s32(Isa isa, int m, int n, int k, const int16_t* a, int lda, cons
       detail::ref_gemm_s16s8s32(m, n, k, a, lda, packed_b, c, ldc);
       return;
     case Isa::kAvx2:
-    case Isa::kAvxVnni:
       detail::avx2_gemm_s16s8s32(m, n, k, a, lda, packed_b, c, ldc);
+      return;
+    case Isa::kAvxVnni:
+      detail::avxvnni_gemm_s16s8s32(m, n, k, a, lda, packed_b, c, ldc);
       return;
     case Isa::kAvx512Vnni:
       detail::avx512_gemm_s16s8s32(m, n, k, a, lda, packed_b, c, ldc);

@@ -54,12 +54,14 @@ void avx512_gemm_s16s8s32(int m, int n, int k, const int16_t* a, int lda, const 
 void avx512_pack_vnni4(int n, int k, const int8_t* b, ptrdiff_t col_stride, ptrdiff_t k_stride,
                        int panel, int k_pad, void* packed);
 
-// AVX-VNNI (uint8 GEMM only; the int16 GEMM of this path is the AVX2 one):
-// B in 16-column panels of 4-byte k-groups.
+// AVX-VNNI: uint8 B in 16-column panels of 4-byte k-groups; the int16
+// GEMM takes the AVX2 path's packed B (avx2_pack_b).
 size_t avxvnni_packed_b_bytes(int n, int k);
 void avxvnni_pack_b(int n, int k, const int8_t* b, ptrdiff_t col_stride, ptrdiff_t k_stride, void* packed);
 void avxvnni_gemm_u8s8s32(int m, int n, int k, const uint8_t* a, int lda, const void* packed_b,
                           int32_t* c, int ldc);
+void avxvnni_gemm_s16s8s32(int m, int n, int k, const int16_t* a, int lda, const void* packed_b,
+                           int32_t* c, int ldc);
 
 // AMX-INT8: B in 16-column x 64-k tiles (VNNI-4 rows), for both GEMMs (the
 // int16 one splits A into bytes, see gemm_amx.cpp).

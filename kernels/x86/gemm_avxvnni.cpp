@@ -1,8 +1,9 @@
-// AVX-VNNI GEMM (uint8 x int8): vpdpbusd on ymm registers, for CPUs with
-// AVX2 and AVX-VNNI but no AVX-512 (Alder Lake and later client cores). Like
-// the AVX-512 kernel, vpdpbusd does not saturate, so the int32 sums equal the
-// reference's; the int16 GEMM and the elementwise kernels of this path are
-// the AVX2 ones.
+// AVX-VNNI GEMMs, for CPUs with AVX2 and AVX-VNNI but no AVX-512 (Alder
+// Lake and later client cores). uint8 x int8: vpdpbusd on ymm registers;
+// like the AVX-512 kernel, it does not saturate, so the int32 sums equal the
+// reference's. int16 x int8: the AVX2 kernel's layout and loops
+// (gemm_int16_avx2.h) with vpdpwssd in place of vpmaddwd + vpaddd. The
+// elementwise kernels of this path are the AVX2 ones.
 //
 // Packed B: panels of 16 columns (n zero-padded to a multiple of 16); inside
 // a panel, k-group g holds 16 columns x 4 bytes (4 int8 k-values), two ymm
@@ -18,6 +19,7 @@
 #include <cstring>
 
 #include "../gemm_internal.h"
+#include "gemm_int16_avx2.h"
 
 namespace vitint::kernels::detail {
 namespace {
@@ -280,6 +282,17 @@ void avxvnni_gemm_u8s8s32(int m, int n, int k, const uint8_t* a, int lda, const 
       }
     }
   }
+}
+
+namespace {
+struct VnniDot {
+  static __m256i pairs(__m256i acc, __m256i a, __m256i b) { return _mm256_dpwssd_avx_epi32(acc, a, b); }
+};
+}  // namespace
+
+void avxvnni_gemm_s16s8s32(int m, int n, int k, const int16_t* a, int lda, const void* packed_b, int32_t* c,
+                           int ldc) {
+  wide16::drive<VnniDot>(m, n, k, a, lda, packed_b, c, ldc);
 }
 
 }  // namespace vitint::kernels::detail
