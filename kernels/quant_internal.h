@@ -7,6 +7,7 @@
 // to the reference function itself, so every input the reference defines
 // gives the reference's result.
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -74,6 +75,28 @@ inline int64_t inv_fast(uint32_t sigma) {
 // attn_remove_zv_ref's per-row factor r (0 for rowsum <= 0).
 inline int64_t lis_row_recip(int32_t rowsum) {
   return rowsum > 0 ? ((int64_t{1} << 30) + rowsum / 2) / rowsum : 0;
+}
+
+// When the vector LayerNorms' double-precision second pass (norm8_f64) is
+// exact for a row: the parameters allow it (prepared->f64_ok), the row has
+// inv > 0, and max |C x - S| * inv <= 2^53 - 2^32. Rows of at most 256
+// channels need no range for that: |C x - S| <= sqrt(C - 1) * sqrt(D) (one
+// channel cannot deviate by more than sqrt(C - 1) standard deviations) and
+// sqrt(D) < 2 * sigma (sigma = isqrt(D + eps) >= 1), so |C x - S| * inv <
+// sqrt(C - 1) * 2^49 <= 2^53 - 2^32. Wider rows track their smallest and
+// largest x (layernorm_tracks_range) for the test.
+inline bool layernorm_tracks_range(int channels) { return channels > 256; }
+
+inline bool layernorm_f64_exact(const LayerNormPrepared& prepared, int64_t sum, int64_t inv, int32_t x_min,
+                                int32_t x_max) {
+  if (!prepared.f64_ok || inv <= 0) return false;
+  if (!layernorm_tracks_range(prepared.channels)) return true;
+  // |C x| < 2^40, |S| < 2^40; u_max * inv <= 2^53 - 2^32 tested in double: a
+  // product within 2^53 - 2^33 after one rounding (relative error <= 2^-53)
+  // is within 2^53 - 2^32 exactly.
+  const int64_t u_hi = int64_t{prepared.channels} * x_max - sum;
+  const int64_t u_lo = sum - int64_t{prepared.channels} * x_min;
+  return static_cast<double>(std::max(u_hi, u_lo)) * static_cast<double>(inv) <= 9007190664806400.0;
 }
 
 }  // namespace vitint::kernels::detail

@@ -511,11 +511,9 @@ void avx2_layernorm(int rows, const int16_t* in, int ld_in, const LayerNormParam
   r.c = _mm256_set1_epi64x(c_count);
   r.half = _mm256_set1_epi64x(int64_t{1} << 31);
   r.out_shift = _mm_cvtsi32_si128(16 + p.g_shift);
-  // The double pass where the parameters allow it and the row's deviations
-  // are within its exact range (as in the AVX-512 LayerNorm: proven for
-  // C <= 256, tested per row beyond); the int64 pass otherwise.
-  const LayerNormPrepared* tables = p.prepared->f64_ok ? p.prepared : nullptr;
-  const bool track = c_count > 256;
+  // The double pass where it is exact for the row (layernorm_f64_exact), the
+  // int64 pass otherwise.
+  const bool track = layernorm_tracks_range(c_count);
   for (int i = 0; i < rows; ++i) {
     const int16_t* q = in + static_cast<int64_t>(i) * ld_in;
     uint8_t* o = out + static_cast<int64_t>(i) * ld_out;
@@ -546,21 +544,15 @@ void avx2_layernorm(int rows, const int16_t* in, int ld_in, const LayerNormParam
     const int64_t d = int64_t{c_count} * sum_sq - sum * sum + p.eps_term;
     const uint32_t sigma = isqrt_fast(static_cast<uint64_t>(d));
     const int64_t inv = sigma ? inv_fast(sigma) : 0;
-    bool exact = tables && inv > 0;
-    if (exact && track) {
-      const int64_t u_hi = int64_t{c_count} * hmax(hi) - sum;
-      const int64_t u_lo = sum - int64_t{c_count} * hmin(lo);
-      exact = static_cast<double>(std::max(u_hi, u_lo)) * static_cast<double>(inv) <= 9007190664806400.0;
-    }
-    if (exact) {
+    if (layernorm_f64_exact(*p.prepared, sum, inv, track ? hmin(lo) : 0, track ? hmax(hi) : 0)) {
       const __m256d sv = _mm256_set1_pd(static_cast<double>(sum));
       const __m256d iv = _mm256_set1_pd(static_cast<double>(inv) * 0x1p-32);
       for (int c = 0; c < full; c += 8)
-        _mm_storel_epi64(reinterpret_cast<__m128i*>(o + c), norm8_f64(q + c, *tables, static_cast<size_t>(c), sv, iv));
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(o + c), norm8_f64(q + c, *p.prepared, static_cast<size_t>(c), sv, iv));
       if (rest) {
         // The tables are zero-padded to 16 channels; the padded lanes' bytes are dropped.
         alignas(16) uint8_t tmp[16];
-        _mm_store_si128(reinterpret_cast<__m128i*>(tmp), norm8_f64(q_pad, *tables, static_cast<size_t>(full), sv, iv));
+        _mm_store_si128(reinterpret_cast<__m128i*>(tmp), norm8_f64(q_pad, *p.prepared, static_cast<size_t>(full), sv, iv));
         std::memcpy(o + full, tmp, static_cast<size_t>(rest));
       }
       continue;

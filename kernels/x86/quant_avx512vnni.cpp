@@ -408,7 +408,7 @@ void avx512_residual_add(int m, int n, const int32_t* acc, int ld_acc, const Res
 }
 
 // The second LayerNorm pass in double precision, exactly. With
-// u = C x - S and |u| * inv <= 2^53 - 2^32 (checked per row: deviations of up
+// u = C x - S and |u| * inv <= 2^53 - 2^32 (layernorm_f64_exact: deviations of up
 // to ~32 standard deviations), every value is an integer multiple of a power
 // of two that fits 53 bits, so each FMA's exact result is representable and
 // nothing rounds:
@@ -439,14 +439,8 @@ struct NormStats {
 // The vector LayerNorm for one parameter set: stats() then out() per row.
 class LayerNormRows {
  public:
-  explicit LayerNormRows(const LayerNormParams& p) : p_(p), c_count_(p.channels), zp_(_mm512_set1_epi32(p.in.zero_point)) {
-    // The double pass, where the parameters allow it; the int64 pass otherwise.
-    tables_ = p.prepared->f64_ok ? p.prepared : nullptr;
-    // Rows of at most 256 channels need no per-row test: |C x - S| <= sqrt(C - 1)
-    // * sqrt(D) (one channel cannot deviate by more than sqrt(C - 1) standard
-    // deviations) and sqrt(D) < 2 * sigma (sigma = isqrt(D + eps) >= 1), so
-    // |C x - S| * inv < sqrt(C - 1) * 2^49 <= 2^53 - 2^32 for C <= 256.
-    track_ = c_count_ > 256;
+  explicit LayerNormRows(const LayerNormParams& p)
+      : p_(p), c_count_(p.channels), zp_(_mm512_set1_epi32(p.in.zero_point)), track_(layernorm_tracks_range(p.channels)) {
     r_.c = _mm512_set1_epi64(c_count_);
     r_.half = _mm512_set1_epi64(int64_t{1} << 31);
     r_.out_shift = _mm_cvtsi32_si128(16 + p.g_shift);
@@ -479,17 +473,10 @@ class LayerNormRows {
     const int64_t sum_sq = _mm512_reduce_add_epi64(sq);
     const int64_t d = int64_t{c_count_} * sum_sq - sum * sum + p_.eps_term;
     const uint32_t sigma = isqrt_fast(static_cast<uint64_t>(d));
-    NormStats st{sum, sigma ? inv_fast(sigma) : 0, false};
-    st.exact = tables_ && st.inv > 0;
-    if (st.exact && track_) {
-      // max |C x - S| over the row (|C x| < 2^40, |S| < 2^40); u_max * inv <=
-      // 2^53 - 2^32 tested in double: a product within 2^53 - 2^33 after one
-      // rounding (relative error <= 2^-53) is within 2^53 - 2^32 exactly.
-      const int64_t u_hi = int64_t{c_count_} * _mm512_reduce_max_epi32(hi) - sum;
-      const int64_t u_lo = sum - int64_t{c_count_} * _mm512_reduce_min_epi32(lo);
-      st.exact = static_cast<double>(std::max(u_hi, u_lo)) * static_cast<double>(st.inv) <= 9007190664806400.0;
-    }
-    return st;
+    const int64_t inv = sigma ? inv_fast(sigma) : 0;
+    return {sum, inv,
+            layernorm_f64_exact(*p_.prepared, sum, inv, track_ ? _mm512_reduce_min_epi32(lo) : 0,
+                                track_ ? _mm512_reduce_max_epi32(hi) : 0)};
   }
 
   void out(const int16_t* q, const NormStats& st, uint8_t* o) {
@@ -500,8 +487,8 @@ class LayerNormRows {
         const __mmask16 k = tail_mask(c_count_ - c);
         const __m512i qv = _mm512_cvtepi16_epi32(_mm256_maskz_loadu_epi16(k, q + c));
         const auto cc = static_cast<size_t>(c);
-        const __m256i y_lo = norm8_f64(_mm512_cvtepi32_pd(_mm512_castsi512_si256(qv)), *tables_, cc, sv, iv);
-        const __m256i y_hi = norm8_f64(_mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(qv, 1)), *tables_, cc + 8, sv, iv);
+        const __m256i y_lo = norm8_f64(_mm512_cvtepi32_pd(_mm512_castsi512_si256(qv)), *p_.prepared, cc, sv, iv);
+        const __m256i y_hi = norm8_f64(_mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(qv, 1)), *p_.prepared, cc + 8, sv, iv);
         const __m512i y = _mm512_inserti64x4(_mm512_castsi256_si512(y_lo), y_hi, 1);
         _mm_mask_storeu_epi8(o + c, k, _mm512_cvtusepi32_epi8(y));
       }
@@ -527,8 +514,7 @@ class LayerNormRows {
   const LayerNormParams& p_;
   const int c_count_;
   const __m512i zp_;
-  const LayerNormPrepared* tables_;
-  bool track_;
+  const bool track_;
   NormRow r_;
 };
 
