@@ -95,8 +95,7 @@ int main(int argc, char** argv) {
     const int warmup = args.get_int("warmup", std::max(5, iterations / 10), 0, 10000000);
     const int calib_images = args.get_int("calib-images", 8, 1, 10000);
     const int seed = args.get_int("seed", 0, 0, 1 << 30);
-    const int attention_bits = args.get_int("attn-bits", 8, 4, 8);
-    if (attention_bits != 4 && attention_bits != 8) throw vitint::Error("--attn-bits must be 8 or 4");
+    const int attention_bits = args.get_choice("attn-bits", 8, {8, 4});
 
     std::string model_path;
     std::unique_ptr<TempFile> temp;

@@ -1,5 +1,9 @@
 #include "converter/cli.h"
 
+#include <algorithm>
+#include <optional>
+#include <string>
+
 #include "vitint/error.h"
 
 namespace vitint::convert {
@@ -41,18 +45,39 @@ std::string Args::get(const std::string& name, const std::string& fallback) cons
   return it == values_.end() ? fallback : it->second;
 }
 
+namespace {
+
+// The whole of `text` as an integer, or nothing.
+std::optional<long> to_long(const std::string& text) {
+  try {
+    size_t used = 0;
+    const long v = std::stol(text, &used);
+    if (used == text.size()) return v;
+  } catch (const std::exception&) {
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 int Args::get_int(const std::string& name, int fallback, int lo, int hi) const {
   const auto it = values_.find(name);
   if (it == values_.end()) return fallback;
-  try {
-    size_t used = 0;
-    const long v = std::stol(it->second, &used);
-    if (used != it->second.size() || v < lo || v > hi) throw std::out_of_range(it->second);
-    return static_cast<int>(v);
-  } catch (const std::exception&) {
+  const std::optional<long> v = to_long(it->second);
+  if (!v || *v < lo || *v > hi)
     throw Error("option --" + name + " must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) +
                 "], got '" + it->second + "'");
-  }
+  return static_cast<int>(*v);
+}
+
+int Args::get_choice(const std::string& name, int fallback, std::initializer_list<int> choices) const {
+  const auto it = values_.find(name);
+  if (it == values_.end()) return fallback;
+  const std::optional<long> v = to_long(it->second);
+  if (v && std::find(choices.begin(), choices.end(), *v) != choices.end()) return static_cast<int>(*v);
+  std::string list;
+  for (int c : choices) list += (list.empty() ? "" : " or ") + std::to_string(c);
+  throw Error("option --" + name + " must be " + list + ", got '" + it->second + "'");
 }
 
 std::string Args::require(const std::string& name) const {

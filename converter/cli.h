@@ -1,6 +1,7 @@
 // A small command-line parser shared by the tools: positional arguments,
 // --flag, --option VALUE (or --option=VALUE), with clear errors.
 #pragma once
+#include <initializer_list>
 #include <map>
 #include <set>
 #include <string>
@@ -17,6 +18,8 @@ class Args {
   std::string get(const std::string& name, const std::string& fallback = "") const;
   // Integer option in [lo, hi]; throws vitint::Error naming the option otherwise.
   int get_int(const std::string& name, int fallback, int lo, int hi) const;
+  // Integer option that must be one of `choices`; throws vitint::Error naming the option otherwise.
+  int get_choice(const std::string& name, int fallback, std::initializer_list<int> choices) const;
   // Throws vitint::Error if a required option is absent.
   std::string require(const std::string& name) const;
 

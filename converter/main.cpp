@@ -90,14 +90,10 @@ int main(int argc, char** argv) {
     info.recipe.channel_attn = toggle("channel-attn");
     info.recipe.bias_correction = args.has("bias-correction");
     info.recipe.lis_normalize = !args.has("no-lis-normalize");
-    info.recipe.attention_bits = args.get_int("attn-bits", 8, 4, 8);
-    if (info.recipe.attention_bits != 4 && info.recipe.attention_bits != 8)
-      throw vitint::Error("--attn-bits must be 8 or 4");
+    info.recipe.attention_bits = args.get_choice("attn-bits", 8, {8, 4});
     if (args.has("lis")) info.recipe.attention_bits = 4;
     if (args.has("no-lis")) info.recipe.attention_bits = 8;
-    info.recipe.residual_bits = args.get_int("residual-bits", 16, 8, 16);
-    if (info.recipe.residual_bits != 8 && info.recipe.residual_bits != 16)
-      throw vitint::Error("--residual-bits must be 16 or 8");
+    info.recipe.residual_bits = args.get_choice("residual-bits", 16, {16, 8});
     info.calib_count = args.get_int("calib-count", 100, 1, 100000);
     info.calib_list = args.require("calib-list");
     const std::string calib_root = args.require("calib-root");
