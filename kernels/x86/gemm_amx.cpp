@@ -17,7 +17,12 @@
 // Softmax weights) splits each int16 of A into a low byte (uint8) and a high
 // byte (int8), a = lo + 256 hi, and runs tdpbusd on the low and tdpbssd on
 // the high bytes against the same packed B (see drive_s16).
+// GCC 12 flags the _mm512_undefined_epi32() inside many AVX-512 intrinsics as
+// maybe-uninitialized once they are inlined (GCC PR 105593, fixed in 13).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
+#pragma GCC diagnostic pop
 
 #include <algorithm>
 #include <cstdint>
@@ -290,10 +295,11 @@ void copy_a_split(int m, int k, const int16_t* a, int lda, int m_tiles, int k_pa
       // Zeros past k (masked loads) become zero bytes.
       const __m512i x0 = _mm512_maskz_loadu_epi16(mask0, src);
       const __m512i x1 = _mm512_maskz_loadu_epi16(mask1, src + 32);
-      _mm512_mask_cvtepi16_storeu_epi8(l, ~__mmask32{0}, x0);
-      _mm512_mask_cvtepi16_storeu_epi8(l + 32, ~__mmask32{0}, x1);
-      _mm512_mask_cvtepi16_storeu_epi8(h, ~__mmask32{0}, _mm512_srai_epi16(x0, 8));
-      _mm512_mask_cvtepi16_storeu_epi8(h + 32, ~__mmask32{0}, _mm512_srai_epi16(x1, 8));
+      auto store32 = [](uint8_t* dst, __m256i v) { _mm256_store_si256(reinterpret_cast<__m256i*>(dst), v); };
+      store32(l, _mm512_cvtepi16_epi8(x0));
+      store32(l + 32, _mm512_cvtepi16_epi8(x1));
+      store32(h, _mm512_cvtepi16_epi8(_mm512_srai_epi16(x0, 8)));
+      store32(h + 32, _mm512_cvtepi16_epi8(_mm512_srai_epi16(x1, 8)));
     }
   }
 }
@@ -303,8 +309,8 @@ void copy_a_split(int m, int k, const int16_t* a, int lda, int m_tiles, int k_pa
 // bytes, 6-7 B. Then C = lo + (hi << 8) (exact: a.b = lo.b + 256 hi.b, and
 // int32 wraps alike on both sides).
 template <int NT>
-void block_s16(const uint8_t* lo, const uint8_t* hi, const int8_t* const b[2], int k_tiles, int32_t* sums,
-               int32_t* c, ptrdiff_t ldc, int rows, int cols) {
+void block_s16(const uint8_t* lo, const uint8_t* hi, const int8_t* const b[2], int k_tiles, int32_t* c,
+               ptrdiff_t ldc, int rows, int cols) {
   _tile_zero(0);
   _tile_zero(2);
   if constexpr (NT > 1) {
@@ -323,8 +329,8 @@ void block_s16(const uint8_t* lo, const uint8_t* hi, const int8_t* const b[2], i
       _tile_dpbssd(3, 5, 7);
     }
   }
-  int32_t* const sum_lo = sums;
-  int32_t* const sum_hi = sums + kTileRows * 32;
+  alignas(64) int32_t sum_lo[kTileRows * 32];
+  alignas(64) int32_t sum_hi[kTileRows * 32];
   _tile_stored(0, sum_lo, 32 * sizeof(int32_t));
   _tile_stored(2, sum_hi, 32 * sizeof(int32_t));
   if constexpr (NT > 1) {
@@ -334,9 +340,8 @@ void block_s16(const uint8_t* lo, const uint8_t* hi, const int8_t* const b[2], i
   for (int r = 0; r < rows; ++r) {
     for (int j = 0; j < cols; j += 16) {
       const auto mask = static_cast<__mmask16>(cols - j >= 16 ? 0xFFFF : (1u << (cols - j)) - 1);
-      // (maskz: GCC 12 warns about the undefined source of the unmasked shift.)
       const __m512i v = _mm512_add_epi32(_mm512_load_si512(sum_lo + r * 32 + j),
-                                         _mm512_maskz_slli_epi32(0xFFFF, _mm512_load_si512(sum_hi + r * 32 + j), 8));
+                                         _mm512_slli_epi32(_mm512_load_si512(sum_hi + r * 32 + j), 8));
       _mm512_mask_storeu_epi32(c + r * ldc + j, mask, v);
     }
   }
@@ -349,10 +354,8 @@ void drive_s16(int m, int n, int k, const int16_t* a, int lda, const void* packe
   const auto* packed = static_cast<const int8_t*>(packed_b);
   const int chunk_tiles = (std::min(m, kRowChunk) + kTileRows - 1) / kTileRows;
   const size_t half = static_cast<size_t>(chunk_tiles) * kTileRows * static_cast<size_t>(k_pad);
-  // A's two copies, then the block's two sums (16 x 32 int32 each).
-  uint8_t* const lo = a_buffer(2 * half + 2 * kTileRows * 32 * sizeof(int32_t));
+  uint8_t* const lo = a_buffer(2 * half);  // A's two copies
   uint8_t* const hi = lo + half;
-  auto* const sums = reinterpret_cast<int32_t*>(hi + half);
   load_config();
   for (int r0 = 0; r0 < m; r0 += kRowChunk) {
     const int m_c = std::min(kRowChunk, m - r0);
@@ -369,9 +372,9 @@ void drive_s16(int m, int n, int k, const int16_t* a, int lda, const void* packe
         int32_t* dst = c + ptrdiff_t{row} * ldc + col;
         const int rows = std::min(kTileRows, m - row);
         if (nt == 2) {
-          block_s16<2>(lo + off, hi + off, b, k_tiles, sums, dst, ldc, rows, cols);
+          block_s16<2>(lo + off, hi + off, b, k_tiles, dst, ldc, rows, cols);
         } else {
-          block_s16<1>(lo + off, hi + off, b, k_tiles, sums, dst, ldc, rows, cols);
+          block_s16<1>(lo + off, hi + off, b, k_tiles, dst, ldc, rows, cols);
         }
       }
     }
