@@ -6,22 +6,23 @@
 // 16); inside a panel, k-pair g holds 16 columns x 2 k-values, i.e. two ymm
 // loads per pair. A is copied, one k block at a time, into an int16 buffer
 // with an even, zero-padded row length, which also removes every k tail from
-// the micro-kernel. The micro-kernel keeps 6 rows x 16 columns (12 ymm).
+// the micro-kernel. The micro-kernel (gemm_ymm.h, shared with the AVX-VNNI
+// path) keeps 6 rows x 16 columns (12 ymm).
 #include <immintrin.h>
 
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
-#include "gemm_int16_avx2.h"
+#include "gemm_ymm.h"
 
 namespace vitint::kernels::detail {
-using namespace wide16;
+using ymm::kPanel;
 namespace {
 
 // vpmaddwd + vpaddd: the exact int16 pair products without AVX-VNNI.
 struct MaddDot {
-  static __m256i pairs(__m256i acc, __m256i a, __m256i b) { return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b)); }
+  static __m256i step(__m256i acc, __m256i a, __m256i b) { return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b)); }
 };
 
 }  // namespace
@@ -86,12 +87,12 @@ void avx2_pack_b(int n, int k, const int8_t* b, ptrdiff_t cs, ptrdiff_t ks, void
 
 void avx2_gemm_u8s8s32(int m, int n, int k, const uint8_t* a, int lda, const void* packed_b,
                        int32_t* c, int ldc) {
-  drive<MaddDot>(m, n, k, a, lda, packed_b, c, ldc);
+  ymm::drive_wide<MaddDot>(m, n, k, a, lda, packed_b, c, ldc);
 }
 
 void avx2_gemm_s16s8s32(int m, int n, int k, const int16_t* a, int lda, const void* packed_b,
                         int32_t* c, int ldc) {
-  drive<MaddDot>(m, n, k, a, lda, packed_b, c, ldc);
+  ymm::drive_wide<MaddDot>(m, n, k, a, lda, packed_b, c, ldc);
 }
 
 }  // namespace vitint::kernels::detail
