@@ -41,7 +41,8 @@ std::vector<int8_t> transpose_b(const Problem& pr, int ldbt) {
   return bt;
 }
 
-std::vector<int32_t> run_u8(vk::Isa isa, const Problem& pr, bool transposed_pack) {
+// A is pr.a8, or the same rows at `a` (another placement of the same data).
+std::vector<int32_t> run_u8(vk::Isa isa, const Problem& pr, bool transposed_pack, const uint8_t* a = nullptr) {
   std::vector<uint8_t> packed(vk::packed_b_bytes(isa, pr.n, pr.k) + 1);
   if (transposed_pack) {
     const int ldbt = pr.n + 3;
@@ -51,7 +52,7 @@ std::vector<int32_t> run_u8(vk::Isa isa, const Problem& pr, bool transposed_pack
     vk::pack_b_s8(isa, pr.n, pr.k, pr.b.data(), pr.ldb, packed.data());
   }
   std::vector<int32_t> c(static_cast<size_t>(pr.m) * pr.ldc, kSentinel);
-  vk::gemm_u8s8s32(isa, pr.m, pr.n, pr.k, pr.a8.data(), pr.lda, packed.data(), c.data(), pr.ldc);
+  vk::gemm_u8s8s32(isa, pr.m, pr.n, pr.k, a ? a : pr.a8.data(), pr.lda, packed.data(), c.data(), pr.ldc);
   return c;
 }
 
@@ -310,13 +311,13 @@ struct Collect {
   }
 };
 
-std::vector<int32_t> run_u8_fused(vk::Isa isa, const Problem& pr, bool* once) {
+std::vector<int32_t> run_u8_fused(vk::Isa isa, const Problem& pr, bool* once, const uint8_t* a = nullptr) {
   std::vector<uint8_t> packed(vk::packed_b_bytes(isa, pr.n, pr.k) + 1);
   vk::pack_b_s8(isa, pr.n, pr.k, pr.b.data(), pr.ldb, packed.data());
   std::vector<int32_t> c(static_cast<size_t>(pr.m) * pr.ldc, kSentinel);
   std::vector<int> seen(c.size(), 0);
   Collect col{&c, &seen, pr.ldc};
-  vk::gemm_u8s8s32_fused(isa, pr.m, pr.n, pr.k, pr.a8.data(), pr.lda, packed.data(), {&Collect::fn, &col});
+  vk::gemm_u8s8s32_fused(isa, pr.m, pr.n, pr.k, a ? a : pr.a8.data(), pr.lda, packed.data(), {&Collect::fn, &col});
   *once = !col.oversize;
   for (int i = 0; i < pr.m; ++i)
     for (int j = 0; j < pr.ldc; ++j) *once = *once && seen[static_cast<size_t>(i) * pr.ldc + j] == (j < pr.n ? 1 : 0);
@@ -399,5 +400,42 @@ TEST_CASE("gemm: degenerate and invalid arguments") {
     int8_t b[4] = {};
     std::vector<uint8_t> pb(64 * 64);
     CHECK_THROWS_AS(vk::pack_b_s8(isa, 2, 2, b, 2, pb.data()), std::runtime_error);
+  }
+}
+
+// The AMX path reads A's tiles in place where A and its rows are 64-byte
+// aligned and k is a multiple of 64 (up to 768), copying only a partial last
+// row tile; otherwise it copies A. Both placements, every path, plain and
+// fused, against the reference.
+TEST_CASE("gemm_u8s8s32: A at 64-byte aligned and unaligned addresses") {
+  std::mt19937 rng(4242);
+  for (int k : {64, 192, 384, 768, 832}) {
+    for (int m : {1, 15, 16, 17, 31, 33, 197}) {
+      for (int n : {17, 197}) {
+        Problem pr = make_problem(m, n, k, Fill::kRandom, rng, false);
+        // Rows 64-byte multiples apart (a padded stride for some), garbage in the padding.
+        const int lda = k + (m % 2 == 1 ? 64 : 0);
+        std::vector<uint8_t> a8(static_cast<size_t>(m) * lda);
+        for (auto& x : a8) x = static_cast<uint8_t>(rng());
+        for (int i = 0; i < m; ++i)
+          std::memcpy(&a8[static_cast<size_t>(i) * lda], &pr.a8[static_cast<size_t>(i) * pr.lda], static_cast<size_t>(k));
+        pr.a8 = a8;
+        pr.lda = lda;
+        const std::vector<int32_t> want = run_u8(vk::Isa::kRef, pr, false);
+        std::vector<uint8_t> storage(pr.a8.size() + 128);
+        for (size_t offset : {size_t{0}, size_t{1}}) {
+          const auto addr = reinterpret_cast<uintptr_t>(storage.data());
+          uint8_t* a = storage.data() + (64 - addr % 64) % 64 + offset;
+          std::memcpy(a, pr.a8.data(), pr.a8.size());
+          for (vk::Isa isa : supported_isas()) {
+            INFO("isa=" << vk::isa_name(isa) << " m=" << m << " n=" << n << " k=" << k << " A offset " << offset);
+            check_same(run_u8(isa, pr, false, a), want, isa, pr, "gemm_u8s8s32 (placed A)");
+            bool once = false;
+            check_same(run_u8_fused(isa, pr, &once, a), want, isa, pr, "gemm_u8s8s32_fused (placed A)");
+            CHECK(once);
+          }
+        }
+      }
+    }
   }
 }
