@@ -285,9 +285,16 @@ struct AttentionScratch {
   int32_t* out_acc;
 };
 
+// Keys padded with zero rows to whole 16-column tiles: q.k^T then writes
+// whole tiles into score rows that start on 64-byte boundaries (DeiT head,
+// AMX: 7.4 -> 3.7 us; the unaligned rows of a 197-wide score matrix made the
+// tile stores straddle cache lines). The softmax reads the first `tokens`.
+int padded_keys(int tokens) { return (tokens + 15) / 16 * 16; }
+
 // One layout used by both scratch_bytes() and run().
 size_t carve(k::Isa isa, int tokens, int head_dim, uint8_t* base, AttentionScratch* s) {
   const auto t = static_cast<size_t>(tokens);
+  const auto tp = static_cast<size_t>(padded_keys(tokens));
   const auto d = static_cast<size_t>(head_dim);
   size_t off = 0;
   auto take = [&](size_t bytes) {
@@ -295,11 +302,11 @@ size_t carve(k::Isa isa, int tokens, int head_dim, uint8_t* base, AttentionScrat
     off += align64(bytes);
     return p;
   };
-  uint8_t* k_s8 = take(t * d);
+  uint8_t* k_s8 = take(tp * d);
   uint8_t* v_s8 = take(t * d);
-  uint8_t* packed_k = take(k::packed_b_bytes(isa, tokens, head_dim));
+  uint8_t* packed_k = take(k::packed_b_bytes(isa, padded_keys(tokens), head_dim));
   uint8_t* packed_v = take(std::max(k::packed_b_bytes(isa, head_dim, tokens), k::packed_b16_bytes(isa, head_dim, tokens)));
-  uint8_t* scores = take(t * t * 4);
+  uint8_t* scores = take(t * tp * 4);
   uint8_t* colsum = take(t * 4);
   uint8_t* probs = take(t * t * 2);
   uint8_t* rowsum = take(t * 4);
@@ -340,6 +347,7 @@ size_t AttentionOp::scratch_bytes(k::Isa isa, int tokens, int head_dim) {
 
 void AttentionOp::run(ExecContext& ctx) const {
   const int t_count = tokens, d_model = dim, h_count = heads;
+  const int t_pad = padded_keys(t_count);
   const int hd = d_model / h_count;
   const int ld = 3 * d_model;
   const int32_t z_v = zv;
@@ -358,7 +366,7 @@ void AttentionOp::run(ExecContext& ctx) const {
   // prefetcher moves together) with its own heads, not the other thread's.
   const int tasks = units * blocks;
   const int per_thread = tasks % threads == 0 ? tasks / threads : 0;
-  ctx.parallel(tasks, [&, t_count, q_rows, d_model, h_count, hd, ld, z_v, stride, blocks, threads, per_thread](int task, int thread) {
+  ctx.parallel(tasks, [&, t_count, t_pad, q_rows, d_model, h_count, hd, ld, z_v, stride, blocks, threads, per_thread](int task, int thread) {
     const int work = per_thread ? task % threads * per_thread + task / threads : task;
     const int b = work / blocks / h_count;
     const int h = work / blocks % h_count;
@@ -369,20 +377,21 @@ void AttentionOp::run(ExecContext& ctx) const {
     const uint8_t* qkv_img = ctx.buf<uint8_t>(qkv) + static_cast<size_t>(b) * t_count * ld;
     uint8_t* out_img = ctx.buf<uint8_t>(out) + static_cast<size_t>(b) * q_rows * d_model;
     convert_kv(qkv_img + d_model + h * hd, ld, d_model, t_count, hd, s.k_s8, s.v_s8, s.colsum_k);
+    std::memset(s.k_s8 + static_cast<size_t>(t_count) * hd, 0, static_cast<size_t>(t_pad - t_count) * hd);
     const int rows = r.size();
-    k::pack_b_s8(ctx.isa, t_count, hd, s.k_s8, hd, s.packed_k);
-    k::gemm_u8s8s32(ctx.isa, rows, t_count, hd, qkv_img + static_cast<size_t>(r.begin) * ld + h * hd, ld, s.packed_k,
-                    s.scores, t_count);
+    k::pack_b_s8(ctx.isa, t_pad, hd, s.k_s8, hd, s.packed_k);
+    k::gemm_u8s8s32(ctx.isa, rows, t_pad, hd, qkv_img + static_cast<size_t>(r.begin) * ld + h * hd, ld, s.packed_k,
+                    s.scores, t_pad);
     k::SoftmaxParams sp = sp0;
     sp.rows = rows;
     sp.colsum_k = s.colsum_k;
     if (attention_bits == 8) {
-      k::softmax_u8(ctx.isa, s.scores, t_count, sp, s.probs, t_count, s.rowsum);
+      k::softmax_u8(ctx.isa, s.scores, t_pad, sp, s.probs, t_count, s.rowsum);
       k::pack_b_s8_transposed(ctx.isa, hd, t_count, s.v_s8, hd, s.packed_v);
       k::gemm_u8s8s32(ctx.isa, rows, hd, t_count, s.probs, t_count, s.packed_v, s.out_acc, hd);
     } else {
       auto* w = reinterpret_cast<int16_t*>(s.probs);
-      k::softmax_lis(ctx.isa, s.scores, t_count, sp, w, t_count, s.rowsum);
+      k::softmax_lis(ctx.isa, s.scores, t_pad, sp, w, t_count, s.rowsum);
       k::pack_b16_s8_transposed(ctx.isa, hd, t_count, s.v_s8, hd, s.packed_v);
       k::gemm_s16s8s32(ctx.isa, rows, hd, t_count, w, t_count, s.packed_v, s.out_acc, hd);
     }
