@@ -72,16 +72,21 @@ inline Folded fold(const Dyadic16& d, __m512i offset, bool negate) {
   return {_mm512_add_epi64(d.rnd_e, pe), _mm512_add_epi64(d.rnd_o, po)};
 }
 
+// Eight int64 results of the even lanes (e) and eight of the odd lanes (o)
+// as 16 int32 lanes, from each result's high or low half: one vpshufd with
+// a merge mask, on port 5, where a 64-bit shift (port 0) and a blend were.
+inline __m512i high_halves(__m512i e, __m512i o) { return _mm512_mask_shuffle_epi32(o, 0x5555, e, _MM_PERM_CDAB); }
+inline __m512i low_halves(__m512i e, __m512i o) { return _mm512_mask_shuffle_epi32(e, 0xAAAA, o, _MM_PERM_CDAB); }
+
 // apply_dyadic(x + offset, mult, shift) per lane for int32 x.
 template <bool kHi>
 inline __m512i dyadic16(__m512i x, const Dyadic16& d, const Folded& c) {
   const __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(x, d.mult_e), c.e);
   const __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(x, 32), d.mult_o), c.o);
   if constexpr (kHi) {
-    return _mm512_srav_epi32(_mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 32), po), d.hi_count);
+    return _mm512_srav_epi32(high_halves(pe, po), d.hi_count);
   } else {
-    return _mm512_mask_blend_epi32(0xAAAA, _mm512_srav_epi64(pe, d.shift_e),
-                                   _mm512_slli_epi64(_mm512_srav_epi64(po, d.shift_o), 32));
+    return low_halves(_mm512_srav_epi64(pe, d.shift_e), _mm512_srav_epi64(po, d.shift_o));
   }
 }
 
@@ -102,10 +107,9 @@ inline __m512i exp_dyadic(__m512i l, const ExpDyadic& d) {
   const __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(l, d.mult), d.c);
   const __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(l, 32), d.mult), d.c);
   if constexpr (kHi) {
-    return _mm512_sra_epi32(_mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 32), po), d.count);
+    return _mm512_sra_epi32(high_halves(pe, po), d.count);
   } else {
-    return _mm512_mask_blend_epi32(0xAAAA, _mm512_sra_epi64(pe, d.count),
-                                   _mm512_slli_epi64(_mm512_sra_epi64(po, d.count), 32));
+    return low_halves(_mm512_sra_epi64(pe, d.count), _mm512_sra_epi64(po, d.count));
   }
 }
 
@@ -173,15 +177,18 @@ void softmax_rows(const int32_t* acc, int ld_acc, const SoftmaxParams& p, Out* o
     return _mm512_reduce_max_epi32(mx);
   };
   // Pass 2: exponentials in place, their sum (< 4096 * 2^19: no int32 wrap).
+  // The lanes past the row's end are stored as 0, which pass 3 relies on.
   auto exps = [&](int32_t* b, int32_t row_max) {
     ExpDyadic e = ed;
     e.c = _mm512_set1_epi64(rnd - int64_t{row_max} * p.to_exp_mult);
     __m512i sumv = _mm512_setzero_si512();
-    for (int j = 0; j < cols; j += 16) {
-      const __m512i v = _mm512_maskz_mov_epi32(tail_mask(cols - j), iexp16(exp_dyadic<kHi>(_mm512_load_si512(b + j), e)));
+    auto put = [&](int j, __m512i v) {
       _mm512_store_si512(b + j, v);
       sumv = _mm512_add_epi32(sumv, v);
-    }
+    };
+    int j = 0;
+    for (; j + 16 <= cols; j += 16) put(j, iexp16(exp_dyadic<kHi>(_mm512_load_si512(b + j), e)));
+    if (j < cols) put(j, _mm512_maskz_mov_epi32(tail_mask(cols - j), iexp16(exp_dyadic<kHi>(_mm512_load_si512(b + j), e))));
     return int64_t{_mm512_reduce_add_epi32(sumv)};
   };
   // Pass 3: outputs; returns their sum.
@@ -200,7 +207,8 @@ void softmax_rows(const int32_t* acc, int ld_acc, const SoftmaxParams& p, Out* o
       const __m512i two_sum = _mm512_set1_epi32(static_cast<int32_t>(2 * sum));
       for (int j = 0; j < cols; j += 16) {
         const __mmask16 k = tail_mask(cols - j);
-        const __m512i w = _mm512_maskz_mov_epi32(k, lis_weights16(_mm512_load_si512(b + j), two_sum));
+        // Exponentials of 0 past the row's end give weight 0.
+        const __m512i w = lis_weights16(_mm512_load_si512(b + j), two_sum);
         _mm512_mask_cvtepi32_storeu_epi16(o + j, k, w);
         total = _mm512_add_epi32(total, w);
       }
@@ -215,7 +223,7 @@ void softmax_rows(const int32_t* acc, int ld_acc, const SoftmaxParams& p, Out* o
         const __mmask16 k = tail_mask(cols - j);
         const __m512i e = _mm512_load_si512(b + j);
         __m512i v = _mm512_srli_epi32(_mm512_add_epi32(_mm512_mullo_epi32(e, rv), half), 24);
-        v = _mm512_maskz_mov_epi32(k, _mm512_min_epu32(v, max_p));
+        v = _mm512_min_epu32(v, max_p);  // 0 past the row's end, where e = 0
         _mm512_mask_cvtepi32_storeu_epi8(o + j, k, v);
         total = _mm512_add_epi32(total, v);
       }
