@@ -294,9 +294,11 @@ void requant_block(int m, const int32_t* acc, int ld_acc, __mmask16 k, const Dya
   }
 }
 
-// GELU: x = dyadic(acc + bias) in 2^-10 units, g = the widened table's
-// entry of clamp(x, lo - 1, hi) (entry 0, which is 0, for every x below lo),
-// x above hi, out = clamp(zp + dyadic(g), 0, 255).
+// GELU: x = dyadic(acc + bias) in 2^-10 units, g = x above hi, else the
+// widened table's entry of max(x, lo - 1) (entry 0, which is 0, for every x
+// below lo), out = clamp(zp + dyadic(g), 0, 255). The gather's mask leaves
+// x in the lanes above hi, and its base is entry 0 moved back by lo - 1 so
+// that max(x, lo - 1) indexes it directly.
 struct GeluBlock {
   __mmask16 k;
   Dyadic16 in, out;
@@ -310,13 +312,14 @@ void gelu_block(int m, const int32_t* acc, int ld_acc, const GeluBlock& b, const
   const __m512i below = _mm512_set1_epi32(w.lo - 1);
   const __m512i hi = _mm512_set1_epi32(w.hi);
   const __m512i zero = _mm512_setzero_si512();
-  const int* entries = w.entries.data();
+  // Address arithmetic, not a pointer before the array: every lane read is
+  // an entry of it (max(x, lo - 1) - (lo - 1) in [0, hi - lo + 1]).
+  const void* base = reinterpret_cast<const void*>(reinterpret_cast<uintptr_t>(w.entries.data()) -
+                                                   static_cast<uintptr_t>(static_cast<intptr_t>(w.lo - 1) * 4));
   for (int i = 0; i < m; ++i) {
     const __m512i a = _mm512_maskz_loadu_epi32(b.k, acc + static_cast<int64_t>(i) * ld_acc);
     const __m512i x = dyadic16<kHiIn>(a, b.in, b.in_c);
-    const __m512i idx = _mm512_sub_epi32(_mm512_min_epi32(_mm512_max_epi32(x, below), hi), below);
-    __m512i g = _mm512_i32gather_epi32(idx, entries, 4);
-    g = _mm512_mask_mov_epi32(g, _mm512_cmpgt_epi32_mask(x, hi), x);
+    const __m512i g = _mm512_mask_i32gather_epi32(x, _mm512_cmple_epi32_mask(x, hi), _mm512_max_epi32(x, below), base, 4);
     const __m512i v = _mm512_max_epi32(_mm512_add_epi32(b.zp, dyadic16<kHiOut>(g, b.out, b.out_c)), zero);
     _mm_mask_storeu_epi8(out + static_cast<int64_t>(i) * ld_out, b.k, _mm512_cvtusepi32_epi8(v));
   }
