@@ -122,7 +122,8 @@ void requant_block(int m, const int32_t* acc, int ld_acc, const RequantU8Params&
   }
 }
 
-// GELU (see the AVX-512 file): one gather from the widened table.
+// GELU (see the AVX-512 file): one masked gather from the widened table,
+// its base moved back by lo - 1.
 template <bool kHiIn, bool kHiOut>
 void gelu_block(int m, const int32_t* acc, int ld_acc, const GeluU8Params& block, const Dyadic8& din,
                 const Dyadic8& dout, uint8_t* out, int ld_out) {
@@ -130,16 +131,15 @@ void gelu_block(int m, const int32_t* acc, int ld_acc, const GeluU8Params& block
   const Folded out_c{dout.rnd_e, dout.rnd_o};
   const __m256i zp = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(block.zero_point)));
   const __m256i below = _mm256_set1_epi32(block.wide->lo - 1);
-  const __m256i hi = _mm256_set1_epi32(block.wide->hi);
+  const __m256i above = _mm256_set1_epi32(block.wide->hi + 1);
   const __m256i zero = _mm256_setzero_si256();
   const __m256i max_q = _mm256_set1_epi32(255);
-  const int* entries = block.wide->entries.data();
+  const auto* base = reinterpret_cast<const int*>(reinterpret_cast<uintptr_t>(block.wide->entries.data()) -
+                                                  static_cast<uintptr_t>(static_cast<intptr_t>(block.wide->lo - 1) * 4));
   for (int i = 0; i < m; ++i) {
     const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + static_cast<int64_t>(i) * ld_acc));
     const __m256i x = dyadic8<kHiIn>(a, din, in_c);
-    const __m256i idx = _mm256_sub_epi32(_mm256_min_epi32(_mm256_max_epi32(x, below), hi), below);
-    __m256i g = _mm256_i32gather_epi32(entries, idx, 4);
-    g = _mm256_blendv_epi8(g, x, _mm256_cmpgt_epi32(x, hi));
+    const __m256i g = _mm256_mask_i32gather_epi32(x, base, _mm256_max_epi32(x, below), _mm256_cmpgt_epi32(above, x), 4);
     __m256i v = _mm256_add_epi32(zp, dyadic8<kHiOut>(g, dout, out_c));
     v = _mm256_min_epi32(_mm256_max_epi32(v, zero), max_q);
     _mm_storel_epi64(reinterpret_cast<__m128i*>(out + static_cast<int64_t>(i) * ld_out), to_u8(v));
