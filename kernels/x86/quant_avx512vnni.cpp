@@ -148,6 +148,15 @@ inline __m512i lis_weights16(__m512i e, __m512i two_sum) {
   return _mm512_sllv_epi32(one, _mm512_sub_epi32(_mm512_set1_epi32(14), code));
 }
 
+// f(j, mask) for the 16-column vectors of a row: the whole vectors with a
+// constant full mask, then the partial one (no per-vector mask arithmetic).
+template <class F>
+inline void for_vectors(int cols, F&& f) {
+  int j = 0;
+  for (; j + 16 <= cols; j += 16) f(j, static_cast<__mmask16>(0xFFFF));
+  if (j < cols) f(j, tail_mask(cols - j));
+}
+
 template <bool kLis, bool kHi, class Out>
 void softmax_rows(const int32_t* acc, int ld_acc, const SoftmaxParams& p, Out* out, int ld_out,
                   int32_t* rowsum) {
@@ -168,12 +177,11 @@ void softmax_rows(const int32_t* acc, int ld_acc, const SoftmaxParams& p, Out* o
   // Pass 1: logits into b, their maximum.
   auto logits = [&](const int32_t* a, int32_t* b) {
     __m512i mx = _mm512_set1_epi32(INT32_MIN);
-    for (int j = 0; j < cols; j += 16) {
-      const __mmask16 k = tail_mask(cols - j);
+    for_vectors(cols, [&](int j, __mmask16 k) {
       const __m512i l = _mm512_sub_epi32(_mm512_maskz_loadu_epi32(k, a + j), _mm512_load_si512(zc + j));
       _mm512_store_si512(b + j, l);
       mx = _mm512_mask_max_epi32(mx, k, mx, l);
-    }
+    });
     return _mm512_reduce_max_epi32(mx);
   };
   // Pass 2: exponentials in place, their sum (< 4096 * 2^19: no int32 wrap).
@@ -182,13 +190,11 @@ void softmax_rows(const int32_t* acc, int ld_acc, const SoftmaxParams& p, Out* o
     ExpDyadic e = ed;
     e.c = _mm512_set1_epi64(rnd - int64_t{row_max} * p.to_exp_mult);
     __m512i sumv = _mm512_setzero_si512();
-    auto put = [&](int j, __m512i v) {
+    for_vectors(cols, [&](int j, __mmask16 k) {
+      const __m512i v = _mm512_maskz_mov_epi32(k, iexp16(exp_dyadic<kHi>(_mm512_load_si512(b + j), e)));
       _mm512_store_si512(b + j, v);
       sumv = _mm512_add_epi32(sumv, v);
-    };
-    int j = 0;
-    for (; j + 16 <= cols; j += 16) put(j, iexp16(exp_dyadic<kHi>(_mm512_load_si512(b + j), e)));
-    if (j < cols) put(j, _mm512_maskz_mov_epi32(tail_mask(cols - j), iexp16(exp_dyadic<kHi>(_mm512_load_si512(b + j), e))));
+    });
     return int64_t{_mm512_reduce_add_epi32(sumv)};
   };
   // Pass 3: outputs; returns their sum.
@@ -205,13 +211,12 @@ void softmax_rows(const int32_t* acc, int ld_acc, const SoftmaxParams& p, Out* o
         return t;
       }
       const __m512i two_sum = _mm512_set1_epi32(static_cast<int32_t>(2 * sum));
-      for (int j = 0; j < cols; j += 16) {
-        const __mmask16 k = tail_mask(cols - j);
+      for_vectors(cols, [&](int j, __mmask16 k) {
         // Exponentials of 0 past the row's end give weight 0.
         const __m512i w = lis_weights16(_mm512_load_si512(b + j), two_sum);
         _mm512_mask_cvtepi32_storeu_epi16(o + j, k, w);
         total = _mm512_add_epi32(total, w);
-      }
+      });
     } else {
       // e * recip + 2^23 < 2^32 (e <= sum, recip <= (255 * 2^24 + sum / 2) / sum):
       // exact as an unsigned 32-bit product.
@@ -219,14 +224,13 @@ void softmax_rows(const int32_t* acc, int ld_acc, const SoftmaxParams& p, Out* o
       const __m512i rv = _mm512_set1_epi32(static_cast<int32_t>(recip));
       const __m512i half = _mm512_set1_epi32(1 << 23);
       const __m512i max_p = _mm512_set1_epi32(255);
-      for (int j = 0; j < cols; j += 16) {
-        const __mmask16 k = tail_mask(cols - j);
+      for_vectors(cols, [&](int j, __mmask16 k) {
         const __m512i e = _mm512_load_si512(b + j);
         __m512i v = _mm512_srli_epi32(_mm512_add_epi32(_mm512_mullo_epi32(e, rv), half), 24);
         v = _mm512_min_epu32(v, max_p);  // 0 past the row's end, where e = 0
         _mm512_mask_cvtepi32_storeu_epi8(o + j, k, v);
         total = _mm512_add_epi32(total, v);
-      }
+      });
     }
     return _mm512_reduce_add_epi32(total);
   };
