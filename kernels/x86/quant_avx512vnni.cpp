@@ -468,8 +468,7 @@ class LayerNormRows {
     __m512i sq = _mm512_setzero_si512();
     __m512i lo = _mm512_set1_epi32(INT32_MAX), hi = _mm512_set1_epi32(INT32_MIN);
     int in_lane = 0;
-    for (int c = 0; c < c_count_; c += 16) {
-      const __mmask16 k = tail_mask(c_count_ - c);
+    for_vectors(c_count_, [&](int c, __mmask16 k) {
       const __m512i x = load_x(k, q + c, p_.in.alpha + c, zp_);
       const __m512i xo = _mm512_srli_epi64(x, 32);
       if (track_) {
@@ -484,7 +483,7 @@ class LayerNormRows {
         s32 = _mm512_setzero_si512();
         in_lane = 0;
       }
-    }
+    });
     const int64_t sum_sq = _mm512_reduce_add_epi64(sq);
     const int64_t d = int64_t{c_count_} * sum_sq - sum * sum + p_.eps_term;
     const uint32_t sigma = isqrt_fast(static_cast<uint64_t>(d));
@@ -498,15 +497,14 @@ class LayerNormRows {
     if (st.exact) {
       const __m512d sv = _mm512_set1_pd(static_cast<double>(st.sum));
       const __m512d iv = _mm512_set1_pd(static_cast<double>(st.inv) * 0x1p-32);
-      for (int c = 0; c < c_count_; c += 16) {
-        const __mmask16 k = tail_mask(c_count_ - c);
+      for_vectors(c_count_, [&](int c, __mmask16 k) {
         const __m512i qv = _mm512_cvtepi16_epi32(_mm256_maskz_loadu_epi16(k, q + c));
         const auto cc = static_cast<size_t>(c);
         const __m256i y_lo = norm8_f64(_mm512_cvtepi32_pd(_mm512_castsi512_si256(qv)), *p_.prepared, cc, sv, iv);
         const __m256i y_hi = norm8_f64(_mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(qv, 1)), *p_.prepared, cc + 8, sv, iv);
         const __m512i y = _mm512_inserti64x4(_mm512_castsi256_si512(y_lo), y_hi, 1);
         _mm_mask_storeu_epi8(o + c, k, _mm512_cvtusepi32_epi8(y));
-      }
+      });
       return;
     }
     r_.sum = _mm512_set1_epi64(st.sum);
