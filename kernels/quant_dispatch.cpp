@@ -125,4 +125,19 @@ void attn_remove_zv(Isa isa, int m, int n, int32_t* acc, int ld_acc, int32_t zv,
   }
 }
 
+void attn_kv_s8(Isa isa, int tokens, int n, const uint8_t* k, const uint8_t* v, int ld, int8_t* k_s8, int8_t* v_s8,
+                int32_t* colsum_k) {
+  require_isa("attn_kv_s8", isa);
+  switch (isa) {
+    case Isa::kRef:
+      return attn_kv_s8_ref(tokens, n, k, v, ld, k_s8, v_s8, colsum_k);
+    case Isa::kAvx2:
+    case Isa::kAvxVnni:
+      return detail::avx2_attn_kv_s8(tokens, n, k, v, ld, k_s8, v_s8, colsum_k);
+    case Isa::kAvx512Vnni:
+    case Isa::kAmx:
+      return detail::avx512_attn_kv_s8(tokens, n, k, v, ld, k_s8, v_s8, colsum_k);
+  }
+}
+
 }  // namespace vitint::kernels

@@ -31,6 +31,8 @@ void avx2_softmax_u8(const int32_t* acc, int ld_acc, const SoftmaxParams& p, uin
 void avx2_softmax_lis(const int32_t* acc, int ld_acc, const SoftmaxParams& p, int16_t* weights,
                       int ld_w, int32_t* rowsum_w);
 void avx2_attn_remove_zv(int m, int n, int32_t* acc, int ld_acc, int32_t zv, const int32_t* rowsum, bool normalize);
+void avx2_attn_kv_s8(int tokens, int n, const uint8_t* k, const uint8_t* v, int ld, int8_t* k_s8, int8_t* v_s8,
+                     int32_t* colsum_k);
 
 void avx512_requant_u8(int m, int n, const int32_t* acc, int ld_acc, const RequantU8Params& p,
                        uint8_t* out, int ld_out);
@@ -46,6 +48,8 @@ void avx512_softmax_lis(const int32_t* acc, int ld_acc, const SoftmaxParams& p, 
                         int ld_w, int32_t* rowsum_w);
 void avx512_attn_remove_zv(int m, int n, int32_t* acc, int ld_acc, int32_t zv, const int32_t* rowsum,
                            bool normalize);
+void avx512_attn_kv_s8(int tokens, int n, const uint8_t* k, const uint8_t* v, int ld, int8_t* k_s8, int8_t* v_s8,
+                       int32_t* colsum_k);
 
 // Helpers shared by both paths.
 

@@ -266,6 +266,23 @@ TEST_CASE("softmax references on two-element rows") {
   CHECK(probs[1] == 128);
 }
 
+TEST_CASE("attn_kv_s8_ref: keys and values as x - 128, column sums of the keys") {
+  // Two tokens of three values, rows 4 bytes apart (the 4th byte is not read).
+  const uint8_t k[8] = {0, 128, 255, 9, 1, 2, 3, 9};
+  const uint8_t v[8] = {255, 0, 130, 9, 128, 127, 129, 9};
+  int8_t ks[6], vs[6];
+  int32_t colsum[2];
+  vitint::kernels::attn_kv_s8_ref(2, 3, k, v, 4, ks, vs, colsum);
+  CHECK(ks[0] == -128);
+  CHECK(ks[1] == 0);
+  CHECK(ks[2] == 127);
+  CHECK(vs[0] == 127);
+  CHECK(vs[1] == -128);
+  CHECK(vs[5] == 1);
+  CHECK(colsum[0] == -1);
+  CHECK(colsum[1] == 6 - 3 * 128);
+}
+
 TEST_CASE("attn_remove_zv_ref: zero point of V out, LIS rows rescaled to 2^14") {
   // Row 0: weights summing to 2^14 + 2^13 (rowsum), zv = 3: acc - 3 * rowsum.
   int32_t acc[2][3] = {{100000, -5, 0}, {7, 8, 9}};

@@ -708,6 +708,35 @@ TEST_CASE("attn_remove_zv: every path equals the reference") {
   }
 }
 
+TEST_CASE("attn_kv_s8: every path equals the reference") {
+  Rng rng(808);
+  for (int n : kSizes) {
+    for (int tokens : {1, 17, 197}) {
+      if (tokens * n > 200000) continue;
+      for (int trial = 0; trial < 3; ++trial) {
+        // K and V interleaved in rows of a qkv-like buffer (ld > 2n), bytes
+        // uniform, all 0 or all 255.
+        const int ld = 2 * n + 5;
+        std::vector<uint8_t> buf(static_cast<size_t>(tokens) * ld);
+        for (auto& b : buf) b = static_cast<uint8_t>(trial == 0 ? uniform(rng, 0, 255) : trial == 1 ? 0 : 255);
+        const auto size = static_cast<size_t>(tokens) * n;
+        std::vector<int8_t> k_want(size), v_want(size);
+        std::vector<int32_t> sum_want(static_cast<size_t>(tokens));
+        vk::attn_kv_s8_ref(tokens, n, buf.data(), buf.data() + n, ld, k_want.data(), v_want.data(), sum_want.data());
+        for (vk::Isa isa : supported_isas()) {
+          std::vector<int8_t> k_got(size, 7), v_got(size, 7);
+          std::vector<int32_t> sum_got(static_cast<size_t>(tokens), 7);
+          vk::attn_kv_s8(isa, tokens, n, buf.data(), buf.data() + n, ld, k_got.data(), v_got.data(), sum_got.data());
+          const std::string ctx = ctx_of(isa, "attn_kv_s8", tokens, n, trial);
+          EXPECT_SAME(k_got, k_want, n, "k_s8", ctx);
+          EXPECT_SAME(v_got, v_want, n, "v_s8", ctx);
+          EXPECT_SAME(sum_got, sum_want, 1, "colsum_k", ctx);
+        }
+      }
+    }
+  }
+}
+
 TEST_CASE("inv_fast (vector LayerNorm) equals floor(2^48 / sigma)") {
   auto same = [](uint32_t sigma) {
     const int64_t want = (int64_t{1} << 48) / sigma;
@@ -757,8 +786,10 @@ TEST_CASE("dispatched kernels accept empty inputs and refuse unknown paths") {
     vk::SoftmaxParams sp{0, 5, nullptr, 0, 0, 0};
     vk::softmax_u8(isa, nullptr, 5, sp, nullptr, 5, nullptr);
     vk::attn_remove_zv(isa, 0, 64, nullptr, 64, 3, nullptr, true);
+    vk::attn_kv_s8(isa, 0, 64, nullptr, nullptr, 64, nullptr, nullptr, nullptr);
   }
   CHECK_THROWS(vk::attn_remove_zv(static_cast<vk::Isa>(9), 0, 0, nullptr, 1, 0, nullptr, false));
+  CHECK_THROWS(vk::attn_kv_s8(static_cast<vk::Isa>(9), 0, 0, nullptr, nullptr, 1, nullptr, nullptr, nullptr));
   const vk::RequantU8Params rq{nullptr, nullptr, nullptr, nullptr};
   CHECK_THROWS(vk::requant_u8(static_cast<vk::Isa>(9), 0, 0, nullptr, 1, rq, nullptr, 1));
 }

@@ -319,26 +319,6 @@ size_t carve(k::Isa isa, int tokens, int head_dim, uint8_t* base, AttentionScrat
   return off;
 }
 
-// K and V of one head to int8 (uint8 ^ 0x80) and the column sums of K. Plain
-// functions: sizes in a closure object would be reloaded after every byte
-// store (which may alias them), and the loops would not vectorize.
-void convert_kv(const uint8_t* k_src, int ld, int dim, int tokens, int hd, int8_t* k_dst, int8_t* v_dst,
-                int32_t* colsum) {
-  for (int j = 0; j < tokens; ++j) {
-    const uint8_t* kr = k_src + static_cast<size_t>(j) * ld;
-    const uint8_t* vr = kr + dim;
-    int8_t* kd = k_dst + static_cast<size_t>(j) * hd;
-    int8_t* vd = v_dst + static_cast<size_t>(j) * hd;
-    int32_t sum = 0;
-    for (int d = 0; d < hd; ++d) {
-      kd[d] = static_cast<int8_t>(kr[d] ^ 0x80);
-      vd[d] = static_cast<int8_t>(vr[d] ^ 0x80);
-      sum += kd[d];
-    }
-    colsum[j] = sum;
-  }
-}
-
 }  // namespace
 
 size_t AttentionOp::scratch_bytes(k::Isa isa, int tokens, int head_dim) {
@@ -376,7 +356,8 @@ void AttentionOp::run(ExecContext& ctx) const {
     carve(ctx.isa, t_count, hd, ctx.buf<uint8_t>(scratch) + static_cast<size_t>(thread) * stride, &s);
     const uint8_t* qkv_img = ctx.buf<uint8_t>(qkv) + static_cast<size_t>(b) * t_count * ld;
     uint8_t* out_img = ctx.buf<uint8_t>(out) + static_cast<size_t>(b) * q_rows * d_model;
-    convert_kv(qkv_img + d_model + h * hd, ld, d_model, t_count, hd, s.k_s8, s.v_s8, s.colsum_k);
+    const uint8_t* k_img = qkv_img + d_model + h * hd;
+    k::attn_kv_s8(ctx.isa, t_count, hd, k_img, k_img + d_model, ld, s.k_s8, s.v_s8, s.colsum_k);
     std::memset(s.k_s8 + static_cast<size_t>(t_count) * hd, 0, static_cast<size_t>(t_pad - t_count) * hd);
     const int rows = r.size();
     k::pack_b_s8(ctx.isa, t_pad, hd, s.k_s8, hd, s.packed_k);

@@ -611,4 +611,34 @@ void avx2_attn_remove_zv(int m, int n, int32_t* acc, int ld_acc, int32_t zv, con
   }
 }
 
+// As the AVX-512 kernel, 32 bytes at a time; the last n % 32 values of a
+// row one by one.
+void avx2_attn_kv_s8(int tokens, int n, const uint8_t* k, const uint8_t* v, int ld, int8_t* k_s8, int8_t* v_s8,
+                     int32_t* colsum_k) {
+  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
+  const int whole = n / 32 * 32;
+  for (int t = 0; t < tokens; ++t) {
+    const uint8_t* kr = k + static_cast<int64_t>(t) * ld;
+    const uint8_t* vr = v + static_cast<int64_t>(t) * ld;
+    int8_t* kd = k_s8 + static_cast<int64_t>(t) * n;
+    int8_t* vd = v_s8 + static_cast<int64_t>(t) * n;
+    __m256i sums = _mm256_setzero_si256();
+    for (int d = 0; d < whole; d += 32) {
+      const __m256i kv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kr + d));
+      const __m256i vv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(vr + d));
+      sums = _mm256_add_epi64(sums, _mm256_sad_epu8(kv, _mm256_setzero_si256()));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(kd + d), _mm256_xor_si256(kv, flip));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(vd + d), _mm256_xor_si256(vv, flip));
+    }
+    const __m128i s = _mm_add_epi64(_mm256_castsi256_si128(sums), _mm256_extracti128_si256(sums, 1));
+    int32_t sum = static_cast<int32_t>(_mm_cvtsi128_si64(s) + _mm_extract_epi64(s, 1)) - 128 * whole;
+    for (int d = whole; d < n; ++d) {
+      kd[d] = static_cast<int8_t>(kr[d] - 128);
+      vd[d] = static_cast<int8_t>(vr[d] - 128);
+      sum += kd[d];
+    }
+    colsum_k[t] = sum;
+  }
+}
+
 }  // namespace vitint::kernels::detail

@@ -201,4 +201,11 @@ void softmax_lis_ref(const int32_t* acc, int ld_acc, const SoftmaxParams& p, int
 // rowsum[i]), or 0 where rowsum[i] <= 0.
 void attn_remove_zv_ref(int m, int n, int32_t* acc, int ld_acc, int32_t zv, const int32_t* rowsum, bool normalize);
 
+// One head's keys and values, uint8 rows of n values at k[t * ld] and
+// v[t * ld], as int8 x - 128 (x ^ 0x80) into k_s8 and v_s8 ([tokens][n]),
+// with colsum_k[t] = sum over the row of k_s8 (what q.k^T's zero point of q
+// multiplies).
+void attn_kv_s8_ref(int tokens, int n, const uint8_t* k, const uint8_t* v, int ld, int8_t* k_s8, int8_t* v_s8,
+                    int32_t* colsum_k);
+
 }  // namespace vitint::kernels

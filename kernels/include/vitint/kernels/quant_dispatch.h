@@ -25,4 +25,6 @@ void softmax_lis(Isa isa, const int32_t* acc, int ld_acc, const SoftmaxParams& p
 
 void attn_remove_zv(Isa isa, int m, int n, int32_t* acc, int ld_acc, int32_t zv, const int32_t* rowsum,
                     bool normalize);
+void attn_kv_s8(Isa isa, int tokens, int n, const uint8_t* k, const uint8_t* v, int ld, int8_t* k_s8, int8_t* v_s8,
+                int32_t* colsum_k);
 }  // namespace vitint::kernels
