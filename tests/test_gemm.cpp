@@ -404,17 +404,19 @@ TEST_CASE("gemm: degenerate and invalid arguments") {
 }
 
 // The AMX path reads A's tiles in place where A and its rows are 64-byte
-// aligned and k is a multiple of 64 (up to 768), copying only a partial last
-// row tile; otherwise it copies A. Both placements, every path, plain and
-// fused, against the reference.
+// aligned and a row's tile reads stay inside its stride (k up to 768),
+// copying a partial last row tile and, for k not a multiple of 64, the tile
+// with A's last row; otherwise it copies A. Both placements, every path,
+// plain and fused, against the reference (garbage in the stride padding,
+// which the in-place reads see past k).
 TEST_CASE("gemm_u8s8s32: A at 64-byte aligned and unaligned addresses") {
   std::mt19937 rng(4242);
-  for (int k : {64, 192, 384, 768, 832}) {
-    for (int m : {1, 15, 16, 17, 31, 33, 197}) {
+  for (int k : {1, 64, 100, 192, 197, 384, 768, 832}) {
+    for (int m : {1, 15, 16, 17, 31, 32, 33, 197}) {
       for (int n : {17, 197}) {
         Problem pr = make_problem(m, n, k, Fill::kRandom, rng, false);
-        // Rows 64-byte multiples apart (a padded stride for some), garbage in the padding.
-        const int lda = k + (m % 2 == 1 ? 64 : 0);
+        // Rows 64-byte multiples apart (a padded stride for some).
+        const int lda = (k + 63) / 64 * 64 + (m % 2 == 1 ? 64 : 0);
         std::vector<uint8_t> a8(static_cast<size_t>(m) * lda);
         for (auto& x : a8) x = static_cast<uint8_t>(rng());
         for (int i = 0; i < m; ++i)

@@ -290,6 +290,10 @@ struct AttentionScratch {
 // AMX: 7.4 -> 3.7 us; the unaligned rows of a 197-wide score matrix made the
 // tile stores straddle cache lines). The softmax reads the first `tokens`.
 int padded_keys(int tokens) { return (tokens + 15) / 16 * 16; }
+// Rows of the attention weights 64-byte aligned and at least the keys
+// rounded up to 64 apart: attn@v's AMX GEMM then reads them in place (a
+// DeiT head 3.7 -> 2.1 us) instead of copying them into tiles.
+int weights_ld(int tokens) { return (tokens + 63) / 64 * 64; }
 
 // One layout used by both scratch_bytes() and run().
 size_t carve(k::Isa isa, int tokens, int head_dim, uint8_t* base, AttentionScratch* s) {
@@ -308,7 +312,7 @@ size_t carve(k::Isa isa, int tokens, int head_dim, uint8_t* base, AttentionScrat
   uint8_t* packed_v = take(std::max(k::packed_b_bytes(isa, head_dim, tokens), k::packed_b16_bytes(isa, head_dim, tokens)));
   uint8_t* scores = take(t * tp * 4);
   uint8_t* colsum = take(t * 4);
-  uint8_t* probs = take(t * t * 2);
+  uint8_t* probs = take(t * static_cast<size_t>(weights_ld(tokens)) * 2);
   uint8_t* rowsum = take(t * 4);
   uint8_t* out_acc = take(t * d * 4);
   if (s) {
@@ -328,6 +332,7 @@ size_t AttentionOp::scratch_bytes(k::Isa isa, int tokens, int head_dim) {
 void AttentionOp::run(ExecContext& ctx) const {
   const int t_count = tokens, d_model = dim, h_count = heads;
   const int t_pad = padded_keys(t_count);
+  const int w_ld = weights_ld(t_count);
   const int hd = d_model / h_count;
   const int ld = 3 * d_model;
   const int32_t z_v = zv;
@@ -346,7 +351,7 @@ void AttentionOp::run(ExecContext& ctx) const {
   // prefetcher moves together) with its own heads, not the other thread's.
   const int tasks = units * blocks;
   const int per_thread = tasks % threads == 0 ? tasks / threads : 0;
-  ctx.parallel(tasks, [&, t_count, t_pad, q_rows, d_model, h_count, hd, ld, z_v, stride, blocks, threads, per_thread](int task, int thread) {
+  ctx.parallel(tasks, [&, t_count, t_pad, w_ld, q_rows, d_model, h_count, hd, ld, z_v, stride, blocks, threads, per_thread](int task, int thread) {
     const int work = per_thread ? task % threads * per_thread + task / threads : task;
     const int b = work / blocks / h_count;
     const int h = work / blocks % h_count;
@@ -367,14 +372,14 @@ void AttentionOp::run(ExecContext& ctx) const {
     sp.rows = rows;
     sp.colsum_k = s.colsum_k;
     if (attention_bits == 8) {
-      k::softmax_u8(ctx.isa, s.scores, t_pad, sp, s.probs, t_count, s.rowsum);
+      k::softmax_u8(ctx.isa, s.scores, t_pad, sp, s.probs, w_ld, s.rowsum);
       k::pack_b_s8_transposed(ctx.isa, hd, t_count, s.v_s8, hd, s.packed_v);
-      k::gemm_u8s8s32(ctx.isa, rows, hd, t_count, s.probs, t_count, s.packed_v, s.out_acc, hd);
+      k::gemm_u8s8s32(ctx.isa, rows, hd, t_count, s.probs, w_ld, s.packed_v, s.out_acc, hd);
     } else {
       auto* w = reinterpret_cast<int16_t*>(s.probs);
-      k::softmax_lis(ctx.isa, s.scores, t_pad, sp, w, t_count, s.rowsum);
+      k::softmax_lis(ctx.isa, s.scores, t_pad, sp, w, w_ld, s.rowsum);
       k::pack_b16_s8_transposed(ctx.isa, hd, t_count, s.v_s8, hd, s.packed_v);
-      k::gemm_s16s8s32(ctx.isa, rows, hd, t_count, w, t_count, s.packed_v, s.out_acc, hd);
+      k::gemm_s16s8s32(ctx.isa, rows, hd, t_count, w, w_ld, s.packed_v, s.out_acc, hd);
     }
     k::attn_remove_zv(ctx.isa, rows, hd, s.out_acc, hd, z_v, s.rowsum, attention_bits == 4 && lis_normalize);
     const k::RequantU8Params rq{out_bias.data(), out_mult + h * hd, out_shift + h * hd, out_zp + h * hd};

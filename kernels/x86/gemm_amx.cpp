@@ -198,24 +198,27 @@ const uint8_t* copy_a(int m, int k, const uint8_t* a, int lda, int m_tiles, int 
   return buf;
 }
 
-// The row tiles of A for one chunk of rows. Where A's rows are whole
-// 64-byte-aligned tile rows (k a multiple of 64, lda and A 64-byte aligned)
-// and one pass covers k (k <= 768), the tiles are read in place and only a
-// partial last row tile is copied (zero-padded); otherwise A goes through
-// copy_a. Fused GEMMs with a no-op epilogue, 197 rows: DeiT-T qkv 12.3 ->
-// 10.8 us, fc2 (k = 768) 19.4 -> 15.7 us, DeiT-S proj 17.6 -> 14.6 us.
-// (Strided tile loads of rows 1536 bytes apart ran 9% slower than loads
-// from the copy, which is one reason the multi-pass k > 768 keeps it.)
+// The row tiles of A for one chunk of rows. Where A and lda are 64-byte
+// aligned (so a row's tile reads, k rounded up to 64, stay inside its
+// stride) and one pass covers k (k <= 768), the tiles are read in place and
+// only the rest is copied (zero-padded): a partial last row tile, and where
+// k is not a multiple of 64 the tile holding A's last row (whose stride
+// padding need not exist). Bytes read past k multiply the zero rows that pad
+// the packed B, so they add nothing. Otherwise A goes through copy_a. Fused
+// GEMMs with a no-op epilogue, 197 rows: DeiT-T qkv 12.3 -> 10.8 us, fc2
+// (k = 768) 19.4 -> 15.7 us, DeiT-S proj 17.6 -> 14.6 us; attn@v (k = 197,
+// lda = 256) 3.7 -> 2.1 us. (Strided tile loads of rows 1536 bytes apart ran
+// 9% slower than loads from the copy, one reason the multi-pass k > 768
+// keeps it.)
 class ARows {
  public:
   ARows(int m, int k, const uint8_t* a, int lda, int m_tiles, int k_pad, bool one_pass)
       : a_(a), lda_(lda), k_pad_(k_pad),
-        in_place_(one_pass && k % kTileK == 0 && lda % 64 == 0 && reinterpret_cast<uintptr_t>(a) % 64 == 0),
-        full_(in_place_ ? m / kTileRows : 0) {
-    if (!in_place_) {
-      buf_ = copy_a(m, k, a, lda, m_tiles, k_pad);
-    } else if (full_ < m_tiles) {
-      buf_ = copy_a(m - full_ * kTileRows, k, a + ptrdiff_t{full_} * kTileRows * lda, lda, 1, k_pad);
+        full_(one_pass && lda % 64 == 0 && reinterpret_cast<uintptr_t>(a) % 64 == 0
+                  ? (k == k_pad ? m : m - 1) / kTileRows
+                  : 0) {
+    if (full_ < m_tiles) {
+      buf_ = copy_a(m - full_ * kTileRows, k, a + ptrdiff_t{full_} * kTileRows * lda, lda, m_tiles - full_, k_pad);
     }
   }
   ATile tile(int it) const {
@@ -227,7 +230,6 @@ class ARows {
   const uint8_t* a_;
   ptrdiff_t lda_;
   int k_pad_;
-  bool in_place_;
   int full_;  // row tiles read in place
   const uint8_t* buf_ = nullptr;
 };
