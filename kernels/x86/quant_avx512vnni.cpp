@@ -56,7 +56,7 @@ inline Dyadic16 load_dyadic(__mmask16 k, const int32_t* mult, const int32_t* shi
   d.rnd_e = _mm512_srli_epi64(_mm512_sllv_epi64(one, d.shift_e), 1);
   d.rnd_o = _mm512_srli_epi64(_mm512_sllv_epi64(one, d.shift_o), 1);
   d.hi_count = _mm512_sub_epi32(s, _mm512_set1_epi32(32));
-  d.hi = _mm512_mask_reduce_min_epi32(k, s) >= 32;
+  d.hi = _mm512_mask_cmplt_epi32_mask(k, s, _mm512_set1_epi32(32)) == 0;
   return d;
 }
 
