@@ -566,10 +566,9 @@ void avx512_attn_remove_zv(int m, int n, int32_t* acc, int ld_acc, int32_t zv, c
     int32_t* row = acc + static_cast<int64_t>(i) * ld_acc;
     if (!normalize) {
       const __m512i corr = _mm512_set1_epi32(static_cast<int32_t>(static_cast<uint32_t>(zv) * static_cast<uint32_t>(rowsum[i])));
-      for (int j = 0; j < n; j += 16) {
-        const __mmask16 k = tail_mask(n - j);
+      for_vectors(n, [&](int j, __mmask16 k) {
         _mm512_mask_storeu_epi32(row + j, k, _mm512_sub_epi32(_mm512_maskz_loadu_epi32(k, row + j), corr));
-      }
+      });
       continue;
     }
     const __m512i corr = _mm512_set1_epi64(int64_t{zv} * rowsum[i]);
