@@ -94,7 +94,8 @@ void run_pack(benchmark::State& state, vk::Isa isa, Shape s) {
 // Elementwise kernels on the DeiT-S shapes of one block (197 tokens):
 // qkv requantization, GELU of fc1, residual add of fc2, LayerNorm, softmax
 // of one head, the zero-point removal and row normalization of one head's
-// 4-bit attention output (in place: the values drift, the work does not). Realistic parameters (multipliers of 2^30 with shifts that
+// 4-bit attention output (in place: the values drift, the work does not),
+// one head's K and V to int8 out of DeiT-S's qkv rows. Realistic parameters (multipliers of 2^30 with shifts that
 // give 8-bit outputs, accumulators of a few thousand) keep every path off
 // its slow corner cases, as in a model. Counter: elements per second.
 constexpr int kRows = 197;
@@ -128,7 +129,7 @@ struct Elementwise {
   }
 };
 
-enum class Kernel { kRequant, kGelu, kResidual, kLayerNorm, kSoftmaxU8, kSoftmaxLis, kAttnRemoveZv };
+enum class Kernel { kRequant, kGelu, kResidual, kLayerNorm, kSoftmaxU8, kSoftmaxLis, kAttnRemoveZv, kAttnKvS8 };
 
 void run_elementwise(benchmark::State& state, vk::Isa isa, Kernel kernel, int cols) {
   Elementwise e(cols);
@@ -142,6 +143,10 @@ void run_elementwise(benchmark::State& state, vk::Isa isa, Kernel kernel, int co
   lp.prepared = &prepared;
   std::vector<int32_t> colsum(static_cast<size_t>(cols), 0), rowsum(kRows, 3 << 14);
   const vk::SoftmaxParams sp{kRows, cols, colsum.data(), 0, 1 << 30, 32};
+  constexpr int kQkvLd = 3 * 384;  // DeiT-S: K at column 384, V at 768
+  std::vector<uint8_t> qkv(static_cast<size_t>(kRows) * kQkvLd, 77);
+  std::vector<int8_t> k_s8(static_cast<size_t>(kRows) * cols), v_s8(k_s8.size());
+  std::vector<int32_t> colsum_k(kRows);
   for (auto _ : state) {
     switch (kernel) {
       case Kernel::kRequant:
@@ -164,6 +169,10 @@ void run_elementwise(benchmark::State& state, vk::Isa isa, Kernel kernel, int co
         break;
       case Kernel::kAttnRemoveZv:
         vk::attn_remove_zv(isa, kRows, cols, e.acc.data(), cols, 5, rowsum.data(), true);
+        break;
+      case Kernel::kAttnKvS8:
+        vk::attn_kv_s8(isa, kRows, cols, qkv.data() + 384, qkv.data() + 768, kQkvLd, k_s8.data(), v_s8.data(),
+                       colsum_k.data());
         break;
     }
     benchmark::ClobberMemory();
@@ -189,7 +198,8 @@ const bool kRegistered = [] {
     } elementwise[] = {{"requant_u8", "small_qkv", Kernel::kRequant, 1152},  {"gelu_u8", "small_fc1", Kernel::kGelu, 1536},
                        {"residual_add", "small_fc2", Kernel::kResidual, 384}, {"layernorm", "small", Kernel::kLayerNorm, 384},
                        {"layernorm", "tiny", Kernel::kLayerNorm, 192},        {"softmax_u8", "head", Kernel::kSoftmaxU8, 197},
-                       {"softmax_lis", "head", Kernel::kSoftmaxLis, 197},     {"attn_remove_zv", "head", Kernel::kAttnRemoveZv, 64}};
+                       {"softmax_lis", "head", Kernel::kSoftmaxLis, 197},     {"attn_remove_zv", "head", Kernel::kAttnRemoveZv, 64},
+                       {"attn_kv_s8", "head", Kernel::kAttnKvS8, 64}};
     for (const auto& k : elementwise) {
       const std::string name = std::string(k.kernel_name) + "/" + vk::isa_name(isa) + "/" + k.shape + "/" +
                                std::to_string(kRows) + "x" + std::to_string(k.cols);
