@@ -76,6 +76,18 @@ inline int64_t inv_fast(uint32_t sigma) {
   return q;
 }
 
+// attn_kv_s8's walk over the tokens: row(kr, vr, kd, vd) converts one
+// token's n keys and values and returns the sum of its int8 keys.
+template <class Row>
+inline void attn_kv_rows(int tokens, int n, const uint8_t* k, const uint8_t* v, int ld, int8_t* k_s8, int8_t* v_s8,
+                         int32_t* colsum_k, Row&& row) {
+  for (int t = 0; t < tokens; ++t) {
+    const int64_t src = static_cast<int64_t>(t) * ld;
+    const int64_t dst = static_cast<int64_t>(t) * n;
+    colsum_k[t] = row(k + src, v + src, k_s8 + dst, v_s8 + dst);
+  }
+}
+
 // attn_remove_zv_ref's per-row factor r (0 for rowsum <= 0).
 inline int64_t lis_row_recip(int32_t rowsum) {
   return rowsum > 0 ? ((int64_t{1} << 30) + rowsum / 2) / rowsum : 0;

@@ -253,19 +253,16 @@ void attn_remove_zv_ref(int m, int n, int32_t* acc, int ld_acc, int32_t zv, cons
 
 void attn_kv_s8_ref(int tokens, int n, const uint8_t* k, const uint8_t* v, int ld, int8_t* k_s8, int8_t* v_s8,
                     int32_t* colsum_k) {
-  for (int t = 0; t < tokens; ++t) {
-    const uint8_t* kr = k + static_cast<int64_t>(t) * ld;
-    const uint8_t* vr = v + static_cast<int64_t>(t) * ld;
-    int8_t* kd = k_s8 + static_cast<int64_t>(t) * n;
-    int8_t* vd = v_s8 + static_cast<int64_t>(t) * n;
-    int32_t sum = 0;
-    for (int d = 0; d < n; ++d) {
-      kd[d] = static_cast<int8_t>(kr[d] - 128);
-      vd[d] = static_cast<int8_t>(vr[d] - 128);
-      sum += kd[d];
-    }
-    colsum_k[t] = sum;
-  }
+  detail::attn_kv_rows(tokens, n, k, v, ld, k_s8, v_s8, colsum_k,
+                       [n](const uint8_t* kr, const uint8_t* vr, int8_t* kd, int8_t* vd) {
+                         int32_t sum = 0;
+                         for (int d = 0; d < n; ++d) {
+                           kd[d] = static_cast<int8_t>(kr[d] - 128);
+                           vd[d] = static_cast<int8_t>(vr[d] - 128);
+                           sum += kd[d];
+                         }
+                         return sum;
+                       });
 }
 
 }  // namespace vitint::kernels

@@ -617,11 +617,7 @@ void avx2_attn_kv_s8(int tokens, int n, const uint8_t* k, const uint8_t* v, int 
                      int32_t* colsum_k) {
   const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
   const int whole = n / 32 * 32;
-  for (int t = 0; t < tokens; ++t) {
-    const uint8_t* kr = k + static_cast<int64_t>(t) * ld;
-    const uint8_t* vr = v + static_cast<int64_t>(t) * ld;
-    int8_t* kd = k_s8 + static_cast<int64_t>(t) * n;
-    int8_t* vd = v_s8 + static_cast<int64_t>(t) * n;
+  attn_kv_rows(tokens, n, k, v, ld, k_s8, v_s8, colsum_k, [&](const uint8_t* kr, const uint8_t* vr, int8_t* kd, int8_t* vd) {
     __m256i sums = _mm256_setzero_si256();
     for (int d = 0; d < whole; d += 32) {
       const __m256i kv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kr + d));
@@ -637,8 +633,8 @@ void avx2_attn_kv_s8(int tokens, int n, const uint8_t* k, const uint8_t* v, int 
       vd[d] = static_cast<int8_t>(vr[d] - 128);
       sum += kd[d];
     }
-    colsum_k[t] = sum;
-  }
+    return sum;
+  });
 }
 
 }  // namespace vitint::kernels::detail

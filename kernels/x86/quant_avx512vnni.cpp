@@ -588,11 +588,7 @@ void avx512_attn_remove_zv(int m, int n, int32_t* acc, int ld_acc, int32_t zv, c
 void avx512_attn_kv_s8(int tokens, int n, const uint8_t* k, const uint8_t* v, int ld, int8_t* k_s8, int8_t* v_s8,
                        int32_t* colsum_k) {
   const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
-  for (int t = 0; t < tokens; ++t) {
-    const uint8_t* kr = k + static_cast<int64_t>(t) * ld;
-    const uint8_t* vr = v + static_cast<int64_t>(t) * ld;
-    int8_t* kd = k_s8 + static_cast<int64_t>(t) * n;
-    int8_t* vd = v_s8 + static_cast<int64_t>(t) * n;
+  attn_kv_rows(tokens, n, k, v, ld, k_s8, v_s8, colsum_k, [&](const uint8_t* kr, const uint8_t* vr, int8_t* kd, int8_t* vd) {
     __m512i sums = _mm512_setzero_si512();
     for (int d = 0; d < n; d += 64) {
       const auto mask = static_cast<__mmask64>(n - d >= 64 ? ~0ull : (1ull << (n - d)) - 1);
@@ -601,8 +597,8 @@ void avx512_attn_kv_s8(int tokens, int n, const uint8_t* k, const uint8_t* v, in
       _mm512_mask_storeu_epi8(kd + d, mask, _mm512_xor_si512(kv, flip));
       _mm512_mask_storeu_epi8(vd + d, mask, _mm512_xor_si512(_mm512_maskz_loadu_epi8(mask, vr + d), flip));
     }
-    colsum_k[t] = static_cast<int32_t>(_mm512_reduce_add_epi64(sums)) - 128 * n;
-  }
+    return static_cast<int32_t>(_mm512_reduce_add_epi64(sums)) - 128 * n;
+  });
 }
 
 }  // namespace vitint::kernels::detail
