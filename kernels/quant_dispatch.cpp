@@ -2,7 +2,6 @@
 #include "vitint/kernels/quant_dispatch.h"
 
 #include <stdexcept>
-#include <string>
 
 #include "cpu_internal.h"
 #include "quant_internal.h"
@@ -10,19 +9,31 @@
 namespace vitint::kernels {
 using detail::require_isa;
 
+namespace {
+
+// The elementwise kernels of a path (checked by require_isa first): AVX-VNNI
+// runs the AVX2 kernels and AMX the AVX-512 ones; only the GEMMs differ.
+template <class F>
+F* path(Isa isa, F* ref, F* avx2, F* avx512) {
+  switch (isa) {
+    case Isa::kRef:
+      return ref;
+    case Isa::kAvx2:
+    case Isa::kAvxVnni:
+      return avx2;
+    case Isa::kAvx512Vnni:
+    case Isa::kAmx:
+      break;
+  }
+  return avx512;
+}
+
+}  // namespace
+
 void requant_u8(Isa isa, int m, int n, const int32_t* acc, int ld_acc, const RequantU8Params& p,
                 uint8_t* out, int ld_out) {
   require_isa("requant_u8", isa);
-  switch (isa) {
-    case Isa::kRef:
-      return requant_u8_ref(m, n, acc, ld_acc, p, out, ld_out);
-    case Isa::kAvx2:
-    case Isa::kAvxVnni:
-      return detail::avx2_requant_u8(m, n, acc, ld_acc, p, out, ld_out);
-    case Isa::kAvx512Vnni:
-    case Isa::kAmx:
-      return detail::avx512_requant_u8(m, n, acc, ld_acc, p, out, ld_out);
-  }
+  path(isa, requant_u8_ref, detail::avx2_requant_u8, detail::avx512_requant_u8)(m, n, acc, ld_acc, p, out, ld_out);
 }
 
 void gelu_u8(Isa isa, int m, int n, const int32_t* acc, int ld_acc, const GeluU8Params& p, uint8_t* out,
@@ -34,31 +45,14 @@ void gelu_u8(Isa isa, int m, int n, const int32_t* acc, int ld_acc, const GeluU8
       throw std::invalid_argument(
           "vitint::kernels::gelu_u8: GeluU8Params::wide is missing or inconsistent (make it with gelu_widen(table))");
   }
-  switch (isa) {
-    case Isa::kRef:
-      return gelu_u8_ref(m, n, acc, ld_acc, p, out, ld_out);
-    case Isa::kAvx2:
-    case Isa::kAvxVnni:
-      return detail::avx2_gelu_u8(m, n, acc, ld_acc, p, out, ld_out);
-    case Isa::kAvx512Vnni:
-    case Isa::kAmx:
-      return detail::avx512_gelu_u8(m, n, acc, ld_acc, p, out, ld_out);
-  }
+  path(isa, gelu_u8_ref, detail::avx2_gelu_u8, detail::avx512_gelu_u8)(m, n, acc, ld_acc, p, out, ld_out);
 }
 
 void residual_add(Isa isa, int m, int n, const int32_t* acc, int ld_acc, const ResidualParams& p,
                   int16_t* stream, int ld_stream) {
   require_isa("residual_add", isa);
-  switch (isa) {
-    case Isa::kRef:
-      return residual_add_ref(m, n, acc, ld_acc, p, stream, ld_stream);
-    case Isa::kAvx2:
-    case Isa::kAvxVnni:
-      return detail::avx2_residual_add(m, n, acc, ld_acc, p, stream, ld_stream);
-    case Isa::kAvx512Vnni:
-    case Isa::kAmx:
-      return detail::avx512_residual_add(m, n, acc, ld_acc, p, stream, ld_stream);
-  }
+  path(isa, residual_add_ref, detail::avx2_residual_add, detail::avx512_residual_add)
+      (m, n, acc, ld_acc, p, stream, ld_stream);
 }
 
 void layernorm(Isa isa, int rows, const int16_t* in, int ld_in, const LayerNormParams& p,
@@ -68,76 +62,35 @@ void layernorm(Isa isa, int rows, const int16_t* in, int ld_in, const LayerNormP
     throw std::invalid_argument(
         "vitint::kernels::layernorm: LayerNormParams::prepared is missing or for other parameters (make it with "
         "layernorm_prepare)");
-  switch (isa) {
-    case Isa::kRef:
-      return layernorm_ref(rows, in, ld_in, p, out, ld_out);
-    case Isa::kAvx2:
-    case Isa::kAvxVnni:
-      return detail::avx2_layernorm(rows, in, ld_in, p, out, ld_out);
-    case Isa::kAvx512Vnni:
-    case Isa::kAmx:
-      return detail::avx512_layernorm(rows, in, ld_in, p, out, ld_out);
-  }
+  path(isa, layernorm_ref, detail::avx2_layernorm, detail::avx512_layernorm)(rows, in, ld_in, p, out, ld_out);
 }
 
 void softmax_u8(Isa isa, const int32_t* acc, int ld_acc, const SoftmaxParams& p, uint8_t* probs,
                 int ld_probs, int32_t* rowsum_p) {
   require_isa("softmax_u8", isa);
-  switch (isa) {
-    case Isa::kRef:
-      return softmax_u8_ref(acc, ld_acc, p, probs, ld_probs, rowsum_p);
-    case Isa::kAvx2:
-    case Isa::kAvxVnni:
-      return detail::avx2_softmax_u8(acc, ld_acc, p, probs, ld_probs, rowsum_p);
-    case Isa::kAvx512Vnni:
-    case Isa::kAmx:
-      return detail::avx512_softmax_u8(acc, ld_acc, p, probs, ld_probs, rowsum_p);
-  }
+  path(isa, softmax_u8_ref, detail::avx2_softmax_u8, detail::avx512_softmax_u8)
+      (acc, ld_acc, p, probs, ld_probs, rowsum_p);
 }
 
 void softmax_lis(Isa isa, const int32_t* acc, int ld_acc, const SoftmaxParams& p, int16_t* weights,
                  int ld_w, int32_t* rowsum_w) {
   require_isa("softmax_lis", isa);
-  switch (isa) {
-    case Isa::kRef:
-      return softmax_lis_ref(acc, ld_acc, p, weights, ld_w, rowsum_w);
-    case Isa::kAvx2:
-    case Isa::kAvxVnni:
-      return detail::avx2_softmax_lis(acc, ld_acc, p, weights, ld_w, rowsum_w);
-    case Isa::kAvx512Vnni:
-    case Isa::kAmx:
-      return detail::avx512_softmax_lis(acc, ld_acc, p, weights, ld_w, rowsum_w);
-  }
+  path(isa, softmax_lis_ref, detail::avx2_softmax_lis, detail::avx512_softmax_lis)
+      (acc, ld_acc, p, weights, ld_w, rowsum_w);
 }
 
 void attn_remove_zv(Isa isa, int m, int n, int32_t* acc, int ld_acc, int32_t zv, const int32_t* rowsum,
                     bool normalize) {
   require_isa("attn_remove_zv", isa);
-  switch (isa) {
-    case Isa::kRef:
-      return attn_remove_zv_ref(m, n, acc, ld_acc, zv, rowsum, normalize);
-    case Isa::kAvx2:
-    case Isa::kAvxVnni:
-      return detail::avx2_attn_remove_zv(m, n, acc, ld_acc, zv, rowsum, normalize);
-    case Isa::kAvx512Vnni:
-    case Isa::kAmx:
-      return detail::avx512_attn_remove_zv(m, n, acc, ld_acc, zv, rowsum, normalize);
-  }
+  path(isa, attn_remove_zv_ref, detail::avx2_attn_remove_zv, detail::avx512_attn_remove_zv)
+      (m, n, acc, ld_acc, zv, rowsum, normalize);
 }
 
 void attn_kv_s8(Isa isa, int tokens, int n, const uint8_t* k, const uint8_t* v, int ld, int8_t* k_s8, int8_t* v_s8,
                 int32_t* colsum_k) {
   require_isa("attn_kv_s8", isa);
-  switch (isa) {
-    case Isa::kRef:
-      return attn_kv_s8_ref(tokens, n, k, v, ld, k_s8, v_s8, colsum_k);
-    case Isa::kAvx2:
-    case Isa::kAvxVnni:
-      return detail::avx2_attn_kv_s8(tokens, n, k, v, ld, k_s8, v_s8, colsum_k);
-    case Isa::kAvx512Vnni:
-    case Isa::kAmx:
-      return detail::avx512_attn_kv_s8(tokens, n, k, v, ld, k_s8, v_s8, colsum_k);
-  }
+  path(isa, attn_kv_s8_ref, detail::avx2_attn_kv_s8, detail::avx512_attn_kv_s8)
+      (tokens, n, k, v, ld, k_s8, v_s8, colsum_k);
 }
 
 }  // namespace vitint::kernels

@@ -1,5 +1,6 @@
 // Per-path entry points of the elementwise kernels behind the Isa dispatch
-// in quant_dispatch.cpp (which checks the Isa; nothing else is checked).
+// in quant_dispatch.cpp (which checks the Isa, and the widened GELU table
+// and the prepared LayerNorm that the vector paths need).
 //
 // Where an input leaves the range the vector code is exact for (a zero
 // point far outside the int16 range in LayerNorm, a softmax row longer than
