@@ -89,9 +89,48 @@ inline void attn_kv_rows(int tokens, int n, const uint8_t* k, const uint8_t* v, 
   }
 }
 
+// Values [from, to) of one token's row of attn_kv_s8 in scalar code (the
+// reference's whole row, the AVX2 kernel's tail); returns their keys' sum.
+inline int32_t attn_kv_row_scalar(const uint8_t* kr, const uint8_t* vr, int8_t* kd, int8_t* vd, int from, int to) {
+  int32_t sum = 0;
+  for (int d = from; d < to; ++d) {
+    kd[d] = static_cast<int8_t>(kr[d] - 128);
+    vd[d] = static_cast<int8_t>(vr[d] - 128);
+    sum += kd[d];
+  }
+  return sum;
+}
+
 // attn_remove_zv_ref's per-row factor r (0 for rowsum <= 0).
 inline int64_t lis_row_recip(int32_t rowsum) {
   return rowsum > 0 ? ((int64_t{1} << 30) + rowsum / 2) / rowsum : 0;
+}
+
+// attn_remove_zv's walk over the rows, with each row's constants as the
+// reference defines them: plain(row, corr) subtracts corr = zv * rowsum
+// (uint32, wrapping); with normalize, norm(row, corr, r) computes
+// ((x - corr) * r + 2^15) >> 16 with corr = zv * rowsum in int64 and
+// r = lis_row_recip(rowsum).
+template <class Plain, class Norm>
+inline void attn_remove_zv_rows(int m, int32_t* acc, int ld_acc, int32_t zv, const int32_t* rowsum, bool normalize,
+                                Plain&& plain, Norm&& norm) {
+  for (int i = 0; i < m; ++i) {
+    int32_t* row = acc + static_cast<int64_t>(i) * ld_acc;
+    if (normalize) {
+      norm(row, int64_t{zv} * rowsum[i], lis_row_recip(rowsum[i]));
+    } else {
+      plain(row, static_cast<uint32_t>(zv) * static_cast<uint32_t>(rowsum[i]));
+    }
+  }
+}
+
+// The vector GELUs gather g from the widened table at max(x, lo - 1) -
+// (lo - 1): this base address makes max(x, lo - 1) the index itself. Address
+// arithmetic, not a pointer before the array: every lane read is an entry of
+// it (max(x, lo - 1) - (lo - 1) in [0, hi - lo + 1]).
+inline const int* gelu_gather_base(const GeluWideTable& w) {
+  return reinterpret_cast<const int*>(reinterpret_cast<uintptr_t>(w.entries.data()) -
+                                      static_cast<uintptr_t>(static_cast<intptr_t>(w.lo - 1) * 4));
 }
 
 // When the vector LayerNorms' double-precision second pass (norm8_f64) is

@@ -235,33 +235,24 @@ void softmax_lis_ref(const int32_t* acc, int ld_acc, const SoftmaxParams& p, int
 }
 
 void attn_remove_zv_ref(int m, int n, int32_t* acc, int ld_acc, int32_t zv, const int32_t* rowsum, bool normalize) {
-  for (int i = 0; i < m; ++i) {
-    int32_t* row = acc + static_cast<int64_t>(i) * ld_acc;
-    if (!normalize) {
-      const uint32_t corr = static_cast<uint32_t>(zv) * static_cast<uint32_t>(rowsum[i]);
-      for (int j = 0; j < n; ++j) row[j] = static_cast<int32_t>(static_cast<uint32_t>(row[j]) - corr);
-      continue;
-    }
-    const int64_t corr = int64_t{zv} * rowsum[i];
-    const int64_t r = detail::lis_row_recip(rowsum[i]);
-    for (int j = 0; j < n; ++j) {
-      const uint64_t prod = static_cast<uint64_t>(int64_t{row[j]} - corr) * static_cast<uint64_t>(r);
-      row[j] = static_cast<int32_t>(static_cast<int64_t>(prod + (uint64_t{1} << 15)) >> 16);
-    }
-  }
+  detail::attn_remove_zv_rows(
+      m, acc, ld_acc, zv, rowsum, normalize,
+      [n](int32_t* row, uint32_t corr) {
+        for (int j = 0; j < n; ++j) row[j] = static_cast<int32_t>(static_cast<uint32_t>(row[j]) - corr);
+      },
+      [n](int32_t* row, int64_t corr, int64_t r) {
+        for (int j = 0; j < n; ++j) {
+          const uint64_t prod = static_cast<uint64_t>(int64_t{row[j]} - corr) * static_cast<uint64_t>(r);
+          row[j] = static_cast<int32_t>(static_cast<int64_t>(prod + (uint64_t{1} << 15)) >> 16);
+        }
+      });
 }
 
 void attn_kv_s8_ref(int tokens, int n, const uint8_t* k, const uint8_t* v, int ld, int8_t* k_s8, int8_t* v_s8,
                     int32_t* colsum_k) {
   detail::attn_kv_rows(tokens, n, k, v, ld, k_s8, v_s8, colsum_k,
                        [n](const uint8_t* kr, const uint8_t* vr, int8_t* kd, int8_t* vd) {
-                         int32_t sum = 0;
-                         for (int d = 0; d < n; ++d) {
-                           kd[d] = static_cast<int8_t>(kr[d] - 128);
-                           vd[d] = static_cast<int8_t>(vr[d] - 128);
-                           sum += kd[d];
-                         }
-                         return sum;
+                         return detail::attn_kv_row_scalar(kr, vr, kd, vd, 0, n);
                        });
 }
 

@@ -134,8 +134,7 @@ void gelu_block(int m, const int32_t* acc, int ld_acc, const GeluU8Params& block
   const __m256i above = _mm256_set1_epi32(block.wide->hi + 1);
   const __m256i zero = _mm256_setzero_si256();
   const __m256i max_q = _mm256_set1_epi32(255);
-  const auto* base = reinterpret_cast<const int*>(reinterpret_cast<uintptr_t>(block.wide->entries.data()) -
-                                                  static_cast<uintptr_t>(static_cast<intptr_t>(block.wide->lo - 1) * 4));
+  const int* base = gelu_gather_base(*block.wide);
   for (int i = 0; i < m; ++i) {
     const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + static_cast<int64_t>(i) * ld_acc));
     const __m256i x = dyadic8<kHiIn>(a, din, in_c);
@@ -585,30 +584,29 @@ void avx2_softmax_lis(const int32_t* acc, int ld_acc, const SoftmaxParams& p, in
 // vpmuludq (0 <= r < 2^31), rounded; bits 16..47 of the sum are the
 // reference's int32 result, so a logical shift does.
 void avx2_attn_remove_zv(int m, int n, int32_t* acc, int ld_acc, int32_t zv, const int32_t* rowsum, bool normalize) {
-  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
-  for (int i = 0; i < m; ++i) {
-    int32_t* row = acc + static_cast<int64_t>(i) * ld_acc;
-    if (!normalize) {
-      const __m256i corr = _mm256_set1_epi32(static_cast<int32_t>(static_cast<uint32_t>(zv) * static_cast<uint32_t>(rowsum[i])));
-      for (int j = 0; j < n; j += 8) {
-        const __m256i k = _mm256_cmpgt_epi32(_mm256_set1_epi32(n - j), lanes);
-        _mm256_maskstore_epi32(row + j, k, _mm256_sub_epi32(_mm256_maskload_epi32(row + j, k), corr));
-      }
-      continue;
-    }
-    const __m256i corr = _mm256_set1_epi64x(int64_t{zv} * rowsum[i]);
-    const __m256i r = _mm256_set1_epi64x(lis_row_recip(rowsum[i]));
-    const __m256i half = _mm256_set1_epi64x(int64_t{1} << 15);
-    for (int j = 0; j < n; j += 4) {
-      const __m128i k = _mm_cmpgt_epi32(_mm_set1_epi32(n - j), _mm256_castsi256_si128(lanes));
-      const __m256i t = _mm256_sub_epi64(_mm256_cvtepi32_epi64(_mm_maskload_epi32(row + j, k)), corr);
-      const __m256i prod = _mm256_add_epi64(_mm256_mul_epu32(t, r),
-                                            _mm256_slli_epi64(_mm256_mul_epu32(_mm256_srli_epi64(t, 32), r), 32));
-      const __m256i y = _mm256_srli_epi64(_mm256_add_epi64(prod, half), 16);
-      _mm_maskstore_epi32(row + j, k, _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(y, even)));
-    }
-  }
+  const __m256i half = _mm256_set1_epi64x(int64_t{1} << 15);
+  attn_remove_zv_rows(
+      m, acc, ld_acc, zv, rowsum, normalize,
+      [&](int32_t* row, uint32_t c) {
+        const __m256i corr = _mm256_set1_epi32(static_cast<int32_t>(c));
+        for (int j = 0; j < n; j += 8) {
+          const __m256i k = tail_mask8(n - j);
+          _mm256_maskstore_epi32(row + j, k, _mm256_sub_epi32(_mm256_maskload_epi32(row + j, k), corr));
+        }
+      },
+      [&](int32_t* row, int64_t c, int64_t rr) {
+        const __m256i corr = _mm256_set1_epi64x(c);
+        const __m256i r = _mm256_set1_epi64x(rr);
+        for (int j = 0; j < n; j += 4) {
+          const __m128i k = _mm256_castsi256_si128(tail_mask8(n - j));
+          const __m256i t = _mm256_sub_epi64(_mm256_cvtepi32_epi64(_mm_maskload_epi32(row + j, k)), corr);
+          const __m256i prod = _mm256_add_epi64(_mm256_mul_epu32(t, r),
+                                                _mm256_slli_epi64(_mm256_mul_epu32(_mm256_srli_epi64(t, 32), r), 32));
+          const __m256i y = _mm256_srli_epi64(_mm256_add_epi64(prod, half), 16);
+          _mm_maskstore_epi32(row + j, k, _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(y, even)));
+        }
+      });
 }
 
 // As the AVX-512 kernel, 32 bytes at a time; the last n % 32 values of a
@@ -626,14 +624,7 @@ void avx2_attn_kv_s8(int tokens, int n, const uint8_t* k, const uint8_t* v, int 
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(kd + d), _mm256_xor_si256(kv, flip));
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(vd + d), _mm256_xor_si256(vv, flip));
     }
-    const __m128i s = _mm_add_epi64(_mm256_castsi256_si128(sums), _mm256_extracti128_si256(sums, 1));
-    int32_t sum = static_cast<int32_t>(_mm_cvtsi128_si64(s) + _mm_extract_epi64(s, 1)) - 128 * whole;
-    for (int d = whole; d < n; ++d) {
-      kd[d] = static_cast<int8_t>(kr[d] - 128);
-      vd[d] = static_cast<int8_t>(vr[d] - 128);
-      sum += kd[d];
-    }
-    return sum;
+    return static_cast<int32_t>(hsum64(sums)) - 128 * whole + attn_kv_row_scalar(kr, vr, kd, vd, whole, n);
   });
 }
 

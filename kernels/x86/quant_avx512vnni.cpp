@@ -316,10 +316,7 @@ void gelu_block(int m, const int32_t* acc, int ld_acc, const GeluBlock& b, const
   const __m512i below = _mm512_set1_epi32(w.lo - 1);
   const __m512i hi = _mm512_set1_epi32(w.hi);
   const __m512i zero = _mm512_setzero_si512();
-  // Address arithmetic, not a pointer before the array: every lane read is
-  // an entry of it (max(x, lo - 1) - (lo - 1) in [0, hi - lo + 1]).
-  const void* base = reinterpret_cast<const void*>(reinterpret_cast<uintptr_t>(w.entries.data()) -
-                                                   static_cast<uintptr_t>(static_cast<intptr_t>(w.lo - 1) * 4));
+  const int* base = gelu_gather_base(w);
   for (int i = 0; i < m; ++i) {
     const __m512i a = _mm512_maskz_loadu_epi32(b.k, acc + static_cast<int64_t>(i) * ld_acc);
     const __m512i x = dyadic16<kHiIn>(a, b.in, b.in_c);
@@ -562,25 +559,25 @@ void avx512_softmax_lis(const int32_t* acc, int ld_acc, const SoftmaxParams& p, 
 // rounded, shifted and truncated to int32 like the reference's casts.
 void avx512_attn_remove_zv(int m, int n, int32_t* acc, int ld_acc, int32_t zv, const int32_t* rowsum,
                            bool normalize) {
-  for (int i = 0; i < m; ++i) {
-    int32_t* row = acc + static_cast<int64_t>(i) * ld_acc;
-    if (!normalize) {
-      const __m512i corr = _mm512_set1_epi32(static_cast<int32_t>(static_cast<uint32_t>(zv) * static_cast<uint32_t>(rowsum[i])));
-      for_vectors(n, [&](int j, __mmask16 k) {
-        _mm512_mask_storeu_epi32(row + j, k, _mm512_sub_epi32(_mm512_maskz_loadu_epi32(k, row + j), corr));
+  const __m512i half = _mm512_set1_epi64(int64_t{1} << 15);
+  attn_remove_zv_rows(
+      m, acc, ld_acc, zv, rowsum, normalize,
+      [&](int32_t* row, uint32_t c) {
+        const __m512i corr = _mm512_set1_epi32(static_cast<int32_t>(c));
+        for_vectors(n, [&](int j, __mmask16 k) {
+          _mm512_mask_storeu_epi32(row + j, k, _mm512_sub_epi32(_mm512_maskz_loadu_epi32(k, row + j), corr));
+        });
+      },
+      [&](int32_t* row, int64_t c, int64_t rr) {
+        const __m512i corr = _mm512_set1_epi64(c);
+        const __m512i r = _mm512_set1_epi64(rr);
+        for (int j = 0; j < n; j += 8) {
+          const auto k = static_cast<__mmask8>(tail_mask(n - j));
+          const __m512i x = _mm512_cvtepi32_epi64(_mm256_maskz_loadu_epi32(k, row + j));
+          const __m512i prod = _mm512_mullo_epi64(_mm512_sub_epi64(x, corr), r);
+          _mm512_mask_cvtepi64_storeu_epi32(row + j, k, _mm512_srai_epi64(_mm512_add_epi64(prod, half), 16));
+        }
       });
-      continue;
-    }
-    const __m512i corr = _mm512_set1_epi64(int64_t{zv} * rowsum[i]);
-    const __m512i r = _mm512_set1_epi64(lis_row_recip(rowsum[i]));
-    const __m512i half = _mm512_set1_epi64(int64_t{1} << 15);
-    for (int j = 0; j < n; j += 8) {
-      const auto k = static_cast<__mmask8>(tail_mask(n - j));
-      const __m512i x = _mm512_cvtepi32_epi64(_mm256_maskz_loadu_epi32(k, row + j));
-      const __m512i prod = _mm512_mullo_epi64(_mm512_sub_epi64(x, corr), r);
-      _mm512_mask_cvtepi64_storeu_epi32(row + j, k, _mm512_srai_epi64(_mm512_add_epi64(prod, half), 16));
-    }
-  }
 }
 
 // x ^ 0x80 is x - 128 as int8; the row sum of k - 128 is vpsadbw's sum of
