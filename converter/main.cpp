@@ -84,15 +84,14 @@ int main(int argc, char** argv) {
       return !args.has("no-" + x);
     };
     info.recipe.pts = toggle("pts");
-    toggle("lis");  // applied below, after --attn-bits
+    const bool lis = toggle("lis");  // applied below, after --attn-bits
     info.recipe.channel_ln = toggle("channel-ln");
     info.recipe.channel_gelu = toggle("channel-gelu");
     info.recipe.channel_attn = toggle("channel-attn");
     info.recipe.bias_correction = args.has("bias-correction");
     info.recipe.lis_normalize = !args.has("no-lis-normalize");
     info.recipe.attention_bits = args.get_choice("attn-bits", 8, {8, 4});
-    if (args.has("lis")) info.recipe.attention_bits = 4;
-    if (args.has("no-lis")) info.recipe.attention_bits = 8;
+    if (args.has("lis") || args.has("no-lis")) info.recipe.attention_bits = lis ? 4 : 8;
     info.recipe.residual_bits = args.get_choice("residual-bits", 16, {16, 8});
     info.calib_count = args.get_int("calib-count", 100, 1, 100000);
     info.calib_list = args.require("calib-list");

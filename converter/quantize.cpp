@@ -197,21 +197,16 @@ class VitQuantizer {
     const Mat y = x * w.transpose();
     double best_a = 0, best_err = std::numeric_limits<double>::infinity();
     for (double a : {0.0, 0.25, 0.5, 0.75, 1.0}) {
-      const std::vector<ActQuant> q = quant_for(a);
-      std::vector<double> scale(static_cast<size_t>(k));
-      std::vector<int32_t> zp(static_cast<size_t>(k));
-      for (int c = 0; c < k; ++c) {
-        scale[static_cast<size_t>(c)] = q[static_cast<size_t>(c)].scale;
-        zp[static_cast<size_t>(c)] = q[static_cast<size_t>(c)].zero_point;
-      }
+      const InQuant in = InQuant::channels(quant_for(a));
       // Integer input codes and folded weights, exactly as the engine sees them.
       Mat xq(x.rows(), k), wq(n, k);
       for (Eigen::Index i = 0; i < x.rows(); ++i)
-        for (int c = 0; c < k; ++c)
-          xq(i, c) = static_cast<float>(
-              std::clamp(std::round(x(i, c) / scale[static_cast<size_t>(c)]) + zp[static_cast<size_t>(c)], 0.0, 255.0) -
-              zp[static_cast<size_t>(c)]);
-      const QWeight qw = quantize_weight(wt.data.data(), n, k, InQuant{scale, zp});
+        for (int c = 0; c < k; ++c) {
+          const auto ci = static_cast<size_t>(c);
+          const double zp = in.zero_point[ci];
+          xq(i, c) = static_cast<float>(std::clamp(std::round(x(i, c) / in.scale[ci]) + zp, 0.0, 255.0) - zp);
+        }
+      const QWeight qw = quantize_weight(wt.data.data(), n, k, in);
       for (int j = 0; j < n; ++j)
         for (int c = 0; c < k; ++c)
           wq(j, c) = static_cast<float>(qw.q[static_cast<size_t>(j) * k + c] * qw.scale[static_cast<size_t>(j)]);
@@ -254,7 +249,7 @@ class VitQuantizer {
     const double eps_term = double(d) * d * cfg_.ln_eps / (s * s);
     return {{"eps_term", static_cast<int64_t>(std::min(std::round(eps_term), std::ldexp(1.0, 40)))}, {"g_shift", g}};
   }
-  // "blocks.3.ln1" -> checkpoint prefix "blocks.3.norm1"
+
   void patch_embed() {
     const int d = cfg_.embed_dim, p = cfg_.patch_size, k = 3 * p * p, np = cfg_.num_patches();
     const float* w = t("patch_embed.proj.weight");

@@ -3,8 +3,6 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "converter/calibrate.h"
 #include "converter/checkpoint.h"
 #include "engine/src/format.h"
