@@ -9,12 +9,8 @@
 
 namespace vk = vitint::kernels;
 
-namespace {
-const auto& kAll = vk::kAllIsas;
-}
-
 TEST_CASE("cpu: isa names round-trip through parse_isa") {
-  for (vk::Isa isa : kAll) {
+  for (vk::Isa isa : vk::kAllIsas) {
     vk::Isa back = vk::Isa::kRef;
     INFO("isa=" << vk::isa_name(isa));
     CHECK(vk::parse_isa(vk::isa_name(isa), &back));
@@ -36,17 +32,17 @@ TEST_CASE("cpu: support is monotone and the reference always runs") {
   if (vk::isa_supported(vk::Isa::kAvx512Vnni)) CHECK(vk::isa_supported(vk::Isa::kAvx2));
   if (vk::isa_supported(vk::Isa::kAvxVnni)) CHECK(vk::isa_supported(vk::Isa::kAvx2));
   // Detection is cached: asking again gives the same answers.
-  for (vk::Isa isa : kAll) CHECK(vk::isa_supported(isa) == vk::isa_supported(isa));
+  for (vk::Isa isa : vk::kAllIsas) CHECK(vk::isa_supported(isa) == vk::isa_supported(isa));
 }
 
 TEST_CASE("cpu: resolve_isa picks the best path or honours a forced one") {
   const vk::Isa best = vk::resolve_isa(nullptr);
   CHECK(vk::isa_supported(best));
   CHECK(vk::resolve_isa("") == best);
-  for (vk::Isa isa : kAll) {
+  for (vk::Isa isa : vk::kAllIsas) {
     if (vk::isa_supported(isa)) CHECK(static_cast<int>(isa) <= static_cast<int>(best));
   }
-  for (vk::Isa isa : kAll) {
+  for (vk::Isa isa : vk::kAllIsas) {
     INFO("isa=" << vk::isa_name(isa));
     if (vk::isa_supported(isa)) {
       CHECK(vk::resolve_isa(vk::isa_name(isa)) == isa);

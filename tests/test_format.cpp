@@ -1,6 +1,5 @@
 // The .vti container (engine/src/format.h): round trips, atomic writes, and
 // that every damaged or hostile file is rejected with an Error naming the file.
-#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 

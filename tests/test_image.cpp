@@ -1,6 +1,5 @@
 #include <doctest/doctest.h>
 
-#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -43,7 +42,6 @@ Image pattern_image(int w, int h) {
 }
 
 using vitint::test::fnv1a;
-
 
 }  // namespace
 

@@ -1,11 +1,8 @@
 // Public API behaviour and bad-input handling of Model / Session.
 #include <doctest/doctest.h>
 
-#include <cstdio>
-#include <fstream>
 #include <functional>
 #include <string>
-#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 

@@ -6,15 +6,12 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <memory>
 #include <new>
 #include <set>
 #include <string>
-#include <unistd.h>
 #include <vector>
 
 #include "isas.h"
@@ -93,13 +90,17 @@ const vitint::test::TempFile& model_file(int attention_bits) {
   return four;
 }
 
-std::shared_ptr<const vitint::Model> load(int attention_bits, const std::string& isa) {
+std::shared_ptr<const vitint::Model> load_path(const std::string& path, const std::string& isa) {
   vitint::LoadOptions lo;
   lo.isa = isa;
   std::shared_ptr<const vitint::Model> model;
-  const vitint::Status st = vitint::Model::load(model_file(attention_bits).path, lo, &model);
+  const vitint::Status st = vitint::Model::load(path, lo, &model);
   REQUIRE_MESSAGE(st.ok(), st.message());
   return model;
+}
+
+std::shared_ptr<const vitint::Model> load(int attention_bits, const std::string& isa) {
+  return load_path(model_file(attention_bits).path, isa);
 }
 
 std::vector<uint8_t> images() {
@@ -169,13 +170,8 @@ TEST_CASE("session threads: identical logits for any thread count, batch and ker
 // among threads by columns, the others by row bands: a random DeiT-B on the
 // best path gives the same logits on 1 and 2 threads, batch 1 and 2.
 TEST_CASE("session threads: DeiT-B-sized layers split by columns give the same logits") {
-  vitint::convert::Recipe recipe;
-  vitint::format::Writer w;
-  vitint::convert::convert_random_model("deit_base_patch16_224", 3, 1, recipe, &w);
-  const vitint::test::TempFile file(w.to_bytes());
-  std::shared_ptr<const vitint::Model> model;
-  const vitint::Status st = vitint::Model::load(file.path, vitint::LoadOptions{}, &model);
-  REQUIRE_MESSAGE(st.ok(), st.message());
+  const vitint::test::TempFile file(vitint::test::random_model_bytes("deit_base_patch16_224", 3, 1));
+  const auto model = load_path(file.path, "");
   const int classes = model->info().num_classes;
   const std::vector<uint8_t> imgs = images();
   auto one = session(model, 1, 2);
