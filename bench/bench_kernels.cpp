@@ -23,9 +23,17 @@ struct Shape {
   const char* name;
   int m, n, k;
   bool s16;  // int16 A (Log-Int-Softmax attention probabilities @ V)
+  int lda = 0, ldc = 0;  // row strides of A and C in elements; 0: k and n
 };
 
 constexpr int kTokens = 197;
+// The engine's attention strides (engine/src/ops.cpp): q.k^T writes its score
+// rows 208 int32 apart (keys padded to 16), attn@v reads its A, the attention
+// weights, in rows 256 elements apart (197 rounded up to 64).
+constexpr int kScoreLd = (kTokens + 15) / 16 * 16;
+constexpr int kWeightsLd = (kTokens + 63) / 64 * 64;
+// The linear layers' shapes run with lda = k and ldc = n; the attention shapes
+// use the engine's strides above (B of q.k^T is still packed for 197 keys).
 const Shape kShapes[] = {
     {"tiny_qkv", kTokens, 576, 192, false},     {"tiny_proj", kTokens, 192, 192, false},
     {"tiny_fc1", kTokens, 768, 192, false},     {"tiny_fc2", kTokens, 192, 768, false},
@@ -33,8 +41,21 @@ const Shape kShapes[] = {
     {"small_fc1", kTokens, 1536, 384, false},   {"small_fc2", kTokens, 384, 1536, false},
     {"base_qkv", kTokens, 2304, 768, false},    {"base_proj", kTokens, 768, 768, false},
     {"base_fc1", kTokens, 3072, 768, false},    {"base_fc2", kTokens, 768, 3072, false},
-    {"attn_qk", kTokens, kTokens, 64, false},   {"attn_v_s16", kTokens, 64, kTokens, true},
-    {"attn_v_u8", kTokens, 64, kTokens, false},
+    {"attn_qk", kTokens, kTokens, 64, false, 0, kScoreLd},
+    {"attn_v_s16", kTokens, 64, kTokens, true, kWeightsLd},
+    {"attn_v_u8", kTokens, 64, kTokens, false, kWeightsLd},
+};
+
+// n values of T starting on a 64-byte boundary, as the engine's activation
+// and weight buffers do (the AMX GEMM reads 64-byte-aligned A rows in place).
+template <class T>
+struct Aligned {
+  std::vector<T> raw;
+  T* data;
+  explicit Aligned(size_t n) : raw(n + 64 / sizeof(T)) {
+    const auto addr = reinterpret_cast<uintptr_t>(raw.data());
+    data = raw.data() + (64 - addr % 64) % 64 / sizeof(T);
+  }
 };
 
 void run_gemm(benchmark::State& state, vk::Isa isa, Shape s) {
@@ -44,31 +65,38 @@ void run_gemm(benchmark::State& state, vk::Isa isa, Shape s) {
   std::uniform_int_distribution<int> s16(0, 32767);
   std::vector<int8_t> b(static_cast<size_t>(s.n) * s.k);
   for (auto& x : b) x = static_cast<int8_t>(s8(rng));
-  std::vector<int32_t> c(static_cast<size_t>(s.m) * s.n);
+  const int lda = s.lda ? s.lda : s.k;
+  const int ldc = s.ldc ? s.ldc : s.n;
+  Aligned<int32_t> c(static_cast<size_t>(s.m) * ldc);  // m rows of ldc
   // B packed once, then the timed GEMM calls.
   auto timed = [&](size_t packed_bytes, auto pack, auto gemm) {
-    std::vector<uint8_t> packed(packed_bytes);
-    pack(packed.data());
+    Aligned<uint8_t> packed(packed_bytes);
+    pack(packed.data);
     for (auto _ : state) {
-      gemm(packed.data());
-      benchmark::DoNotOptimize(c.data());
+      gemm(packed.data);
+      benchmark::DoNotOptimize(c.data);
       benchmark::ClobberMemory();
     }
   };
   if (s.s16) {
     // attn@V packs V ([tokens][head_dim]) from its transposed layout.
-    std::vector<int16_t> a(static_cast<size_t>(s.m) * s.k);
-    for (auto& x : a) x = static_cast<int16_t>(s16(rng));
+    // m rows of lda: the first k elements of each row random, the rest zero.
+    Aligned<int16_t> a(static_cast<size_t>(s.m) * lda);
+    for (int i = 0; i < s.m; ++i) {
+      for (int p = 0; p < s.k; ++p) a.data[static_cast<size_t>(i) * lda + p] = static_cast<int16_t>(s16(rng));
+    }
     timed(
         vk::packed_b16_bytes(isa, s.n, s.k),
         [&](void* p) { vk::pack_b16_s8_transposed(isa, s.n, s.k, b.data(), s.n, p); },
-        [&](const void* p) { vk::gemm_s16s8s32(isa, s.m, s.n, s.k, a.data(), s.k, p, c.data(), s.n); });
+        [&](const void* p) { vk::gemm_s16s8s32(isa, s.m, s.n, s.k, a.data, lda, p, c.data, ldc); });
   } else {
-    std::vector<uint8_t> a(static_cast<size_t>(s.m) * s.k);
-    for (auto& x : a) x = static_cast<uint8_t>(u8(rng));
+    Aligned<uint8_t> a(static_cast<size_t>(s.m) * lda);
+    for (int i = 0; i < s.m; ++i) {
+      for (int p = 0; p < s.k; ++p) a.data[static_cast<size_t>(i) * lda + p] = static_cast<uint8_t>(u8(rng));
+    }
     timed(
         vk::packed_b_bytes(isa, s.n, s.k), [&](void* p) { vk::pack_b_s8(isa, s.n, s.k, b.data(), s.k, p); },
-        [&](const void* p) { vk::gemm_u8s8s32(isa, s.m, s.n, s.k, a.data(), s.k, p, c.data(), s.n); });
+        [&](const void* p) { vk::gemm_u8s8s32(isa, s.m, s.n, s.k, a.data, lda, p, c.data, ldc); });
   }
   const double ops = 2.0 * s.m * s.n * s.k;
   state.counters["ops"] = benchmark::Counter(ops * static_cast<double>(state.iterations()),

@@ -61,6 +61,9 @@ GUESS_MS_PER_GMAC = {"vitint": 4, "vitint_vnni": 7, "vitint_avxvnni": 12, "torch
                      "torch_bf16": 15, "onednn_amx": 2, "onednn_vnni": 4, "onednn_avxvnni": 8}
 GMACS = {"deit_tiny_patch16_224": 1.25, "deit_small_patch16_224": 4.60, "deit_base_patch16_224": 17.56,
          "vit_tiny_patch16_224": 1.25, "vit_small_patch16_224": 4.60, "vit_base_patch16_224": 17.56}
+# Contenders run with a restricted ISA: tool key -> the --isa value its program takes.
+ISA_ARG = {"vitint_vnni": "avx512vnni", "vitint_avxvnni": "avxvnni",
+           "onednn_vnni": "avx512_core_vnni", "onednn_avxvnni": "avx2_vnni"}
 
 
 def log(msg):
@@ -133,15 +136,15 @@ class Runner:
         common = ["--threads", str(threads), "--batch", str(batch), "--iterations", str(iterations)]
         warm = ["--warmup", str(max(2, iterations // 10))]
         env = self.env(threads)
-        if tool in ("vitint", "vitint_vnni", "vitint_avxvnni"):
+        if tool.startswith("vitint"):
             cmd = [self.bench, self.model(arch)] + common + warm + ["--json"]
-            if tool != "vitint":
-                cmd += ["--isa", {"vitint_vnni": "avx512vnni", "vitint_avxvnni": "avxvnni"}[tool]]
+            if tool in ISA_ARG:
+                cmd += ["--isa", ISA_ARG[tool]]
             r = run_json(cmd, env)
-        elif tool in ("onednn_amx", "onednn_vnni", "onednn_avxvnni"):
+        elif tool.startswith("onednn"):
             cmd = [self.chain, "--arch", arch] + common + warm + ["--json"]
-            if tool != "onednn_amx":
-                cmd += ["--isa", {"onednn_vnni": "avx512_core_vnni", "onednn_avxvnni": "avx2_vnni"}[tool]]
+            if tool in ISA_ARG:
+                cmd += ["--isa", ISA_ARG[tool]]
             r = run_json(cmd, env)
         else:
             mode = {"torch_fp32": "fp32", "torch_int8": "int8dyn", "torch_bf16": "bf16"}[tool]

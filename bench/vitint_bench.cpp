@@ -4,7 +4,6 @@
 // that speed can be measured without any checkpoint or data set.
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
