@@ -153,18 +153,27 @@ bool isa_supported(Isa isa) {
   return false;
 }
 
+std::string isa_names(const char* last) {
+  std::string names;
+  for (size_t i = 0; i < std::size(kAllIsas); ++i) {
+    if (i > 0) names += i + 1 == std::size(kAllIsas) ? last : ", ";
+    names += isa_name(kAllIsas[i]);
+  }
+  return names;
+}
+
 Isa resolve_isa(const char* forced) {
   if (forced == nullptr || *forced == '\0') {
-    for (Isa isa : {Isa::kAmx, Isa::kAvx512Vnni, Isa::kAvxVnni, Isa::kAvx2}) {
-      if (isa_supported(isa)) return isa;
+    // kAllIsas runs from the reference to the fastest path.
+    for (auto it = std::rbegin(kAllIsas); it != std::rend(kAllIsas); ++it) {
+      if (isa_supported(*it)) return *it;
     }
     return Isa::kRef;
   }
   Isa isa = Isa::kRef;
   if (!parse_isa(forced, &isa)) {
-    throw std::runtime_error(std::string("VITINT_ISA=\"") + forced +
-                             "\" names no kernel path; use one of ref, avx2, avxvnni, avx512vnni, amx "
-                             "(or unset it to pick the best supported one)");
+    throw std::runtime_error(std::string("VITINT_ISA=\"") + forced + "\" names no kernel path; use one of " +
+                             isa_names(", ") + " (or unset it to pick the best supported one)");
   }
   if (!isa_supported(isa)) {
     std::string msg = std::string("VITINT_ISA=") + forced + " forces a kernel path this machine ";

@@ -47,7 +47,7 @@ Status Model::load(const std::string& path, const LoadOptions& options, std::sha
       impl->isa = kernels::best_isa();
     } else {
       if (!kernels::parse_isa(options.isa, &impl->isa))
-        throw Error("unknown kernel path '" + options.isa + "' (use ref, avx2, avxvnni, avx512vnni or amx)");
+        throw Error("unknown kernel path '" + options.isa + "' (use " + kernels::isa_names(" or ") + ")");
       if (!kernels::isa_supported(impl->isa))
         throw Error("kernel path '" + options.isa + "' is not supported by this CPU");
     }

@@ -11,6 +11,9 @@ enum class Isa { kRef = 0, kAvx2 = 1, kAvxVnni = 2, kAvx512Vnni = 3, kAmx = 4 };
 inline constexpr Isa kAllIsas[] = {Isa::kRef, Isa::kAvx2, Isa::kAvxVnni, Isa::kAvx512Vnni, Isa::kAmx};
 
 const char* isa_name(Isa isa);
+// The names of kAllIsas for messages: "ref, avx2, ..., avx512vnni<last>amx",
+// last being the separator before the last name (", " or " or ").
+std::string isa_names(const char* last);
 // Parses "ref", "avx2", "avxvnni", "avx512vnni", "amx"; returns false on an unknown name.
 bool parse_isa(const std::string& name, Isa* out);
 // True when this CPU (and, for AMX, the kernel's tile permission) supports the path.
