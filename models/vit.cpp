@@ -204,7 +204,6 @@ class Builder {
           op->params.beta[c] >= (int64_t{1} << 52) || op->params.beta[c] <= -(int64_t{1} << 52))
         throw Error("model file " + file_.path() + ": LayerNorm '" + name + "' parameters out of range");
     op->prepared = kernels::layernorm_prepare(op->params);
-    op->params.prepared = &op->prepared;
     op->in = stream_;
     return op;
   }

@@ -238,10 +238,12 @@ void LayerNormOp::run(ExecContext& ctx) const {
   const int rows = rows_per_image == tokens ? ctx.batch * tokens : ctx.batch;
   const int dim = params.channels;
   const int ld_in = rows_per_image == tokens ? dim : tokens * dim;
+  k::LayerNormParams p = params;
+  p.prepared = &prepared;
   const int parts = row_parts(rows, ctx.threads());
   ctx.parallel(parts, [&](int part, int) {
     const RowRange r = split_rows(rows, parts, part);
-    k::layernorm(ctx.isa, r.size(), x + static_cast<size_t>(r.begin) * ld_in, ld_in, params,
+    k::layernorm(ctx.isa, r.size(), x + static_cast<size_t>(r.begin) * ld_in, ld_in, p,
                  y + static_cast<size_t>(r.begin) * dim, dim);
   });
 }
@@ -295,10 +297,11 @@ struct AttentionScratch {
   int32_t* out_acc;
 };
 
-// Keys padded with zero rows to whole 16-column tiles: q.k^T then writes
-// whole tiles into score rows that start on 64-byte boundaries (DeiT head,
-// AMX: 7.4 -> 3.7 us; the unaligned rows of a 197-wide score matrix made the
-// tile stores straddle cache lines). The softmax reads the first `tokens`.
+// Keys padded to whole 16-column tiles: q.k^T then writes whole tiles into
+// score rows that start on 64-byte boundaries (DeiT head, AMX: 7.4 -> 3.7
+// us; the unaligned rows of a 197-wide score matrix made the tile stores
+// straddle cache lines). The padding rows of K hold whatever the scratch
+// held: their scores are never read (the softmax reads the first `tokens`).
 int padded_keys(int tokens) { return (tokens + 15) / 16 * 16; }
 // Rows of the attention weights 64-byte aligned and at least the keys
 // rounded up to 64 apart: attn@v's AMX GEMM then reads them in place (a
@@ -318,7 +321,7 @@ size_t carve(k::Isa isa, int tokens, int head_dim, uint8_t* base, AttentionScrat
   };
   uint8_t* k_s8 = take(tp * d);
   uint8_t* v_s8 = take(t * d);
-  uint8_t* packed_k = take(k::packed_b_bytes(isa, padded_keys(tokens), head_dim));
+  uint8_t* packed_k = take(k::packed_b_bytes(isa, static_cast<int>(tp), head_dim));
   uint8_t* packed_v = take(std::max(k::packed_b_bytes(isa, head_dim, tokens), k::packed_b16_bytes(isa, head_dim, tokens)));
   uint8_t* scores = take(t * tp * 4);
   uint8_t* colsum = take(t * 4);
@@ -373,7 +376,6 @@ void AttentionOp::run(ExecContext& ctx) const {
     uint8_t* out_img = ctx.buf<uint8_t>(out) + static_cast<size_t>(b) * q_rows * d_model;
     const uint8_t* k_img = qkv_img + d_model + h * hd;
     k::attn_kv_s8(ctx.isa, t_count, hd, k_img, k_img + d_model, ld, s.k_s8, s.v_s8, s.colsum_k);
-    std::memset(s.k_s8 + static_cast<size_t>(t_count) * hd, 0, static_cast<size_t>(t_pad - t_count) * hd);
     const int rows = r.size();
     k::pack_b_s8(ctx.isa, t_pad, hd, s.k_s8, hd, s.packed_k);
     k::gemm_u8s8s32(ctx.isa, rows, t_pad, hd, qkv_img + static_cast<size_t>(r.begin) * ld + h * hd, ld, s.packed_k,

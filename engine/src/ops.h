@@ -100,7 +100,7 @@ struct PatchEmbedOp final : Op {
   int32_t zp_out = 0, qmin = 0, qmax = 0;
   int im2col = -1, stream = -1;
   // Packs conv weights in timm's [dim][channel][row][column] order into
-  // `linear` (patch and image_size set first).
+  // `linear` (patch set first).
   void pack_weights(kernels::Isa isa, const int8_t* weight, int dim);
   void run(ExecContext& ctx) const override;
   static void epilogue(const PatchEmbedOp& op, const ExecContext& ctx, int row, int col, int rows, int cols,
@@ -110,8 +110,8 @@ struct PatchEmbedOp final : Op {
 // LayerNorm of `rows_per_image` rows (all tokens, or the class token only).
 struct LayerNormOp final : Op {
   int tokens = 0, rows_per_image = 0;  // width: params.channels
-  kernels::LayerNormParams params{};
-  kernels::LayerNormPrepared prepared;  // of params; params.prepared points here
+  kernels::LayerNormParams params{};     // params.prepared unused: run() points it at `prepared`
+  kernels::LayerNormPrepared prepared;  // layernorm_prepare(params)
   int in = -1, out = -1;
   void run(ExecContext& ctx) const override;
 };
