@@ -4,15 +4,14 @@
 //
 // Packed B (int16): panels of 16 columns (n zero-padded to a multiple of
 // 16); inside a panel, k-pair g holds 16 columns x 2 k-values, i.e. two ymm
-// loads per pair. A is copied, one k block at a time, into an int16 buffer
-// with an even, zero-padded row length, which also removes every k tail from
-// the micro-kernel. The micro-kernel (gemm_ymm.h, shared with the AVX-VNNI
+// loads per pair. uint8 A is widened, one k block at a time, into an int16
+// buffer with an even, zero-padded row length; int16 A is read in place
+// (an odd k's last value as a partial group). The micro-kernel (gemm_ymm.h, shared with the AVX-VNNI
 // path) keeps 6 rows x 16 columns (12 ymm).
 #include <immintrin.h>
 
 #include <algorithm>
 #include <cstring>
-#include <vector>
 
 #include "gemm_ymm.h"
 
@@ -92,7 +91,7 @@ void avx2_gemm_u8s8s32(int m, int n, int k, const uint8_t* a, int lda, const voi
 
 void avx2_gemm_s16s8s32(int m, int n, int k, const int16_t* a, int lda, const void* packed_b,
                         int32_t* c, int ldc) {
-  ymm::drive_wide<MaddDot>(m, n, k, a, lda, packed_b, c, ldc);
+  ymm::drive_in_place<MaddDot, 2>(m, n, k, reinterpret_cast<const uint8_t*>(a), ptrdiff_t{lda} * 2, packed_b, c, ldc);
 }
 
 }  // namespace vitint::kernels::detail

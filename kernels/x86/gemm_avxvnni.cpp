@@ -16,7 +16,6 @@ namespace vitint::kernels::detail {
 namespace {
 
 using ymm::kPanel;
-constexpr int kKGroups = 256;  // k-groups per cache block (1024 int8 k-values, B micro-panel: 16 KiB)
 
 struct BytesDot {  // 4 uint8 x 4 int8 per lane
   static __m256i step(__m256i acc, __m256i a, __m256i b) { return _mm256_dpbusd_avx_epi32(acc, a, b); }
@@ -107,22 +106,13 @@ void avxvnni_pack_b(int n, int k, const int8_t* b, ptrdiff_t cs, ptrdiff_t ks, v
 
 void avxvnni_gemm_u8s8s32(int m, int n, int k, const uint8_t* a, int lda, const void* packed_b, int32_t* c,
                           int ldc) {
-  const int total_groups = (k + 3) / 4;
-  const int tail_bytes = k % 4;
-  const ptrdiff_t panel_bytes = ptrdiff_t{kPanel} * total_groups * 4;
-  const auto* packed = static_cast<const uint8_t*>(packed_b);
-  for (int g0 = 0; g0 < total_groups; g0 += kKGroups) {
-    const int gn = std::min(kKGroups, total_groups - g0);
-    // The last block ends with A's partial group, if any.
-    const bool tail = g0 + gn == total_groups && tail_bytes != 0;
-    ymm::multiply_block<BytesDot>(m, n, a + ptrdiff_t{g0} * 4, lda, tail ? gn - 1 : gn, tail ? tail_bytes : 0,
-                                  packed + ptrdiff_t{g0} * ymm::kPanelStep, panel_bytes, c, ldc, g0 > 0);
-  }
+  ymm::drive_in_place<BytesDot, 1>(m, n, k, a, lda, packed_b, c, ldc);
 }
 
 void avxvnni_gemm_s16s8s32(int m, int n, int k, const int16_t* a, int lda, const void* packed_b, int32_t* c,
                            int ldc) {
-  ymm::drive_wide<PairsDot>(m, n, k, a, lda, packed_b, c, ldc);
+  ymm::drive_in_place<PairsDot, 2>(m, n, k, reinterpret_cast<const uint8_t*>(a), ptrdiff_t{lda} * 2, packed_b, c,
+                                   ldc);
 }
 
 }  // namespace vitint::kernels::detail

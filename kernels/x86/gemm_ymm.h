@@ -191,17 +191,38 @@ void multiply_block(int m, int n, const uint8_t* a, ptrdiff_t lda, int groups, i
   }
 }
 
-// The int16-widened GEMM (AVX2's uint8 and int16 GEMMs, AVX-VNNI's int16
-// one): B packed as k-pairs of int16 (avx2_pack_b); A (uint8 or int16) is
-// copied one k block at a time into an int16 buffer with an even,
+// A read in place, 4-byte groups of kElem-byte values (1: uint8 quads for
+// vpdpbusd; 2: int16 pairs, B packed as k-pairs of int16 by avx2_pack_b),
+// k in blocks of kKGroups groups; the last block ends with A's partial
+// group, if any. lda in bytes.
+constexpr int kKGroups = 256;  // k-groups per cache block (B micro-panel: 16 KiB)
+
+template <class Dot, int kElem>
+void drive_in_place(int m, int n, int k, const uint8_t* a, ptrdiff_t lda, const void* packed_b, int32_t* c,
+                    int ldc) {
+  constexpr int kPerGroup = 4 / kElem;
+  const int total_groups = (k + kPerGroup - 1) / kPerGroup;
+  const int tail_bytes = k % kPerGroup * kElem;
+  const ptrdiff_t panel_bytes = ptrdiff_t{kPanel} * total_groups * 4;
+  const auto* packed = static_cast<const uint8_t*>(packed_b);
+  for (int g0 = 0; g0 < total_groups; g0 += kKGroups) {
+    const int gn = std::min(kKGroups, total_groups - g0);
+    const bool tail = g0 + gn == total_groups && tail_bytes != 0;
+    multiply_block<Dot>(m, n, a + ptrdiff_t{g0} * 4, lda, tail ? gn - 1 : gn, tail ? tail_bytes : 0,
+                        packed + ptrdiff_t{g0} * kPanelStep, panel_bytes, c, ldc, g0 > 0);
+  }
+}
+
+// AVX2's uint8 GEMM: B packed as k-pairs of int16 (avx2_pack_b); A is
+// widened one k block at a time into an int16 buffer with an even,
 // zero-padded row length, so no block has a partial group.
 std::vector<int16_t>& wide_a_buffer() {
   thread_local std::vector<int16_t> buf;
   return buf;
 }
 
-template <class Dot, typename A>
-void drive_wide(int m, int n, int k, const A* a, int lda, const void* packed_b, int32_t* c, int ldc) {
+template <class Dot>
+void drive_wide(int m, int n, int k, const uint8_t* a, int lda, const void* packed_b, int32_t* c, int ldc) {
   constexpr int kBlock = 256;  // k-values per cache block (B micro-panel: 8 KiB)
   const int k_pad = round_up(k, 2);
   const auto* packed = static_cast<const uint8_t*>(packed_b);
@@ -212,7 +233,7 @@ void drive_wide(int m, int n, int k, const A* a, int lda, const void* packed_b, 
     const int kb = std::min(kBlock, k_pad - k0);  // even
     const int kr = std::min(kb, k - k0);          // real k-values in the block
     for (int i = 0; i < m; ++i) {
-      const A* src = a + ptrdiff_t{i} * lda + k0;
+      const uint8_t* src = a + ptrdiff_t{i} * lda + k0;
       int16_t* dst = buf.data() + ptrdiff_t{i} * kb_max;
       for (int p = 0; p < kr; ++p) dst[p] = static_cast<int16_t>(src[p]);
       if (kr < kb) dst[kr] = 0;
