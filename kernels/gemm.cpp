@@ -186,16 +186,16 @@ void gemm_u8s8s32_fused(Isa isa, int m, int n, int k, const uint8_t* a, int lda,
 size_t packed_b16_bytes(Isa isa, int n, int k) {
   check_dims("packed_b16_bytes", 0, n, k);
   if (n == 0 || k == 0) return 0;
+  // The reference and AMX multiply int16 A with their uint8 GEMM's B layout.
   switch (isa) {
     case Isa::kRef:
-      return detail::ref_packed_b_bytes(n, k);
+    case Isa::kAmx:
+      return packed_b_bytes(isa, n, k);
     case Isa::kAvx2:
     case Isa::kAvxVnni:
       return detail::avx2_packed_b_bytes(n, k);
     case Isa::kAvx512Vnni:
       return detail::avx512_packed_b16_bytes(n, k);
-    case Isa::kAmx:
-      return detail::amx_packed_b_bytes(n, k);
   }
   fail("packed_b16_bytes", "invalid Isa value " + std::to_string(static_cast<int>(isa)));
 }
@@ -205,7 +205,8 @@ void pack_b16_s8_transposed(Isa isa, int n, int k, const int8_t* b_t, int ldb, v
   if (n == 0 || k == 0) return;
   switch (isa) {
     case Isa::kRef:
-      detail::ref_pack_b(n, k, b_t, 1, ldb, packed);
+    case Isa::kAmx:
+      pack_any(isa, n, k, b_t, 1, ldb, packed);
       return;
     case Isa::kAvx2:
     case Isa::kAvxVnni:
@@ -213,9 +214,6 @@ void pack_b16_s8_transposed(Isa isa, int n, int k, const int8_t* b_t, int ldb, v
       return;
     case Isa::kAvx512Vnni:
       detail::avx512_pack_b16(n, k, b_t, 1, ldb, packed);
-      return;
-    case Isa::kAmx:
-      detail::amx_pack_b(n, k, b_t, 1, ldb, packed);
       return;
   }
 }

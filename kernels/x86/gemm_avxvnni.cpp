@@ -79,7 +79,7 @@ void avxvnni_pack_b(int n, int k, const int8_t* b, ptrdiff_t cs, ptrdiff_t ks, v
           for (int g = 0; g < 8; ++g)
             _mm256_storeu_si256(reinterpret_cast<__m256i*>(pd + (ptrdiff_t{g0 + g} * kPanel + c0) * 4), r[g]);
         }
-      } else if (cs == 1 && j + 8 <= n) {
+      } else if (j + 8 <= n) {
         // Rows of B^T contiguous in n: interleave 4 rows bytewise, 8 columns
         // (8 bytes of each row) per whole group.
         for (; (g0 + 1) * 4 <= k; ++g0) {
