@@ -490,7 +490,7 @@ class LayerNormRows {
                                 track_ ? _mm512_reduce_max_epi32(hi) : 0)};
   }
 
-  void out(const int16_t* q, const NormStats& st, uint8_t* o) {
+  void out(const int16_t* q, const NormStats& st, uint8_t* o) const {
     if (st.exact) {
       const __m512d sv = _mm512_set1_pd(static_cast<double>(st.sum));
       const __m512d iv = _mm512_set1_pd(static_cast<double>(st.inv) * 0x1p-32);
@@ -504,20 +504,20 @@ class LayerNormRows {
       });
       return;
     }
-    r_.sum = _mm512_set1_epi64(st.sum);
-    r_.inv = _mm512_set1_epi64(st.inv);
-    for (int c = 0; c < c_count_; c += 16) {
-      const __mmask16 k = tail_mask(c_count_ - c);
+    NormRow r = r_;
+    r.sum = _mm512_set1_epi64(st.sum);
+    r.inv = _mm512_set1_epi64(st.inv);
+    for_vectors(c_count_, [&](int c, __mmask16 k) {
       const __m512i x = load_x(k, q + c, p_.in.alpha + c, zp_);
       const __m512i g = _mm512_maskz_loadu_epi32(k, p_.gamma + c);
       const __m512i y_lo = norm8(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(x)),
                                  _mm512_cvtepi32_epi64(_mm512_castsi512_si256(g)),
-                                 _mm512_maskz_loadu_epi64(static_cast<__mmask8>(k), p_.beta + c), r_);
+                                 _mm512_maskz_loadu_epi64(static_cast<__mmask8>(k), p_.beta + c), r);
       const __m512i y_hi = norm8(_mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(x, 1)),
                                  _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(g, 1)),
-                                 _mm512_maskz_loadu_epi64(static_cast<__mmask8>(k >> 8), p_.beta + c + 8), r_);
+                                 _mm512_maskz_loadu_epi64(static_cast<__mmask8>(k >> 8), p_.beta + c + 8), r);
       _mm_mask_storeu_epi8(o + c, k, _mm_unpacklo_epi64(_mm512_cvtusepi64_epi8(y_lo), _mm512_cvtusepi64_epi8(y_hi)));
-    }
+    });
   }
 
  private:
