@@ -543,30 +543,31 @@ void avx2_layernorm(int rows, const int16_t* in, int ld_in, const LayerNormParam
     const int64_t d = int64_t{c_count} * sum_sq - sum * sum + p.eps_term;
     const uint32_t sigma = isqrt_fast(static_cast<uint64_t>(d));
     const int64_t inv = sigma ? inv_fast(sigma) : 0;
-    if (layernorm_f64_exact(*p.prepared, sum, inv, track ? hmin(lo) : 0, track ? hmax(hi) : 0)) {
-      const __m256d sv = _mm256_set1_pd(static_cast<double>(sum));
-      const __m256d iv = _mm256_set1_pd(static_cast<double>(inv) * 0x1p-32);
-      for (int c = 0; c < full; c += 8)
-        _mm_storel_epi64(reinterpret_cast<__m128i*>(o + c), norm8_f64(q + c, *p.prepared, static_cast<size_t>(c), sv, iv));
+    // eight(c, pad): the outputs of channels c..c+7, from the zero-padded
+    // copies for the last partial group (pad), whose padded lanes' bytes are
+    // dropped.
+    auto store_row = [&](auto&& eight) {
+      for (int c = 0; c < full; c += 8) _mm_storel_epi64(reinterpret_cast<__m128i*>(o + c), eight(c, false));
       if (rest) {
-        // The tables are zero-padded to 16 channels; the padded lanes' bytes are dropped.
         alignas(16) uint8_t tmp[16];
-        _mm_store_si128(reinterpret_cast<__m128i*>(tmp), norm8_f64(q_pad, *p.prepared, static_cast<size_t>(full), sv, iv));
+        _mm_store_si128(reinterpret_cast<__m128i*>(tmp), eight(full, true));
         std::memcpy(o + full, tmp, static_cast<size_t>(rest));
       }
+    };
+    if (layernorm_f64_exact(*p.prepared, sum, inv, track ? hmin(lo) : 0, track ? hmax(hi) : 0)) {
+      // The tables are zero-padded to 16 channels.
+      const __m256d sv = _mm256_set1_pd(static_cast<double>(sum));
+      const __m256d iv = _mm256_set1_pd(static_cast<double>(inv) * 0x1p-32);
+      store_row([&](int c, bool pad) { return norm8_f64(pad ? q_pad : q + c, *p.prepared, static_cast<size_t>(c), sv, iv); });
       continue;
     }
     r.sum = _mm256_set1_epi64x(sum);
     r.inv_lo = _mm256_set1_epi64x(inv & 0xFFFFFFFF);
     r.inv_hi = _mm256_set1_epi64x(inv >> 32);
-    for (int c = 0; c < full; c += 8)
-      _mm_storel_epi64(reinterpret_cast<__m128i*>(o + c),
-                       norm8(q + c, p.in.alpha + c, p.gamma + c, p.beta + c, zp, r));
-    if (rest) {
-      alignas(16) uint8_t tmp[16];
-      _mm_store_si128(reinterpret_cast<__m128i*>(tmp), norm8(q_pad, alpha_pad, gamma_pad, beta_pad, zp, r));
-      std::memcpy(o + full, tmp, static_cast<size_t>(rest));
-    }
+    store_row([&](int c, bool pad) {
+      return pad ? norm8(q_pad, alpha_pad, gamma_pad, beta_pad, zp, r)
+                 : norm8(q + c, p.in.alpha + c, p.gamma + c, p.beta + c, zp, r);
+    });
   }
 }
 
