@@ -80,7 +80,7 @@ class Builder {
     norm->out = act_;
     add(std::move(norm), "norm", "layernorm");
     auto head = std::make_unique<engine::HeadOp>();
-    pack(head->linear, "head", info_.num_classes, d, Parts::kNoRequant);
+    pack(head->linear, "head", info_.num_classes, d, /*requant=*/false);
     head->scale = file_.tensor("head.scale", DType::kF32, {info_.num_classes}).as<float>();
     head->in = act_;
     head->acc = head_acc;
@@ -150,12 +150,11 @@ class Builder {
   // Linear layers with a bias; the head has no requantization (it leaves in
   // float). (The patch embedding, whose bias is folded into patch.pos_bias,
   // packs its weights itself: PatchEmbedOp::pack_weights.)
-  enum class Parts { kAll, kNoRequant };
-  void pack(engine::PackedLinear& lin, const std::string& name, int n, int k, Parts parts = Parts::kAll) const {
+  void pack(engine::PackedLinear& lin, const std::string& name, int n, int k, bool requant = true) const {
     const auto* w = file_.tensor(name + ".weight", DType::kS8, {n, k}).as<int8_t>();
     lin.pack(isa_, w, n, k);
     lin.bias = i32s(name + ".bias", n);
-    if (parts != Parts::kNoRequant) {
+    if (requant) {
       dyadic(name, ".", n, &lin.mult, &lin.shift);
     }
   }
