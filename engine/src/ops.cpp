@@ -6,6 +6,8 @@
 #include <new>
 #include <numeric>
 
+#include <unistd.h>
+
 #include "vitint/kernels/quant_dispatch.h"
 
 namespace vitint::engine {
@@ -73,13 +75,23 @@ int row_quantum(k::Isa isa) { return isa == k::Isa::kAmx ? 32 : 16; }
 // makes every thread read the rows the other one just wrote (LayerNorm and
 // the linear layers before split by rows): measured 10% slower than bands.
 //
-// Layers with large weights (n x k >= kColumnSplitWeights bytes) split all
+// Layers with large weights (n x k bytes >= half of a core's L2) split all
 // rows by columns instead: with row bands every thread streams all of the
-// weights from L3 (they do not stay in a 2 MiB L2 beside the activations);
-// by columns each streams its share. DeiT-B on 2 threads (qkv, fc1, fc2 by
-// columns, proj 0.6 MB by bands): 16.1-16.9 -> 14.5-14.7 ms; DeiT-S's 0.6 MB
-// layers stay in bands (by columns: 4.4 -> 4.6-4.7 ms).
-constexpr int64_t kColumnSplitWeights = int64_t{1} << 20;
+// weights from L3 (they do not stay in L2 beside the activations); by
+// columns each streams its share. On Sapphire Rapids (2 MiB L2), DeiT-B on 2
+// threads (qkv, fc1, fc2 by columns, proj 0.6 MB by bands): 16.1-16.9 ->
+// 14.5-14.7 ms; DeiT-S's 0.6 MB layers stay in bands (by columns: 4.4 ->
+// 4.6-4.7 ms). Where the OS does not report the L2 size, 2 MiB is assumed.
+int64_t column_split_weights() {
+  static const int64_t bytes = [] {
+    long l2 = 0;
+#if defined(_SC_LEVEL2_CACHE_SIZE)
+    l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+    return (l2 > 0 ? int64_t{l2} : int64_t{2} << 20) / 2;
+  }();
+  return bytes;
+}
 
 struct GemmShare {
   RowRange band;       // all columns
@@ -88,7 +100,7 @@ struct GemmShare {
 };
 
 GemmShare gemm_share(int m, int n, int k, int row_q, int col_unit, int parts, int part) {
-  const bool by_columns = int64_t{n} * k >= kColumnSplitWeights;
+  const bool by_columns = int64_t{n} * k >= column_split_weights();
   const int band = parts == 1 ? m : by_columns ? 0 : m / row_q / parts * row_q;
   return {{part * band, (part + 1) * band}, {parts * band, m}, split_cols(n, col_unit, parts, part)};
 }
