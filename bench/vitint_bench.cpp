@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -27,7 +28,7 @@ namespace {
 
 const char* kUsage = R"(usage: vitint-bench MODEL.vti | --arch NAME [--threads T] [--batch B]
                     [--iterations N] [--warmup W] [--isa ref|avx2|avxvnni|avx512vnni|amx]
-                    [--calib-images C] [--seed S] [--attn-bits 8|4] [--save FILE.vti]
+                    [--calib-images C] [--seed S] [--attn-bits 8|4] [--save FILE.vti [--force]]
                     [--profile] [--json] [--quiet]
 
 Measures the latency of Session::run (preprocessed images -> logits).
@@ -41,7 +42,8 @@ Measures the latency of Session::run (preprocessed images -> logits).
   --iterations N     timed runs (default 100); --warmup W untimed runs first
                      (default max(5, N/10))
   --isa              kernel path (default: best for this CPU, or $VITINT_ISA)
-  --save FILE.vti    keep the generated model (with --arch)
+  --save FILE.vti    keep the generated model (with --arch); an existing file is
+                     refused unless --force
   --profile          also time every operator (on a second session, after the
                      latency runs) and print the time per kind of operator
   --json             print the result as JSON on stdout (with --profile: per
@@ -56,14 +58,14 @@ using vitint::convert::Args;
 
 // Random checkpoint -> calibration -> quantization -> .vti file at `path`.
 void build_random_model(const std::string& arch, uint32_t seed, int calib_images, int attention_bits,
-                        const std::string& path, bool quiet) {
+                        const std::string& path, bool overwrite, bool quiet) {
   using namespace vitint::convert;
   const auto t0 = std::chrono::steady_clock::now();
   vitint::format::Writer writer;
   Recipe recipe;
   recipe.attention_bits = attention_bits;
   convert_random_model(arch, seed, calib_images, recipe, &writer);
-  writer.write(path, true);
+  writer.write(path, overwrite);
   if (!quiet) {
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::fprintf(stderr, "vitint-bench: built random %s (calibrated on %d synthetic images) in %.1f s\n",
@@ -81,7 +83,7 @@ int main(int argc, char** argv) {
   try {
     const Args args(argc, argv,
                     {"arch", "threads", "batch", "iterations", "warmup", "isa", "calib-images", "seed", "attn-bits", "save"},
-                    {"json", "quiet", "profile", "help"});
+                    {"json", "quiet", "profile", "force", "help"});
     if (args.has("help")) {
       std::fputs(kUsage, stdout);
       return 0;
@@ -104,14 +106,19 @@ int main(int argc, char** argv) {
     if (random_model) {
       if (args.has("save")) {
         model_path = args.get("save");
+        // Refuse before the model is built (seconds for DeiT-B), not after.
+        if (!args.has("force") && std::ifstream(model_path).good())
+          throw vitint::Error("--save: " + model_path + " already exists; pass --force to overwrite it");
       } else {
+        if (args.has("force")) throw vitint::Error("--force only applies with --save");
         temp = std::make_unique<TempFile>();
         model_path = temp->path();
       }
       build_random_model(args.get("arch"), static_cast<uint32_t>(seed), calib_images, attention_bits, model_path,
-                         quiet || json);
+                         args.has("force") || temp != nullptr, quiet || json);
     } else {
-      if (args.has("save") || args.has("attn-bits")) throw vitint::Error("--save and --attn-bits only apply with --arch");
+      if (args.has("save") || args.has("attn-bits") || args.has("force"))
+        throw vitint::Error("--save, --force and --attn-bits only apply with --arch");
       model_path = args.positional()[0];
     }
 
