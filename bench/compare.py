@@ -377,6 +377,8 @@ def main():
                         "OpenMP peers from spinning on a machine shared with other jobs")
     p.add_argument("--from-json", default=None, metavar="RESULTS.json",
                    help="measure nothing: redo the table, chart and doc from a previous results.json")
+    p.add_argument("--force", action="store_true",
+                   help="replace the results of an earlier run in OUT (refused otherwise)")
     p.add_argument("--update-doc", default=None,
                    help="Markdown file whose <!-- compare.py:begin/end --> block gets the table and chart link")
     args = p.parse_args()
@@ -391,6 +393,12 @@ def main():
         if t not in TOOLS:
             p.error(f"unknown tool {t} (choose from {', '.join(TOOLS)})")
     args.tools = [t for t in TOOLS if t in args.tools]  # table order
+    # A finished run takes many minutes: never replace one without asking,
+    # and say so before measuring. (--from-json may redo its own directory.)
+    results_path = os.path.join(args.out, "results.json")
+    redo_same = args.from_json and os.path.exists(results_path) and os.path.samefile(args.from_json, results_path)
+    if os.path.exists(results_path) and not args.force and not redo_same:
+        p.error(f"{results_path} holds an earlier run; pass --force to replace it or choose another --out")
     os.makedirs(args.out, exist_ok=True)
     chart_path = args.chart or os.path.join(args.out, "speed.svg")
 
@@ -413,7 +421,7 @@ def main():
     print(table)
     with open(os.path.join(args.out, "table.md"), "w") as f:
         f.write(table)
-    with open(os.path.join(args.out, "results.json"), "w") as f:
+    with open(results_path, "w") as f:
         json.dump({"meta": meta,
                    "summary": [dict(zip(("tool", "architecture", "threads", "batch"), k), **v)
                                for k, v in sorted(agg.items())],
@@ -425,7 +433,7 @@ def main():
         rel = os.path.relpath(chart_path, os.path.dirname(os.path.abspath(args.update_doc))) if drew else None
         update_doc(args.update_doc, table, rel)
         log(f"updated {args.update_doc}")
-    log(f"results: {os.path.join(args.out, 'results.json')}")
+    log(f"results: {results_path}")
 
 
 if __name__ == "__main__":
