@@ -7,7 +7,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -107,8 +106,7 @@ int main(int argc, char** argv) {
       if (args.has("save")) {
         model_path = args.get("save");
         // Refuse before the model is built (seconds for DeiT-B), not after.
-        if (!args.has("force") && std::ifstream(model_path).good())
-          throw vitint::Error("--save: " + model_path + " already exists; pass --force to overwrite it");
+        vitint::convert::refuse_existing(model_path, "--save:", args.has("force"));
       } else {
         if (args.has("force")) throw vitint::Error("--force only applies with --save");
         temp = std::make_unique<TempFile>();

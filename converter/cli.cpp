@@ -1,5 +1,7 @@
 #include "converter/cli.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <optional>
 #include <string>
@@ -84,6 +86,12 @@ std::string Args::require(const std::string& name) const {
   const auto it = values_.find(name);
   if (it == values_.end()) throw Error("missing required option --" + name + " (see --help)");
   return it->second;
+}
+
+void refuse_existing(const std::string& path, const std::string& what, bool force) {
+  struct stat st {};
+  if (!force && ::stat(path.c_str(), &st) == 0)
+    throw Error(what + " " + path + " already exists; pass --force to overwrite it");
 }
 
 }  // namespace vitint::convert

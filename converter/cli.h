@@ -29,4 +29,9 @@ class Args {
   std::set<std::string> flags_;
 };
 
+// For an output the tool is about to write: throws vitint::Error ("<what>
+// PATH already exists; pass --force to overwrite it") if PATH exists and
+// `force` is false. Tools call it before their long work, not after.
+void refuse_existing(const std::string& path, const std::string& what, bool force);
+
 }  // namespace vitint::convert

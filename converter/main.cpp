@@ -48,7 +48,7 @@ LIST has "FILE LABEL" lines (ImageNet val.txt style); the first N images
                       (from calibration means; default off)
   --residual-bits     bits of the integer residual stream (default 16)
   --labels FILE       class names, one "nXXXXXXXX name" line per class, stored in the model
-  --force             overwrite MODEL.vti if it exists
+  --force             overwrite MODEL.vti and the --report file if they exist
   --report FILE.json  per-layer statistics (range, outlier channels, quantization error as SQNR
                       on the calibration images) to FILE.json, and a table on stdout (on
                       stderr with --json; none with --quiet)
@@ -98,10 +98,8 @@ int main(int argc, char** argv) {
     const std::string calib_root = args.require("calib-root");
 
     // Refuse early, before minutes of calibration, if the output exists.
-    if (std::FILE* f = force ? nullptr : std::fopen(output.c_str(), "rb")) {
-      std::fclose(f);
-      throw vitint::Error("output " + output + " already exists; pass --force to overwrite it");
-    }
+    refuse_existing(output, "output", force);
+    if (args.has("report")) refuse_existing(args.get("report"), "report", force);
     const auto t0 = std::chrono::steady_clock::now();
     const Checkpoint ckpt = Checkpoint::load(ckpt_dir);
     const VitConfig& cfg = ckpt.config();

@@ -16,13 +16,14 @@ namespace {
 
 const char* kUsage = R"(usage: vitint-eval MODEL --list LIST --root DIR [--skip N] [--limit M]
                    [--reference-logits FILE.npy] [--predictions FILE] [--threads T]
-                   [--isa ref|avx2|avxvnni|avx512vnni|amx] [--json] [--quiet]
+                   [--isa ref|avx2|avxvnni|avx512vnni|amx] [--force] [--json] [--quiet]
 
 MODEL is a .vti file (integer engine) or a timm checkpoint directory (FP32
 reference forward). Evaluates list entries [N, N + M) and prints top-1, top-5
 and images per second. --reference-logits (float32 [rows, classes], rows in
 list order, e.g. timm's FP32 logits) adds the top-1 agreement with them.
---predictions writes "FILE TOP1 TOP2 TOP3 TOP4 TOP5" per image.
+--predictions writes "FILE TOP1 TOP2 TOP3 TOP4 TOP5" per image (an existing
+file is refused unless --force).
 Example (evaluation split: skip the 100 calibration images):
   vitint-eval deit_tiny.vti --list val.txt --root imagenet-val-1300 --skip 100
 )";
@@ -34,7 +35,7 @@ int main(int argc, char** argv) {
   try {
     const Args args(argc, argv,
                     {"list", "root", "skip", "limit", "reference-logits", "predictions", "threads", "isa"},
-                    {"json", "quiet", "help"});
+                    {"json", "quiet", "force", "help"});
     if (args.has("help")) {
       std::fputs(kUsage, stdout);
       return 0;
@@ -45,6 +46,7 @@ int main(int argc, char** argv) {
     const int skip = args.get_int("skip", 0, 0, 100000000);
     const int limit = args.get_int("limit", -1, 1, 100000000);
     const int threads = args.get_int("threads", static_cast<int>(std::max(1u, std::thread::hardware_concurrency())), 1, 256);
+    if (args.has("predictions")) refuse_existing(args.get("predictions"), "predictions file", args.has("force"));
     const auto full_list = read_image_list(list_path);
     const auto items = slice(full_list, skip, limit, "list " + list_path);
     const Engine engine = open_engine(model_path, args.get("isa"));
