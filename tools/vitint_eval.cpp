@@ -46,7 +46,11 @@ int main(int argc, char** argv) {
     const int skip = args.get_int("skip", 0, 0, 100000000);
     const int limit = args.get_int("limit", -1, 1, 100000000);
     const int threads = args.get_int("threads", static_cast<int>(std::max(1u, std::thread::hardware_concurrency())), 1, 256);
-    if (args.has("predictions")) refuse_existing(args.get("predictions"), "predictions file", args.has("force"));
+    if (args.has("predictions")) {
+      refuse_existing(args.get("predictions"), "predictions file", args.has("force"));
+    } else if (args.has("force")) {
+      throw vitint::Error("--force only applies with --predictions");
+    }
     const auto full_list = read_image_list(list_path);
     const auto items = slice(full_list, skip, limit, "list " + list_path);
     const Engine engine = open_engine(model_path, args.get("isa"));
