@@ -383,12 +383,30 @@ def main():
                    help="Markdown file whose <!-- compare.py:begin/end --> block gets the table and chart link")
     args = p.parse_args()
     args.archs = [ALIASES.get(a.strip(), a.strip()) for a in args.archs.split(",") if a.strip()]
+    if not args.archs:
+        p.error("--archs names no architecture")
     for a in args.archs:
         if a not in SHORT:
             p.error(f"unknown architecture {a}")
-    args.threads = [int(x) for x in args.threads.split(",")]
-    args.batches = [int(x) for x in args.batches.split(",")]
+    def int_list(name, text, hi):
+        try:
+            values = [int(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            values = []
+        if not values or any(v < 1 or v > hi for v in values):
+            p.error(f"--{name} must be comma-separated integers in [1, {hi}], got '{text}'")
+        return values
+    args.threads = int_list("threads", args.threads, 1024)
+    args.batches = int_list("batches", args.batches, 4096)
+    if args.rounds < 1:
+        p.error(f"--rounds must be >= 1, got {args.rounds}")
+    if not args.seconds > 0:
+        p.error(f"--seconds must be > 0, got {args.seconds}")
+    if not 1 <= args.min_iterations <= args.max_iterations:
+        p.error(f"need 1 <= --min-iterations <= --max-iterations, got {args.min_iterations} and {args.max_iterations}")
     args.tools = [t.strip() for t in args.tools.split(",") if t.strip()]
+    if not args.tools:
+        p.error("--tools names no contender")
     for t in args.tools:
         if t not in TOOLS:
             p.error(f"unknown tool {t} (choose from {', '.join(TOOLS)})")
@@ -396,15 +414,26 @@ def main():
     # A finished run takes many minutes: never replace one without asking,
     # and say so before measuring. (--from-json may redo its own directory.)
     results_path = os.path.join(args.out, "results.json")
-    redo_same = args.from_json and os.path.exists(results_path) and os.path.samefile(args.from_json, results_path)
+    saved = None
+    if args.from_json:
+        try:
+            with open(args.from_json) as f:
+                saved = json.load(f)
+            if "rounds" not in saved["meta"]:
+                raise KeyError("meta.rounds")
+            for r in saved["runs"]:
+                lacking = [k for k in ("architecture", "threads", "batch", "tool_key") if k not in r]
+                if lacking:
+                    raise KeyError("runs[]." + lacking[0])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            p.error(f"--from-json {args.from_json}: not a results.json of compare.py ({type(e).__name__}: {e})")
+    redo_same = saved is not None and os.path.exists(results_path) and os.path.samefile(args.from_json, results_path)
     if os.path.exists(results_path) and not args.force and not redo_same:
         p.error(f"{results_path} holds an earlier run; pass --force to replace it or choose another --out")
     os.makedirs(args.out, exist_ok=True)
     chart_path = args.chart or os.path.join(args.out, "speed.svg")
 
-    if args.from_json:
-        with open(args.from_json) as f:
-            saved = json.load(f)
+    if saved is not None:
         meta, runs = saved["meta"], saved["runs"]
         # The grid and contenders are those of the saved runs, in table order.
         order = list(SHORT)
