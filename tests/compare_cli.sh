@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# bench/compare.py refuses bad arguments and an earlier run's results before
+# measuring anything (no contender runs in this test).
+# Usage: compare_cli.sh PYTHON3 COMPARE_PY BUILD_DIR
+set -u
+py=$1
+compare=$2
+build=$3
+dir=$(mktemp -d "${TMPDIR:-/tmp}/vitint-compare-cli-XXXXXX") || exit 1
+trap 'rm -rf "$dir"' EXIT
+
+# expect_error WHAT ARGS...: exit status 2, WHAT in the message, OUT not created.
+expect_error() {
+  local what=$1
+  shift
+  "$py" "$compare" --build "$build" --tools vitint --out "$dir/out" "$@" > "$dir/stdout" 2> "$dir/stderr"
+  local rc=$?
+  if [ "$rc" -ne 2 ] || ! grep -qF -- "$what" "$dir/stderr"; then
+    echo "FAIL: $* gave status $rc, expected 2 and '$what':"; cat "$dir/stderr"; exit 1
+  fi
+  if [ -e "$dir/out" ]; then echo "FAIL: $* created the output directory"; exit 1; fi
+}
+expect_error "--threads must be comma-separated integers" --threads 0
+expect_error "--batches must be comma-separated integers" --batches 1,x
+expect_error "--rounds must be >= 1" --rounds 0
+expect_error "--seconds must be > 0" --seconds -1
+expect_error "unknown architecture" --archs deit_huge
+expect_error "--tools names no contender" --tools ,
+printf 'not json' > "$dir/bad.json"
+expect_error "not a results.json of compare.py" --from-json "$dir/bad.json"
+
+# An earlier run's results are kept unless --force.
+mkdir "$dir/prev" && printf 'earlier run\n' > "$dir/prev/results.json"
+"$py" "$compare" --build "$build" --tools vitint --out "$dir/prev" > "$dir/stdout" 2> "$dir/stderr"
+rc=$?
+if [ "$rc" -ne 2 ] || ! grep -qF "holds an earlier run; pass --force" "$dir/stderr"; then
+  echo "FAIL: an earlier run was not refused (status $rc):"; cat "$dir/stderr"; exit 1
+fi
+[ "$(cat "$dir/prev/results.json")" = "earlier run" ] || { echo "FAIL: the earlier results were changed"; exit 1; }
+echo "ok"
