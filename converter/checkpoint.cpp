@@ -14,6 +14,20 @@
 
 namespace vitint::convert {
 
+float half_to_float(uint16_t h) {
+  const int exponent = (h >> 10) & 0x1f;
+  const int mantissa = h & 0x3ff;
+  float magnitude;
+  if (exponent == 0x1f) {
+    magnitude = mantissa ? std::numeric_limits<float>::quiet_NaN() : std::numeric_limits<float>::infinity();
+  } else if (exponent == 0) {
+    magnitude = std::ldexp(static_cast<float>(mantissa), -24);  // subnormal: 2^-14 m / 1024
+  } else {
+    magnitude = std::ldexp(static_cast<float>(mantissa + 0x400), exponent - 25);  // 2^(e-15) (1 + m / 1024)
+  }
+  return (h & 0x8000u) ? -magnitude : magnitude;
+}
+
 namespace {
 
 using json = nlohmann::json;
@@ -329,6 +343,37 @@ std::string unexpected_hint(const std::string& name) {
   return "";
 }
 
+// Element types read from safetensors: F32 as timm saves its checkpoints,
+// F16 and BF16 as saved after model.half() / model.bfloat16(). Both widen to
+// float exactly.
+struct DType {
+  const char* name;
+  size_t bytes;
+  float (*widen)(const char* p);
+};
+
+uint16_t load_u16(const char* p) {
+  return static_cast<uint16_t>(static_cast<uint8_t>(p[0]) | (static_cast<uint8_t>(p[1]) << 8));
+}
+
+float from_bits(uint32_t bits) {
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+float widen_f32(const char* p) {
+  uint32_t bits;
+  std::memcpy(&bits, p, sizeof bits);  // little-endian, like every host libvitint targets
+  return from_bits(bits);
+}
+
+float widen_bf16(const char* p) { return from_bits(uint32_t{load_u16(p)} << 16); }
+
+float widen_f16(const char* p) { return half_to_float(load_u16(p)); }
+
+const DType kDTypes[] = {{"F32", 4, widen_f32}, {"F16", 2, widen_f16}, {"BF16", 2, widen_bf16}};
+
 std::map<std::string, Tensor> read_safetensors(const std::string& path) {
   const std::vector<char> bytes = read_file(path, "checkpoint");
   const std::string where = "checkpoint " + path;
@@ -358,11 +403,14 @@ std::map<std::string, Tensor> read_safetensors(const std::string& path) {
     if (!info.is_object() || !info.contains("dtype") || !info.contains("shape") ||
         !info.contains("data_offsets"))
       throw Error(tw + ": header entry lacks dtype/shape/data_offsets: " + info.dump());
-    const json& dtype = info["dtype"];
-    if (!dtype.is_string()) throw Error(tw + ": dtype is not a string");
-    if (dtype.get<std::string>() != "F32")
-      throw Error(tw + ": dtype " + dtype.get<std::string>() +
-                  " is not supported (only F32 for now); re-save the checkpoint in float32");
+    const json& dtype_name = info["dtype"];
+    if (!dtype_name.is_string()) throw Error(tw + ": dtype is not a string");
+    const DType* dtype = nullptr;
+    for (const DType& d : kDTypes)
+      if (dtype_name.get<std::string>() == d.name) dtype = &d;
+    if (!dtype)
+      throw Error(tw + ": dtype " + dtype_name.get<std::string>() +
+                  " is not supported (F32, F16 or BF16); re-save the checkpoint in float32");
     Tensor t;
     const json& shape = info["shape"];
     if (!shape.is_array()) throw Error(tw + ": shape is not a list");
@@ -370,7 +418,7 @@ std::map<std::string, Tensor> read_safetensors(const std::string& path) {
     for (const json& dim : shape) {
       if (!dim.is_number_unsigned()) throw Error(tw + ": bad shape " + shape.dump());
       const uint64_t dv = dim.get<uint64_t>();
-      if (dv != 0 && numel > (data_size / sizeof(float)) / dv + 1)
+      if (dv != 0 && numel > (data_size / dtype->bytes) / dv + 1)
         throw Error(tw + ": shape " + shape.dump() + " is larger than the file");
       numel *= dv;
       t.shape.push_back(static_cast<int64_t>(dv));
@@ -384,12 +432,18 @@ std::map<std::string, Tensor> read_safetensors(const std::string& path) {
       throw Error(tw + ": data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
                   "] (byte " + std::to_string(data_start + end) + " of the file) lie outside the " +
                   std::to_string(data_size) + "-byte data section: the file is truncated or corrupt");
-    if (end - begin != numel * sizeof(float))
+    if (end - begin != numel * dtype->bytes)
       throw Error(tw + ": data_offsets span " + std::to_string(end - begin) + " bytes but shape " +
-                  shape_str(t.shape) + " in F32 needs " + std::to_string(numel * sizeof(float)));
+                  shape_str(t.shape) + " in " + dtype->name + " needs " + std::to_string(numel * dtype->bytes));
     t.data.resize(static_cast<size_t>(numel));
-    // safetensors is little-endian, like every host libvitint targets.
-    if (numel) std::memcpy(t.data.data(), bytes.data() + data_start + begin, end - begin);
+    const char* src = bytes.data() + data_start + begin;
+    for (size_t i = 0; i < t.data.size(); ++i) {
+      t.data[i] = dtype->widen(src + i * dtype->bytes);
+      // A NaN or infinite weight would make every output of the model NaN.
+      if (!std::isfinite(t.data[i]))
+        throw Error(tw + ": element " + std::to_string(i) + " is " + (std::isnan(t.data[i]) ? "NaN" : "infinite") +
+                    ": the checkpoint is corrupt");
+    }
     tensors.emplace(name, std::move(t));
   }
   return tensors;

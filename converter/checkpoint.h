@@ -35,6 +35,9 @@ struct VitConfig {
   int head_dim() const { return embed_dim / num_heads; }
 };
 
+// IEEE binary16 bits -> float (exact: every half is a float).
+float half_to_float(uint16_t h);
+
 struct Tensor {
   std::vector<int64_t> shape;
   std::vector<float> data;

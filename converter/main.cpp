@@ -23,7 +23,8 @@ const char* kUsage = R"(usage: vitint-convert CHECKPOINT_DIR -o MODEL.vti --cali
                       [--labels FILE] [--report FILE.json] [--force] [--quiet] [--json]
 
 CHECKPOINT_DIR holds model.safetensors and config.json as timm publishes them
-(e.g. the files of hf-hub:timm/deit_tiny_patch16_224.fb_in1k).
+(e.g. the files of hf-hub:timm/deit_tiny_patch16_224.fb_in1k); tensors in F32,
+F16 or BF16.
 LIST has "FILE LABEL" lines (ImageNet val.txt style); the first N images
 (default 100) calibrate the activation quantizers.
   --quant-method M    activation calibrator, as FQ-ViT defines them (default minmax):

@@ -1,4 +1,5 @@
 #include <doctest/doctest.h>
+#include <immintrin.h>
 
 #include <cmath>
 #include <filesystem>
@@ -155,10 +156,31 @@ TEST_CASE("checkpoint: broken checkpoints give errors that name the tensor and t
   }
   SUBCASE("unsupported dtype") {
     ScratchCheckpoint s;
+    s.edit_header([](nlohmann::json& h) { h["cls_token"]["dtype"] = "F64"; });
+    const std::string msg = s.load_error();
+    CHECK(contains(msg, "'cls_token'"));
+    CHECK(contains(msg, "dtype F64 is not supported (F32, F16 or BF16)"));
+  }
+  SUBCASE("a 16-bit dtype whose offsets keep the F32 size") {
+    ScratchCheckpoint s;
     s.edit_header([](nlohmann::json& h) { h["cls_token"]["dtype"] = "BF16"; });
     const std::string msg = s.load_error();
     CHECK(contains(msg, "'cls_token'"));
-    CHECK(contains(msg, "only F32"));
+    CHECK(contains(msg, "span 768 bytes but shape [1, 1, 192] in BF16 needs 384"));
+  }
+  SUBCASE("NaN and infinite weights") {
+    for (const uint32_t bits : {0x7fc00000u, 0xff800000u}) {
+      ScratchCheckpoint s;
+      uint64_t at = 0;
+      s.edit_header([&](nlohmann::json& h) { at = h["blocks.3.mlp.fc1.bias"]["data_offsets"][0].get<uint64_t>() + 4 * 5; });
+      std::string file = read_all(s.dir / "model.safetensors");
+      uint64_t n = 0;
+      for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<uint8_t>(file[static_cast<size_t>(i)]);
+      for (int i = 0; i < 4; ++i) file[static_cast<size_t>(8 + n + at) + static_cast<size_t>(i)] = static_cast<char>((bits >> (8 * i)) & 0xff);
+      write_all(s.dir / "model.safetensors", file);
+      const std::string msg = s.load_error();
+      CHECK(contains(msg, "'blocks.3.mlp.fc1.bias': element 5 is " + std::string(bits == 0x7fc00000u ? "NaN" : "infinite")));
+    }
   }
   SUBCASE("truncated file") {
     ScratchCheckpoint s;
@@ -265,4 +287,24 @@ TEST_CASE("read_class_names") {
   CHECK(names[0] == "tench, Tinca tinca");
   CHECK(names[1] == "goldfish, Carassius auratus");
   CHECK_THROWS_AS(vitint::convert::read_class_names("/nonexistent/synsets.txt"), vitint::Error);
+}
+
+// Every binary16 pattern widens like the F16C instruction does (normal,
+// subnormal, zero, infinities; NaNs stay NaN).
+__attribute__((target("f16c"))) static float f16c_widen(uint16_t h) { return _cvtsh_ss(h); }
+
+TEST_CASE("checkpoint: half_to_float over all 65536 patterns") {
+  int mismatches = 0;
+  for (uint32_t h = 0; h <= 0xffff; ++h) {
+    const float got = vitint::convert::half_to_float(static_cast<uint16_t>(h));
+    const float want = f16c_widen(static_cast<uint16_t>(h));
+    const bool same = std::isnan(want) ? std::isnan(got) : (got == want && std::signbit(got) == std::signbit(want));
+    mismatches += !same;
+  }
+  CHECK(mismatches == 0);
+  CHECK(vitint::convert::half_to_float(0x3c00) == 1.0f);
+  CHECK(vitint::convert::half_to_float(0xc000) == -2.0f);
+  CHECK(vitint::convert::half_to_float(0x7bff) == 65504.0f);
+  CHECK(vitint::convert::half_to_float(0x0001) == std::ldexp(1.0f, -24));
+  CHECK(std::signbit(vitint::convert::half_to_float(0x8000)));
 }

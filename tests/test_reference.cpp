@@ -1,9 +1,12 @@
 #include <doctest/doctest.h>
+#include <immintrin.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <ctime>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <sstream>
 #include <string>
@@ -13,7 +16,9 @@
 #include "converter/checkpoint.h"
 #include "converter/npy.h"
 #include "converter/reference.h"
+#include <nlohmann/json.hpp>
 #include "shared_data.h"
+#include "temp_files.h"
 #include "vitint/error.h"
 #include "vitint/image.h"
 
@@ -104,6 +109,64 @@ void compare_with_timm(const char* model_name) {
   CHECK(agree == kSubset);
   CHECK(max_dev < bound);
 }
+
+// 16-bit encodings of a float, round to nearest even, and their exact
+// widening: F16 through the F16C instructions (independent of the
+// converter's half_to_float), BF16 by bit arithmetic.
+__attribute__((target("f16c"))) uint16_t to_f16(float f) {
+  return static_cast<uint16_t>(_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+__attribute__((target("f16c"))) float from_f16(uint16_t h) { return _cvtsh_ss(h); }
+uint16_t to_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+float from_bf16(uint16_t b) {
+  const uint32_t u = uint32_t{b} << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+// A copy of a real checkpoint with every tensor stored as `dtype` (F16 or
+// BF16), as model.half() / model.bfloat16() and save_file would write it.
+struct HalfCheckpoint {
+  vitint::test::TempDir tmp;
+  HalfCheckpoint(const std::string& model_name, const std::string& dtype, uint16_t (*encode)(float)) {
+    const std::string src = vitint::test::model_dir(model_name);
+    auto read = [](const std::string& path) {
+      std::ifstream in(path, std::ios::binary);
+      REQUIRE(in.good());
+      return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    };
+    const std::string file = read(src + "/model.safetensors");
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<uint8_t>(file[static_cast<size_t>(i)]);
+    const nlohmann::json header = nlohmann::json::parse(file.substr(8, n));
+    nlohmann::json out_header = nlohmann::json::object();
+    std::string data;
+    for (const auto& [name, info] : header.items()) {
+      if (name == "__metadata__") continue;
+      REQUIRE(info["dtype"] == "F32");
+      const uint64_t begin = info["data_offsets"][0], end = info["data_offsets"][1];
+      const size_t at = data.size();
+      for (uint64_t b = begin; b < end; b += 4) {
+        float f;
+        std::memcpy(&f, file.data() + 8 + n + b, sizeof f);
+        const uint16_t h = encode(f);
+        data.push_back(static_cast<char>(h & 0xff));
+        data.push_back(static_cast<char>(h >> 8));
+      }
+      out_header[name] = {{"dtype", dtype}, {"shape", info["shape"]}, {"data_offsets", {at, data.size()}}};
+    }
+    const std::string h = out_header.dump();
+    std::string bytes(8, '\0');
+    for (int i = 0; i < 8; ++i) bytes[static_cast<size_t>(i)] = static_cast<char>((h.size() >> (8 * i)) & 0xff);
+    std::ofstream(tmp.file("model.safetensors"), std::ios::binary) << bytes << h << data;
+    std::ofstream(tmp.file("config.json"), std::ios::binary) << read(src + "/config.json");
+  }
+};
 
 struct RecordingObserver : Observer {
   struct Call {
@@ -221,4 +284,47 @@ TEST_CASE("reference: random DeiT-Small gives finite, spread logits") {
   MESSAGE("random deit_small logit rms " << rms);
   CHECK(rms > 1e-3);
   CHECK(rms < 100);
+}
+
+// Checkpoints saved in half precision: every value widens exactly to the
+// value of its 16-bit code, and the FP32 reference on those weights still
+// classifies like timm's FP32 model.
+TEST_CASE("reference: DeiT-Tiny saved in F16 and BF16 loads exactly and matches timm's top-1") {
+  const Checkpoint f32 = Checkpoint::load(vitint::test::model_dir(vitint::test::kDeitTiny));
+  const auto ref = vitint::convert::read_npy_f32(vitint::test::val_dir() + "/timm_fp32_logits/" +
+                                                 vitint::test::kDeitTiny + ".npy");
+  const auto files = val_files();
+  struct Case {
+    const char* dtype;
+    uint16_t (*encode)(float);
+    float (*decode)(uint16_t);
+    int min_agree;  // of kSubset; measured 50 and 50
+  };
+  for (const Case& c : {Case{"F16", to_f16, from_f16, 50}, Case{"BF16", to_bf16, from_bf16, 49}}) {
+    const std::string dtype = c.dtype;
+    CAPTURE(dtype);
+    const HalfCheckpoint half(vitint::test::kDeitTiny, c.dtype, c.encode);
+    const Checkpoint ck = Checkpoint::load(half.tmp.path);
+    REQUIRE(ck.tensors().size() == f32.tensors().size());
+    size_t mismatches = 0, changed = 0;
+    for (const auto& [name, t] : f32.tensors()) {
+      const auto& h = ck.get(name);
+      REQUIRE(h.shape == t.shape);
+      for (size_t i = 0; i < t.data.size(); ++i) {
+        mismatches += h.data[i] != c.decode(c.encode(t.data[i]));
+        changed += h.data[i] != t.data[i];
+      }
+    }
+    CHECK(mismatches == 0);
+    CHECK(changed > 0);  // the weights really went through 16 bits
+    const ReferenceModel model(ck);
+    int agree = 0;
+    for (int i = 0; i < kSubset; ++i) {
+      const size_t row = static_cast<size_t>(i * kStride);
+      const std::vector<float> logits = model.forward(preprocessed(ck, files[row]).data());
+      agree += argmax(logits.data(), 1000) == argmax(ref.data.data() + row * 1000, 1000);
+    }
+    MESSAGE(dtype << " weights: top-1 agreement with timm FP32 " << agree << "/" << kSubset);
+    CHECK(agree >= c.min_agree);
+  }
 }
