@@ -68,13 +68,17 @@ struct KnownArch {
   int num_heads = 0;
 };
 
-// Parses "<deit|vit>_<tiny|small|base|large>_patch<P>_<S>"; false otherwise.
+// Parses "<deit|deit3|vit>_<tiny|small|medium|base|large|huge>_patch<P>_<S>";
+// false otherwise.
 bool parse_known_arch(const std::string& name, KnownArch* out) {
   KnownArch a;
   std::string rest;
   if (name.rfind("deit_", 0) == 0) {
     a.family = "deit";
     rest = name.substr(5);
+  } else if (name.rfind("deit3_", 0) == 0) {
+    a.family = "deit3";
+    rest = name.substr(6);
   } else if (name.rfind("vit_", 0) == 0) {
     a.family = "vit";
     rest = name.substr(4);
@@ -84,8 +88,8 @@ bool parse_known_arch(const std::string& name, KnownArch* out) {
   static const struct {
     const char* size;
     int dim, depth, heads;
-  } kSizes[] = {{"tiny", 192, 12, 3}, {"small", 384, 12, 6}, {"base", 768, 12, 12},
-                {"large", 1024, 24, 16}};
+  } kSizes[] = {{"tiny", 192, 12, 3}, {"small", 384, 12, 6}, {"medium", 512, 12, 8},
+                {"base", 768, 12, 12}, {"large", 1024, 24, 16}, {"huge", 1280, 32, 16}};
   bool found = false;
   for (const auto& s : kSizes) {
     const std::string prefix = std::string(s.size) + "_patch";
@@ -186,12 +190,13 @@ VitConfig parse_config(const std::string& path) {
   if (!cfg.contains("architecture")) rd.fail("architecture", "is missing");
   c.architecture = rd.get_string(cfg, "architecture", "");
   const std::string& arch = c.architecture;
-  const bool is_deit = arch.rfind("deit_", 0) == 0;
+  const bool is_deit3 = arch.rfind("deit3_", 0) == 0;
+  const bool is_deit = arch.rfind("deit_", 0) == 0 || is_deit3;
   const bool is_vit = arch.rfind("vit_", 0) == 0;
   if (!is_deit && !is_vit)
     rd.fail("architecture", "'" + arch +
                                 "' is not supported: libvitint handles timm's plain ViT "
-                                "(vit_*) and DeiT (deit_*) models");
+                                "(vit_*), DeiT (deit_*) and DeiT III (deit3_*) models");
   if (arch.find("distilled") != std::string::npos)
     rd.fail("architecture", "'" + arch +
                                 "' is a distilled DeiT (extra distillation token and head), which "
@@ -214,8 +219,20 @@ VitConfig parse_config(const std::string& path) {
   static const std::set<std::string> kHandled = {"patch_size", "embed_dim", "depth",
                                                  "num_heads",  "mlp_ratio", "qkv_bias",
                                                  "img_size",   "in_chans",  "num_classes"};
+  // timm's deit3_* models: no_embed_class=True, init_values=1e-6 (LayerScale).
+  c.no_embed_class = is_deit3;
+  c.layer_scale = is_deit3;
   for (const auto& [key, value] : margs.items()) {
     if (kIgnored.count(key) || kHandled.count(key)) continue;
+    if (key == "no_embed_class") {
+      c.no_embed_class = rd.get_bool(margs, "no_embed_class", ma);
+      continue;
+    }
+    if (key == "init_values") {  // null or 0: no LayerScale; a number: LayerScale
+      if (!value.is_null() && !value.is_number()) rd.fail(ma + key, "must be a number or null, got " + value.dump());
+      c.layer_scale = value.is_number() && value.get<double>() != 0.0;
+      continue;
+    }
     if (key == "class_token") {
       if (!value.is_boolean() || !value.get<bool>())
         rd.fail(ma + key, "is " + value.dump() + ": models without a class token are not supported");
@@ -224,7 +241,7 @@ VitConfig parse_config(const std::string& path) {
     const bool is_default = value.is_null() || (value.is_boolean() && !value.get<bool>()) ||
                             (value.is_number() && value.get<double>() == 0.0);
     static const std::set<std::string> kMustBeDefault = {
-        "reg_tokens", "no_embed_class", "pre_norm", "fc_norm", "init_values", "qk_norm",
+        "reg_tokens", "pre_norm", "fc_norm", "qk_norm",
         "dynamic_img_size", "dynamic_img_pad", "proj_bias", "final_norm"};
     if (kMustBeDefault.count(key)) {
       // proj_bias and final_norm default to true in timm.
@@ -233,8 +250,8 @@ VitConfig parse_config(const std::string& path) {
                           : is_default;
       if (ok) continue;
       rd.fail(ma + key, "= " + value.dump() +
-                            " is not supported (libvitint implements the plain timm ViT: class "
-                            "token, no register tokens, no LayerScale, pre-norm blocks)");
+                            " is not supported (libvitint implements the timm ViT with a class "
+                            "token, no register tokens, pre-norm blocks)");
     }
     rd.fail(ma + key, "= " + value.dump() + " is not a model argument libvitint understands");
   }
@@ -309,7 +326,7 @@ std::map<std::string, std::vector<int64_t>> expected_tensors(const VitConfig& c)
   e["patch_embed.proj.weight"] = {d, c.in_chans, p, p};
   e["patch_embed.proj.bias"] = {d};
   e["cls_token"] = {1, 1, d};
-  e["pos_embed"] = {1, n, d};
+  e["pos_embed"] = {1, c.no_embed_class ? n - 1 : n, d};
   for (int i = 0; i < c.depth; ++i) {
     const std::string b = "blocks." + std::to_string(i) + ".";
     e[b + "norm1.weight"] = {d};
@@ -318,6 +335,10 @@ std::map<std::string, std::vector<int64_t>> expected_tensors(const VitConfig& c)
     if (c.qkv_bias) e[b + "attn.qkv.bias"] = {3 * d};
     e[b + "attn.proj.weight"] = {d, d};
     e[b + "attn.proj.bias"] = {d};
+    if (c.layer_scale) {
+      e[b + "ls1.gamma"] = {d};
+      e[b + "ls2.gamma"] = {d};
+    }
     e[b + "norm2.weight"] = {d};
     e[b + "norm2.bias"] = {d};
     e[b + "mlp.fc1.weight"] = {h, d};
@@ -339,7 +360,7 @@ std::string unexpected_hint(const std::string& name) {
   if (name.rfind("fc_norm", 0) == 0) return " (fc_norm means average pooling: not supported)";
   if (name.rfind("norm_pre", 0) == 0) return " (pre-norm, CLIP-style ViT: not supported)";
   if (name.find(".ls1.") != std::string::npos || name.find(".ls2.") != std::string::npos)
-    return " (LayerScale: not supported)";
+    return " (LayerScale, but config.json sets no model_args.init_values)";
   return "";
 }
 
@@ -524,18 +545,55 @@ int64_t Tensor::numel() const {
   return n;
 }
 
+namespace {
+
+// DeiT III's two differences from the plain ViT, rewritten into it (the
+// converter, the FP32 reference and the integer engine then see one form):
+// - no_embed_class: timm adds pos_embed to the patch tokens and then
+//   prepends the class token; a zero row for the class token in front of
+//   pos_embed gives the same sums (cls + 0 = cls exactly).
+// - LayerScale: x + gamma * (W y + b) = x + (diag(gamma) W) y + gamma b, so
+//   gamma folds into the rows of attn.proj (ls1) and mlp.fc2 (ls2); the
+//   result differs from timm's by float rounding only.
+void to_plain_vit(const VitConfig& c, std::map<std::string, Tensor>* tensors) {
+  if (c.no_embed_class) {
+    Tensor& pos = tensors->at("pos_embed");
+    pos.data.insert(pos.data.begin(), static_cast<size_t>(c.embed_dim), 0.0f);
+    pos.shape = {1, c.num_tokens(), c.embed_dim};
+  }
+  if (!c.layer_scale) return;
+  for (int i = 0; i < c.depth; ++i) {
+    const std::string b = "blocks." + std::to_string(i) + ".";
+    for (const auto& [ls, linear] : {std::pair<std::string, std::string>{"ls1", "attn.proj"}, {"ls2", "mlp.fc2"}}) {
+      const std::vector<float> gamma = tensors->at(b + ls + ".gamma").data;
+      Tensor& w = tensors->at(b + linear + ".weight");
+      Tensor& bias = tensors->at(b + linear + ".bias");
+      const size_t in = static_cast<size_t>(w.shape[1]);
+      for (size_t j = 0; j < gamma.size(); ++j) {
+        for (size_t k = 0; k < in; ++k) w.data[j * in + k] *= gamma[j];
+        bias.data[j] *= gamma[j];
+      }
+      tensors->erase(b + ls + ".gamma");
+    }
+  }
+}
+
+}  // namespace
+
 Checkpoint Checkpoint::load(const std::string& dir) {
   Checkpoint ck;
   ck.config_ = parse_config(dir + "/config.json");
   const std::string st_path = dir + "/model.safetensors";
   ck.tensors_ = read_safetensors(st_path);
   validate_tensors(ck.config_, ck.tensors_, st_path);
+  to_plain_vit(ck.config_, &ck.tensors_);
   return ck;
 }
 
 Checkpoint Checkpoint::random(const std::string& architecture, uint32_t seed) {
   KnownArch known;
-  if (!parse_known_arch(architecture, &known) || known.size == "large" || known.patch_size != 16 ||
+  if (!parse_known_arch(architecture, &known) || known.family == "deit3" ||
+      (known.size != "tiny" && known.size != "small" && known.size != "base") || known.patch_size != 16 ||
       known.image_size != 224)
     throw Error("Checkpoint::random: unknown architecture '" + architecture +
                 "' (use deit_{tiny,small,base}_patch16_224 or vit_{tiny,small,base}_patch16_224)");

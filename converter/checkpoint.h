@@ -24,6 +24,10 @@ struct VitConfig {
   int num_classes = 0;
   bool qkv_bias = true;
   float ln_eps = 1e-6f;  // timm ViT/DeiT use LayerNorm(eps=1e-6)
+  // DeiT III (deit3_*) and ViTs with these model_args, as stored in the
+  // checkpoint; Checkpoint::load turns both into the plain form (see there).
+  bool no_embed_class = false;  // pos_embed covers the patches only, not the class token
+  bool layer_scale = false;     // blocks.i.ls1.gamma / ls2.gamma scale the two branches
   // Preprocessing from pretrained_cfg.
   double crop_pct = 0.875;
   Interpolation interpolation = Interpolation::kBicubic;

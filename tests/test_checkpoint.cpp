@@ -224,6 +224,28 @@ TEST_CASE("checkpoint: broken checkpoints give errors that name the tensor and t
     s.edit_config([](nlohmann::json& c) { c["model_args"] = {{"depth", 11}}; });
     CHECK(contains(s.load_error(), "unexpected tensor 'blocks.11."));
   }
+  SUBCASE("config: LayerScale and no_embed_class must match the tensors") {
+    ScratchCheckpoint s;
+    s.edit_config([](nlohmann::json& c) { c["model_args"]["init_values"] = 1e-5; });
+    CHECK(contains(s.load_error(), "missing tensor 'blocks.0.ls1.gamma' (expected shape [192])"));
+    s.edit_config([](nlohmann::json& c) { c["model_args"]["init_values"] = "small"; });
+    CHECK(contains(s.load_error(), "model_args.init_values must be a number or null"));
+    s.edit_config([](nlohmann::json& c) {
+      c["model_args"]["init_values"] = nullptr;
+      c["model_args"]["no_embed_class"] = true;
+    });
+    CHECK(contains(s.load_error(), "tensor 'pos_embed' has shape [1, 197, 192], expected [1, 196, 192]"));
+    // deit3_* implies both, as in timm.
+    s.edit_config([](nlohmann::json& c) {
+      c["model_args"].erase("no_embed_class");
+      c["model_args"].erase("init_values");
+      c["architecture"] = "deit3_tiny_patch16_224";
+    });
+    const std::string msg = s.load_error();
+    CHECK(contains(msg, "does not match deit3_tiny_patch16_224"));
+    CHECK(contains(msg, "missing tensor 'blocks.0.ls1.gamma'"));
+    CHECK(contains(msg, "; and 15 more"));  // 24 gammas and pos_embed, 10 listed
+  }
   SUBCASE("missing files") {
     ScratchCheckpoint s;
     fs::remove(s.dir / "model.safetensors");
@@ -278,6 +300,9 @@ TEST_CASE("checkpoint: random weights for standard architectures") {
   CHECK(a.get("blocks.3.mlp.fc2.weight").data == b.get("blocks.3.mlp.fc2.weight").data);
   CHECK(a.get("blocks.3.mlp.fc2.weight").data != d.get("blocks.3.mlp.fc2.weight").data);
   CHECK_THROWS_AS(Checkpoint::random("resnet50", 1), vitint::Error);
+  // Random weights are plain ViT/DeiT ones: no DeiT III, no sizes beyond base.
+  CHECK_THROWS_AS(Checkpoint::random("deit3_small_patch16_224", 1), vitint::Error);
+  CHECK_THROWS_AS(Checkpoint::random("vit_medium_patch16_224", 1), vitint::Error);
 }
 
 TEST_CASE("read_class_names") {
