@@ -4,6 +4,6 @@
 # evaluation split, installed-package example).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-"$root/tools/install-deps.sh"
+"$root/tools/install-deps.sh" --tests
 "$root/tools/build.sh"
 ctest --test-dir "${VITINT_BUILD:-$root/build}" --output-on-failure -j"$(nproc)"
