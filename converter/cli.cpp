@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 
@@ -92,6 +93,13 @@ void refuse_existing(const std::string& path, const std::string& what, bool forc
   struct stat st {};
   if (!force && ::stat(path.c_str(), &st) == 0)
     throw Error(what + " " + path + " already exists; pass --force to overwrite it");
+}
+
+std::string recipe_summary(const std::string& recipe_json) {
+  nlohmann::json j = nlohmann::json::parse(recipe_json, nullptr, false);
+  if (!j.is_object()) return recipe_json;
+  j.erase("channel_folding");
+  return j.dump();
 }
 
 }  // namespace vitint::convert

@@ -1,5 +1,7 @@
 // A small command-line parser shared by the tools: positional arguments,
-// --flag, --option VALUE (or --option=VALUE), with clear errors.
+// --flag, --option VALUE (or --option=VALUE), with clear errors; and the
+// tools' other shared bits of text. Built for any x86-64 (vitint_cli, no
+// AVX2), so that vitint-classify runs wherever the library does.
 #pragma once
 #include <initializer_list>
 #include <map>
@@ -33,5 +35,9 @@ class Args {
 // PATH already exists; pass --force to overwrite it") if PATH exists and
 // `force` is false. Tools call it before their long work, not after.
 void refuse_existing(const std::string& path, const std::string& what, bool force);
+
+// One line for people: a model's calibration recipe (JSON) without the
+// per-layer details.
+std::string recipe_summary(const std::string& recipe_json);
 
 }  // namespace vitint::convert

@@ -6,7 +6,6 @@
 #include <atomic>
 #include <chrono>
 
-#include <nlohmann/json.hpp>
 
 #include "converter/checkpoint.h"
 #include "converter/reference.h"
@@ -80,13 +79,6 @@ EvalResult evaluate(const std::vector<LabeledImage>& items, const std::string& r
   }
   if (reference_logits) r.agreement = 100.0 * agree / n;
   return r;
-}
-
-std::string recipe_summary(const std::string& recipe_json) {
-  nlohmann::json j = nlohmann::json::parse(recipe_json, nullptr, false);
-  if (!j.is_object()) return recipe_json;
-  j.erase("channel_folding");
-  return j.dump();
 }
 
 Engine open_engine(const std::string& model_path, const std::string& isa) {

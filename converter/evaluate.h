@@ -49,7 +49,4 @@ struct Engine {
 };
 Engine open_engine(const std::string& model_path, const std::string& isa);
 
-// One line for people: the recipe's switches without the per-layer details.
-std::string recipe_summary(const std::string& recipe_json);
-
 }  // namespace vitint::convert

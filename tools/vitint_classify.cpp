@@ -5,7 +5,6 @@
 #include <nlohmann/json.hpp>
 
 #include "converter/cli.h"
-#include "converter/evaluate.h"
 #include "vitint/error.h"
 #include "vitint/image.h"
 #include "vitint/vitint.h"
