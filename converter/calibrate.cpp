@@ -324,7 +324,7 @@ struct Plan {
 
   Plan(const VitConfig& cfg, int image_count, const Recipe& recipe)
       : depth(cfg.depth), images(image_count), method(recipe.method), sites(static_cast<size_t>(kSiteCount) * (cfg.depth + 1)) {
-    const int n = cfg.num_patches() + 1, d = cfg.embed_dim;
+    const int n = cfg.num_tokens(), d = cfg.embed_dim;
     auto add = [&](Site s, int block, int rows, int cols) {
       SitePlan& p = sites[index(s, block)];
       p.tracked = true;
@@ -347,7 +347,7 @@ struct Plan {
                      Site::kLn2Out, Site::kGeluOut})
         add(s, b, n, s == Site::kGeluOut ? cfg.mlp_hidden : d);
     add(Site::kFinalNormIn, depth, n, d);
-    add(Site::kHeadIn, depth, 1, d);
+    add(Site::kHeadIn, depth, cfg.prefix_tokens(), d);
   }
 };
 

@@ -197,14 +197,16 @@ VitConfig parse_config(const std::string& path) {
     rd.fail("architecture", "'" + arch +
                                 "' is not supported: libvitint handles timm's plain ViT "
                                 "(vit_*), DeiT (deit_*) and DeiT III (deit3_*) models");
-  if (arch.find("distilled") != std::string::npos)
-    rd.fail("architecture", "'" + arch +
-                                "' is a distilled DeiT (extra distillation token and head), which "
-                                "is not supported; use the non-distilled deit_* model");
+  c.distilled = arch.find("_distilled_") != std::string::npos;
+  if (c.distilled && !is_deit)
+    rd.fail("architecture", "'" + arch + "': only DeiT (deit_*) comes distilled");
   check_global_pool(rd, cfg, "");
 
   KnownArch known;
-  const bool has_known = parse_known_arch(arch, &known);
+  // deit_<size>_distilled_patch<P>_<S> has deit_<size>_patch<P>_<S>'s shape.
+  std::string plain_arch = arch;
+  if (c.distilled) plain_arch.erase(plain_arch.find("_distilled_"), std::string("_distilled").size());
+  const bool has_known = parse_known_arch(plain_arch, &known);
   const json empty = json::object();
   const json& margs = cfg.contains("model_args") ? cfg["model_args"] : empty;
   if (!margs.is_object()) rd.fail("model_args", "must be an object");
@@ -326,7 +328,12 @@ std::map<std::string, std::vector<int64_t>> expected_tensors(const VitConfig& c)
   e["patch_embed.proj.weight"] = {d, c.in_chans, p, p};
   e["patch_embed.proj.bias"] = {d};
   e["cls_token"] = {1, 1, d};
-  e["pos_embed"] = {1, c.no_embed_class ? n - 1 : n, d};
+  if (c.distilled) {
+    e["dist_token"] = {1, 1, d};
+    e["head_dist.weight"] = {c.num_classes, d};
+    e["head_dist.bias"] = {c.num_classes};
+  }
+  e["pos_embed"] = {1, c.no_embed_class ? n - c.prefix_tokens() : n, d};
   for (int i = 0; i < c.depth; ++i) {
     const std::string b = "blocks." + std::to_string(i) + ".";
     e[b + "norm1.weight"] = {d};
@@ -355,7 +362,7 @@ std::map<std::string, std::vector<int64_t>> expected_tensors(const VitConfig& c)
 
 std::string unexpected_hint(const std::string& name) {
   if (name == "dist_token" || name.rfind("head_dist", 0) == 0)
-    return " (a distilled DeiT: not supported)";
+    return " (a distilled DeiT's: its architecture name must say _distilled_)";
   if (name == "reg_token") return " (register tokens: not supported)";
   if (name.rfind("fc_norm", 0) == 0) return " (fc_norm means average pooling: not supported)";
   if (name.rfind("norm_pre", 0) == 0) return " (pre-norm, CLIP-style ViT: not supported)";
@@ -550,15 +557,15 @@ namespace {
 // DeiT III's two differences from the plain ViT, rewritten into it (the
 // converter, the FP32 reference and the integer engine then see one form):
 // - no_embed_class: timm adds pos_embed to the patch tokens and then
-//   prepends the class token; a zero row for the class token in front of
-//   pos_embed gives the same sums (cls + 0 = cls exactly).
+//   prepends the class token; a zero row for it in front of pos_embed gives
+//   the same sums (cls + 0 = cls exactly).
 // - LayerScale: x + gamma * (W y + b) = x + (diag(gamma) W) y + gamma b, so
 //   gamma folds into the rows of attn.proj (ls1) and mlp.fc2 (ls2); the
 //   result differs from timm's by float rounding only.
 void to_plain_vit(const VitConfig& c, std::map<std::string, Tensor>* tensors) {
   if (c.no_embed_class) {
     Tensor& pos = tensors->at("pos_embed");
-    pos.data.insert(pos.data.begin(), static_cast<size_t>(c.embed_dim), 0.0f);
+    pos.data.insert(pos.data.begin(), static_cast<size_t>(c.prefix_tokens()) * c.embed_dim, 0.0f);
     pos.shape = {1, c.num_tokens(), c.embed_dim};
   }
   if (!c.layer_scale) return;

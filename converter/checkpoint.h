@@ -28,6 +28,9 @@ struct VitConfig {
   // checkpoint; Checkpoint::load turns both into the plain form (see there).
   bool no_embed_class = false;  // pos_embed covers the patches only, not the class token
   bool layer_scale = false;     // blocks.i.ls1.gamma / ls2.gamma scale the two branches
+  // Distilled DeiT (deit_*_distilled_*): a distillation token after the class
+  // token and a second head on it; the logits are the mean of the two heads.
+  bool distilled = false;
   // Preprocessing from pretrained_cfg.
   double crop_pct = 0.875;
   Interpolation interpolation = Interpolation::kBicubic;
@@ -35,7 +38,8 @@ struct VitConfig {
   std::array<float, 3> std{};
 
   int num_patches() const { return (image_size / patch_size) * (image_size / patch_size); }
-  int num_tokens() const { return num_patches() + 1; }  // + class token
+  int prefix_tokens() const { return distilled ? 2 : 1; }  // class (and distillation) token
+  int num_tokens() const { return num_patches() + prefix_tokens(); }
   int head_dim() const { return embed_dim / num_heads; }
 };
 

@@ -145,6 +145,10 @@ class VitQuantizer {
                     {"embed_dim", cfg_.embed_dim},   {"depth", cfg_.depth},
                     {"num_heads", cfg_.num_heads},   {"mlp_hidden", cfg_.mlp_hidden},
                     {"num_classes", cfg_.num_classes}, {"ln_eps", cfg_.ln_eps}};
+    if (cfg_.distilled) {
+      m["family_revision"] = vit::kRevisionDistilled;
+      m["hparams"]["prefix_tokens"] = cfg_.prefix_tokens();
+    }
     m["preprocess"] = {{"input_size", cfg_.image_size},
                        {"crop_pct", cfg_.crop_pct},
                        {"interpolation", interpolation_name(cfg_.interpolation)},
@@ -272,23 +276,32 @@ class VitQuantizer {
     add_weight("patch", qw);
     const Stream& out = streams_[0];
     const float* pos = t("pos_embed");
-    const float* cls = t("cls_token");
+    const int prefix = cfg_.prefix_tokens();
     std::vector<int32_t> pos_bias(static_cast<size_t>(np) * d);
     DyadicVec dy;
-    std::vector<int16_t> cls_row(static_cast<size_t>(d));
     for (int j = 0; j < d; ++j) {
       const double s_acc = qw.scale[static_cast<size_t>(j)];
       dy.push(s_acc / out.scale(j));
       for (int tkn = 0; tkn < np; ++tkn)
-        pos_bias[static_cast<size_t>(tkn) * d + j] =
-            to_i32((bf[static_cast<size_t>(j)] + pos[static_cast<size_t>(tkn + 1) * d + j]) / s_acc, "patch.pos_bias");
-      const double v = std::round((cls[j] + pos[j]) / out.scale(j)) + out.grid.zero_point;
-      cls_row[static_cast<size_t>(j)] = static_cast<int16_t>(std::clamp<double>(v, out.grid.qmin, out.grid.qmax));
+        pos_bias[static_cast<size_t>(tkn) * d + j] = to_i32(
+            (bf[static_cast<size_t>(j)] + pos[static_cast<size_t>(tkn + prefix) * d + j]) / s_acc, "patch.pos_bias");
     }
     add(w_, "patch.pos_bias", {np, d}, pos_bias);
     add(w_, "patch.mult", {d}, dy.mult);
     add(w_, "patch.shift", {d}, dy.shift);
-    add(w_, "cls", {d}, cls_row);
+    // The class (and distillation) token plus its position row, on the
+    // stream's grid.
+    auto token_row = [&](const char* token, int position, const char* name) {
+      const float* v = t(token);
+      std::vector<int16_t> row(static_cast<size_t>(d));
+      for (int j = 0; j < d; ++j) {
+        const double q = std::round((v[j] + pos[static_cast<size_t>(position) * d + j]) / out.scale(j)) + out.grid.zero_point;
+        row[static_cast<size_t>(j)] = static_cast<int16_t>(std::clamp<double>(q, out.grid.qmin, out.grid.qmax));
+      }
+      add(w_, name, {d}, row);
+    };
+    token_row("cls_token", 0, "cls");
+    if (cfg_.distilled) token_row("dist_token", 1, "dist");
   }
 
   // Linear whose output is requantized to per-channel uint8 quantizers.
@@ -413,12 +426,18 @@ class VitQuantizer {
     quant_["blocks"].push_back(bj);
   }
 
+  // The classifier (and a distilled DeiT's second one, on the same
+  // quantized final-norm output).
   void head(const InQuant& in) {
-    const QWeight qw = linear_weight("head", "head", in, cal_.head_in_channels);
-    const int n = qw.n;
-    std::vector<float> scale(static_cast<size_t>(n));
-    for (int j = 0; j < n; ++j) scale[static_cast<size_t>(j)] = static_cast<float>(qw.scale[static_cast<size_t>(j)]);
-    add(w_, "head.scale", {n}, scale);
+    std::vector<std::string> heads{"head"};
+    if (cfg_.distilled) heads.push_back("head_dist");
+    for (const std::string& name : heads) {
+      const QWeight qw = linear_weight(name, name, in, cal_.head_in_channels);
+      const int n = qw.n;
+      std::vector<float> scale(static_cast<size_t>(n));
+      for (int j = 0; j < n; ++j) scale[static_cast<size_t>(j)] = static_cast<float>(qw.scale[static_cast<size_t>(j)]);
+      add(w_, name + ".scale", {n}, scale);
+    }
   }
 
   const Checkpoint& ck_;

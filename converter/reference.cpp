@@ -82,7 +82,7 @@ std::vector<float> ReferenceModel::forward(const uint8_t* image, Observer* obser
   if (image == nullptr) throw Error("ReferenceModel::forward: null image");
   const Checkpoint& ck = ckpt_;
   const VitConfig& c = ck.config();
-  const int S = c.image_size, P = c.patch_size, G = S / P, NP = G * G, N = NP + 1;
+  const int S = c.image_size, P = c.patch_size, G = S / P, NP = G * G, N = c.num_tokens();
   const int D = c.embed_dim, NH = c.num_heads, DH = c.head_dim();
   const int K = c.in_chans * P * P;
 
@@ -115,6 +115,7 @@ std::vector<float> ReferenceModel::forward(const uint8_t* image, Observer* obser
     Mat emb;
     linear(patches, pe, pe_b, emb);
     x.row(0) = cls + pos.row(0);
+    if (c.distilled) x.row(1) = vec(ck, "dist_token") + pos.row(1);
     x.bottomRows(NP) = emb + pos.bottomRows(NP);
   }
 
@@ -176,14 +177,21 @@ std::vector<float> ReferenceModel::forward(const uint8_t* image, Observer* obser
   }
   notify(observer, Site::kFinalNormIn, c.depth, x);
 
-  // The final norm is per token; only the class token reaches the head.
-  const Mat cls_row = x.topRows(1);
+  // The final norm is per token; only the class token reaches the head (and
+  // the distillation token the second head, timm's eval output being the
+  // mean of the two).
+  const Mat prefix_rows = x.topRows(c.prefix_tokens());
   Mat head_in;
-  layer_norm(cls_row, vec(ck, "norm.weight"), vec(ck, "norm.bias"), c.ln_eps, head_in);
+  layer_norm(prefix_rows, vec(ck, "norm.weight"), vec(ck, "norm.bias"), c.ln_eps, head_in);
   notify(observer, Site::kHeadIn, c.depth, head_in);
 
   Mat out;
-  linear(head_in, weight(ck, "head.weight"), vec(ck, "head.bias"), out);
+  linear(head_in.topRows(1), weight(ck, "head.weight"), vec(ck, "head.bias"), out);
+  if (c.distilled) {
+    Mat out_dist;
+    linear(head_in.bottomRows(1), weight(ck, "head_dist.weight"), vec(ck, "head_dist.bias"), out_dist);
+    out = (out + out_dist) / 2;
+  }
   return std::vector<float>(out.data(), out.data() + out.size());
 }
 

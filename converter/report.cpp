@@ -307,7 +307,7 @@ Report build_report(const ReferenceModel& model, const std::vector<std::vector<u
     r.observed_max = obs[0].max(idx);
     const std::vector<float>& am = obs[0].abs_max(idx);
     if (p.probs) {
-      const double n = double(images.size()) * cfg.num_heads * std::pow(cfg.num_patches() + 1, 2);
+      const double n = double(images.size()) * cfg.num_heads * std::pow(cfg.num_tokens(), 2);
       r.clipped_percent = 100.0 * s[3] / n;
       continue;
     }
@@ -325,7 +325,7 @@ Report build_report(const ReferenceModel& model, const std::vector<std::vector<u
     r.top_channels = order;
     r.max_median_ratio = median > 0 && !sorted.empty() ? sorted.back() / median : 0;
     // Clipped share: values per site = images x rows x cols.
-    const double rows = r.kind == "head_in" ? 1.0 : cfg.num_patches() + 1;
+    const double rows = r.kind == "head_in" ? cfg.prefix_tokens() : cfg.num_tokens();
     r.clipped_percent = 100.0 * s[3] / (double(images.size()) * rows * r.channels);
   }
   return rep;

@@ -70,19 +70,27 @@ class Builder {
     act_ = g_.add_buffer("act", static_cast<size_t>(t) * d);
     qkv_ = g_.add_buffer("qkv", static_cast<size_t>(t) * 3 * d);
     hidden_ = g_.add_buffer("hidden", static_cast<size_t>(t) * h);
-    const int head_acc = g_.add_buffer("head_acc", sizeof(int32_t) * static_cast<size_t>(info_.num_classes));
+    const int head_acc = g_.add_buffer("head_acc", sizeof(int32_t) * 2 * static_cast<size_t>(info_.num_classes));
     const int hd = d / info_.num_heads;
     attn_scratch_ = g_.add_buffer("attention", 0, 0, engine::AttentionOp::scratch_bytes(isa_, t, hd));
 
     add_patch_embed(q);
     for (int i = 0; i < info_.depth; ++i) add_block(q, i);
-    auto norm = make_layernorm(q, q.at("norm"), "norm", 2 * info_.depth, 1);
+    // The class token's row of each image (the last block computed only it),
+    // or, distilled, every row (the head reads the first two of each image).
+    const bool distilled = prefix_ == 2;
+    auto norm = make_layernorm(q, q.at("norm"), "norm", 2 * info_.depth, distilled ? t : 1);
     norm->out = act_;
     add(std::move(norm), "norm", "layernorm");
     auto head = std::make_unique<engine::HeadOp>();
     pack(head->linear, "head", info_.num_classes, d, /*requant=*/false);
     head->scale = file_.tensor("head.scale", DType::kF32, {info_.num_classes}).as<float>();
+    if (distilled) {
+      pack(head->dist, "head_dist", info_.num_classes, d, /*requant=*/false);
+      head->dist_scale = file_.tensor("head_dist.scale", DType::kF32, {info_.num_classes}).as<float>();
+    }
     head->in = act_;
+    head->in_ld = distilled ? t * d : d;
     head->acc = head_acc;
     add(std::move(head), "head", "head");
   }
@@ -104,7 +112,15 @@ class Builder {
     info_.mlp_hidden = hp.at("mlp_hidden").i32(1, 16384);
     info_.num_classes = hp.at("num_classes").i32(1, 100000);
     const int grid = info_.image_size / info_.patch_size;
-    tokens_ = grid * grid + 1;
+    const int revision = meta_.contains("family_revision") ? meta_.at("family_revision").i32(1, 1 << 20) : 1;
+    if (revision > vit::kRevisionDistilled)
+      throw Error("model file " + file_.path() + ": family_revision " + std::to_string(revision) +
+                  " is newer than this libvitint reads (" + std::to_string(vit::kRevisionDistilled) + ")");
+    prefix_ = hp.contains("prefix_tokens") ? hp.at("prefix_tokens").i32(1, 2) : 1;
+    if (prefix_ == 2 && revision < vit::kRevisionDistilled)
+      throw Error("model file " + file_.path() + ": hparams.prefix_tokens 2 needs family_revision " +
+                  std::to_string(vit::kRevisionDistilled));
+    tokens_ = grid * grid + prefix_;
     if (tokens_ > 1025) throw Error("model file " + file_.path() + ": too many tokens (at most 1025)");
     const Meta pre = meta_.at("preprocess");
     info_.crop_pct = pre.at("crop_pct").number();
@@ -215,8 +231,10 @@ class Builder {
     op->tokens = tokens_;
     op->pack_weights(isa_, file_.tensor("patch.weight", DType::kS8, {d, 3 * p * p}).as<int8_t>(), d);
     dyadic("patch", ".", d, &op->linear.mult, &op->linear.shift);
-    op->pos_bias = file_.tensor("patch.pos_bias", DType::kS32, {tokens_ - 1, d}).as<int32_t>();
-    op->cls_row = file_.tensor("cls", DType::kS16, {d}).as<int16_t>();
+    op->prefix = prefix_;
+    op->pos_bias = file_.tensor("patch.pos_bias", DType::kS32, {tokens_ - prefix_, d}).as<int32_t>();
+    op->prefix_rows[0] = file_.tensor("cls", DType::kS16, {d}).as<int16_t>();
+    if (prefix_ == 2) op->prefix_rows[1] = file_.tensor("dist", DType::kS16, {d}).as<int16_t>();
     const StreamPoint sp = stream_point(q, 0);
     op->zp_out = sp.zp;
     op->qmin = sp.qmin;
@@ -255,8 +273,9 @@ class Builder {
     // head read nothing else): past its attention, which needs the keys and
     // values of every token, the last block computes the class token's rows
     // alone, in rows of their own (one per image) that the residual adds
-    // put back into the stream, token rows apart.
-    const bool last = i + 1 == info_.depth;
+    // put back into the stream, token rows apart. (A distilled DeiT's head
+    // reads two rows per image: its last block runs whole.)
+    const bool last = i + 1 == info_.depth && prefix_ == 1;
     const int rows = last ? 1 : tokens_;
     const int stream_ld = last ? tokens_ * d : d;
 
@@ -315,7 +334,7 @@ class Builder {
   ModelInfo& info_;
   engine::Graph& g_;
   Meta meta_;
-  int tokens_ = 0;
+  int tokens_ = 0, prefix_ = 1;  // prefix: class (and distillation) token rows
   int stream_ = -1, act_ = -1, qkv_ = -1, hidden_ = -1, attn_scratch_ = -1;
   std::shared_ptr<const kernels::GeluWideTable> gelu_wide_;
 };

@@ -9,6 +9,9 @@ constexpr const char* kFamily = "vit";
 // Revision of the ViT tensor set inside format 1.x; bumped when the meaning
 // of a tensor changes.
 constexpr int kRevision = 1;
+// Revision 2 adds the distilled DeiT: hparams.prefix_tokens = 2, tensors
+// "dist" and "head_dist.*" (files without them stay revision 1).
+constexpr int kRevisionDistilled = 2;
 
 inline std::string block(int i, const std::string& what) {
   return "blocks." + std::to_string(i) + "." + what;

@@ -198,8 +198,11 @@ TEST_CASE("checkpoint: broken checkpoints give errors that name the tensor and t
   }
   SUBCASE("config: unsupported models") {
     ScratchCheckpoint s;
+    // A distilled name over a plain DeiT's tensors: the extra token and head are missing.
     s.edit_config([](nlohmann::json& c) { c["architecture"] = "deit_tiny_distilled_patch16_224"; });
-    CHECK(contains(s.load_error(), "distilled"));
+    CHECK(contains(s.load_error(), "missing tensor 'dist_token' (expected shape [1, 1, 192])"));
+    s.edit_config([](nlohmann::json& c) { c["architecture"] = "vit_tiny_distilled_patch16_224"; });
+    CHECK(contains(s.load_error(), "only DeiT (deit_*) comes distilled"));
     s.edit_config([](nlohmann::json& c) {
       c["architecture"] = "deit_tiny_patch16_224";
       c["global_pool"] = "avg";

@@ -119,6 +119,16 @@ TEST_CASE("model: a mis-shaped tensor and bad metadata values are named") {
                   "quant.blocks[3].attn.to_exp_shift");
   expect_rejected([](nlohmann::json& m) { m["family"] = "swin"; }, kSameTensors, "swin");
   expect_rejected([](nlohmann::json& m) { m["hparams"].erase("depth"); }, kSameTensors, "hparams.depth");
+  expect_rejected([](nlohmann::json& m) { m["family_revision"] = 3; }, kSameTensors,
+                  "family_revision 3 is newer than this libvitint reads (2)");
+  expect_rejected([](nlohmann::json& m) { m["hparams"]["prefix_tokens"] = 2; }, kSameTensors,
+                  "hparams.prefix_tokens 2 needs family_revision 2");
+  expect_rejected(
+      [](nlohmann::json& m) {
+        m["family_revision"] = 2;
+        m["hparams"]["prefix_tokens"] = 2;
+      },
+      kSameTensors, "'dist'");
 }
 
 TEST_CASE("session: bad arguments are refused, not crashed on") {

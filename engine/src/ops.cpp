@@ -186,7 +186,7 @@ void PatchEmbedOp::run(ExecContext& ctx) const {
   const int size = image_size, p = patch, d = linear.n, t_count = tokens;
   const int grid = size / p;
   const int kdim = 3 * p * p;
-  const int rows = t_count - 1;
+  const int rows = t_count - prefix;
   // im2col, then the GEMM and the epilogue, by (image, thread share of a
   // linear layer's split): a thread's im2col rows are its band, and the
   // last thread's also the rows below the bands (whose GEMM is split by
@@ -214,7 +214,9 @@ void PatchEmbedOp::run(ExecContext& ctx) const {
     const int b = task / threads;
     const uint8_t* cols = ctx.buf<uint8_t>(im2col) + static_cast<size_t>(b) * t_count * kdim;
     int16_t* s = ctx.buf<int16_t>(stream) + static_cast<size_t>(b) * t_count * d;
-    if (task % threads == 0) std::memcpy(s, cls_row, sizeof(int16_t) * static_cast<size_t>(d));
+    if (task % threads == 0)
+      for (int r = 0; r < prefix; ++r)
+        std::memcpy(s + static_cast<size_t>(r) * d, prefix_rows[r], sizeof(int16_t) * static_cast<size_t>(d));
     const GemmShare share = gemm_share(rows, d, kdim, row_q, unit, threads, task % threads);
     for_each_block(share, d, [&](RowRange r, RowRange c) {
       const BlockEpilogue<PatchEmbedOp, &PatchEmbedOp::epilogue> ep{this, &ctx, b * rows + r.begin, c.begin};
@@ -228,7 +230,7 @@ void PatchEmbedOp::run(ExecContext& ctx) const {
 // image's class token, with the position embedding as a per-row bias.
 void PatchEmbedOp::epilogue(const PatchEmbedOp& op, const ExecContext& ctx, int row, int col, int rows, int cols,
                             const int32_t* c, int ldc) {
-  const int d = op.linear.n, per_image = op.tokens - 1;
+  const int d = op.linear.n, per_image = op.tokens - op.prefix;
   int16_t* s = ctx.buf<int16_t>(op.stream);
   while (rows > 0) {
     // The block's rows of one image.
@@ -236,7 +238,7 @@ void PatchEmbedOp::epilogue(const PatchEmbedOp& op, const ExecContext& ctx, int 
     const int n = std::min(rows, per_image - t);
     const k::ResidualParams rp{op.pos_bias + static_cast<size_t>(t) * d + col, d, op.linear.mult + col,
                                op.linear.shift + col, nullptr, nullptr, 0, op.zp_out, op.qmin, op.qmax};
-    k::residual_add(ctx.isa, n, cols, c, ldc, rp, s + (static_cast<size_t>(b) * op.tokens + 1 + t) * d + col, d);
+    k::residual_add(ctx.isa, n, cols, c, ldc, rp, s + (static_cast<size_t>(b) * op.tokens + op.prefix + t) * d + col, d);
     row += n;
     rows -= n;
     c += static_cast<ptrdiff_t>(n) * ldc;
@@ -414,12 +416,16 @@ void AttentionOp::run(ExecContext& ctx) const {
 
 void HeadOp::run(ExecContext& ctx) const {
   auto* accum = ctx.buf<int32_t>(acc);
-  linear.gemm(ctx.isa, ctx.batch, ctx.buf<uint8_t>(in), linear.k, accum);
-  for (int b = 0; b < ctx.batch; ++b)
-    for (int c = 0; c < linear.n; ++c) {
-      const size_t i = static_cast<size_t>(b) * linear.n + c;
-      ctx.logits[i] = static_cast<float>(accum[i] + linear.bias[c]) * scale[c];
-    }
+  const uint8_t* x = ctx.buf<uint8_t>(in);
+  const size_t n = static_cast<size_t>(linear.n), batch_n = static_cast<size_t>(ctx.batch) * n;
+  linear.gemm(ctx.isa, ctx.batch, x, in_ld, accum);
+  if (dist.n > 0) dist.gemm(ctx.isa, ctx.batch, x + linear.k, in_ld, accum + batch_n);
+  for (size_t i = 0; i < batch_n; ++i) {
+    const size_t c = i % n;
+    const float logit = static_cast<float>(accum[i] + linear.bias[c]) * scale[c];
+    ctx.logits[i] = dist.n > 0 ? (logit + static_cast<float>(accum[batch_n + i] + dist.bias[c]) * dist_scale[c]) / 2
+                               : logit;
+  }
 }
 
 }  // namespace vitint::engine

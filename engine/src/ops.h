@@ -95,8 +95,9 @@ struct PatchEmbedOp final : Op {
   // [dim = linear.n][3 * patch * patch], k in (row, column, channel) order of
   // the patch's pixels: im2col copies whole rows of interleaved RGB pixels.
   PackedLinear linear;
-  const int32_t* pos_bias = nullptr;  // [tokens - 1][dim]
-  const int16_t* cls_row = nullptr;   // [dim]
+  int prefix = 1;                     // class (and distillation) token rows before the patches
+  const int32_t* pos_bias = nullptr;  // [tokens - prefix][dim]
+  const int16_t* prefix_rows[2] = {};  // [dim] each: class token, distillation token
   int32_t zp_out = 0, qmin = 0, qmax = 0;
   int im2col = -1, stream = -1;
   // Packs conv weights in timm's [dim][channel][row][column] order into
@@ -163,10 +164,15 @@ struct AttentionOp final : Op {
 };
 
 // Classifier: int8 GEMM on the class token, float logits = (acc + bias) * scale.
+// logits = (acc + bias) * scale of the class token's final-norm row (rows
+// `in_ld` apart per image); a distilled DeiT averages that with its second
+// head on the next row, as timm does in eval mode.
 struct HeadOp final : Op {
   PackedLinear linear;
   const float* scale = nullptr;  // [classes]
-  int in = -1, acc = -1;
+  PackedLinear dist;             // n = 0: no distillation head
+  const float* dist_scale = nullptr;
+  int in = -1, in_ld = 0, acc = -1;  // acc: [2][classes] per image
   void run(ExecContext& ctx) const override;
 };
 
