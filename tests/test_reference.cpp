@@ -1,12 +1,10 @@
 #include <doctest/doctest.h>
-#include <immintrin.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <ctime>
 #include <fstream>
-#include <iterator>
 #include <map>
 #include <sstream>
 #include <string>
@@ -17,6 +15,7 @@
 #include "converter/npy.h"
 #include "converter/reference.h"
 #include <nlohmann/json.hpp>
+#include "safetensors_files.h"
 #include "shared_data.h"
 #include "temp_files.h"
 #include "vitint/error.h"
@@ -110,24 +109,10 @@ void compare_with_timm(const char* model_name) {
   CHECK(max_dev < bound);
 }
 
-// 16-bit encodings of a float, round to nearest even, and their exact
-// widening: F16 through the F16C instructions (independent of the
-// converter's half_to_float), BF16 by bit arithmetic.
-__attribute__((target("f16c"))) uint16_t to_f16(float f) {
-  return static_cast<uint16_t>(_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-}
-__attribute__((target("f16c"))) float from_f16(uint16_t h) { return _cvtsh_ss(h); }
-uint16_t to_bf16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof u);
-  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-float from_bf16(uint16_t b) {
-  const uint32_t u = uint32_t{b} << 16;
-  float f;
-  std::memcpy(&f, &u, sizeof f);
-  return f;
-}
+using vitint::test::from_bf16;
+using vitint::test::from_f16;
+using vitint::test::to_bf16;
+using vitint::test::to_f16;
 
 // A copy of a real checkpoint with every tensor stored as `dtype` (F16 or
 // BF16), as model.half() / model.bfloat16() and save_file would write it.
@@ -135,36 +120,25 @@ struct HalfCheckpoint {
   vitint::test::TempDir tmp;
   HalfCheckpoint(const std::string& model_name, const std::string& dtype, uint16_t (*encode)(float)) {
     const std::string src = vitint::test::model_dir(model_name);
-    auto read = [](const std::string& path) {
-      std::ifstream in(path, std::ios::binary);
-      REQUIRE(in.good());
-      return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    };
-    const std::string file = read(src + "/model.safetensors");
+    const std::string file = vitint::test::read_text(src + "/model.safetensors");
     uint64_t n = 0;
     for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<uint8_t>(file[static_cast<size_t>(i)]);
     const nlohmann::json header = nlohmann::json::parse(file.substr(8, n));
-    nlohmann::json out_header = nlohmann::json::object();
-    std::string data;
+    std::vector<vitint::test::Tensor16> tensors;
     for (const auto& [name, info] : header.items()) {
       if (name == "__metadata__") continue;
       REQUIRE(info["dtype"] == "F32");
       const uint64_t begin = info["data_offsets"][0], end = info["data_offsets"][1];
-      const size_t at = data.size();
+      vitint::test::Tensor16 t{name, info["shape"], {}};
       for (uint64_t b = begin; b < end; b += 4) {
         float f;
         std::memcpy(&f, file.data() + 8 + n + b, sizeof f);
-        const uint16_t h = encode(f);
-        data.push_back(static_cast<char>(h & 0xff));
-        data.push_back(static_cast<char>(h >> 8));
+        t.codes.push_back(encode(f));
       }
-      out_header[name] = {{"dtype", dtype}, {"shape", info["shape"]}, {"data_offsets", {at, data.size()}}};
+      tensors.push_back(std::move(t));
     }
-    const std::string h = out_header.dump();
-    std::string bytes(8, '\0');
-    for (int i = 0; i < 8; ++i) bytes[static_cast<size_t>(i)] = static_cast<char>((h.size() >> (8 * i)) & 0xff);
-    std::ofstream(tmp.file("model.safetensors"), std::ios::binary) << bytes << h << data;
-    std::ofstream(tmp.file("config.json"), std::ios::binary) << read(src + "/config.json");
+    vitint::test::write_safetensors(tmp.file("model.safetensors"), dtype, tensors);
+    std::ofstream(tmp.file("config.json"), std::ios::binary) << vitint::test::read_text(src + "/config.json");
   }
 };
 
