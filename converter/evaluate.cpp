@@ -6,7 +6,6 @@
 #include <atomic>
 #include <chrono>
 
-
 #include "converter/checkpoint.h"
 #include "converter/reference.h"
 #include "vitint/error.h"

@@ -42,6 +42,28 @@ inline std::string read_text(const std::string& path) {
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
+// A safetensors file split into its JSON header and its data section (the
+// tensors' data_offsets count from the start of `data`).
+struct SafetensorsFile {
+  nlohmann::json header = nlohmann::json::object();
+  std::string data;
+
+  static SafetensorsFile parse(const std::string& file) {
+    REQUIRE(file.size() >= 8);
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<uint8_t>(file[static_cast<size_t>(i)]);
+    REQUIRE(n <= file.size() - 8);
+    return {nlohmann::json::parse(file.substr(8, n)), file.substr(8 + n)};
+  }
+  // The file's bytes (8-byte little-endian header length, header, data).
+  std::string bytes() const {
+    const std::string h = header.dump();
+    std::string length(8, '\0');
+    for (int i = 0; i < 8; ++i) length[static_cast<size_t>(i)] = static_cast<char>((h.size() >> (8 * i)) & 0xff);
+    return length + h + data;
+  }
+};
+
 // One tensor of a safetensors file in a 16-bit dtype ("F16" or "BF16").
 struct Tensor16 {
   std::string name;
@@ -51,20 +73,16 @@ struct Tensor16 {
 
 // Writes `tensors` as a safetensors file (little-endian, as timm's save_file).
 inline void write_safetensors(const std::string& path, const std::string& dtype, const std::vector<Tensor16>& tensors) {
-  nlohmann::json header = nlohmann::json::object();
-  std::string data;
+  SafetensorsFile f;
   for (const Tensor16& t : tensors) {
-    const size_t at = data.size();
+    const size_t at = f.data.size();
     for (uint16_t h : t.codes) {
-      data.push_back(static_cast<char>(h & 0xff));
-      data.push_back(static_cast<char>(h >> 8));
+      f.data.push_back(static_cast<char>(h & 0xff));
+      f.data.push_back(static_cast<char>(h >> 8));
     }
-    header[t.name] = {{"dtype", dtype}, {"shape", t.shape}, {"data_offsets", {at, data.size()}}};
+    f.header[t.name] = {{"dtype", dtype}, {"shape", t.shape}, {"data_offsets", {at, f.data.size()}}};
   }
-  const std::string h = header.dump();
-  std::string length(8, '\0');
-  for (int i = 0; i < 8; ++i) length[static_cast<size_t>(i)] = static_cast<char>((h.size() >> (8 * i)) & 0xff);
-  std::ofstream(path, std::ios::binary) << length << h << data;
+  std::ofstream(path, std::ios::binary) << f.bytes();
 }
 
 // The value of element i of parameter `name`: q in [-1, 1] on a 2^-7 grid

@@ -1,16 +1,16 @@
 #include <doctest/doctest.h>
-#include <immintrin.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <iterator>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "converter/checkpoint.h"
+#include "safetensors_files.h"
 #include "shared_data.h"
 #include "temp_files.h"
 #include "vitint/error.h"
@@ -21,11 +21,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string read_all(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  REQUIRE(in.good());
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
+std::string read_all(const fs::path& p) { return vitint::test::read_text(p.string()); }
 
 void write_all(const fs::path& p, const std::string& s) {
   std::ofstream out(p, std::ios::binary);
@@ -43,16 +39,14 @@ struct ScratchCheckpoint {
     write_all(dir / "config.json", read_all(src / "config.json"));
     write_all(dir / "model.safetensors", read_all(src / "model.safetensors"));
   }
+  // fn(header, data) edits the safetensors file in place.
+  void edit_safetensors(const std::function<void(nlohmann::json&, std::string&)>& fn) {
+    auto file = vitint::test::SafetensorsFile::parse(read_all(dir / "model.safetensors"));
+    fn(file.header, file.data);
+    write_all(dir / "model.safetensors", file.bytes());
+  }
   void edit_header(const std::function<void(nlohmann::json&)>& fn) {
-    const std::string file = read_all(dir / "model.safetensors");
-    uint64_t n = 0;
-    for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<uint8_t>(file[static_cast<size_t>(i)]);
-    nlohmann::json header = nlohmann::json::parse(file.substr(8, n));
-    fn(header);
-    const std::string h = header.dump();
-    std::string out(8, '\0');
-    for (int i = 0; i < 8; ++i) out[static_cast<size_t>(i)] = static_cast<char>((h.size() >> (8 * i)) & 0xff);
-    write_all(dir / "model.safetensors", out + h + file.substr(8 + n));
+    edit_safetensors([&](nlohmann::json& header, std::string&) { fn(header); });
   }
   void edit_config(const std::function<void(nlohmann::json&)>& fn) {
     nlohmann::json cfg = nlohmann::json::parse(read_all(dir / "config.json"));
@@ -171,13 +165,10 @@ TEST_CASE("checkpoint: broken checkpoints give errors that name the tensor and t
   SUBCASE("NaN and infinite weights") {
     for (const uint32_t bits : {0x7fc00000u, 0xff800000u}) {
       ScratchCheckpoint s;
-      uint64_t at = 0;
-      s.edit_header([&](nlohmann::json& h) { at = h["blocks.3.mlp.fc1.bias"]["data_offsets"][0].get<uint64_t>() + 4 * 5; });
-      std::string file = read_all(s.dir / "model.safetensors");
-      uint64_t n = 0;
-      for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<uint8_t>(file[static_cast<size_t>(i)]);
-      for (int i = 0; i < 4; ++i) file[static_cast<size_t>(8 + n + at) + static_cast<size_t>(i)] = static_cast<char>((bits >> (8 * i)) & 0xff);
-      write_all(s.dir / "model.safetensors", file);
+      s.edit_safetensors([bits](nlohmann::json& header, std::string& data) {
+        const uint64_t at = header["blocks.3.mlp.fc1.bias"]["data_offsets"][0].get<uint64_t>() + 4 * 5;
+        std::memcpy(&data[at], &bits, sizeof bits);  // little-endian host
+      });
       const std::string msg = s.load_error();
       CHECK(contains(msg, "'blocks.3.mlp.fc1.bias': element 5 is " + std::string(bits == 0x7fc00000u ? "NaN" : "infinite")));
     }
@@ -319,13 +310,11 @@ TEST_CASE("read_class_names") {
 
 // Every binary16 pattern widens like the F16C instruction does (normal,
 // subnormal, zero, infinities; NaNs stay NaN).
-__attribute__((target("f16c"))) static float f16c_widen(uint16_t h) { return _cvtsh_ss(h); }
-
 TEST_CASE("checkpoint: half_to_float over all 65536 patterns") {
   int mismatches = 0;
   for (uint32_t h = 0; h <= 0xffff; ++h) {
     const float got = vitint::convert::half_to_float(static_cast<uint16_t>(h));
-    const float want = f16c_widen(static_cast<uint16_t>(h));
+    const float want = vitint::test::from_f16(static_cast<uint16_t>(h));
     const bool same = std::isnan(want) ? std::isnan(got) : (got == want && std::signbit(got) == std::signbit(want));
     mismatches += !same;
   }

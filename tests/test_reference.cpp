@@ -120,19 +120,16 @@ struct HalfCheckpoint {
   vitint::test::TempDir tmp;
   HalfCheckpoint(const std::string& model_name, const std::string& dtype, uint16_t (*encode)(float)) {
     const std::string src = vitint::test::model_dir(model_name);
-    const std::string file = vitint::test::read_text(src + "/model.safetensors");
-    uint64_t n = 0;
-    for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<uint8_t>(file[static_cast<size_t>(i)]);
-    const nlohmann::json header = nlohmann::json::parse(file.substr(8, n));
+    const auto file = vitint::test::SafetensorsFile::parse(vitint::test::read_text(src + "/model.safetensors"));
     std::vector<vitint::test::Tensor16> tensors;
-    for (const auto& [name, info] : header.items()) {
+    for (const auto& [name, info] : file.header.items()) {
       if (name == "__metadata__") continue;
       REQUIRE(info["dtype"] == "F32");
       const uint64_t begin = info["data_offsets"][0], end = info["data_offsets"][1];
       vitint::test::Tensor16 t{name, info["shape"], {}};
       for (uint64_t b = begin; b < end; b += 4) {
         float f;
-        std::memcpy(&f, file.data() + 8 + n + b, sizeof f);
+        std::memcpy(&f, file.data.data() + b, sizeof f);
         t.codes.push_back(encode(f));
       }
       tensors.push_back(std::move(t));

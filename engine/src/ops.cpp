@@ -226,8 +226,9 @@ void PatchEmbedOp::run(ExecContext& ctx) const {
   });
 }
 
-// Patch tokens (row = image * (tokens - 1) + patch): the stream row after the
-// image's class token, with the position embedding as a per-row bias.
+// Patch tokens (row = image * (tokens - prefix) + patch): the stream row after
+// the image's class (and distillation) token, with the position embedding as a
+// per-row bias.
 void PatchEmbedOp::epilogue(const PatchEmbedOp& op, const ExecContext& ctx, int row, int col, int rows, int cols,
                             const int32_t* c, int ldc) {
   const int d = op.linear.n, per_image = op.tokens - op.prefix;

@@ -163,10 +163,10 @@ struct AttentionOp final : Op {
   void run(ExecContext& ctx) const override;
 };
 
-// Classifier: int8 GEMM on the class token, float logits = (acc + bias) * scale.
-// logits = (acc + bias) * scale of the class token's final-norm row (rows
-// `in_ld` apart per image); a distilled DeiT averages that with its second
-// head on the next row, as timm does in eval mode.
+// Classifier: int8 GEMM on the class token's final-norm row (rows `in_ld`
+// apart per image), float logits = (acc + bias) * scale; a distilled DeiT
+// averages that with its second head on the next row, as timm does in eval
+// mode.
 struct HeadOp final : Op {
   PackedLinear linear;
   const float* scale = nullptr;  // [classes]
