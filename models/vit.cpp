@@ -76,10 +76,9 @@ class Builder {
 
     add_patch_embed(q);
     for (int i = 0; i < info_.depth; ++i) add_block(q, i);
-    // The class token's row of each image (the last block computed only it),
-    // or, distilled, every row (the head reads the first two of each image).
+    // The class (and distillation) token's rows of each image.
     const bool distilled = prefix_ == 2;
-    auto norm = make_layernorm(q, q.at("norm"), "norm", 2 * info_.depth, distilled ? t : 1);
+    auto norm = make_layernorm(q, q.at("norm"), "norm", 2 * info_.depth, prefix_);
     norm->out = act_;
     add(std::move(norm), "norm", "layernorm");
     auto head = std::make_unique<engine::HeadOp>();
@@ -90,7 +89,7 @@ class Builder {
       head->dist_scale = file_.tensor("head_dist.scale", DType::kF32, {info_.num_classes}).as<float>();
     }
     head->in = act_;
-    head->in_ld = distilled ? t * d : d;
+    head->in_ld = prefix_ * d;
     head->acc = head_acc;
     add(std::move(head), "head", "head");
   }

@@ -249,17 +249,23 @@ void PatchEmbedOp::epilogue(const PatchEmbedOp& op, const ExecContext& ctx, int 
 void LayerNormOp::run(ExecContext& ctx) const {
   const int16_t* x = ctx.buf<int16_t>(in);
   uint8_t* y = ctx.buf<uint8_t>(out);
-  // All tokens, or the class token of every image.
-  const int rows = rows_per_image == tokens ? ctx.batch * tokens : ctx.batch;
+  // Output row i is row i % rows_per_image of image i / rows_per_image; the
+  // input holds `tokens` rows per image. Each run of consecutive input rows
+  // is one kernel call.
+  const int per_image = rows_per_image, rows = ctx.batch * per_image;
   const int dim = params.channels;
-  const int ld_in = rows_per_image == tokens ? dim : tokens * dim;
   k::LayerNormParams p = params;
   p.prepared = &prepared;
   const int parts = row_parts(rows, ctx.threads());
   ctx.parallel(parts, [&](int part, int) {
     const RowRange r = split_rows(rows, parts, part);
-    k::layernorm(ctx.isa, r.size(), x + static_cast<size_t>(r.begin) * ld_in, ld_in, p,
-                 y + static_cast<size_t>(r.begin) * dim, dim);
+    for (int i = r.begin; i < r.end;) {
+      const int b = i / per_image, t = i % per_image;
+      const int n = std::min(r.end - i, per_image - t);
+      k::layernorm(ctx.isa, n, x + (static_cast<size_t>(b) * tokens + t) * dim, dim, p,
+                   y + static_cast<size_t>(i) * dim, dim);
+      i += n;
+    }
   });
 }
 

@@ -108,7 +108,8 @@ struct PatchEmbedOp final : Op {
                        const int32_t* c, int ldc);
 };
 
-// LayerNorm of `rows_per_image` rows (all tokens, or the class token only).
+// LayerNorm of the first `rows_per_image` rows of each image's `tokens` (all
+// tokens, or the class and distillation token), written densely.
 struct LayerNormOp final : Op {
   int tokens = 0, rows_per_image = 0;  // width: params.channels
   kernels::LayerNormParams params{};     // params.prepared unused: run() points it at `prepared`
