@@ -357,7 +357,8 @@ def measure(args):
     return meta, runs
 
 
-def main():
+def parse_args():
+    """The command line, checked before anything runs; the saved run of --from-json."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--build", default=os.path.join(os.path.dirname(HERE), "build"),
                    help="CMake build directory holding bench/vitint-bench and bench/vitint-onednn-chain")
@@ -388,6 +389,7 @@ def main():
     for a in args.archs:
         if a not in SHORT:
             p.error(f"unknown architecture {a}")
+
     def int_list(name, text, hi):
         try:
             values = [int(x) for x in text.split(",") if x.strip()]
@@ -396,6 +398,7 @@ def main():
         if not values or any(v < 1 or v > hi for v in values):
             p.error(f"--{name} must be comma-separated integers in [1, {hi}], got '{text}'")
         return values
+
     args.threads = int_list("threads", args.threads, 1024)
     args.batches = int_list("batches", args.batches, 4096)
     if args.rounds < 1:
@@ -430,6 +433,11 @@ def main():
     redo_same = saved is not None and os.path.exists(results_path) and os.path.samefile(args.from_json, results_path)
     if os.path.exists(results_path) and not args.force and not redo_same:
         p.error(f"{results_path} holds an earlier run; pass --force to replace it or choose another --out")
+    return args, saved, results_path
+
+
+def main():
+    args, saved, results_path = parse_args()
     os.makedirs(args.out, exist_ok=True)
     chart_path = args.chart or os.path.join(args.out, "speed.svg")
 
