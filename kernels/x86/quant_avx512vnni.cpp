@@ -5,7 +5,7 @@
 // arithmetically in 64 bits and truncated back to int32 like the
 // reference's cast. Additive terms are folded into the rounding constant:
 // (a + bias) * mult + 2^(shift-1) = a * mult + c with c = bias * mult +
-// 2^(shift-1), exact in int64 for any int32 a and bias (so the 33-bit sum
+// 2^(shift-1), exact in int64 under apply_dyadic's contract (so the 33-bit sum
 // a + bias never has to exist). Per-channel kernels (requant, residual)
 // walk blocks of 16 columns down all rows, preparing the per-column
 // constants once per block; when every shift of a block is >= 32 the result

@@ -19,8 +19,11 @@ struct Dyadic {
 // >= 2^31 cannot be represented and throw; tiny ratios become zero.
 Dyadic make_dyadic(double ratio);
 
-// round(x * mult / 2^shift), rounding half up (towards +inf). Exact in int64
-// for |x| < 2^31.
+// round(x * mult / 2^shift), rounding half up (towards +inf). Contract:
+// |x * mult| + 2^(shift-1) < 2^63 (true for |x| < 2^31, and for every sum
+// of two int32 unless mult and shift are both near their maxima); the SIMD
+// kernels rely on it too. The engine's operands (int8 GEMM accumulators,
+// int16 stream values, plus an int32 bias or zero point) stay far inside.
 inline int32_t apply_dyadic(int64_t x, int32_t mult, int32_t shift) {
   const int64_t p = x * mult;
   if (shift == 0) return static_cast<int32_t>(p);
@@ -126,6 +129,9 @@ void residual_add_ref(int m, int n, const int32_t* acc, int ld_acc, const Residu
 // (beta / s_out + zp_out + 1/2) * 2^(16+g). sigma = 0 (a constant row and
 // eps_term = 0) gives t = 0.
 struct LayerNormPrepared;
+// Contract: C^2 * max|x|^2 + eps_term < 2^63 for x = (q - zp) << alpha (the
+// reference's int64 statistics); the model loader's bounds (|q - zp| < 2^16,
+// alpha <= 3, C <= 4096, eps_term <= 2^40) keep it.
 struct LayerNormParams {
   int channels;
   StreamQuant in;
@@ -169,6 +175,9 @@ constexpr int32_t kExpB = 999;
 constexpr int32_t kExpC = 380857;
 int32_t iexp_ref(int32_t z);
 
+// Contract: the logits acc - zq * colsum_k are int32 values, and x * mult +
+// 2^(shift-1) stays within int64 (apply_dyadic's contract); attention logits
+// (|acc|, |zq * colsum_k| <= head_dim * 255 * 128) are far inside.
 struct SoftmaxParams {
   int rows;
   int cols;
