@@ -20,9 +20,9 @@ struct Dyadic {
 Dyadic make_dyadic(double ratio);
 
 // round(x * mult / 2^shift), rounding half up (towards +inf). Contract:
-// |x * mult| + 2^(shift-1) < 2^63 (true for |x| < 2^31, and for every sum
-// of two int32 unless mult and shift are both near their maxima); the SIMD
-// kernels rely on it too. The engine's operands (int8 GEMM accumulators,
+// |x * mult| + 2^(shift-1) < 2^63 (true for |x| < 2^31, and for a sum of
+// two int32 unless mult > 1.5 * 2^30 and shift >= 35); the SIMD kernels rely
+// on it too. The engine's operands (int8 GEMM accumulators,
 // int16 stream values, plus an int32 bias or zero point) stay far inside.
 inline int32_t apply_dyadic(int64_t x, int32_t mult, int32_t shift) {
   const int64_t p = x * mult;
