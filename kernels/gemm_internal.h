@@ -14,6 +14,17 @@
 
 namespace vitint::kernels::detail {
 
+// The SIMD micro-kernels (6 rows) keep each row's accumulators in named
+// variables (GCC 12 keeps an array of vectors in memory and stores it back on
+// every k step); VITINT_EACH_ROW(M) expands the per-row macro M for rows 0-5.
+#define VITINT_EACH_ROW(M) \
+  M(0);                    \
+  M(1);                    \
+  M(2);                    \
+  M(3);                    \
+  M(4);                    \
+  M(5)
+
 // x rounded up to a multiple of `to` (packing and padding of every path).
 constexpr int round_up(int x, int to) { return (x + to - 1) / to * to; }
 

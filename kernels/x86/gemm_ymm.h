@@ -72,12 +72,7 @@ inline __m256i lane_mask(int valid) {
 template <class Dot, int MR>
 void micro_kernel(const Tile& t) {
   static_assert(MR >= 1 && MR <= kMr, "micro-tile is at most 6 rows");
-  VITINT_ACC_ROW(0);
-  VITINT_ACC_ROW(1);
-  VITINT_ACC_ROW(2);
-  VITINT_ACC_ROW(3);
-  VITINT_ACC_ROW(4);
-  VITINT_ACC_ROW(5);
+  VITINT_EACH_ROW(VITINT_ACC_ROW);
   const uint8_t* a = t.a;
   const uint8_t* b = t.b;
   ptrdiff_t lda = t.lda;
@@ -89,12 +84,7 @@ void micro_kernel(const Tile& t) {
     for (int g = 0; g < groups; ++g) {
       const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b));
       const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 32));
-      VITINT_ROW(0);
-      VITINT_ROW(1);
-      VITINT_ROW(2);
-      VITINT_ROW(3);
-      VITINT_ROW(4);
-      VITINT_ROW(5);
+      VITINT_EACH_ROW(VITINT_ROW);
       a += 4;
       b += kPanelStep;
     }
@@ -109,23 +99,13 @@ void micro_kernel(const Tile& t) {
     }
   }
   if (t.valid == kPanel) {
-    VITINT_STORE_C(0);
-    VITINT_STORE_C(1);
-    VITINT_STORE_C(2);
-    VITINT_STORE_C(3);
-    VITINT_STORE_C(4);
-    VITINT_STORE_C(5);
+    VITINT_EACH_ROW(VITINT_STORE_C);
     return;
   }
   // A partial panel: masked loads and stores of C from a local block (masked
   // stores of the accumulators themselves make GCC spill them in the loop).
   alignas(32) int32_t out[MR][kPanel];
-  VITINT_STORE_ROW(0);
-  VITINT_STORE_ROW(1);
-  VITINT_STORE_ROW(2);
-  VITINT_STORE_ROW(3);
-  VITINT_STORE_ROW(4);
-  VITINT_STORE_ROW(5);
+  VITINT_EACH_ROW(VITINT_STORE_ROW);
   const __m256i m0 = lane_mask(t.valid);
   const __m256i m1 = lane_mask(t.valid - 8);
   for (int r = 0; r < MR; ++r) {
