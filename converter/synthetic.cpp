@@ -42,17 +42,22 @@ std::vector<std::vector<uint8_t>> synthetic_images(int count, int size, uint32_t
   return images;
 }
 
+void convert_in_process(const Checkpoint& checkpoint, const std::vector<std::vector<uint8_t>>& images,
+                        const Recipe& recipe, const std::string& calib_list, format::Writer* out) {
+  const ReferenceModel reference(checkpoint);
+  ConvertInfo info;
+  info.recipe = recipe;
+  info.calib_count = static_cast<int>(images.size());
+  info.calib_list = calib_list;
+  const Calibration cal = calibrate(reference, images, info.recipe, false);
+  quantize_vit(checkpoint, cal, info, out);
+}
+
 void convert_random_model(const std::string& architecture, uint32_t seed, int calib_images, const Recipe& recipe,
                           format::Writer* out) {
   const Checkpoint ckpt = Checkpoint::random(architecture, seed);
-  const auto images = synthetic_images(calib_images, ckpt.config().image_size, seed + 1);
-  const ReferenceModel reference(ckpt);
-  ConvertInfo info;
-  info.recipe = recipe;
-  info.calib_count = calib_images;
-  info.calib_list = "synthetic smooth noise";
-  const Calibration cal = calibrate(reference, images, info.recipe, false);
-  quantize_vit(ckpt, cal, info, out);
+  convert_in_process(ckpt, synthetic_images(calib_images, ckpt.config().image_size, seed + 1), recipe,
+                     "synthetic smooth noise", out);
 }
 
 }  // namespace vitint::convert

@@ -16,14 +16,12 @@
 #include <string>
 #include <vector>
 
-#include "converter/calibrate.h"
 #include "converter/checkpoint.h"
-#include "converter/quantize.h"
 #include "converter/reference.h"
+#include "converter/synthetic.h"
 #include "engine/src/format.h"
 #include "safetensors_files.h"
 #include "temp_files.h"
-#include "tiny_model.h"
 #include "vitint/kernels/cpu.h"
 #include "vitint/vitint.h"
 
@@ -84,15 +82,10 @@ void check_reference(const char* name) {
 // ranges too narrow: cosine 0.88.)
 void check_integer(const char* name, int threads) {
   const vc::Checkpoint ck = load(name);
-  const vc::ReferenceModel ref(ck);
   std::vector<std::vector<uint8_t>> calib;
   for (int k = 3; k < 9; ++k) calib.push_back(image(k));
-  vc::ConvertInfo info;
-  info.calib_count = 6;
-  info.calib_list = "synthetic";
-  const vc::Calibration cal = vc::calibrate(ref, calib, info.recipe, false);
   vitint::format::Writer w;
-  vc::quantize_vit(ck, cal, info, &w);
+  vc::convert_in_process(ck, calib, vc::Recipe{}, "synthetic", &w);
   const vitint::test::TempFile file(w.to_bytes());
   std::shared_ptr<const vitint::Model> model;
   const vitint::Status ls = vitint::Model::load(file.path, {}, &model);
