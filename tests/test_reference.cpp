@@ -6,6 +6,7 @@
 #include <ctime>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -14,7 +15,6 @@
 #include "converter/checkpoint.h"
 #include "converter/npy.h"
 #include "converter/reference.h"
-#include <nlohmann/json.hpp>
 #include "safetensors_files.h"
 #include "shared_data.h"
 #include "temp_files.h"
