@@ -1,5 +1,7 @@
 // ViT / DeiT (class token) graph builder: hyper-parameters and quantization
 // parameters from the model file -> integer graph.
+#include <cmath>
+
 #include <nlohmann/json.hpp>
 
 #include "engine/src/model_impl.h"
@@ -83,10 +85,10 @@ class Builder {
     add(std::move(norm), "norm", "layernorm");
     auto head = std::make_unique<engine::HeadOp>();
     pack(head->linear, "head", info_.num_classes, d, /*requant=*/false);
-    head->scale = file_.tensor("head.scale", DType::kF32, {info_.num_classes}).as<float>();
+    head->scale = logit_scales("head.scale");
     if (distilled) {
       pack(head->dist, "head_dist", info_.num_classes, d, /*requant=*/false);
-      head->dist_scale = file_.tensor("head_dist.scale", DType::kF32, {info_.num_classes}).as<float>();
+      head->dist_scale = logit_scales("head_dist.scale");
     }
     head->in = act_;
     head->in_ld = prefix_ * d;
@@ -147,6 +149,17 @@ class Builder {
 
   const int32_t* i32s(const std::string& name, int64_t n) const {
     return file_.tensor(name, DType::kS32, {n}).as<int32_t>();
+  }
+  // The head's float scales (accumulator units -> logits): finite and at
+  // most 2^32 in magnitude, so that every logit (|acc + bias| < 2^33) is
+  // finite.
+  const float* logit_scales(const std::string& name) const {
+    const float* s = file_.tensor(name, DType::kF32, {info_.num_classes}).as<float>();
+    for (int i = 0; i < info_.num_classes; ++i)
+      if (!(std::fabs(s[i]) <= 0x1p32f))
+        throw Error("model file " + file_.path() + ": tensor '" + name + "' element " + std::to_string(i) + " (" +
+                    std::to_string(s[i]) + ") is not a finite scale of at most 2^32");
+    return s;
   }
   // Per-channel dyadic multipliers: tensors `name + sep + "mult"` and
   // `name + sep + "shift"`. Shifts must stay inside [0, 62] and multipliers

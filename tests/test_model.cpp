@@ -1,8 +1,17 @@
 // Public API behaviour and bad-input handling of Model / Session.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <functional>
+#include <iterator>
+#include <limits>
+#include <memory>
+#include <random>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -78,11 +87,10 @@ TEST_CASE("model: missing, truncated and corrupted files are refused with a mess
 
 namespace {
 
-// Rewrites the tiny model with edited metadata and tensors (edit_tensor may
-// skip a tensor by returning false, or change its view), then loads it and
-// expects an error whose message contains `expect`.
-void expect_rejected(const std::function<void(nlohmann::json&)>& edit_meta,
-                     const std::function<bool(vitint::format::TensorView&)>& edit_tensor, const std::string& expect) {
+// The tiny model rewritten with edited metadata and tensors (edit_tensor may
+// drop a tensor by returning false, or change its view).
+std::vector<uint8_t> rewrite(const std::function<void(nlohmann::json&)>& edit_meta,
+                             const std::function<bool(vitint::format::TensorView&)>& edit_tensor) {
   const auto src = vitint::format::Reader::from_bytes(model_bytes(), "tiny");
   auto meta = src->metadata();
   edit_meta(meta);
@@ -90,13 +98,34 @@ void expect_rejected(const std::function<void(nlohmann::json&)>& edit_meta,
   w.set_metadata(meta);
   for (vitint::format::TensorView t : src->tensors())
     if (edit_tensor(t)) w.add_tensor(t.name, t.dtype, t.shape, t.data, t.nbytes);
+  return w.to_bytes();
+}
+
+// Loads the rewritten model and expects an error whose message contains `expect`.
+void expect_rejected(const std::function<void(nlohmann::json&)>& edit_meta,
+                     const std::function<bool(vitint::format::TensorView&)>& edit_tensor, const std::string& expect) {
   std::shared_ptr<const vitint::Model> model;
-  const vitint::Status st = load(w.to_bytes(), &model);
+  const vitint::Status st = load(rewrite(edit_meta, edit_tensor), &model);
   CHECK_FALSE(st.ok());
   CHECK_MESSAGE(st.message().find(expect) != std::string::npos, st.message());
 }
 const auto kSameMeta = [](nlohmann::json&) {};
 const auto kSameTensors = [](vitint::format::TensorView&) { return true; };
+
+// An edit_tensor that sets element `index` of tensor `name` to `value`.
+template <class T>
+std::function<bool(vitint::format::TensorView&)> set_element(const std::string& name, size_t index, T value) {
+  auto data = std::make_shared<std::vector<uint8_t>>();
+  return [=](vitint::format::TensorView& t) {
+    if (t.name == name) {
+      const auto* b = static_cast<const uint8_t*>(t.data);
+      data->assign(b, b + t.nbytes);
+      std::memcpy(data->data() + index * sizeof(T), &value, sizeof(T));
+      t.data = data->data();
+    }
+    return true;
+  };
+}
 
 }  // namespace
 
@@ -131,6 +160,28 @@ TEST_CASE("model: a mis-shaped tensor and bad metadata values are named") {
       kSameTensors, "'dist'");
 }
 
+TEST_CASE("model: the head's scales must be finite, and any int32 head bias gives finite logits") {
+  for (const float bad : {std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
+                          std::numeric_limits<float>::quiet_NaN(), 1e30f}) {
+    INFO("scale " << bad);
+    expect_rejected(kSameMeta, set_element("head.scale", 7, bad), "tensor 'head.scale' element 7");
+  }
+  // acc + bias leaves int32 on one side or the other (the logit's sign shows
+  // a wrapped sum; tools/sanitize.sh reports the overflow itself).
+  for (const int32_t bias : {INT32_MAX, INT32_MIN}) {
+    INFO("bias " << bias);
+    std::shared_ptr<const vitint::Model> model;
+    REQUIRE(load(rewrite(kSameMeta, set_element("head.bias", 3, bias)), &model).ok());
+    std::unique_ptr<vitint::Session> session;
+    REQUIRE(vitint::Session::create(model, {}, &session).ok());
+    std::vector<float> logits(1000);
+    std::vector<uint8_t> img(224 * 224 * 3, 100);
+    REQUIRE(session->run(img.data(), 1, logits.data()).ok());
+    CHECK(std::isfinite(logits[3]));
+    CHECK((bias > 0 ? logits[3] > 0 : logits[3] < 0));
+  }
+}
+
 TEST_CASE("session: bad arguments are refused, not crashed on") {
   std::shared_ptr<const vitint::Model> model;
   REQUIRE(load(model_bytes(), &model).ok());
@@ -156,4 +207,126 @@ TEST_CASE("session: bad arguments are refused, not crashed on") {
   const vitint::Status ls = vitint::Model::load(f.path, lo, &m2);
   CHECK_FALSE(ls.ok());
   CHECK(ls.message().find("sse9") != std::string::npos);
+}
+
+namespace {
+
+// Every numeric leaf of the metadata, as JSON pointers.
+void numeric_leaves(const nlohmann::json& j, const std::string& at, std::vector<std::string>* out) {
+  if (j.is_number()) {
+    out->push_back(at);
+  } else if (j.is_object()) {
+    for (auto it = j.begin(); it != j.end(); ++it) numeric_leaves(it.value(), at + "/" + it.key(), out);
+  } else if (j.is_array()) {
+    for (size_t i = 0; i < j.size(); ++i) numeric_leaves(j[i], at + "/" + std::to_string(i), out);
+  }
+}
+
+// An integer at the edges of what the loader and the kernels must handle,
+// or next to `original`.
+int64_t edge_value(std::mt19937_64& rng, int64_t original) {
+  static const int64_t kEdges[] = {0,       1,       -1,       2,          3,         7,         8,
+                                   15,      16,      31,       32,         33,        62,        63,
+                                   64,      127,     128,      255,        256,       32767,     32768,
+                                   -32768,  65535,   1 << 24,  1 << 30,    INT32_MAX, INT32_MIN, int64_t{1} << 40,
+                                   -(int64_t{1} << 40), int64_t{1} << 53, INT64_MAX, INT64_MIN};
+  switch (rng() % 4) {
+    case 0: return original + static_cast<int64_t>(rng() % 5) - 2;
+    case 1: return -original;
+    default: return kEdges[rng() % std::size(kEdges)];
+  }
+}
+
+// Element i of a tensor's bytes set to v (floats: one of a few extreme
+// values chosen by v).
+void poke(vitint::format::DType dtype, std::vector<uint8_t>& data, size_t i, int64_t v) {
+  auto put = [&](auto t) { std::memcpy(data.data() + i * sizeof(t), &t, sizeof(t)); };
+  static const float kFloats[] = {0.0f, -0.0f, 1e-30f, 1e30f, -1e30f, std::numeric_limits<float>::infinity(),
+                                  -std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN()};
+  switch (dtype) {
+    case vitint::format::DType::kU8: return put(static_cast<uint8_t>(v));
+    case vitint::format::DType::kS8: return put(static_cast<int8_t>(v));
+    case vitint::format::DType::kS16: return put(static_cast<int16_t>(v));
+    case vitint::format::DType::kS32: return put(static_cast<int32_t>(v));
+    case vitint::format::DType::kS64: return put(v);
+    case vitint::format::DType::kF32: return put(kFloats[static_cast<uint64_t>(v) % std::size(kFloats)]);
+  }
+}
+
+}  // namespace
+
+// Files a converter bug or a hostile author could write: random metadata
+// integers and tensor elements (edge values) behind valid checksums. Each is
+// refused with a message, or loads and runs to finite logits (under
+// tools/sanitize.sh also without undefined behaviour). Found the head's
+// float scales unchecked (an infinite scale gave infinite logits) and its
+// int32 bias added in int32.
+TEST_CASE("model: edited values behind valid checksums are refused or run, never crash") {
+  const auto src = vitint::format::Reader::from_bytes(model_bytes(), "tiny");
+  std::vector<std::string> leaves;
+  numeric_leaves(src->metadata(), "", &leaves);
+  REQUIRE(leaves.size() > 50);
+  const size_t tensor_count = src->tensors().size();
+  std::mt19937_64 rng(2026);
+  std::vector<uint8_t> image(224 * 224 * 3);
+  for (auto& p : image) p = static_cast<uint8_t>(rng());
+  int loaded = 0, refused = 0;
+  constexpr int kIterations = 400;
+  for (int iter = 0; iter < kIterations; ++iter) {
+    // 1-3 edits, each a metadata integer or 1-4 elements of one tensor.
+    std::string what;
+    std::vector<std::pair<std::string, int64_t>> meta_edits;
+    std::vector<size_t> tensor_edits;
+    for (int e = 1 + static_cast<int>(rng() % 3); e > 0; --e) {
+      if (rng() % 2 == 0) {
+        meta_edits.emplace_back(leaves[rng() % leaves.size()], 0);
+      } else {
+        tensor_edits.push_back(rng() % tensor_count);
+      }
+    }
+    std::vector<std::vector<uint8_t>> edited;  // data of the edited tensors
+    edited.reserve(tensor_edits.size());
+    size_t index = 0;
+    const std::vector<uint8_t> bytes = rewrite(
+        [&](nlohmann::json& m) {
+          for (auto& [at, v] : meta_edits) {
+            const nlohmann::json::json_pointer ptr(at);
+            v = edge_value(rng, m[ptr].is_number_integer() ? m[ptr].get<int64_t>() : 1);
+            m[ptr] = v;
+            what += " metadata " + at + " = " + std::to_string(v) + ";";
+          }
+        },
+        [&](vitint::format::TensorView& t) {
+          if (std::count(tensor_edits.begin(), tensor_edits.end(), index++) > 0 && t.nbytes > 0) {
+            const auto* b = static_cast<const uint8_t*>(t.data);
+            edited.emplace_back(b, b + t.nbytes);
+            const size_t count = t.nbytes / vitint::format::dtype_size(t.dtype);
+            for (int k = 1 + static_cast<int>(rng() % 4); k > 0; --k)
+              poke(t.dtype, edited.back(), rng() % count, edge_value(rng, 0));
+            t.data = edited.back().data();
+            what += " tensor " + t.name + ";";
+          }
+          return true;
+        });
+    INFO("iteration " << iter << ":" << what);
+    std::shared_ptr<const vitint::Model> model;
+    const vitint::Status st = load(bytes, &model);
+    if (!st.ok()) {
+      ++refused;
+      CHECK_MESSAGE(st.message().rfind("model file ", 0) == 0, st.message());
+      continue;
+    }
+    ++loaded;
+    std::unique_ptr<vitint::Session> session;
+    const vitint::Status cs = vitint::Session::create(model, {}, &session);
+    REQUIRE_MESSAGE(cs.ok(), cs.message());
+    REQUIRE(model->info().image_size == 224);
+    std::vector<float> logits(static_cast<size_t>(model->info().num_classes));
+    const vitint::Status rs = session->run(image.data(), 1, logits.data());
+    REQUIRE_MESSAGE(rs.ok(), rs.message());
+    CHECK(std::all_of(logits.begin(), logits.end(), [](float l) { return std::isfinite(l); }));
+  }
+  MESSAGE(loaded << " edited models ran, " << refused << " were refused");
+  CHECK(loaded > kIterations / 10);
+  CHECK(refused > kIterations / 10);
 }

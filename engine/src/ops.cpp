@@ -429,9 +429,11 @@ void HeadOp::run(ExecContext& ctx) const {
   if (dist.n > 0) dist.gemm(ctx.isa, ctx.batch, x + linear.k, in_ld, accum + batch_n);
   for (size_t i = 0; i < batch_n; ++i) {
     const size_t c = i % n;
-    const float logit = static_cast<float>(accum[i] + linear.bias[c]) * scale[c];
-    ctx.logits[i] = dist.n > 0 ? (logit + static_cast<float>(accum[batch_n + i] + dist.bias[c]) * dist_scale[c]) / 2
-                               : logit;
+    // int64 sums: an int32 bias may be anything the file holds.
+    const float logit = static_cast<float>(int64_t{accum[i]} + linear.bias[c]) * scale[c];
+    ctx.logits[i] =
+        dist.n > 0 ? (logit + static_cast<float>(int64_t{accum[batch_n + i]} + dist.bias[c]) * dist_scale[c]) / 2
+                   : logit;
   }
 }
 
