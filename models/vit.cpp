@@ -312,6 +312,15 @@ class Builder {
     attn->to_exp_mult = am.at("to_exp_mult").i32(0, INT32_MAX);
     attn->to_exp_shift = am.at("to_exp_shift").i32(0, 62);
     const int hd = d / info_.num_heads;
+    // The softmax's z = dyadic(logit - row max, to_exp) must be an int32 for
+    // every logit difference: logits (acc - zq * colsum_k) are below
+    // hd * 255 * 256 in magnitude, their differences below twice that.
+    const int64_t max_diff = int64_t{2} * hd * 255 * 256;
+    const int shift = attn->to_exp_shift;
+    if (((max_diff * attn->to_exp_mult + (shift > 0 ? int64_t{1} << (shift - 1) : 0)) >> shift) > INT32_MAX)
+      throw Error("model file " + file_.path() + ": metadata 'quant.blocks[" + std::to_string(i) +
+                  "].attn' to_exp_mult * 2^-to_exp_shift (" + std::to_string(attn->to_exp_mult) + " * 2^-" +
+                  std::to_string(shift) + ") takes attention logits outside int32");
     attn->out_bias.assign(static_cast<size_t>(hd), 0);
     dyadic(b("attn.out"), "_", d, &attn->out_mult, &attn->out_shift);
     attn->out_zp = file_.tensor(b("attn.out_zero_point"), DType::kU8, {d}).as<uint8_t>();

@@ -146,6 +146,9 @@ TEST_CASE("model: a mis-shaped tensor and bad metadata values are named") {
                   "blocks.0.qkv.bias");
   expect_rejected([](nlohmann::json& m) { m["quant"]["blocks"][3]["attn"]["to_exp_shift"] = 99; }, kSameTensors,
                   "quant.blocks[3].attn.to_exp_shift");
+  // In range, but the dyadic would take logit differences outside int32.
+  expect_rejected([](nlohmann::json& m) { m["quant"]["blocks"][3]["attn"]["to_exp_shift"] = 2; }, kSameTensors,
+                  "'quant.blocks[3].attn' to_exp_mult * 2^-to_exp_shift");
   expect_rejected([](nlohmann::json& m) { m["family"] = "swin"; }, kSameTensors, "swin");
   expect_rejected([](nlohmann::json& m) { m["hparams"].erase("depth"); }, kSameTensors, "hparams.depth");
   expect_rejected([](nlohmann::json& m) { m["family_revision"] = 3; }, kSameTensors,
@@ -259,8 +262,9 @@ void poke(vitint::format::DType dtype, std::vector<uint8_t>& data, size_t i, int
 // integers and tensor elements (edge values) behind valid checksums. Each is
 // refused with a message, or loads and runs to finite logits (under
 // tools/sanitize.sh also without undefined behaviour). Found the head's
-// float scales unchecked (an infinite scale gave infinite logits) and its
-// int32 bias added in int32.
+// float scales unchecked (an infinite scale gave infinite logits), its int32
+// bias added in int32, and softmax dyadics that wrapped logits past int32
+// (undefined shifts in the reference i-exp).
 TEST_CASE("model: edited values behind valid checksums are refused or run, never crash") {
   const auto src = vitint::format::Reader::from_bytes(model_bytes(), "tiny");
   std::vector<std::string> leaves;

@@ -175,9 +175,12 @@ constexpr int32_t kExpB = 999;
 constexpr int32_t kExpC = 380857;
 int32_t iexp_ref(int32_t z);
 
-// Contract: the logits acc - zq * colsum_k are int32 values, and x * mult +
-// 2^(shift-1) stays within int64 (apply_dyadic's contract); attention logits
-// (|acc|, |zq * colsum_k| <= head_dim * 255 * 128) are far inside.
+// Contract: the logits acc - zq * colsum_k are int32 values, x * mult +
+// 2^(shift-1) stays within int64 (apply_dyadic's contract) and z = dyadic(x,
+// to_exp) is an int32 (no wrap: x <= 0 then gives z <= 0, which i-exp
+// needs). Attention logits (|acc|, |zq * colsum_k| <= head_dim * 255 * 128)
+// are far inside the first two; the model loader checks the third for every
+// logit difference a head can produce.
 struct SoftmaxParams {
   int rows;
   int cols;
