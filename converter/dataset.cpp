@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <exception>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <sstream>
@@ -13,6 +14,8 @@
 namespace vitint::convert {
 
 std::vector<LabeledImage> read_image_list(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw Error("cannot read image list " + path + ": it is a directory");
   std::ifstream in(path);
   if (!in) throw Error("cannot open image list " + path);
   std::vector<LabeledImage> out;

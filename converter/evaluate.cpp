@@ -37,6 +37,11 @@ EvalResult evaluate(const std::vector<LabeledImage>& items, const std::string& r
                     const ClassifierFactory& make_classifier, const float* reference_logits, int threads,
                     bool progress) {
   const int n = static_cast<int>(items.size());
+  // A label the model cannot predict would count as a miss, silently.
+  for (const LabeledImage& item : items)
+    if (item.label >= input.num_classes)
+      throw Error("image " + item.file + " has label " + std::to_string(item.label) + ", but the model has " +
+                  std::to_string(input.num_classes) + " classes (0.." + std::to_string(input.num_classes - 1) + ")");
   EvalResult r;
   r.images = n;
   r.predictions.assign(items.size(), {-1, -1, -1, -1, -1});

@@ -35,6 +35,8 @@ struct EvalResult {
 };
 
 // reference_logits: nullptr, or items.size() rows of num_classes floats.
+// Throws vitint::Error for a label outside [0, num_classes) (unlabeled items,
+// label -1, count in no accuracy) and for unreadable images.
 EvalResult evaluate(const std::vector<LabeledImage>& items, const std::string& root, const EvalInput& input,
                     const ClassifierFactory& make_classifier, const float* reference_logits, int threads,
                     bool progress);

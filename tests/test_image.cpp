@@ -236,6 +236,7 @@ TEST_CASE("load_image: errors name the file") {
   } catch (const vitint::Error& e) {
     CHECK(std::string(e.what()).find(garbage) != std::string::npos);
   }
+  CHECK_THROWS_WITH_AS(vitint::load_image(dir.path), doctest::Contains((dir.path + ": it is a directory").c_str()), vitint::Error);
   // A truncated JPEG: the first 300 bytes of a real one.
   const std::string real = vitint::test::val_dir() + "/ILSVRC2012_val_00000347.JPEG";
   std::ifstream in(real, std::ios::binary);

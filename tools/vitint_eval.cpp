@@ -20,7 +20,8 @@ const char* kUsage = R"(usage: vitint-eval MODEL --list LIST --root DIR [--skip 
 
 MODEL is a .vti file (integer engine) or a timm checkpoint directory (FP32
 reference forward). Evaluates list entries [N, N + M) and prints top-1, top-5
-and images per second. --reference-logits (float32 [rows, classes], rows in
+(of the entries with a label; lines without one are classified only) and
+images per second. --reference-logits (float32 [rows, classes], rows in
 list order, e.g. timm's FP32 logits) adds the top-1 agreement with them.
 --predictions writes "FILE TOP1 TOP2 TOP3 TOP4 TOP5" per image (an existing
 file is refused unless --force).
@@ -78,15 +79,23 @@ int main(int argc, char** argv) {
       }
     }
     if (args.has("json")) {
-      nlohmann::json j = {{"model", model_path}, {"engine", engine.name}, {"images", r.images},
-                          {"skip", skip},        {"top1", r.top1},         {"top5", r.top5},
-                          {"seconds", r.seconds}, {"images_per_second", r.images / r.seconds}, {"threads", threads}};
+      // top1 / top5: percent of the labeled images; null when none has a label.
+      nlohmann::json j = {{"model", model_path},   {"engine", engine.name}, {"images", r.images},
+                          {"labeled", r.labeled},  {"skip", skip},          {"seconds", r.seconds},
+                          {"images_per_second", r.images / r.seconds},      {"threads", threads}};
+      j["top1"] = r.labeled ? nlohmann::json(r.top1) : nlohmann::json(nullptr);
+      j["top5"] = r.labeled ? nlohmann::json(r.top5) : nlohmann::json(nullptr);
       if (r.agreement >= 0) j["agreement"] = r.agreement;
       if (!engine.recipe.empty()) j["recipe"] = nlohmann::json::parse(engine.recipe);
       std::cout << j.dump(2) << "\n";
     } else {
-      std::printf("%s (%s): %d images, top-1 %.2f%%, top-5 %.2f%%", model_path.c_str(), engine.name.c_str(), r.images,
-                  r.top1, r.top5);
+      std::printf("%s (%s): %d images", model_path.c_str(), engine.name.c_str(), r.images);
+      if (r.labeled == 0) {
+        std::printf(", no labels in the list (top-1 / top-5 not measured)");
+      } else {
+        if (r.labeled < r.images) std::printf(", %d of them labeled", r.labeled);
+        std::printf(", top-1 %.2f%%, top-5 %.2f%%", r.top1, r.top5);
+      }
       if (r.agreement >= 0) std::printf(", top-1 agreement with reference %.2f%%", r.agreement);
       std::printf(", %.1f images/s (%d threads, including decoding)\n", r.images / r.seconds, threads);
       if (!engine.recipe.empty()) std::printf("recipe: %s\n", recipe_summary(engine.recipe).c_str());

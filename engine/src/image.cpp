@@ -23,6 +23,7 @@
 #include <climits>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 
@@ -329,6 +330,8 @@ Image decode_image(const uint8_t* bytes, size_t size, const std::string& what) {
 }
 
 Image load_image(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw Error("cannot read image " + path + ": it is a directory");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error("cannot open image " + path + ": " + std::strerror(errno));
   std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
