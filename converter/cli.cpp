@@ -91,8 +91,9 @@ std::string Args::require(const std::string& name) const {
 
 void refuse_existing(const std::string& path, const std::string& what, bool force) {
   struct stat st {};
-  if (!force && ::stat(path.c_str(), &st) == 0)
-    throw Error(what + " " + path + " already exists; pass --force to overwrite it");
+  if (::stat(path.c_str(), &st) != 0) return;
+  if (S_ISDIR(st.st_mode)) throw Error(what + " " + path + " is a directory; name a file");
+  if (!force) throw Error(what + " " + path + " already exists; pass --force to overwrite it");
 }
 
 std::string recipe_summary(const std::string& recipe_json) {

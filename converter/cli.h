@@ -33,7 +33,8 @@ class Args {
 
 // For an output the tool is about to write: throws vitint::Error ("<what>
 // PATH already exists; pass --force to overwrite it") if PATH exists and
-// `force` is false. Tools call it before their long work, not after.
+// `force` is false, and ("<what> PATH is a directory; name a file") for a
+// directory whatever `force`. Tools call it before their long work, not after.
 void refuse_existing(const std::string& path, const std::string& what, bool force);
 
 // One line for people: a model's calibration recipe (JSON) without the

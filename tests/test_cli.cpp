@@ -73,4 +73,10 @@ TEST_CASE("cli: refuse_existing keeps a user's file unless forced") {
   }
   CHECK_NOTHROW(vitint::convert::refuse_existing(existing.path, "report", true));
   CHECK_NOTHROW(vitint::convert::refuse_existing(existing.path + ".absent", "report", false));
+  // A directory is no file to overwrite, --force or not (checked before any
+  // work: the converter calibrates first and writes last).
+  const vitint::test::TempDir dir;
+  for (const bool force : {false, true})
+    CHECK_THROWS_WITH_AS(vitint::convert::refuse_existing(dir.path, "output", force),
+                         ("output " + dir.path + " is a directory; name a file").c_str(), vitint::Error);
 }
