@@ -199,10 +199,19 @@ TEST_CASE("session: bad arguments are refused, not crashed on") {
   CHECK_FALSE(session->run(img.data(), 2, logits.data()).ok());  // max_batch is 1
   CHECK_FALSE(session->run(nullptr, 1, logits.data()).ok());
   vitint::Image empty;
-  std::vector<vitint::Prediction> preds;
+  std::vector<vitint::Prediction> preds(3);  // a failed call leaves no predictions behind
   const vitint::Status st = session->classify(empty, 5, &preds);
   CHECK_FALSE(st.ok());
   CHECK(!st.message().empty());
+  CHECK(preds.empty());
+  CHECK(session->top_k(nullptr, 5).empty());
+  CHECK(session->top_k(logits.data(), 0).empty());
+  CHECK(session->top_k(logits.data(), 5000).size() == 1000);
+  CHECK(vitint::Session::create(model, {}, nullptr).message() == "Session::create: out must not be null");
+  {
+    TempFile f(model_bytes());
+    CHECK(vitint::Model::load(f.path, {}, nullptr).message() == "Model::load: out must not be null");
+  }
   std::shared_ptr<const vitint::Model> m2;
   vitint::LoadOptions lo;
   lo.isa = "sse9";

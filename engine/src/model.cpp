@@ -42,6 +42,7 @@ std::string Model::isa() const { return kernels::isa_name(impl_->isa); }
 
 Status Model::load(const std::string& path, const LoadOptions& options, std::shared_ptr<const Model>* out) {
   return guarded([&] {
+    if (!out) throw Error("Model::load: out must not be null");
     auto impl = std::make_unique<Impl>();
     if (options.isa.empty()) {
       impl->isa = kernels::best_isa();
@@ -101,6 +102,7 @@ Session::~Session() = default;
 Status Session::create(std::shared_ptr<const Model> model, const SessionOptions& options,
                        std::unique_ptr<Session>* out) {
   return guarded([&] {
+    if (!out) throw Error("Session::create: out must not be null");
     if (!model) throw Error("Session::create: model is null");
     if (options.max_batch < 1 || options.max_batch > 4096)
       throw Error("Session::create: max_batch must be in [1, 4096], got " + std::to_string(options.max_batch));
@@ -144,6 +146,7 @@ Status Session::run(const uint8_t* images, int batch, float* logits) {
 std::vector<OpProfile> Session::profile() const { return impl_->op_profile; }
 
 std::vector<Prediction> Session::top_k(const float* logits, int k) const {
+  if (!logits) return {};
   const ModelInfo& info = impl_->model->info();
   const int n = info.num_classes;
   k = std::max(0, std::min(k, n));
@@ -170,6 +173,7 @@ std::vector<Prediction> Session::top_k(const float* logits, int k) const {
 Status Session::classify(const Image& image, int top_k_count, std::vector<Prediction>* out) {
   return guarded([&] {
     if (!out) throw Error("Session::classify: out must not be null");
+    out->clear();  // no earlier call's predictions after a failure
     const ModelInfo& info = impl_->model->info();
     const Image pre = preprocess(image, info.image_size, info.crop_pct, info.interpolation);
     impl_->run(pre.rgb.data(), 1, impl_->logits.data());

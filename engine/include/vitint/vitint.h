@@ -109,12 +109,14 @@ class Session {
                        std::unique_ptr<Session>* out);
   ~Session();
 
-  // Any-size RGB image: timm's eval preprocessing, then the network.
+  // Any-size RGB image: timm's eval preprocessing, then the network. `out`
+  // gets the top_k predictions (see top_k()); it is empty after a failure.
   Status classify(const Image& image, int top_k, std::vector<Prediction>* out);
   // Preprocessed images: `batch` RGB uint8 images of image_size x image_size
   // (HWC, the output of vitint::preprocess). Writes batch * num_classes logits.
   Status run(const uint8_t* images, int batch, float* logits);
-  // Top-k of one logit vector.
+  // Top-k of one logit vector (num_classes floats): min(k, num_classes)
+  // predictions, none for k <= 0 or null logits.
   std::vector<Prediction> top_k(const float* logits, int k) const;
   // With SessionOptions::profile: every operator in execution order with its
   // accumulated wall time (all threads of the session work on one operator at
