@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cmath>
 #include <functional>
+#include <iterator>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -302,6 +303,19 @@ bool is_channel_site(Site s) {
 }
 
 // Where each observed tensor's statistics live.
+// "blocks.3 fc1 input"-style name of site index i (Plan::index) for messages.
+std::string site_label(size_t i, int depth) {
+  static const char* const kNames[] = {"input",        "norm1 output", "q",           "k",
+                                       "v",            "logits",       "attention output",
+                                       "stream after attention",       "norm2 output", "fc1 output",
+                                       "GELU output",  "final norm input", "head input"};
+  static_assert(std::size(kNames) == kSiteCount);
+  const auto per_site = static_cast<size_t>(depth) + 1;
+  const std::string name = kNames[i / per_site];
+  const auto block = static_cast<int>(i % per_site);
+  return block < depth ? "blocks." + std::to_string(block) + " " + name : name;
+}
+
 struct SitePlan {
   bool tracked = false;
   Site site = Site::kBlockInput;
@@ -560,6 +574,24 @@ Calibration calibrate(const ReferenceModel& model, const std::vector<std::vector
   for (size_t t = 1; t < stats.size(); ++t) stats[0].merge(stats[t]);
   StatsObserver& st = stats[0];
 
+  // Non-finite activations, reported at the first site in forward order
+  // (block by block); NaN escapes min/max but not the sums.
+  for (int b = 0; b <= depth; ++b) {
+    for (int k = 0; k < kSiteCount; ++k) {
+      const size_t i = plan.index(static_cast<Site>(k), b);
+      const SitePlan& p = plan.sites[i];
+      if (!p.tracked) continue;
+      const StatsObserver::State& s = st.state(i);
+      for (int c = 0; c < p.cols; ++c) {
+        const auto cs = static_cast<size_t>(c);
+        if (!std::isfinite(s.min[cs]) || !std::isfinite(s.max[cs]) || !std::isfinite(sums[p.sums + cs]))
+          throw Error("calibration: the FP32 forward gave non-finite activations (NaN or infinity) at " +
+                      site_label(i, depth) + ", channel " + std::to_string(c) +
+                      ": the checkpoint's weights are out of range (corrupt?)");
+      }
+    }
+  }
+
   // Min/max and means per site (tensor) and per channel.
   const size_t nsites = plan.sites.size();
   std::vector<Range> minmax(nsites);
@@ -573,7 +605,6 @@ Calibration calibrate(const ReferenceModel& model, const std::vector<std::vector
     Range all{std::numeric_limits<double>::infinity(), -std::numeric_limits<double>::infinity(), 0};
     for (int c = 0; c < p.cols; ++c) {
       const auto cs = static_cast<size_t>(c);
-      if (!(s.min[cs] <= s.max[cs])) throw Error("calibration observed no values at some site (internal error)");
       const double sum = sums[p.sums + cs];
       ch_minmax[i].push_back({s.min[cs], s.max[cs], sum / n});
       all.min = std::min(all.min, double(s.min[cs]));

@@ -120,12 +120,14 @@ class VitQuantizer {
     }
     // One GELU table, shared by all blocks.
     add(w_, "gelu_table", {kernels::kGeluTableSize}, kernels::gelu_table());
-    patch_embed();
-    for (int b = 0; b < depth; ++b) block(b);
-    const std::vector<ActQuant> head_in =
-        folded_quant("norm", cal_.head_in, cal_.head_in_channels, cal_.head_in_rows, "head.weight", info_.recipe.channel_ln);
-    quant_["norm"] = layernorm("norm", "norm", streams_.back(), head_in);
-    head(InQuant::channels(head_in));
+    layer("patch_embed", [&] { patch_embed(); });
+    for (int b = 0; b < depth; ++b) layer("blocks." + std::to_string(b), [&] { block(b); });
+    layer("norm and head", [&] {
+      const std::vector<ActQuant> head_in = folded_quant("norm", cal_.head_in, cal_.head_in_channels,
+                                                         cal_.head_in_rows, "head.weight", info_.recipe.channel_ln);
+      quant_["norm"] = layernorm("norm", "norm", streams_.back(), head_in);
+      head(InQuant::channels(head_in));
+    });
     quant_["attention_bits"] = info_.recipe.attention_bits;
     quant_["lis_normalize"] = info_.recipe.lis_normalize ? 1 : 0;
     quant_["residual_bits"] = info_.recipe.residual_bits;
@@ -134,6 +136,19 @@ class VitQuantizer {
 
  private:
   const float* t(const std::string& name) const { return ck_.get(name).data.data(); }
+
+  // One layer's quantization, its errors naming the layer: a ratio or value
+  // that does not fit the format means weights or calibrated ranges far
+  // outside a trained ViT's.
+  template <class F>
+  static void layer(const std::string& name, F&& f) {
+    try {
+      f();
+    } catch (const std::exception& e) {
+      throw Error("quantizing " + name + ": " + e.what() +
+                  " (its weights or calibrated activations are out of range: a corrupt checkpoint?)");
+    }
+  }
 
   json metadata() const {
     json m;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "converter/checkpoint.h"
+#include "converter/synthetic.h"
 #include "safetensors_files.h"
 #include "shared_data.h"
 #include "temp_files.h"
@@ -246,6 +247,27 @@ TEST_CASE("checkpoint: broken checkpoints give errors that name the tensor and t
     CHECK(contains(s.load_error(), "model.safetensors"));
     fs::remove(s.dir / "config.json");
     CHECK(contains(s.load_error(), "config.json"));
+  }
+}
+
+TEST_CASE("convert: finite but absurd weights stop the conversion, naming where") {
+  // Two fc1 weights of block 3 at 3e38 overflow the FP32 forward; one at 1e30
+  // stays finite but leaves no representable requantization multiplier.
+  const std::pair<float, const char*> cases[] = {
+      {3e38f, "non-finite activations (NaN or infinity) at blocks.3 GELU output"},
+      {1e30f, "quantizing blocks.3: make_dyadic: ratio"}};
+  for (const auto& [value, expected] : cases) {
+    INFO("weight " << value);
+    ScratchCheckpoint s;
+    s.edit_safetensors([value = value](nlohmann::json& header, std::string& data) {
+      const uint64_t at = header["blocks.3.mlp.fc1.weight"]["data_offsets"][0].get<uint64_t>();
+      for (int i = 0; i < 2; ++i) std::memcpy(&data[at + 4 * (10 + i)], &value, sizeof value);
+    });
+    const Checkpoint ck = Checkpoint::load(s.dir.string());
+    vitint::format::Writer w;
+    CHECK_THROWS_WITH_AS(vitint::convert::convert_in_process(ck, vitint::convert::synthetic_images(1, 224, 3), {},
+                                                             "synthetic", &w),
+                         doctest::Contains(expected), vitint::Error);
   }
 }
 

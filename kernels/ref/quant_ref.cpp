@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <stdexcept>
 #include <string>
 
@@ -7,10 +8,18 @@
 #include "../quant_internal.h"
 
 namespace vitint::kernels {
+namespace {
+// %g: "2.0377e+29", not std::to_string's 30 digits and six decimals.
+std::string to_text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+}  // namespace
 
 Dyadic make_dyadic(double ratio) {
   if (!(ratio >= 0.0) || !std::isfinite(ratio))
-    throw std::invalid_argument("make_dyadic: ratio must be finite and >= 0, got " + std::to_string(ratio));
+    throw std::invalid_argument("make_dyadic: ratio must be finite and >= 0, got " + to_text(ratio));
   if (ratio == 0.0) return {};
   int e = 0;
   const double m = std::frexp(ratio, &e);  // ratio = m * 2^e, m in [0.5, 1)
@@ -21,7 +30,7 @@ Dyadic make_dyadic(double ratio) {
   }
   int shift = 31 - e;
   if (shift < 0)
-    throw std::invalid_argument("make_dyadic: ratio " + std::to_string(ratio) + " is too large (>= 2^31)");
+    throw std::invalid_argument("make_dyadic: ratio " + to_text(ratio) + " is too large (>= 2^31)");
   while (shift > 62) {  // drop precision that the rounding shift cannot use anyway
     mult >>= 1;
     --shift;
