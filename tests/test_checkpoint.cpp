@@ -5,7 +5,9 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <string>
 #include <utility>
 #include <vector>
@@ -319,6 +321,92 @@ TEST_CASE("checkpoint: random weights for standard architectures") {
   // Random weights are plain ViT/DeiT ones: no DeiT III, no sizes beyond base.
   CHECK_THROWS_AS(Checkpoint::random("deit3_small_patch16_224", 1), vitint::Error);
   CHECK_THROWS_AS(Checkpoint::random("vit_medium_patch16_224", 1), vitint::Error);
+}
+
+namespace {
+
+// A JSON value at the edges of what the checkpoint parser must handle.
+nlohmann::json edge_json(std::mt19937_64& rng) {
+  static const nlohmann::json kValues[] = {0, 1, -1, 3, 7, 16, 192, 1000, 65536, 1LL << 31, 1LL << 40, 1LL << 62,
+                                           -(1LL << 62), 18446744073709551615ULL, 0.5, -2.5, 1e300, "", "F32",
+                                           "F16", "BF16", "F64", "I8", "bicubic", "avg", "token", nullptr,
+                                           nlohmann::json::array(), nlohmann::json::object(), true};
+  return kValues[rng() % std::size(kValues)];
+}
+
+// Every leaf of a JSON value, as JSON pointers.
+void json_leaves(const nlohmann::json& j, const std::string& at, std::vector<std::string>* out) {
+  if (j.is_object()) {
+    for (auto it = j.begin(); it != j.end(); ++it) json_leaves(it.value(), at + "/" + it.key(), out);
+  } else if (j.is_array() && !j.empty()) {
+    for (size_t i = 0; i < j.size(); ++i) json_leaves(j[i], at + "/" + std::to_string(i), out);
+  } else {
+    out->push_back(at);
+  }
+}
+
+}  // namespace
+
+// Checkpoints a broken download or a hostile author could give: random
+// edits of the safetensors header (dtypes, shapes, offsets, entries), of
+// config.json and of the file's length. Each loads or is refused with a
+// vitint::Error naming the file; nothing else escapes (under
+// tools/sanitize.sh: no out-of-bounds read, no undefined arithmetic).
+TEST_CASE("checkpoint: random header, config and length edits are refused or load, never crash") {
+  const std::string src = vitint::test::model_dir(vitint::test::kDeitTiny);
+  const auto st0 = vitint::test::SafetensorsFile::parse(read_all(fs::path(src) / "model.safetensors"));
+  const nlohmann::json cfg0 = nlohmann::json::parse(read_all(fs::path(src) / "config.json"));
+  std::vector<std::string> header_leaves, config_leaves;
+  json_leaves(st0.header, "", &header_leaves);
+  json_leaves(cfg0, "", &config_leaves);
+  const vitint::test::TempDir tmp;
+  const fs::path dir = tmp.path;
+  std::mt19937_64 rng(2026);
+  int loaded = 0, refused = 0;
+  constexpr int kIterations = 150;
+  for (int iter = 0; iter < kIterations; ++iter) {
+    vitint::test::SafetensorsFile st{st0.header, {}};
+    nlohmann::json cfg = cfg0;
+    std::string what;
+    for (int e = 1 + static_cast<int>(rng() % 3); e > 0; --e) {
+      const bool header = rng() % 3 != 0;
+      const std::string& at = header ? header_leaves[rng() % header_leaves.size()]
+                                     : config_leaves[rng() % config_leaves.size()];
+      nlohmann::json& doc = header ? st.header : cfg;
+      const nlohmann::json::json_pointer ptr(at);
+      if (rng() % 4 == 0) {
+        nlohmann::json& parent = doc[ptr.parent_pointer()];
+        if (parent.is_object()) {
+          parent.erase(ptr.back());
+        } else {
+          parent.erase(std::stoul(ptr.back()));
+        }
+        what += " erase " + at + ";";
+      } else {
+        doc[ptr] = edge_json(rng);
+        what += " " + at + " = " + doc[ptr].dump() + ";";
+      }
+    }
+    std::string file = st.bytes();
+    file += st0.data;
+    if (rng() % 5 == 0) {
+      file.resize(rng() % file.size());
+      what += " truncated to " + std::to_string(file.size()) + ";";
+    }
+    write_all(dir / "model.safetensors", file);
+    write_all(dir / "config.json", cfg.dump());
+    INFO("iteration " << iter << ":" << what);
+    try {
+      Checkpoint::load(dir.string());
+      ++loaded;
+    } catch (const vitint::Error& e) {
+      ++refused;
+      const std::string msg = e.what();
+      CHECK_MESSAGE((contains(msg, "model.safetensors") || contains(msg, "config.json")), msg);
+    }
+  }
+  MESSAGE(loaded << " edited checkpoints loaded, " << refused << " were refused");
+  CHECK(refused > kIterations / 2);
 }
 
 TEST_CASE("read_class_names") {
