@@ -302,8 +302,7 @@ bool is_channel_site(Site s) {
   return s == Site::kLn1Out || s == Site::kLn2Out || s == Site::kGeluOut || s == Site::kAttnOut || s == Site::kHeadIn;
 }
 
-// Where each observed tensor's statistics live.
-// "blocks.3 fc1 input"-style name of site index i (Plan::index) for messages.
+// "blocks.3 GELU output"-style name of site index i (Plan::index) for messages.
 std::string site_label(size_t i, int depth) {
   static const char* const kNames[] = {"input",        "norm1 output", "q",           "k",
                                        "v",            "logits",       "attention output",
@@ -316,6 +315,7 @@ std::string site_label(size_t i, int depth) {
   return block < depth ? "blocks." + std::to_string(block) + " " + name : name;
 }
 
+// Where each observed tensor's statistics live.
 struct SitePlan {
   bool tracked = false;
   Site site = Site::kBlockInput;

@@ -1,6 +1,7 @@
 // ViT / DeiT (class token) graph builder: hyper-parameters and quantization
 // parameters from the model file -> integer graph.
 #include <cmath>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -155,10 +156,13 @@ class Builder {
   // finite.
   const float* logit_scales(const std::string& name) const {
     const float* s = file_.tensor(name, DType::kF32, {info_.num_classes}).as<float>();
-    for (int i = 0; i < info_.num_classes; ++i)
-      if (!(std::fabs(s[i]) <= 0x1p32f))
-        throw Error("model file " + file_.path() + ": tensor '" + name + "' element " + std::to_string(i) + " (" +
-                    std::to_string(s[i]) + ") is not a finite scale of at most 2^32");
+    for (int i = 0; i < info_.num_classes; ++i) {
+      if (std::fabs(s[i]) <= 0x1p32f) continue;
+      std::ostringstream value;
+      value << s[i];
+      throw Error("model file " + file_.path() + ": tensor '" + name + "' element " + std::to_string(i) + " (" +
+                  value.str() + ") is not a finite scale of at most 2^32");
+    }
     return s;
   }
   // Per-channel dyadic multipliers: tensors `name + sep + "mult"` and
