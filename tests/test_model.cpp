@@ -15,8 +15,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "temp_files.h"
 #include "isas.h"
+#include "temp_files.h"
 #include "tiny_model.h"
 #include "vitint/vitint.h"
 
