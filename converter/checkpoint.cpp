@@ -1,15 +1,13 @@
 #include "converter/checkpoint.h"
 
-#include <cerrno>
 #include <cmath>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 
+#include "engine/src/read_file.h"
 #include "vitint/error.h"
 
 namespace vitint::convert {
@@ -45,15 +43,6 @@ std::string shape_str(const std::vector<int64_t>& shape) {
   std::string s = "[";
   for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
   return s + "]";
-}
-
-std::vector<char> read_file(const std::string& path, const char* what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    throw Error(std::string("cannot open ") + what + " " + path + ": " + std::strerror(errno));
-  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) throw Error(std::string("cannot read ") + what + " " + path + ": I/O error");
-  return bytes;
 }
 
 // Standard timm hyper-parameters, used when config.json's model_args lacks a

@@ -3,21 +3,18 @@
 #include <unistd.h>
 
 #include <exception>
-#include <filesystem>
-#include <fstream>
 #include <mutex>
 #include <sstream>
 #include <thread>
 
+#include "engine/src/read_file.h"
 #include "vitint/error.h"
 
 namespace vitint::convert {
 
 std::vector<LabeledImage> read_image_list(const std::string& path) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) throw Error("cannot read image list " + path + ": it is a directory");
-  std::ifstream in(path);
-  if (!in) throw Error("cannot open image list " + path);
+  const std::vector<char> bytes = read_file(path, "image list");
+  std::istringstream in(std::string(bytes.begin(), bytes.end()));
   std::vector<LabeledImage> out;
   std::string line;
   int lineno = 0;

@@ -1,12 +1,10 @@
 #include "converter/npy.h"
 
 #include <cctype>
-#include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <limits>
 
+#include "engine/src/read_file.h"
 #include "vitint/error.h"
 
 namespace vitint::convert {
@@ -44,11 +42,7 @@ int64_t NpyArray::numel() const {
 }
 
 NpyArray read_npy_f32(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path, std::strerror(errno));
-  const std::vector<char> bytes((std::istreambuf_iterator<char>(in)),
-                                std::istreambuf_iterator<char>());
-  if (in.bad()) fail(path, "I/O error");
+  const std::vector<char> bytes = read_file(path, ".npy file");
 
   static const char kMagic[] = "\x93NUMPY";
   if (bytes.size() < 10 || std::memcmp(bytes.data(), kMagic, 6) != 0)

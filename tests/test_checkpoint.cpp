@@ -416,6 +416,10 @@ TEST_CASE("read_class_names") {
   CHECK(names[0] == "tench, Tinca tinca");
   CHECK(names[1] == "goldfish, Carassius auratus");
   CHECK_THROWS_AS(vitint::convert::read_class_names("/nonexistent/synsets.txt"), vitint::Error);
+  // Every file a user names is read by vitint::read_file, which names a directory as such.
+  const vitint::test::TempDir dir;
+  CHECK_THROWS_WITH_AS(vitint::convert::read_class_names(dir.path),
+                       ("cannot read class names file " + dir.path + ": it is a directory").c_str(), vitint::Error);
 }
 
 // Every binary16 pattern widens like the F16C instruction does (normal,

@@ -19,14 +19,11 @@
 #include <jerror.h>
 #endif
 
-#include <cerrno>
 #include <climits>
 #include <cmath>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
-#include <iterator>
 
+#include "engine/src/read_file.h"
 #include "vitint/error.h"
 
 namespace vitint {
@@ -330,13 +327,8 @@ Image decode_image(const uint8_t* bytes, size_t size, const std::string& what) {
 }
 
 Image load_image(const std::string& path) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) throw Error("cannot read image " + path + ": it is a directory");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error("cannot open image " + path + ": " + std::strerror(errno));
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) throw Error("cannot read image " + path + ": I/O error");
-  return decode_image(bytes.data(), bytes.size(), path);
+  const std::vector<char> bytes = read_file(path, "image");
+  return decode_image(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), path);
 }
 
 Image resize(const Image& src, int width, int height, Interpolation interp) {
