@@ -14,6 +14,7 @@
 
 #include "converter/checkpoint.h"
 #include "converter/synthetic.h"
+#include "json_leaves.h"
 #include "safetensors_files.h"
 #include "shared_data.h"
 #include "temp_files.h"
@@ -334,17 +335,6 @@ nlohmann::json edge_json(std::mt19937_64& rng) {
   return kValues[rng() % std::size(kValues)];
 }
 
-// Every leaf of a JSON value, as JSON pointers.
-void json_leaves(const nlohmann::json& j, const std::string& at, std::vector<std::string>* out) {
-  if (j.is_object()) {
-    for (auto it = j.begin(); it != j.end(); ++it) json_leaves(it.value(), at + "/" + it.key(), out);
-  } else if (j.is_array() && !j.empty()) {
-    for (size_t i = 0; i < j.size(); ++i) json_leaves(j[i], at + "/" + std::to_string(i), out);
-  } else {
-    out->push_back(at);
-  }
-}
-
 }  // namespace
 
 // Checkpoints a broken download or a hostile author could give: random
@@ -357,8 +347,8 @@ TEST_CASE("checkpoint: random header, config and length edits are refused or loa
   const auto st0 = vitint::test::SafetensorsFile::parse(read_all(fs::path(src) / "model.safetensors"));
   const nlohmann::json cfg0 = nlohmann::json::parse(read_all(fs::path(src) / "config.json"));
   std::vector<std::string> header_leaves, config_leaves;
-  json_leaves(st0.header, "", &header_leaves);
-  json_leaves(cfg0, "", &config_leaves);
+  vitint::test::json_leaves(st0.header, "", &header_leaves);
+  vitint::test::json_leaves(cfg0, "", &config_leaves);
   const vitint::test::TempDir tmp;
   const fs::path dir = tmp.path;
   std::mt19937_64 rng(2026);

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "isas.h"
+#include "json_leaves.h"
 #include "temp_files.h"
 #include "tiny_model.h"
 #include "vitint/vitint.h"
@@ -226,17 +227,6 @@ TEST_CASE("session: bad arguments are refused, not crashed on") {
 
 namespace {
 
-// Every numeric leaf of the metadata, as JSON pointers.
-void numeric_leaves(const nlohmann::json& j, const std::string& at, std::vector<std::string>* out) {
-  if (j.is_number()) {
-    out->push_back(at);
-  } else if (j.is_object()) {
-    for (auto it = j.begin(); it != j.end(); ++it) numeric_leaves(it.value(), at + "/" + it.key(), out);
-  } else if (j.is_array()) {
-    for (size_t i = 0; i < j.size(); ++i) numeric_leaves(j[i], at + "/" + std::to_string(i), out);
-  }
-}
-
 // An integer at the edges of what the loader and the kernels must handle,
 // or next to `original`.
 int64_t edge_value(std::mt19937_64& rng, int64_t original) {
@@ -275,8 +265,12 @@ namespace {
 // `iterations` random edits of `source` (see the test case below).
 void edit_load_and_run(const std::vector<uint8_t>& source, uint32_t seed, int iterations) {
   const auto src = vitint::format::Reader::from_bytes(source, "tiny");
-  std::vector<std::string> leaves;
-  numeric_leaves(src->metadata(), "", &leaves);
+  std::vector<std::string> leaves;  // the metadata's numbers
+  vitint::test::json_leaves(src->metadata(), "", &leaves);
+  const nlohmann::json& meta = src->metadata();
+  leaves.erase(std::remove_if(leaves.begin(), leaves.end(),
+                              [&](const std::string& at) { return !meta[nlohmann::json::json_pointer(at)].is_number(); }),
+               leaves.end());
   REQUIRE(leaves.size() > 50);
   const size_t tensor_count = src->tensors().size();
   std::mt19937_64 rng(seed);
