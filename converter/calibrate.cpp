@@ -286,7 +286,6 @@ namespace {
 using calib::Histogram;
 using calib::Tails;
 
-constexpr int kSiteCount = static_cast<int>(Site::kHeadIn) + 1;
 // Rows kept per site for the folding choice (quantize.cpp) and the
 // per-channel OMSE estimate.
 constexpr int64_t kSampleRows = 512;
@@ -294,9 +293,21 @@ constexpr int64_t kSampleRows = 512;
 constexpr size_t kChannelTail = 16;
 constexpr int kHistogramBins = 1 << 14;
 
-bool is_stream(Site s) { return s == Site::kBlockInput || s == Site::kBlockMid || s == Site::kFinalNormIn; }
-// Stream point 2b is block b's input (the final norm's input is point 2 * depth), 2b + 1 its middle.
-int stream_point(Site s, int block) { return 2 * block + (s == Site::kBlockMid ? 1 : 0); }
+bool is_stream(Site s) {
+  return s == Site::kBlockInput || s == Site::kBlockMid || s == Site::kFinalNormIn || s == Site::kEmbedOut;
+}
+// Stream point 2b is block b's input (the final norm's input is point 2 * depth), 2b + 1 its middle;
+// a pre-norm ViT's embedding (norm_pre's input) is point 2 * depth + 1.
+int stream_point(Site s, int block, int depth) {
+  if (s == Site::kEmbedOut) return 2 * depth + 1;
+  return 2 * block + (s == Site::kBlockMid ? 1 : 0);
+}
+Site stream_site(int point, int depth) {
+  if (point == 2 * depth + 1) return Site::kEmbedOut;
+  if (point == 2 * depth) return Site::kFinalNormIn;
+  return point % 2 == 0 ? Site::kBlockInput : Site::kBlockMid;
+}
+int stream_block(int point, int depth) { return point == 2 * depth + 1 ? 0 : point / 2; }
 // Sites whose per-channel ranges the quantizer may use (Calibration::*_channels).
 bool is_channel_site(Site s) {
   return s == Site::kLn1Out || s == Site::kLn2Out || s == Site::kGeluOut || s == Site::kAttnOut || s == Site::kHeadIn;
@@ -307,12 +318,14 @@ std::string site_label(size_t i, int depth) {
   static const char* const kNames[] = {"input",        "norm1 output", "q",           "k",
                                        "v",            "logits",       "attention output",
                                        "stream after attention",       "norm2 output", "fc1 output",
-                                       "GELU output",  "final norm input", "head input"};
+                                       "GELU output",  "final norm input", "head input",
+                                       "embedding (norm_pre input)"};
   static_assert(std::size(kNames) == kSiteCount);
   const auto per_site = static_cast<size_t>(depth) + 1;
   const std::string name = kNames[i / per_site];
   const auto block = static_cast<int>(i % per_site);
-  return block < depth ? "blocks." + std::to_string(block) + " " + name : name;
+  const bool in_block = block < depth && static_cast<int>(i / per_site) != static_cast<int>(Site::kEmbedOut);
+  return in_block ? "blocks." + std::to_string(block) + " " + name : name;
 }
 
 // Where each observed tensor's statistics live.
@@ -362,6 +375,7 @@ struct Plan {
         add(s, b, n, s == Site::kGeluOut ? cfg.mlp_hidden : d);
     add(Site::kFinalNormIn, depth, n, d);
     add(Site::kHeadIn, depth, cfg.prefix_tokens(), d);
+    if (cfg.pre_norm) add(Site::kEmbedOut, 0, n, d);
   }
 };
 
@@ -492,12 +506,12 @@ class HistogramObserver final : public PassObserver {
 // quantize-dequantize with each shift alpha in 0..3 (FQ-ViT's PTS search).
 class PtsObserver final : public PassObserver {
  public:
-  PtsObserver(const std::vector<StreamGrid>& grids, int dim) : grids_(grids), dim_(dim) {
+  PtsObserver(const std::vector<StreamGrid>& grids, int dim, int depth) : grids_(grids), dim_(dim), depth_(depth) {
     sums.assign(grids.size() * static_cast<size_t>(dim) * 4, 0.0);
   }
   void observe(Site site, int block, const float* data, int rows, int cols) override {
     if (!is_stream(site)) return;
-    const int point = stream_point(site, block);
+    const int point = stream_point(site, block, depth_);
     const StreamGrid& g = grids_[static_cast<size_t>(point)];
     double* err = &sums[static_cast<size_t>(point) * dim_ * 4];
     for (int r = 0; r < rows; ++r)
@@ -514,7 +528,7 @@ class PtsObserver final : public PassObserver {
 
  private:
   const std::vector<StreamGrid>& grids_;
-  int dim_;
+  int dim_, depth_;
 };
 
 std::vector<uint8_t> best_alpha(const std::vector<double>& err, int point, int dim) {
@@ -723,19 +737,19 @@ Calibration calibrate(const ReferenceModel& model, const std::vector<std::vector
   cal.head_in_channels = ch_ranges[at(Site::kHeadIn, depth)];
   cal.head_in_rows = samples[at(Site::kHeadIn, depth)];
   std::vector<StreamGrid> grids;
-  for (int p = 0; p <= 2 * depth; ++p) {
-    const Site s = p == 2 * depth ? Site::kFinalNormIn : (p % 2 == 0 ? Site::kBlockInput : Site::kBlockMid);
+  const int points = 2 * depth + (cfg.pre_norm ? 2 : 1);
+  for (int p = 0; p < points; ++p) {
     StreamCalib sc;
-    sc.range = ranges[at(s, p == 2 * depth ? depth : p / 2)];
+    sc.range = ranges[at(stream_site(p, depth), stream_block(p, depth))];
     sc.alpha.assign(static_cast<size_t>(cfg.embed_dim), 0);
     grids.push_back(stream_grid(sc.range, recipe.residual_bits, recipe.pts));
     cal.streams.push_back(std::move(sc));
   }
   if (recipe.pts) {
     std::vector<double> err;
-    run_pass<PtsObserver>(model, images, [&] { return PtsObserver(grids, cfg.embed_dim); }, &err,
+    run_pass<PtsObserver>(model, images, [&] { return PtsObserver(grids, cfg.embed_dim, depth); }, &err,
                           "calibrating PTS shifts", progress);
-    for (int p = 0; p <= 2 * depth; ++p) cal.streams[static_cast<size_t>(p)].alpha = best_alpha(err, p, cfg.embed_dim);
+    for (int p = 0; p < points; ++p) cal.streams[static_cast<size_t>(p)].alpha = best_alpha(err, p, cfg.embed_dim);
   }
   return cal;
 }

@@ -189,12 +189,22 @@ VitConfig parse_config(const std::string& path) {
   c.distilled = arch.find("_distilled_") != std::string::npos;
   if (c.distilled && !is_deit)
     rd.fail("architecture", "'" + arch + "': only DeiT (deit_*) comes distilled");
+  // timm's CLIP image towers, vit_<size>_patch<P>_clip_<S>: pre_norm=True and
+  // LayerNorm(eps=1e-5) in the registry, which the hub's config.json does not
+  // repeat. The _clip_quickgelu_ ones use x * sigmoid(1.702 x), not GELU.
+  const bool is_clip = is_vit && arch.find("_clip_") != std::string::npos;
+  if (is_clip && arch.find("_quickgelu") != std::string::npos)
+    rd.fail("architecture", "'" + arch + "': QuickGELU (x * sigmoid(1.702 x)) is not supported, only GELU");
+  c.pre_norm = is_clip;
+  if (is_clip) c.ln_eps = 1e-5f;
   check_global_pool(rd, cfg, "");
 
   KnownArch known;
   // deit_<size>_distilled_patch<P>_<S> has deit_<size>_patch<P>_<S>'s shape.
+  // vit_<size>_patch<P>_clip_<S> has vit_<size>_patch<P>_<S>'s shape.
   std::string plain_arch = arch;
   if (c.distilled) plain_arch.erase(plain_arch.find("_distilled_"), std::string("_distilled").size());
+  if (is_clip) plain_arch.erase(plain_arch.find("_clip_"), std::string("_clip").size());
   const bool has_known = parse_known_arch(plain_arch, &known);
   const json empty = json::object();
   const json& margs = cfg.contains("model_args") ? cfg["model_args"] : empty;
@@ -224,6 +234,10 @@ VitConfig parse_config(const std::string& path) {
       c.layer_scale = value.is_number() && value.get<double>() != 0.0;
       continue;
     }
+    if (key == "pre_norm") {
+      c.pre_norm = rd.get_bool(margs, "pre_norm", ma);
+      continue;
+    }
     if (key == "class_token") {
       if (!value.is_boolean() || !value.get<bool>())
         rd.fail(ma + key, "is " + value.dump() + ": models without a class token are not supported");
@@ -232,7 +246,7 @@ VitConfig parse_config(const std::string& path) {
     const bool is_default = value.is_null() || (value.is_boolean() && !value.get<bool>()) ||
                             (value.is_number() && value.get<double>() == 0.0);
     static const std::set<std::string> kMustBeDefault = {
-        "reg_tokens", "pre_norm", "fc_norm", "qk_norm",
+        "reg_tokens", "fc_norm", "qk_norm",
         "dynamic_img_size", "dynamic_img_pad", "proj_bias", "final_norm"};
     if (kMustBeDefault.count(key)) {
       // proj_bias and final_norm default to true in timm.
@@ -315,7 +329,7 @@ std::map<std::string, std::vector<int64_t>> expected_tensors(const VitConfig& c)
   const int64_t d = c.embed_dim, h = c.mlp_hidden, p = c.patch_size, n = c.num_tokens();
   std::map<std::string, std::vector<int64_t>> e;
   e["patch_embed.proj.weight"] = {d, c.in_chans, p, p};
-  e["patch_embed.proj.bias"] = {d};
+  if (!c.pre_norm) e["patch_embed.proj.bias"] = {d};  // timm: bias=not pre_norm
   e["cls_token"] = {1, 1, d};
   if (c.distilled) {
     e["dist_token"] = {1, 1, d};
@@ -323,6 +337,10 @@ std::map<std::string, std::vector<int64_t>> expected_tensors(const VitConfig& c)
     e["head_dist.bias"] = {c.num_classes};
   }
   e["pos_embed"] = {1, c.no_embed_class ? n - c.prefix_tokens() : n, d};
+  if (c.pre_norm) {
+    e["norm_pre.weight"] = {d};
+    e["norm_pre.bias"] = {d};
+  }
   for (int i = 0; i < c.depth; ++i) {
     const std::string b = "blocks." + std::to_string(i) + ".";
     e[b + "norm1.weight"] = {d};
@@ -354,7 +372,8 @@ std::string unexpected_hint(const std::string& name) {
     return " (a distilled DeiT's: its architecture name must say _distilled_)";
   if (name == "reg_token") return " (register tokens: not supported)";
   if (name.rfind("fc_norm", 0) == 0) return " (fc_norm means average pooling: not supported)";
-  if (name.rfind("norm_pre", 0) == 0) return " (pre-norm, CLIP-style ViT: not supported)";
+  if (name.rfind("norm_pre", 0) == 0)
+    return " (a pre-norm ViT's: config.json must set model_args.pre_norm or name a vit_*_clip_* architecture)";
   if (name.find(".ls1.") != std::string::npos || name.find(".ls2.") != std::string::npos)
     return " (LayerScale, but config.json sets no model_args.init_values)";
   return "";
@@ -544,7 +563,8 @@ int64_t Tensor::numel() const {
 namespace {
 
 // DeiT III's two differences from the plain ViT, rewritten into it (the
-// converter, the FP32 reference and the integer engine then see one form):
+// converter, the FP32 reference and the integer engine then see one form),
+// and the pre-norm ViT's patch embedding, which has no bias (a zero one):
 // - no_embed_class: timm adds pos_embed to the patch tokens and then
 //   prepends the class token; a zero row for it in front of pos_embed gives
 //   the same sums (cls + 0 = cls exactly).
@@ -552,6 +572,8 @@ namespace {
 //   gamma folds into the rows of attn.proj (ls1) and mlp.fc2 (ls2); the
 //   result differs from timm's by float rounding only.
 void to_plain_vit(const VitConfig& c, std::map<std::string, Tensor>* tensors) {
+  if (c.pre_norm)
+    (*tensors)["patch_embed.proj.bias"] = {{c.embed_dim}, std::vector<float>(static_cast<size_t>(c.embed_dim), 0.0f)};
   if (c.no_embed_class) {
     Tensor& pos = tensors->at("pos_embed");
     pos.data.insert(pos.data.begin(), static_cast<size_t>(c.prefix_tokens()) * c.embed_dim, 0.0f);

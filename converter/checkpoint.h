@@ -23,7 +23,7 @@ struct VitConfig {
   int mlp_hidden = 0;  // fc1 output width (embed_dim * mlp_ratio)
   int num_classes = 0;
   bool qkv_bias = true;
-  float ln_eps = 1e-6f;  // timm ViT/DeiT use LayerNorm(eps=1e-6)
+  float ln_eps = 1e-6f;  // timm ViT/DeiT use LayerNorm(eps=1e-6), the CLIP towers 1e-5
   // DeiT III (deit3_*) and ViTs with these model_args, as stored in the
   // checkpoint; Checkpoint::load turns both into the plain form (see there).
   bool no_embed_class = false;  // pos_embed covers the patches only, not the class token
@@ -31,6 +31,9 @@ struct VitConfig {
   // Distilled DeiT (deit_*_distilled_*): a distillation token after the class
   // token and a second head on it; the logits are the mean of the two heads.
   bool distilled = false;
+  // Pre-norm ViT (timm's pre_norm=True, the CLIP image towers vit_*_clip_*):
+  // a LayerNorm (norm_pre.*) between the embedding and the first block.
+  bool pre_norm = false;
   // Preprocessing from pretrained_cfg.
   double crop_pct = 0.875;
   Interpolation interpolation = Interpolation::kBicubic;

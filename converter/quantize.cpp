@@ -107,8 +107,9 @@ class VitQuantizer {
 
   void run() {
     const int depth = cfg_.depth;
-    for (int p = 0; p <= 2 * depth; ++p) {
-      const StreamCalib& sc = cal_.streams[static_cast<size_t>(p)];
+    VITINT_ASSERT(cal_.streams.size() == static_cast<size_t>(2 * depth + (cfg_.pre_norm ? 2 : 1)));
+    for (size_t p = 0; p < cal_.streams.size(); ++p) {
+      const StreamCalib& sc = cal_.streams[p];
       streams_.push_back({stream_grid(sc.range, info_.recipe.residual_bits, info_.recipe.pts), sc.alpha});
       json s;
       s["bits"] = info_.recipe.residual_bits;
@@ -116,16 +117,24 @@ class VitQuantizer {
       s["qmin"] = streams_.back().grid.qmin;
       s["qmax"] = streams_.back().grid.qmax;
       quant_["streams"].push_back(s);
-      add(w_, vit::stream_alpha(p), {cfg_.embed_dim}, sc.alpha);
+      add(w_, vit::stream_alpha(static_cast<int>(p)), {cfg_.embed_dim}, sc.alpha);
     }
     // One GELU table, shared by all blocks.
     add(w_, "gelu_table", {kernels::kGeluTableSize}, kernels::gelu_table());
     layer("patch_embed", [&] { patch_embed(); });
+    if (cfg_.pre_norm) {
+      // norm_pre: from the embedding's stream point onto block 0's input.
+      layer("norm_pre", [&] {
+        std::vector<ActQuant> outs;
+        for (int c = 0; c < cfg_.embed_dim; ++c) outs.push_back({streams_[0].scale(c), streams_[0].grid.zero_point});
+        quant_["norm_pre"] = layernorm("norm_pre", "norm_pre", streams_.back(), outs);
+      });
+    }
     for (int b = 0; b < depth; ++b) layer("blocks." + std::to_string(b), [&] { block(b); });
     layer("norm and head", [&] {
       const std::vector<ActQuant> head_in = folded_quant("norm", cal_.head_in, cal_.head_in_channels,
                                                          cal_.head_in_rows, "head.weight", info_.recipe.channel_ln);
-      quant_["norm"] = layernorm("norm", "norm", streams_.back(), head_in);
+      quant_["norm"] = layernorm("norm", "norm", streams_[static_cast<size_t>(2 * depth)], head_in);
       head(InQuant::channels(head_in));
     });
     quant_["attention_bits"] = info_.recipe.attention_bits;
@@ -163,6 +172,10 @@ class VitQuantizer {
     if (cfg_.distilled) {
       m["family_revision"] = vit::kRevisionDistilled;
       m["hparams"]["prefix_tokens"] = cfg_.prefix_tokens();
+    }
+    if (cfg_.pre_norm) {
+      m["family_revision"] = vit::kRevisionPreNorm;
+      m["hparams"]["pre_norm"] = 1;
     }
     m["preprocess"] = {{"input_size", cfg_.image_size},
                        {"crop_pct", cfg_.crop_pct},
@@ -289,7 +302,8 @@ class VitQuantizer {
     // Raw pixels: scale 1, zero point 0.
     const QWeight qw = quantize_weight(wf.data(), d, k, InQuant::tensor({1.0, 0}, k));
     add_weight("patch", qw);
-    const Stream& out = streams_[0];
+    // A pre-norm ViT's embedding has a stream point of its own (the last).
+    const Stream& out = cfg_.pre_norm ? streams_.back() : streams_[0];
     const float* pos = t("pos_embed");
     const int prefix = cfg_.prefix_tokens();
     std::vector<int32_t> pos_bias(static_cast<size_t>(np) * d);

@@ -118,6 +118,12 @@ std::vector<float> ReferenceModel::forward(const uint8_t* image, Observer* obser
     if (c.distilled) x.row(1) = vec(ck, "dist_token") + pos.row(1);
     x.bottomRows(NP) = emb + pos.bottomRows(NP);
   }
+  if (c.pre_norm) {
+    notify(observer, Site::kEmbedOut, 0, x);
+    Mat normed;
+    layer_norm(x, vec(ck, "norm_pre.weight"), vec(ck, "norm_pre.bias"), c.ln_eps, normed);
+    x = normed;
+  }
 
   const float scale = 1.0f / std::sqrt(static_cast<float>(DH));
   Mat ln, qkv, q(N, D), k(N, D), v(N, D), logits(static_cast<Eigen::Index>(NH) * N, N),

@@ -25,7 +25,10 @@ enum class Site {
   kGeluOut,     // GELU output = fc2 input [N][H]
   kFinalNormIn, // residual stream after the last block (input of the final norm) [N][D], block = depth
   kHeadIn,      // final norm output of the class token = head input [1][D], block = depth
+  kEmbedOut,    // pre-norm ViTs: patch + position embedding, input of norm_pre [N][D], block = 0
 };
+
+constexpr int kSiteCount = static_cast<int>(Site::kEmbedOut) + 1;
 
 class Observer {
  public:

@@ -196,7 +196,8 @@ Report build_report(const ReferenceModel& model, const std::vector<std::vector<u
   if (images.empty()) throw Error("the report needs at least one calibration image");
   const VitConfig& cfg = model.config();
   const int depth = cfg.depth;
-  VITINT_ASSERT(static_cast<int>(cal.ln1.size()) == depth && cal.streams.size() == static_cast<size_t>(2 * depth + 1));
+  VITINT_ASSERT(static_cast<int>(cal.ln1.size()) == depth &&
+                cal.streams.size() == static_cast<size_t>(2 * depth + (cfg.pre_norm ? 2 : 1)));
   std::map<std::string, double> folding;
   if (model_metadata.contains("calibration") && model_metadata["calibration"].contains("channel_folding"))
     for (const auto& [k, v] : model_metadata["calibration"]["channel_folding"].items()) folding[k] = v.get<double>();
@@ -205,7 +206,7 @@ Report build_report(const ReferenceModel& model, const std::vector<std::vector<u
   rep.architecture = cfg.architecture;
   rep.recipe = recipe;
   rep.images = static_cast<int>(images.size());
-  std::vector<SitePlan> plan(static_cast<size_t>(static_cast<int>(Site::kHeadIn) + 1) * (depth + 1));
+  std::vector<SitePlan> plan(static_cast<size_t>(kSiteCount) * (depth + 1));
   size_t nsums = 0;
   auto add = [&](Site s, int block, const std::string& name, const std::string& kind) -> SitePlan& {
     SitePlan& p = plan[static_cast<size_t>(static_cast<int>(s) * (depth + 1) + block)];
@@ -216,7 +217,7 @@ Report build_report(const ReferenceModel& model, const std::vector<std::vector<u
     SiteReport r;
     r.name = name;
     r.kind = kind;
-    r.block = block < depth ? block : -1;
+    r.block = block < depth && s != Site::kEmbedOut ? block : -1;
     rep.sites.push_back(r);
     return p;
   };
@@ -259,6 +260,7 @@ Report build_report(const ReferenceModel& model, const std::vector<std::vector<u
     r.zero_point = p.tensor.zero_point;
     r.quantizer = std::string(recipe.residual_bits == 16 ? "int16" : "uint8") + (recipe.pts ? " PTS" : " per tensor");
   };
+  if (cfg.pre_norm) stream(add(Site::kEmbedOut, 0, "embed", "stream"), 2 * depth + 1);
   for (int b = 0; b < depth; ++b) {
     const auto i = static_cast<size_t>(b);
     const std::string pre = "blocks." + std::to_string(b) + ".";

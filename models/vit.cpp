@@ -77,11 +77,26 @@ class Builder {
     const int hd = d / info_.num_heads;
     attn_scratch_ = g_.add_buffer("attention", 0, 0, engine::AttentionOp::scratch_bytes(isa_, t, hd));
 
-    add_patch_embed(q);
+    if (pre_norm_) {
+      // The embedding in a stream of its own (point 2 * depth + 1), then
+      // norm_pre onto block 0's input stream.
+      const int embed = g_.add_buffer("embed", sizeof(int16_t) * t * d);
+      const int point = 2 * info_.depth + 1;
+      add_patch_embed(q, embed, point);
+      auto norm_pre = make_layernorm(q, q.at("norm_pre"), "norm_pre", point, tokens_, embed);
+      const StreamPoint out = stream_point(q, 0);
+      norm_pre->to_stream = true;
+      norm_pre->qmin = out.qmin;
+      norm_pre->qmax = out.qmax;
+      norm_pre->out = stream_;
+      add(std::move(norm_pre), "norm_pre", "layernorm");
+    } else {
+      add_patch_embed(q, stream_, 0);
+    }
     for (int i = 0; i < info_.depth; ++i) add_block(q, i);
     // The class (and distillation) token's rows of each image.
     const bool distilled = prefix_ == 2;
-    auto norm = make_layernorm(q, q.at("norm"), "norm", 2 * info_.depth, prefix_);
+    auto norm = make_layernorm(q, q.at("norm"), "norm", 2 * info_.depth, prefix_, stream_);
     norm->out = act_;
     add(std::move(norm), "norm", "layernorm");
     auto head = std::make_unique<engine::HeadOp>();
@@ -115,13 +130,17 @@ class Builder {
     info_.num_classes = hp.at("num_classes").i32(1, 100000);
     const int grid = info_.image_size / info_.patch_size;
     const int revision = meta_.contains("family_revision") ? meta_.at("family_revision").i32(1, 1 << 20) : 1;
-    if (revision > vit::kRevisionDistilled)
+    if (revision > vit::kLatestRevision)
       throw Error("model file " + file_.path() + ": family_revision " + std::to_string(revision) +
-                  " is newer than this libvitint reads (" + std::to_string(vit::kRevisionDistilled) + ")");
+                  " is newer than this libvitint reads (" + std::to_string(vit::kLatestRevision) + ")");
     prefix_ = hp.contains("prefix_tokens") ? hp.at("prefix_tokens").i32(1, 2) : 1;
     if (prefix_ == 2 && revision < vit::kRevisionDistilled)
       throw Error("model file " + file_.path() + ": hparams.prefix_tokens 2 needs family_revision " +
                   std::to_string(vit::kRevisionDistilled));
+    pre_norm_ = hp.contains("pre_norm") && hp.at("pre_norm").i32(0, 1) == 1;
+    if (pre_norm_ && revision < vit::kRevisionPreNorm)
+      throw Error("model file " + file_.path() + ": hparams.pre_norm needs family_revision " +
+                  std::to_string(vit::kRevisionPreNorm));
     tokens_ = grid * grid + prefix_;
     if (tokens_ > 1025) throw Error("model file " + file_.path() + ": too many tokens (at most 1025)");
     const Meta pre = meta_.at("preprocess");
@@ -216,8 +235,9 @@ class Builder {
     g_.ops.push_back(std::move(op));
   }
 
+  // LayerNorm `name` reading buffer `in`, a stream at quantization point `point`.
   std::unique_ptr<engine::LayerNormOp> make_layernorm(const Meta& q, const Meta& m, const std::string& name, int point,
-                                                       int rows_per_image) const {
+                                                       int rows_per_image, int in) const {
     const int d = info_.embed_dim;
     auto op = std::make_unique<engine::LayerNormOp>();
     const StreamPoint sp = stream_point(q, point);
@@ -235,11 +255,12 @@ class Builder {
           op->params.beta[c] >= (int64_t{1} << 52) || op->params.beta[c] <= -(int64_t{1} << 52))
         throw Error("model file " + file_.path() + ": LayerNorm '" + name + "' parameters out of range");
     op->prepared = kernels::layernorm_prepare(op->params);
-    op->in = stream_;
+    op->in = in;
     return op;
   }
 
-  void add_patch_embed(const Meta& q) {
+  // The patch embedding into `stream`, quantized as stream point `point`.
+  void add_patch_embed(const Meta& q, int stream, int point) {
     const int d = info_.embed_dim, p = info_.patch_size;
     auto op = std::make_unique<engine::PatchEmbedOp>();
     op->image_size = info_.image_size;
@@ -251,12 +272,12 @@ class Builder {
     op->pos_bias = file_.tensor("patch.pos_bias", DType::kS32, {tokens_ - prefix_, d}).as<int32_t>();
     op->prefix_rows[0] = file_.tensor("cls", DType::kS16, {d}).as<int16_t>();
     if (prefix_ == 2) op->prefix_rows[1] = file_.tensor("dist", DType::kS16, {d}).as<int16_t>();
-    const StreamPoint sp = stream_point(q, 0);
+    const StreamPoint sp = stream_point(q, point);
     op->zp_out = sp.zp;
     op->qmin = sp.qmin;
     op->qmax = sp.qmax;
     op->im2col = g_.add_buffer("im2col", static_cast<size_t>(tokens_) * 3 * p * p);
-    op->stream = stream_;
+    op->stream = stream;
     add(std::move(op), "patch_embed", "patch embedding");
   }
 
@@ -295,7 +316,7 @@ class Builder {
     const int rows = last ? 1 : tokens_;
     const int stream_ld = last ? tokens_ * d : d;
 
-    auto ln1 = make_layernorm(q, bm.at("ln1"), b("ln1"), 2 * i, tokens_);
+    auto ln1 = make_layernorm(q, bm.at("ln1"), b("ln1"), 2 * i, tokens_, stream_);
     ln1->out = act_;
     add(std::move(ln1), b("ln1"), "layernorm");
 
@@ -337,7 +358,7 @@ class Builder {
     make_residual(*proj, q, b("proj"), 2 * i);
     add(std::move(proj), b("proj"), "linear + residual add");
 
-    auto ln2 = make_layernorm(q, bm.at("ln2"), b("ln2"), 2 * i + 1, rows);
+    auto ln2 = make_layernorm(q, bm.at("ln2"), b("ln2"), 2 * i + 1, rows, stream_);
     ln2->out = act_;
     add(std::move(ln2), b("ln2"), "layernorm");
 
@@ -360,6 +381,7 @@ class Builder {
   engine::Graph& g_;
   Meta meta_;
   int tokens_ = 0, prefix_ = 1;  // prefix: class (and distillation) token rows
+  bool pre_norm_ = false;        // norm_pre between the embedding and block 0
   int stream_ = -1, act_ = -1, qkv_ = -1, hidden_ = -1, attn_scratch_ = -1;
   std::shared_ptr<const kernels::GeluWideTable> gelu_wide_;
 };

@@ -12,12 +12,18 @@ constexpr int kRevision = 1;
 // Revision 2 adds the distilled DeiT: hparams.prefix_tokens = 2, tensors
 // "dist" and "head_dist.*" (files without them stay revision 1).
 constexpr int kRevisionDistilled = 2;
+// Revision 3 adds the pre-norm ViT (timm's pre_norm, the CLIP towers):
+// hparams.pre_norm = 1, LayerNorm "norm_pre" (quant.norm_pre) from stream
+// point 2 * depth + 1 (the embedding) onto point 0.
+constexpr int kRevisionPreNorm = 3;
+constexpr int kLatestRevision = kRevisionPreNorm;
 
 inline std::string block(int i, const std::string& what) {
   return "blocks." + std::to_string(i) + "." + what;
 }
 // Residual-stream quantization points: 2i = input of block i (norm1),
-// 2i + 1 = after its attention add (norm2), 2 * depth = input of the final norm.
+// 2i + 1 = after its attention add (norm2), 2 * depth = input of the final
+// norm; a pre-norm ViT's embedding (input of norm_pre) is 2 * depth + 1.
 inline std::string stream_alpha(int point) { return "streams." + std::to_string(point) + ".alpha"; }
 
 }  // namespace vitint::models::vit

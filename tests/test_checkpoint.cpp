@@ -244,6 +244,26 @@ TEST_CASE("checkpoint: broken checkpoints give errors that name the tensor and t
     CHECK(contains(msg, "missing tensor 'blocks.0.ls1.gamma'"));
     CHECK(contains(msg, "; and 15 more"));  // 24 gammas and pos_embed, 10 listed
   }
+  SUBCASE("config: pre-norm (CLIP) must match the tensors") {
+    ScratchCheckpoint s;
+    // model_args.pre_norm, or a vit_*_clip_* name: norm_pre, and no patch bias.
+    s.edit_config([](nlohmann::json& c) { c["model_args"]["pre_norm"] = true; });
+    std::string msg = s.load_error();
+    CHECK(contains(msg, "missing tensor 'norm_pre.weight' (expected shape [192])"));
+    CHECK(contains(msg, "unexpected tensor 'patch_embed.proj.bias'"));
+    s.edit_config([](nlohmann::json& c) {
+      c["model_args"].erase("pre_norm");
+      c["architecture"] = "vit_tiny_patch16_clip_224";
+    });
+    CHECK(contains(s.load_error(), "missing tensor 'norm_pre.weight'"));
+    s.edit_config([](nlohmann::json& c) { c["architecture"] = "vit_base_patch16_clip_quickgelu_224"; });
+    CHECK(contains(s.load_error(), "QuickGELU"));
+    s.edit_config([](nlohmann::json& c) {
+      c["architecture"] = "deit_tiny_patch16_224";
+      c["model_args"]["pre_norm"] = "yes";
+    });
+    CHECK(contains(s.load_error(), "model_args.pre_norm"));
+  }
   SUBCASE("missing files") {
     ScratchCheckpoint s;
     fs::remove(s.dir / "model.safetensors");

@@ -160,8 +160,17 @@ TEST_CASE("model: a mis-shaped tensor and bad metadata values are named") {
                   "'quant.blocks[3].attn' to_exp_mult * 2^-to_exp_shift");
   expect_rejected([](nlohmann::json& m) { m["family"] = "swin"; }, kSameTensors, "swin");
   expect_rejected([](nlohmann::json& m) { m["hparams"].erase("depth"); }, kSameTensors, "hparams.depth");
-  expect_rejected([](nlohmann::json& m) { m["family_revision"] = 3; }, kSameTensors,
-                  "family_revision 3 is newer than this libvitint reads (2)");
+  expect_rejected([](nlohmann::json& m) { m["family_revision"] = 4; }, kSameTensors,
+                  "family_revision 4 is newer than this libvitint reads (3)");
+  expect_rejected([](nlohmann::json& m) { m["hparams"]["pre_norm"] = 1; }, kSameTensors,
+                  "hparams.pre_norm needs family_revision 3");
+  // A pre-norm model needs norm_pre's parameters and the embedding's stream point.
+  expect_rejected(
+      [](nlohmann::json& m) {
+        m["family_revision"] = 3;
+        m["hparams"]["pre_norm"] = 1;
+      },
+      kSameTensors, "quant.streams[25]");
   expect_rejected([](nlohmann::json& m) { m["hparams"]["prefix_tokens"] = 2; }, kSameTensors,
                   "hparams.prefix_tokens 2 needs family_revision 2");
   expect_rejected(

@@ -173,6 +173,46 @@ TEST_CASE("layernorm_ref on tiny rows, by hand") {
   CHECK(out[1] == 0);
 }
 
+TEST_CASE("layernorm_stream_ref: the same rows onto an int16 stream, clamped to its range") {
+  const uint8_t alpha0[2] = {0, 0};
+  const int32_t gamma[2] = {3000, 3000};
+  // beta = (-100 + 1/2) * 2^16: zero point -100 and round-half-up folded in.
+  const int64_t beta[2] = {-99 * 65536 - 32768, -99 * 65536 - 32768};
+  vk::LayerNormParams p{};
+  p.channels = 2;
+  p.in = {0, -32768, 32767, alpha0};
+  p.eps_term = 0;
+  p.gamma = gamma;
+  p.beta = beta;
+  p.g_shift = 0;
+  // x = {1, -1}: t = +-2^16, out = floor(+-3000 - 99.5) = 2900, -3100.
+  const int16_t row[2] = {1, -1};
+  int16_t out[2] = {};
+  vk::layernorm_stream_ref(1, row, 2, p, -32768, 32767, out, 2);
+  CHECK(out[0] == 2900);
+  CHECK(out[1] == -3100);
+  // The stream's range clamps; two rows ld_out apart, the gap untouched.
+  const int16_t rows[4] = {1, -1, -1, 1};
+  int16_t two[6] = {0, 0, 77, 0, 0, 77};
+  vk::layernorm_stream_ref(2, rows, 2, p, -3000, 2000, two, 3);
+  CHECK(two[0] == 2000);
+  CHECK(two[1] == -3000);
+  CHECK(two[2] == 77);
+  CHECK(two[3] == -3000);
+  CHECK(two[4] == 2000);
+  CHECK(two[5] == 77);
+  // It is layernorm_ref's arithmetic: inside [0, 255] both agree.
+  const int32_t small_gamma[2] = {10, 10};
+  const int64_t beta128[2] = {8421376, 8421376};
+  p.gamma = small_gamma;
+  p.beta = beta128;
+  uint8_t u8[2] = {};
+  vk::layernorm_ref(1, row, 2, p, u8, 2);
+  vk::layernorm_stream_ref(1, row, 2, p, -32768, 32767, out, 2);
+  CHECK(out[0] == u8[0]);
+  CHECK(out[1] == u8[1]);
+}
+
 TEST_CASE("residual_add_ref: two dyadic terms, clamped to the stream range") {
   const int32_t bias[2] = {1, 1};
   const int32_t half_m[2] = {kOne, kOne}, half_s[2] = {31, 31};  // * 0.5

@@ -1,7 +1,8 @@
 // timm variants of the ViT on small random-weight models made with timm:
 // DeiT III (deit3_*: position embedding without the class token,
-// LayerScale) and the distilled DeiT (deit_*_distilled_*: a distillation
-// token and a second head). Each fixture in tests/fixtures holds timm's
+// LayerScale), the distilled DeiT (deit_*_distilled_*: a distillation
+// token and a second head) and the CLIP image tower (vit_*_clip_*: a
+// LayerNorm before the first block, eps 1e-5). Each fixture in tests/fixtures holds timm's
 // config.json, its parameter names and shapes and its logits for three
 // images (tests/fixtures/make_timm_variants.py made them); the weights,
 // computed the same way on both sides, go into an F16 model.safetensors at
@@ -32,6 +33,7 @@ namespace {
 std::string fixture(const char* name) { return std::string(VITINT_FIXTURES_DIR) + "/" + name; }
 constexpr const char* kDeit3 = "deit3_random";
 constexpr const char* kDistilled = "deit_distilled_random";
+constexpr const char* kClip = "vit_clip_random";
 
 vc::Checkpoint load(const char* name) {
   const vitint::test::TimmFixture checkpoint(fixture(name));
@@ -180,4 +182,19 @@ TEST_CASE("distilled DeiT: two prefix tokens, two heads; the FP32 reference matc
 
 TEST_CASE("distilled DeiT: converted and run by the integer engine") {
   for (int threads : {1, 2}) check_integer(kDistilled, threads);
+}
+
+TEST_CASE("CLIP ViT: pre-norm and eps 1e-5 from the architecture name; the FP32 reference matches timm") {
+  const vc::Checkpoint ck = load(kClip);
+  const vc::VitConfig& c = ck.config();
+  CHECK(c.architecture == "vit_base_patch16_clip_224");
+  CHECK(c.pre_norm);
+  CHECK(c.ln_eps == 1e-5f);
+  CHECK(c.embed_dim == 32);  // model_args over the name's ViT-B shape
+  CHECK(ck.get("norm_pre.weight").shape == std::vector<int64_t>{32});
+  check_reference(kClip);
+}
+
+TEST_CASE("CLIP ViT: converted and run by the integer engine") {
+  for (int threads : {1, 2}) check_integer(kClip, threads);
 }

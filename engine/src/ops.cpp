@@ -248,7 +248,6 @@ void PatchEmbedOp::epilogue(const PatchEmbedOp& op, const ExecContext& ctx, int 
 
 void LayerNormOp::run(ExecContext& ctx) const {
   const int16_t* x = ctx.buf<int16_t>(in);
-  uint8_t* y = ctx.buf<uint8_t>(out);
   // Output row i is row i % rows_per_image of image i / rows_per_image; the
   // input holds `tokens` rows per image. Each run of consecutive input rows
   // is one kernel call.
@@ -262,8 +261,13 @@ void LayerNormOp::run(ExecContext& ctx) const {
     for (int i = r.begin; i < r.end;) {
       const int b = i / per_image, t = i % per_image;
       const int n = std::min(r.end - i, per_image - t);
-      k::layernorm(ctx.isa, n, x + (static_cast<size_t>(b) * tokens + t) * dim, dim, p,
-                   y + static_cast<size_t>(i) * dim, dim);
+      const int16_t* rows_in = x + (static_cast<size_t>(b) * tokens + t) * dim;
+      const size_t at = static_cast<size_t>(i) * dim;
+      if (to_stream) {
+        k::layernorm_stream_ref(n, rows_in, dim, p, qmin, qmax, ctx.buf<int16_t>(out) + at, dim);
+      } else {
+        k::layernorm(ctx.isa, n, rows_in, dim, p, ctx.buf<uint8_t>(out) + at, dim);
+      }
       i += n;
     }
   });

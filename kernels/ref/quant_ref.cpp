@@ -143,13 +143,17 @@ LayerNormPrepared layernorm_prepare(const LayerNormParams& p) {
   return r;
 }
 
-void layernorm_ref(int rows, const int16_t* in, int ld_in, const LayerNormParams& p, uint8_t* out,
-                   int ld_out) {
+namespace {
+// The reference LayerNorm's rows; store(o, c, y) clamps and stores output c
+// of row o, y = floor((t * gamma + beta) / 2^(16+g)).
+template <class Out, class Store>
+void layernorm_rows(int rows, const int16_t* in, int ld_in, const LayerNormParams& p, Out* out, int ld_out,
+                    Store&& store) {
   const int c_count = p.channels;
   const int out_shift = 16 + p.g_shift;
   for (int i = 0; i < rows; ++i) {
     const int16_t* q = in + static_cast<int64_t>(i) * ld_in;
-    uint8_t* o = out + static_cast<int64_t>(i) * ld_out;
+    Out* o = out + static_cast<int64_t>(i) * ld_out;
     int64_t sum = 0;
     int64_t sum_sq = 0;
     for (int c = 0; c < c_count; ++c) {
@@ -163,10 +167,24 @@ void layernorm_ref(int rows, const int16_t* in, int ld_in, const LayerNormParams
     for (int c = 0; c < c_count; ++c) {
       const int64_t x = int64_t{q[c] - p.in.zero_point} * (int64_t{1} << p.in.alpha[c]);
       const int64_t t = ((int64_t{c_count} * x - sum) * inv + (int64_t{1} << 31)) >> 32;
-      const int64_t y = (t * p.gamma[c] + p.beta[c]) >> out_shift;
-      o[c] = static_cast<uint8_t>(y < 0 ? 0 : (y > 255 ? 255 : y));
+      store(o, c, (t * p.gamma[c] + p.beta[c]) >> out_shift);
     }
   }
+}
+}  // namespace
+
+void layernorm_ref(int rows, const int16_t* in, int ld_in, const LayerNormParams& p, uint8_t* out,
+                   int ld_out) {
+  layernorm_rows(rows, in, ld_in, p, out, ld_out, [](uint8_t* o, int c, int64_t y) {
+    o[c] = static_cast<uint8_t>(y < 0 ? 0 : (y > 255 ? 255 : y));
+  });
+}
+
+void layernorm_stream_ref(int rows, const int16_t* in, int ld_in, const LayerNormParams& p, int32_t qmin,
+                          int32_t qmax, int16_t* out, int ld_out) {
+  layernorm_rows(rows, in, ld_in, p, out, ld_out, [qmin, qmax](int16_t* o, int c, int64_t y) {
+    o[c] = static_cast<int16_t>(y < qmin ? qmin : (y > qmax ? qmax : y));
+  });
 }
 
 int32_t iexp_ref(int32_t z) {
