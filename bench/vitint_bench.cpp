@@ -33,7 +33,8 @@ const char* kUsage = R"(usage: vitint-bench MODEL.vti | --arch NAME [--threads T
 Measures the latency of Session::run (preprocessed images -> logits).
   MODEL.vti          a converted model
   --arch NAME        build a random-weight model in-process instead, for one of
-                     deit_{tiny,small,base}_patch16_224, vit_{tiny,small,base}_patch16_224
+                     deit_{tiny,small,base}_patch16_224, vit_{tiny,small,base}_patch16_224,
+                     vit_{tiny,small,base}_patch16_clip_224 (pre-norm, as the CLIP towers)
                      (calibrated on C synthetic smooth-noise images, default 8),
                      with 8-bit attention or (--attn-bits 4) 4-bit Log-Int-Softmax
   --threads T        threads of the session (default 1)

@@ -34,6 +34,9 @@ constexpr std::array<float, 3> kImagenetMean{0.485f, 0.456f, 0.406f};
 constexpr std::array<float, 3> kImagenetStd{0.229f, 0.224f, 0.225f};
 constexpr std::array<float, 3> kInceptionMean{0.5f, 0.5f, 0.5f};
 constexpr std::array<float, 3> kInceptionStd{0.5f, 0.5f, 0.5f};
+// timm's OPENAI_CLIP_MEAN / OPENAI_CLIP_STD (its CLIP towers' default).
+constexpr std::array<float, 3> kClipMean{0.48145466f, 0.4578275f, 0.40821073f};
+constexpr std::array<float, 3> kClipStd{0.26862954f, 0.26130258f, 0.27577711f};
 
 // Largest safetensors header we accept (the format's reference reader uses
 // 100 MB as well); larger means a corrupt or hostile file.
@@ -300,13 +303,15 @@ VitConfig parse_config(const std::string& path) {
       rd.fail(pc + "interpolation", e.what());
     }
   }
-  // Defaults: DeiT uses the ImageNet statistics, the AugReg ViTs 0.5/0.5.
-  c.crop_pct = pcfg.contains("crop_pct") ? rd.get_double(pcfg, "crop_pct", pc) : (is_deit ? 0.875 : 0.9);
+  // Defaults: DeiT uses the ImageNet statistics, the AugReg ViTs 0.5/0.5,
+  // the CLIP towers OpenAI's (and crop_pct 1).
+  c.crop_pct = pcfg.contains("crop_pct") ? rd.get_double(pcfg, "crop_pct", pc) : (is_deit ? 0.875 : is_clip ? 1.0 : 0.9);
   if (!(c.crop_pct > 0.0) || c.crop_pct > 1.0) rd.fail(pc + "crop_pct", "must be in (0, 1]");
   if (pcfg.contains("crop_mode") && rd.get_string(pcfg, "crop_mode", pc) != "center")
     rd.fail(pc + "crop_mode", "must be \"center\" (the only eval crop libvitint implements)");
-  c.mean = pcfg.contains("mean") ? rd.get_vec3(pcfg, "mean", pc) : (is_deit ? kImagenetMean : kInceptionMean);
-  c.std = pcfg.contains("std") ? rd.get_vec3(pcfg, "std", pc) : (is_deit ? kImagenetStd : kInceptionStd);
+  c.mean = pcfg.contains("mean") ? rd.get_vec3(pcfg, "mean", pc)
+                                 : (is_deit ? kImagenetMean : is_clip ? kClipMean : kInceptionMean);
+  c.std = pcfg.contains("std") ? rd.get_vec3(pcfg, "std", pc) : (is_deit ? kImagenetStd : is_clip ? kClipStd : kInceptionStd);
   for (float s : c.std)
     if (!(s > 0.0f)) rd.fail(pc + "std", "must be positive");
 
@@ -610,14 +615,20 @@ Checkpoint Checkpoint::load(const std::string& dir) {
 
 Checkpoint Checkpoint::random(const std::string& architecture, uint32_t seed) {
   KnownArch known;
-  if (!parse_known_arch(architecture, &known) || known.family == "deit3" ||
+  // vit_<size>_patch16_clip_224 has vit_<size>_patch16_224's shape.
+  const size_t clip = architecture.rfind("vit_", 0) == 0 ? architecture.find("_patch16_clip_") : std::string::npos;
+  std::string plain = architecture;
+  if (clip != std::string::npos) plain.erase(clip + std::string("_patch16").size(), std::string("_clip").size());
+  if (!parse_known_arch(plain, &known) || known.family == "deit3" ||
       (known.size != "tiny" && known.size != "small" && known.size != "base") || known.patch_size != 16 ||
       known.image_size != 224)
     throw Error("Checkpoint::random: unknown architecture '" + architecture +
-                "' (use deit_{tiny,small,base}_patch16_224 or vit_{tiny,small,base}_patch16_224)");
+                "' (use deit_{tiny,small,base}_patch16_224, vit_{tiny,small,base}_patch16_224 or "
+                "vit_{tiny,small,base}_patch16_clip_224)");
   Checkpoint ck;
   VitConfig& c = ck.config_;
   c.architecture = architecture;
+  c.pre_norm = clip != std::string::npos;
   c.tag = "random";
   c.image_size = known.image_size;
   c.patch_size = known.patch_size;
@@ -632,6 +643,11 @@ Checkpoint Checkpoint::random(const std::string& architecture, uint32_t seed) {
     c.crop_pct = 0.875;
     c.mean = kImagenetMean;
     c.std = kImagenetStd;
+  } else if (c.pre_norm) {  // CLIP towers
+    c.crop_pct = 1.0;
+    c.mean = kClipMean;
+    c.std = kClipStd;
+    c.ln_eps = 1e-5f;
   } else {  // augreg ViTs
     c.crop_pct = 0.9;
     c.mean = kInceptionMean;
@@ -660,6 +676,7 @@ Checkpoint Checkpoint::random(const std::string& architecture, uint32_t seed) {
     }
     ck.tensors_.emplace(name, std::move(t));
   }
+  to_plain_vit(c, &ck.tensors_);
   return ck;
 }
 

@@ -59,12 +59,13 @@ class Checkpoint {
  public:
   // Reads dir/config.json and dir/model.safetensors. Throws vitint::Error that
   // names the file, the tensor and the expectation on any problem: unreadable
-  // or malformed files, an unsupported architecture (e.g. distilled DeiT,
-  // no class token, global average pooling), missing, unexpected or
+  // or malformed files, an unsupported architecture (e.g. no class token,
+  // global average pooling, register tokens, QuickGELU), missing, unexpected or
   // mis-shaped tensors, non-F32 dtypes, truncated data.
   static Checkpoint load(const std::string& dir);
   // Builds a checkpoint with random weights (fixed seed) for a standard timm
-  // architecture name such as "deit_small_patch16_224"; for speed and FP32
+  // architecture name such as "deit_small_patch16_224" or
+  // "vit_base_patch16_clip_224" (tiny, small, base; patch 16, 224); for speed and FP32
   // reference tests where no pretrained weights exist.
   static Checkpoint random(const std::string& architecture, uint32_t seed);
 

@@ -304,7 +304,8 @@ TEST_CASE("checkpoint: random weights for standard architectures") {
   const Case cases[] = {{"deit_tiny_patch16_224", 192, 3, 0.875, 0.485f},
                         {"deit_small_patch16_224", 384, 6, 0.875, 0.485f},
                         {"deit_base_patch16_224", 768, 12, 0.875, 0.485f},
-                        {"vit_base_patch16_224", 768, 12, 0.9, 0.5f}};
+                        {"vit_base_patch16_224", 768, 12, 0.9, 0.5f},
+                        {"vit_small_patch16_clip_224", 384, 6, 1.0, 0.48145466f}};
   for (const auto& c : cases) {
     CAPTURE(c.arch);
     const Checkpoint ck = Checkpoint::random(c.arch, 7);
@@ -318,7 +319,7 @@ TEST_CASE("checkpoint: random weights for standard architectures") {
     CHECK(cfg.crop_pct == doctest::Approx(c.crop));
     CHECK(cfg.mean[0] == doctest::Approx(c.mean0));
     CHECK(cfg.interpolation == vitint::Interpolation::kBicubic);
-    CHECK(ck.tensors().size() == 152);
+    CHECK(ck.tensors().size() == (cfg.pre_norm ? 154u : 152u));  // + norm_pre.weight, .bias
     const auto& qkv = ck.get("blocks.0.attn.qkv.weight");
     CHECK(qkv.shape == std::vector<int64_t>{3 * c.dim, c.dim});
     double sum = 0, sq = 0;
@@ -342,6 +343,15 @@ TEST_CASE("checkpoint: random weights for standard architectures") {
   // Random weights are plain ViT/DeiT ones: no DeiT III, no sizes beyond base.
   CHECK_THROWS_AS(Checkpoint::random("deit3_small_patch16_224", 1), vitint::Error);
   CHECK_THROWS_AS(Checkpoint::random("vit_medium_patch16_224", 1), vitint::Error);
+  // The CLIP-tower names are pre-norm ViTs (eps 1e-5, a zero patch bias).
+  const Checkpoint clip = Checkpoint::random("vit_tiny_patch16_clip_224", 1);
+  CHECK(clip.config().pre_norm);
+  CHECK(clip.config().ln_eps == 1e-5f);
+  CHECK(clip.get("norm_pre.weight").shape == std::vector<int64_t>{192});
+  const auto& patch_bias = clip.get("patch_embed.proj.bias").data;
+  CHECK(std::all_of(patch_bias.begin(), patch_bias.end(), [](float v) { return v == 0.0f; }));
+  CHECK_FALSE(Checkpoint::random("vit_tiny_patch16_224", 1).config().pre_norm);
+  CHECK_THROWS_AS(Checkpoint::random("deit_tiny_patch16_clip_224", 1), vitint::Error);
 }
 
 namespace {
