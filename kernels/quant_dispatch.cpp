@@ -2,6 +2,7 @@
 #include "vitint/kernels/quant_dispatch.h"
 
 #include <stdexcept>
+#include <string>
 
 #include "cpu_internal.h"
 #include "quant_internal.h"
@@ -55,14 +56,29 @@ void residual_add(Isa isa, int m, int n, const int32_t* acc, int ld_acc, const R
       (m, n, acc, ld_acc, p, stream, ld_stream);
 }
 
+namespace {
+void check_prepared(const char* kernel, Isa isa, const LayerNormParams& p) {
+  require_isa(kernel, isa);
+  if (isa != Isa::kRef && (p.prepared == nullptr || p.prepared->channels != p.channels))
+    throw std::invalid_argument(std::string("vitint::kernels::") + kernel +
+                                ": LayerNormParams::prepared is missing or for other parameters (make it with "
+                                "layernorm_prepare)");
+}
+}  // namespace
+
 void layernorm(Isa isa, int rows, const int16_t* in, int ld_in, const LayerNormParams& p,
                uint8_t* out, int ld_out) {
-  require_isa("layernorm", isa);
-  if (isa != Isa::kRef && (p.prepared == nullptr || p.prepared->channels != p.channels))
-    throw std::invalid_argument(
-        "vitint::kernels::layernorm: LayerNormParams::prepared is missing or for other parameters (make it with "
-        "layernorm_prepare)");
+  check_prepared("layernorm", isa, p);
   path(isa, layernorm_ref, detail::avx2_layernorm, detail::avx512_layernorm)(rows, in, ld_in, p, out, ld_out);
+}
+
+void layernorm_stream(Isa isa, int rows, const int16_t* in, int ld_in, const LayerNormParams& p, int32_t qmin,
+                      int32_t qmax, int16_t* out, int ld_out) {
+  check_prepared("layernorm_stream", isa, p);
+  if (qmin < -32768 || qmax > 32767 || qmin > qmax)
+    throw std::invalid_argument("vitint::kernels::layernorm_stream: [qmin, qmax] is not an int16 range");
+  path(isa, layernorm_stream_ref, detail::avx2_layernorm_stream, detail::avx512_layernorm_stream)
+      (rows, in, ld_in, p, qmin, qmax, out, ld_out);
 }
 
 void softmax_u8(Isa isa, const int32_t* acc, int ld_acc, const SoftmaxParams& p, uint8_t* probs,

@@ -27,6 +27,8 @@ void avx2_residual_add(int m, int n, const int32_t* acc, int ld_acc, const Resid
                        int16_t* stream, int ld_stream);
 void avx2_layernorm(int rows, const int16_t* in, int ld_in, const LayerNormParams& p, uint8_t* out,
                     int ld_out);
+void avx2_layernorm_stream(int rows, const int16_t* in, int ld_in, const LayerNormParams& p, int32_t qmin,
+                           int32_t qmax, int16_t* out, int ld_out);
 void avx2_softmax_u8(const int32_t* acc, int ld_acc, const SoftmaxParams& p, uint8_t* probs,
                      int ld_probs, int32_t* rowsum_p);
 void avx2_softmax_lis(const int32_t* acc, int ld_acc, const SoftmaxParams& p, int16_t* weights,
@@ -43,6 +45,8 @@ void avx512_residual_add(int m, int n, const int32_t* acc, int ld_acc, const Res
                          int16_t* stream, int ld_stream);
 void avx512_layernorm(int rows, const int16_t* in, int ld_in, const LayerNormParams& p,
                       uint8_t* out, int ld_out);
+void avx512_layernorm_stream(int rows, const int16_t* in, int ld_in, const LayerNormParams& p, int32_t qmin,
+                             int32_t qmax, int16_t* out, int ld_out);
 void avx512_softmax_u8(const int32_t* acc, int ld_acc, const SoftmaxParams& p, uint8_t* probs,
                        int ld_probs, int32_t* rowsum_p);
 void avx512_softmax_lis(const int32_t* acc, int ld_acc, const SoftmaxParams& p, int16_t* weights,

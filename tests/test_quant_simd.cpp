@@ -449,6 +449,22 @@ std::vector<uint8_t> run_norm(vk::Isa isa, NormCase n) {
   return out;
 }
 
+// The same rows onto an int16 stream clamped to [qmin, qmax].
+std::vector<int16_t> run_norm_stream(vk::Isa isa, NormCase n, int32_t qmin, int32_t qmax) {
+  n.p.in.alpha = n.alpha.data();
+  n.p.gamma = n.gamma.data();
+  n.p.beta = n.beta.data();
+  const vk::LayerNormPrepared prepared = vk::layernorm_prepare(n.p);
+  n.p.prepared = &prepared;
+  std::vector<int16_t> out(static_cast<size_t>(n.rows) * n.ld_out, int16_t{0x3C3C});
+  if (isa == vk::Isa::kRef) {
+    vk::layernorm_stream_ref(n.rows, n.in.data(), n.ld_in, n.p, qmin, qmax, out.data(), n.ld_out);
+  } else {
+    vk::layernorm_stream(isa, n.rows, n.in.data(), n.ld_in, n.p, qmin, qmax, out.data(), n.ld_out);
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------------------
 // softmax
 
@@ -645,6 +661,40 @@ TEST_CASE("layernorm: every path equals the reference") {
         EXPECT_SAME(run_norm(isa, n), want, n.ld_out, "out", ctx_of(isa, "layernorm", rows, ch, flavour));
     }
   }
+}
+
+TEST_CASE("layernorm_stream: every path equals the reference") {
+  Rng rng(313);
+  // The whole int16 range, ranges around zero, off zero on either side, one value.
+  const std::pair<int32_t, int32_t> ranges[] = {{-32768, 32767}, {-100, 100}, {5, 20000}, {-20000, -5}, {0, 0}};
+  const int sizes[] = {1, 15, 16, 17, 31, 32, 33, 192, 197, 384, 768, 3072};
+  for (int ch : sizes) {
+    for (int flavour = 0; flavour < 8; ++flavour) {
+      const int rows = ch >= 768 ? 3 : 7;
+      const NormCase n = make_norm(rng, rows, ch, flavour);
+      const auto [qmin, qmax] = ranges[static_cast<size_t>(flavour) % std::size(ranges)];
+      const auto want = run_norm_stream(vk::Isa::kRef, n, qmin, qmax);
+      for (vk::Isa isa : supported_isas())
+        EXPECT_SAME(run_norm_stream(isa, n, qmin, qmax), want, n.ld_out, "out",
+                    ctx_of(isa, "layernorm_stream", rows, ch, flavour));
+    }
+  }
+  // Values from both clamps and from inside: the ranges above cut real outputs.
+  const NormCase n = make_norm(rng, 7, 384, 0);
+  const auto full = run_norm_stream(vk::Isa::kRef, n, -32768, 32767);
+  const auto cut = run_norm_stream(vk::Isa::kRef, n, -100, 100);
+  int low = 0, high = 0, inside = 0;
+  for (int i = 0; i < 7; ++i)
+    for (int c = 0; c < 384; ++c) {
+      const int16_t v = full[static_cast<size_t>(i) * n.ld_out + c];
+      low += v < -100;
+      high += v > 100;
+      inside += v >= -100 && v <= 100;
+      CHECK(cut[static_cast<size_t>(i) * n.ld_out + c] == std::clamp<int16_t>(v, -100, 100));
+    }
+  CHECK(low > 0);
+  CHECK(high > 0);
+  CHECK(inside > 0);
 }
 
 TEST_CASE("softmax_u8 and softmax_lis: every path equals the reference") {

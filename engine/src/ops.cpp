@@ -264,7 +264,7 @@ void LayerNormOp::run(ExecContext& ctx) const {
       const int16_t* rows_in = x + (static_cast<size_t>(b) * tokens + t) * dim;
       const size_t at = static_cast<size_t>(i) * dim;
       if (to_stream) {
-        k::layernorm_stream_ref(n, rows_in, dim, p, qmin, qmax, ctx.buf<int16_t>(out) + at, dim);
+        k::layernorm_stream(ctx.isa, n, rows_in, dim, p, qmin, qmax, ctx.buf<int16_t>(out) + at, dim);
       } else {
         k::layernorm(ctx.isa, n, rows_in, dim, p, ctx.buf<uint8_t>(out) + at, dim);
       }

@@ -111,8 +111,8 @@ struct PatchEmbedOp final : Op {
 // LayerNorm of the first `rows_per_image` rows of each image's `tokens` (all
 // tokens, or the class and distillation token), written densely.
 // LayerNorm of stream rows to uint8 (kernels::layernorm), or with to_stream
-// onto another int16 stream in [qmin, qmax] (kernels::layernorm_stream_ref:
-// a pre-norm ViT's norm_pre).
+// onto another int16 stream in [qmin, qmax] (kernels::layernorm_stream: a
+// pre-norm ViT's norm_pre).
 struct LayerNormOp final : Op {
   int tokens = 0, rows_per_image = 0;  // width: params.channels
   kernels::LayerNormParams params{};     // params.prepared unused: run() points it at `prepared`

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstring>
+#include <type_traits>
 
 #include "../quant_internal.h"
 
@@ -358,6 +359,7 @@ inline __m256i load_x(const int16_t* q, const uint8_t* alpha, __m256i zp) {
 
 struct NormRow {
   __m256i c, sum, inv_lo, inv_hi, half;
+  __m256i lo, hi;  // the output's clamp: [0, 255] for uint8, a stream's [qmin, qmax]
   __m128i out_shift;
 };
 
@@ -370,13 +372,12 @@ inline __m256i norm4(__m256i x64, __m256i gamma64, __m256i beta, const NormRow& 
   const __m256i prod = _mm256_add_epi64(_mm256_mul_epu32(u, r.inv_lo), _mm256_slli_epi64(cross, 32));
   const __m256i t = _mm256_srli_epi64(_mm256_add_epi64(prod, r.half), 32);
   __m256i y = sra64(_mm256_add_epi64(_mm256_mul_epi32(t, gamma64), beta), r.out_shift);
-  y = _mm256_andnot_si256(_mm256_cmpgt_epi64(_mm256_setzero_si256(), y), y);
-  const __m256i max_y = _mm256_set1_epi64x(255);
-  return _mm256_blendv_epi8(y, max_y, _mm256_cmpgt_epi64(y, max_y));
+  y = _mm256_blendv_epi8(y, r.lo, _mm256_cmpgt_epi64(r.lo, y));
+  return _mm256_blendv_epi8(y, r.hi, _mm256_cmpgt_epi64(y, r.hi));
 }
 
-// 8 outputs of one row from padded-or-not pointers.
-inline __m128i norm8(const int16_t* q, const uint8_t* alpha, const int32_t* gamma, const int64_t* beta,
+// 8 clamped outputs of one row (int32 lanes) from padded-or-not pointers.
+inline __m256i norm8(const int16_t* q, const uint8_t* alpha, const int32_t* gamma, const int64_t* beta,
                      __m256i zp, const NormRow& r) {
   const __m256i x = load_x(q, alpha, zp);
   const __m256i g = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(gamma));
@@ -389,15 +390,18 @@ inline __m128i norm8(const int16_t* q, const uint8_t* alpha, const int32_t* gamm
   // Low halves of the 8 int64 lanes, in order.
   const __m256i lo32 = _mm256_castps_si256(
       _mm256_shuffle_ps(_mm256_castsi256_ps(y_lo), _mm256_castsi256_ps(y_hi), _MM_SHUFFLE(2, 0, 2, 0)));
-  return to_u8(_mm256_permute4x64_epi64(lo32, _MM_SHUFFLE(3, 1, 2, 0)));
+  return _mm256_permute4x64_epi64(lo32, _MM_SHUFFLE(3, 1, 2, 0));
 }
 
 // The exact double-precision second pass of the AVX-512 LayerNorm (see
 // norm8_f64 there for why nothing rounds), for 8 channels from c on: q as
 // int16, t's per-channel factors, sum S and inv / 2^32 broadcast. w is
-// clamped to [0, 255] before the conversion (floor commutes with that clamp),
-// so the truncating conversion and the signed packs see no out-of-range value.
-inline __m128i norm8_f64(const int16_t* q, const LayerNormPrepared& t, size_t c, __m256d sum, __m256d inv) {
+// clamped to [lo, hi] before the conversion (floor commutes with that clamp),
+// so neither the conversion nor the packs see an out-of-range value; for
+// uint8 (lo = 0) truncation is the floor, a stream's negative w needs one.
+template <bool kStream>
+inline __m256i norm8_f64(const int16_t* q, const LayerNormPrepared& t, size_t c, __m256d sum, __m256d inv,
+                         __m256d lo, __m256d hi) {
   const __m256i qv = _mm256_cvtepi16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q)));
   __m128i y[2];
   for (int h = 0; h < 2; ++h) {
@@ -405,11 +409,18 @@ inline __m128i norm8_f64(const int16_t* q, const LayerNormPrepared& t, size_t c,
     const __m256d qd = _mm256_cvtepi32_pd(h == 0 ? _mm256_castsi256_si128(qv) : _mm256_extracti128_si256(qv, 1));
     const __m256d u = _mm256_sub_pd(_mm256_fmsub_pd(qd, _mm256_loadu_pd(&t.ca[cc]), _mm256_loadu_pd(&t.cz[cc])), sum);
     const __m256d v = _mm256_floor_pd(_mm256_fmadd_pd(u, inv, _mm256_set1_pd(0.5)));
-    const __m256d w = _mm256_fmadd_pd(v, _mm256_loadu_pd(&t.gamma[cc]), _mm256_loadu_pd(&t.beta[cc]));
-    y[h] = _mm256_cvttpd_epi32(_mm256_min_pd(_mm256_max_pd(w, _mm256_setzero_pd()), _mm256_set1_pd(255.0)));
+    __m256d w = _mm256_min_pd(_mm256_max_pd(_mm256_fmadd_pd(v, _mm256_loadu_pd(&t.gamma[cc]), _mm256_loadu_pd(&t.beta[cc])), lo), hi);
+    if constexpr (kStream) w = _mm256_floor_pd(w);
+    y[h] = _mm256_cvttpd_epi32(w);
   }
-  const __m128i w16 = _mm_packus_epi32(y[0], y[1]);
-  return _mm_packus_epi16(w16, w16);
+  return _mm256_inserti128_si256(_mm256_castsi128_si256(y[0]), y[1], 1);
+}
+
+// 8 clamped int32 outputs -> 8 bytes (uint8) or 8 int16 (a stream), in the
+// low 64 or 128 bits.
+inline __m128i narrow_norm(__m256i y, uint8_t*) { return to_u8(y); }
+inline __m128i narrow_norm(__m256i y, int16_t*) {
+  return _mm_packs_epi32(_mm256_castsi256_si128(y), _mm256_extracti128_si256(y, 1));
 }
 
 }  // namespace
@@ -489,10 +500,13 @@ void avx2_residual_add(int m, int n, const int32_t* acc, int ld_acc, const Resid
   }
 }
 
-void avx2_layernorm(int rows, const int16_t* in, int ld_in, const LayerNormParams& p, uint8_t* out,
+namespace {
+// The AVX2 LayerNorm to uint8 or (Out = int16_t) onto a stream, the output
+// clamped to [lo, hi].
+template <class Out>
+void layernorm_rows(int rows, const int16_t* in, int ld_in, const LayerNormParams& p, int32_t lo, int32_t hi, Out* out,
                     int ld_out) {
-  if (rows <= 0) return;
-  if (!p.prepared->vector_ok) return layernorm_ref(rows, in, ld_in, p, out, ld_out);
+  constexpr bool kStream = std::is_same_v<Out, int16_t>;
   const int c_count = p.channels;
   const int full = c_count / 8 * 8;
   const int rest = c_count - full;
@@ -509,27 +523,30 @@ void avx2_layernorm(int rows, const int16_t* in, int ld_in, const LayerNormParam
   NormRow r;
   r.c = _mm256_set1_epi64x(c_count);
   r.half = _mm256_set1_epi64x(int64_t{1} << 31);
+  r.lo = _mm256_set1_epi64x(lo);
+  r.hi = _mm256_set1_epi64x(hi);
   r.out_shift = _mm_cvtsi32_si128(16 + p.g_shift);
+  const __m256d lo_d = _mm256_set1_pd(lo), hi_d = _mm256_set1_pd(hi);
   // The double pass where it is exact for the row (layernorm_f64_exact), the
   // int64 pass otherwise.
   const bool track = layernorm_tracks_range(c_count);
   for (int i = 0; i < rows; ++i) {
     const int16_t* q = in + static_cast<int64_t>(i) * ld_in;
-    uint8_t* o = out + static_cast<int64_t>(i) * ld_out;
+    Out* o = out + static_cast<int64_t>(i) * ld_out;
     for (int c = 0; c < 8; ++c) q_pad[c] = c < rest ? q[full + c] : static_cast<int16_t>(p.in.zero_point);
     int64_t sum = 0;
     __m256i s32 = _mm256_setzero_si256();
     __m256i sq = _mm256_setzero_si256();
     // Padded lanes hold x = 0, which can only widen the tracked range (and
     // so only send a row to the int64 pass).
-    __m256i lo = _mm256_set1_epi32(INT32_MAX), hi = _mm256_set1_epi32(INT32_MIN);
+    __m256i x_lo = _mm256_set1_epi32(INT32_MAX), x_hi = _mm256_set1_epi32(INT32_MIN);
     int in_lane = 0;
     for (int c = 0; c < c_count; c += 8) {
       const __m256i x = c < full ? load_x(q + c, p.in.alpha + c, zp) : load_x(q_pad, alpha_pad, zp);
       const __m256i xo = _mm256_srli_epi64(x, 32);
       if (track) {
-        lo = _mm256_min_epi32(lo, x);
-        hi = _mm256_max_epi32(hi, x);
+        x_lo = _mm256_min_epi32(x_lo, x);
+        x_hi = _mm256_max_epi32(x_hi, x);
       }
       s32 = _mm256_add_epi32(s32, x);
       sq = _mm256_add_epi64(sq, _mm256_add_epi64(_mm256_mul_epi32(x, x), _mm256_mul_epi32(xo, xo)));
@@ -544,21 +561,30 @@ void avx2_layernorm(int rows, const int16_t* in, int ld_in, const LayerNormParam
     const uint32_t sigma = isqrt_fast(static_cast<uint64_t>(d));
     const int64_t inv = sigma ? inv_fast(sigma) : 0;
     // eight(c, pad): the outputs of channels c..c+7, from the zero-padded
-    // copies for the last partial group (pad), whose padded lanes' bytes are
-    // dropped.
+    // copies for the last partial group (pad), whose padded lanes' outputs
+    // are dropped.
     auto store_row = [&](auto&& eight) {
-      for (int c = 0; c < full; c += 8) _mm_storel_epi64(reinterpret_cast<__m128i*>(o + c), eight(c, false));
+      for (int c = 0; c < full; c += 8) {
+        const __m128i v = narrow_norm(eight(c, false), o);
+        if constexpr (kStream) {
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(o + c), v);
+        } else {
+          _mm_storel_epi64(reinterpret_cast<__m128i*>(o + c), v);
+        }
+      }
       if (rest) {
-        alignas(16) uint8_t tmp[16];
-        _mm_store_si128(reinterpret_cast<__m128i*>(tmp), eight(full, true));
-        std::memcpy(o + full, tmp, static_cast<size_t>(rest));
+        alignas(16) Out tmp[16 / sizeof(Out)];
+        _mm_store_si128(reinterpret_cast<__m128i*>(tmp), narrow_norm(eight(full, true), o));
+        std::memcpy(o + full, tmp, sizeof(Out) * static_cast<size_t>(rest));
       }
     };
-    if (layernorm_f64_exact(*p.prepared, sum, inv, track ? hmin(lo) : 0, track ? hmax(hi) : 0)) {
+    if (layernorm_f64_exact(*p.prepared, sum, inv, track ? hmin(x_lo) : 0, track ? hmax(x_hi) : 0)) {
       // The tables are zero-padded to 16 channels.
       const __m256d sv = _mm256_set1_pd(static_cast<double>(sum));
       const __m256d iv = _mm256_set1_pd(static_cast<double>(inv) * 0x1p-32);
-      store_row([&](int c, bool pad) { return norm8_f64(pad ? q_pad : q + c, *p.prepared, static_cast<size_t>(c), sv, iv); });
+      store_row([&](int c, bool pad) {
+        return norm8_f64<kStream>(pad ? q_pad : q + c, *p.prepared, static_cast<size_t>(c), sv, iv, lo_d, hi_d);
+      });
       continue;
     }
     r.sum = _mm256_set1_epi64x(sum);
@@ -569,6 +595,22 @@ void avx2_layernorm(int rows, const int16_t* in, int ld_in, const LayerNormParam
                  : norm8(q + c, p.in.alpha + c, p.gamma + c, p.beta + c, zp, r);
     });
   }
+}
+
+}  // namespace
+
+void avx2_layernorm(int rows, const int16_t* in, int ld_in, const LayerNormParams& p, uint8_t* out,
+                    int ld_out) {
+  if (rows <= 0) return;
+  if (!p.prepared->vector_ok) return layernorm_ref(rows, in, ld_in, p, out, ld_out);
+  layernorm_rows(rows, in, ld_in, p, 0, 255, out, ld_out);
+}
+
+void avx2_layernorm_stream(int rows, const int16_t* in, int ld_in, const LayerNormParams& p, int32_t qmin,
+                           int32_t qmax, int16_t* out, int ld_out) {
+  if (rows <= 0) return;
+  if (!p.prepared->vector_ok) return layernorm_stream_ref(rows, in, ld_in, p, qmin, qmax, out, ld_out);
+  layernorm_rows(rows, in, ld_in, p, qmin, qmax, out, ld_out);
 }
 
 void avx2_softmax_u8(const int32_t* acc, int ld_acc, const SoftmaxParams& p, uint8_t* probs,

@@ -25,6 +25,7 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "../quant_internal.h"
@@ -272,18 +273,21 @@ inline __m512i load_x(__mmask16 k, const int16_t* q, const uint8_t* alpha, __m51
 
 struct NormRow {
   __m512i c, sum, inv, half;
+  __m512i lo, hi;  // the output's clamp (uint8: lo = 0, hi unused)
   __m128i out_shift;
 };
 
-// max(((C x - S) * inv + 2^31) >> 32) * gamma + beta) >> (16 + g), 0) for 8
-// channels in 64-bit lanes (the caller's unsigned saturation to bytes is the
-// clamp at 255). |t| <= 2^17 sqrt(C) (|C x - S| <= sqrt(C D),
-// sigma >= sqrt(D) - 1), so t * gamma is one vpmuldq.
+// max(((C x - S) * inv + 2^31) >> 32) * gamma + beta) >> (16 + g), lo) for 8
+// channels in 64-bit lanes, and min(.., hi) for a stream (uint8: the caller's
+// unsigned saturation to bytes is the clamp at 255). |t| <= 2^17 sqrt(C)
+// (|C x - S| <= sqrt(C D), sigma >= sqrt(D) - 1), so t * gamma is one vpmuldq.
+template <bool kStream>
 inline __m512i norm8(__m512i x64, __m512i gamma64, __m512i beta, const NormRow& r) {
   const __m512i u = _mm512_sub_epi64(_mm512_mul_epi32(x64, r.c), r.sum);
   const __m512i t = _mm512_srai_epi64(_mm512_add_epi64(_mm512_mullo_epi64(u, r.inv), r.half), 32);
-  __m512i y = _mm512_sra_epi64(_mm512_add_epi64(_mm512_mul_epi32(t, gamma64), beta), r.out_shift);
-  return _mm512_max_epi64(y, _mm512_setzero_si512());
+  const __m512i y = _mm512_max_epi64(_mm512_sra_epi64(_mm512_add_epi64(_mm512_mul_epi32(t, gamma64), beta), r.out_shift), r.lo);
+  if constexpr (kStream) return _mm512_min_epi64(y, r.hi);
+  return y;
 }
 
 template <bool kHi>
@@ -434,12 +438,17 @@ void avx512_residual_add(int m, int n, const int32_t* acc, int ld_acc, const Res
 // (near-constant rows, where inv is large) take norm8.
 // 8 channels: q (int16 widened to double) to the clamped output, as int32.
 // u = q * C 2^alpha - C 2^alpha zp - S = C x - S (integers below 2^41).
-inline __m256i norm8_f64(__m512d q, const LayerNormPrepared& t, size_t c, __m512d sum, __m512d inv) {
+// uint8 output (kStream false): floor(max(w, 0)), the caller's unsigned
+// saturation clamping at 255; stream output: floor(clamp(w, lo, hi)) (floor
+// commutes with a clamp to integers).
+template <bool kStream>
+inline __m256i norm8_f64(__m512d q, const LayerNormPrepared& t, size_t c, __m512d sum, __m512d inv, __m512d lo,
+                         __m512d hi) {
   const __m512d u = _mm512_sub_pd(_mm512_fmsub_pd(q, _mm512_loadu_pd(&t.ca[c]), _mm512_loadu_pd(&t.cz[c])), sum);
   const __m512d v = _mm512_roundscale_pd(_mm512_fmadd_pd(u, inv, _mm512_set1_pd(0.5)), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-  const __m512d w = _mm512_fmadd_pd(v, _mm512_loadu_pd(&t.gamma[c]), _mm512_loadu_pd(&t.beta[c]));
-  // floor(max(w, 0)); the caller's unsigned saturation clamps at 255.
-  return _mm512_cvt_roundpd_epi32(_mm512_max_pd(w, _mm512_setzero_pd()), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  __m512d w = _mm512_max_pd(_mm512_fmadd_pd(v, _mm512_loadu_pd(&t.gamma[c]), _mm512_loadu_pd(&t.beta[c])), lo);
+  if constexpr (kStream) w = _mm512_min_pd(w, hi);
+  return _mm512_cvt_roundpd_epi32(w, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
 }
 
 // A LayerNorm row's statistics (pass 1), from which its outputs (pass 2).
@@ -451,10 +460,14 @@ struct NormStats {
 // The vector LayerNorm for one parameter set: stats() then out() per row.
 class LayerNormRows {
  public:
-  explicit LayerNormRows(const LayerNormParams& p)
-      : p_(p), c_count_(p.channels), zp_(_mm512_set1_epi32(p.in.zero_point)), track_(layernorm_tracks_range(p.channels)) {
+  // Output clamped to [lo, hi]: [0, 255] for uint8, a stream's [qmin, qmax].
+  LayerNormRows(const LayerNormParams& p, int32_t lo, int32_t hi)
+      : p_(p), c_count_(p.channels), zp_(_mm512_set1_epi32(p.in.zero_point)), track_(layernorm_tracks_range(p.channels)),
+        lo_(_mm512_set1_pd(lo)), hi_(_mm512_set1_pd(hi)) {
     r_.c = _mm512_set1_epi64(c_count_);
     r_.half = _mm512_set1_epi64(int64_t{1} << 31);
+    r_.lo = _mm512_set1_epi64(lo);
+    r_.hi = _mm512_set1_epi64(hi);
     r_.out_shift = _mm_cvtsi32_si128(16 + p.g_shift);
   }
 
@@ -490,17 +503,26 @@ class LayerNormRows {
                                 track_ ? _mm512_reduce_max_epi32(hi) : 0)};
   }
 
-  void out(const int16_t* q, const NormStats& st, uint8_t* o) const {
+  // Outputs of one row: uint8 (o: uint8_t*) or a stream's int16 (int16_t*).
+  template <class Out>
+  void out(const int16_t* q, const NormStats& st, Out* o) const {
+    constexpr bool kStream = std::is_same_v<Out, int16_t>;
     if (st.exact) {
       const __m512d sv = _mm512_set1_pd(static_cast<double>(st.sum));
       const __m512d iv = _mm512_set1_pd(static_cast<double>(st.inv) * 0x1p-32);
       for_vectors(c_count_, [&](int c, __mmask16 k) {
         const __m512i qv = _mm512_cvtepi16_epi32(_mm256_maskz_loadu_epi16(k, q + c));
         const auto cc = static_cast<size_t>(c);
-        const __m256i y_lo = norm8_f64(_mm512_cvtepi32_pd(_mm512_castsi512_si256(qv)), *p_.prepared, cc, sv, iv);
-        const __m256i y_hi = norm8_f64(_mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(qv, 1)), *p_.prepared, cc + 8, sv, iv);
+        const __m256i y_lo =
+            norm8_f64<kStream>(_mm512_cvtepi32_pd(_mm512_castsi512_si256(qv)), *p_.prepared, cc, sv, iv, lo_, hi_);
+        const __m256i y_hi =
+            norm8_f64<kStream>(_mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(qv, 1)), *p_.prepared, cc + 8, sv, iv, lo_, hi_);
         const __m512i y = _mm512_inserti64x4(_mm512_castsi256_si512(y_lo), y_hi, 1);
-        _mm_mask_storeu_epi8(o + c, k, _mm512_cvtusepi32_epi8(y));
+        if constexpr (kStream) {
+          _mm256_mask_storeu_epi16(o + c, k, _mm512_cvtepi32_epi16(y));
+        } else {
+          _mm_mask_storeu_epi8(o + c, k, _mm512_cvtusepi32_epi8(y));
+        }
       });
       return;
     }
@@ -510,13 +532,19 @@ class LayerNormRows {
     for_vectors(c_count_, [&](int c, __mmask16 k) {
       const __m512i x = load_x(k, q + c, p_.in.alpha + c, zp_);
       const __m512i g = _mm512_maskz_loadu_epi32(k, p_.gamma + c);
-      const __m512i y_lo = norm8(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(x)),
-                                 _mm512_cvtepi32_epi64(_mm512_castsi512_si256(g)),
-                                 _mm512_maskz_loadu_epi64(static_cast<__mmask8>(k), p_.beta + c), r);
-      const __m512i y_hi = norm8(_mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(x, 1)),
-                                 _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(g, 1)),
-                                 _mm512_maskz_loadu_epi64(static_cast<__mmask8>(k >> 8), p_.beta + c + 8), r);
-      _mm_mask_storeu_epi8(o + c, k, _mm_unpacklo_epi64(_mm512_cvtusepi64_epi8(y_lo), _mm512_cvtusepi64_epi8(y_hi)));
+      const __m512i y_lo = norm8<kStream>(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(x)),
+                                          _mm512_cvtepi32_epi64(_mm512_castsi512_si256(g)),
+                                          _mm512_maskz_loadu_epi64(static_cast<__mmask8>(k), p_.beta + c), r);
+      const __m512i y_hi = norm8<kStream>(_mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(x, 1)),
+                                          _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(g, 1)),
+                                          _mm512_maskz_loadu_epi64(static_cast<__mmask8>(k >> 8), p_.beta + c + 8), r);
+      if constexpr (kStream) {
+        const __m256i y16 = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm512_cvtepi64_epi16(y_lo)),
+                                                    _mm512_cvtepi64_epi16(y_hi), 1);
+        _mm256_mask_storeu_epi16(o + c, k, y16);
+      } else {
+        _mm_mask_storeu_epi8(o + c, k, _mm_unpacklo_epi64(_mm512_cvtusepi64_epi8(y_lo), _mm512_cvtusepi64_epi8(y_hi)));
+      }
     });
   }
 
@@ -525,17 +553,15 @@ class LayerNormRows {
   const int c_count_;
   const __m512i zp_;
   const bool track_;
+  const __m512d lo_, hi_;
   NormRow r_;
 };
 
-void avx512_layernorm(int rows, const int16_t* in, int ld_in, const LayerNormParams& p,
-                      uint8_t* out, int ld_out) {
-  if (rows <= 0) return;
-  if (!p.prepared->vector_ok) return layernorm_ref(rows, in, ld_in, p, out, ld_out);
-  LayerNormRows ln(p);
-  // Rows in groups: the statistics passes of a group's later rows run while
-  // the earlier rows' scalar square roots and reciprocals (long dependency
-  // chains) are in flight. DeiT-T rows (192 channels): 6% faster.
+// Rows in groups: the statistics passes of a group's later rows run while
+// the earlier rows' scalar square roots and reciprocals (long dependency
+// chains) are in flight. DeiT-T rows (192 channels): 6% faster.
+template <class Out>
+void layernorm_groups(const LayerNormRows& ln, int rows, const int16_t* in, int ld_in, Out* out, int ld_out) {
   constexpr int kGroup = 4;
   for (int i = 0; i < rows; i += kGroup) {
     const int g = std::min(kGroup, rows - i);
@@ -543,6 +569,20 @@ void avx512_layernorm(int rows, const int16_t* in, int ld_in, const LayerNormPar
     for (int j = 0; j < g; ++j) st[j] = ln.stats(in + static_cast<int64_t>(i + j) * ld_in);
     for (int j = 0; j < g; ++j) ln.out(in + static_cast<int64_t>(i + j) * ld_in, st[j], out + static_cast<int64_t>(i + j) * ld_out);
   }
+}
+
+void avx512_layernorm(int rows, const int16_t* in, int ld_in, const LayerNormParams& p,
+                      uint8_t* out, int ld_out) {
+  if (rows <= 0) return;
+  if (!p.prepared->vector_ok) return layernorm_ref(rows, in, ld_in, p, out, ld_out);
+  layernorm_groups(LayerNormRows(p, 0, 255), rows, in, ld_in, out, ld_out);
+}
+
+void avx512_layernorm_stream(int rows, const int16_t* in, int ld_in, const LayerNormParams& p, int32_t qmin,
+                             int32_t qmax, int16_t* out, int ld_out) {
+  if (rows <= 0) return;
+  if (!p.prepared->vector_ok) return layernorm_stream_ref(rows, in, ld_in, p, qmin, qmax, out, ld_out);
+  layernorm_groups(LayerNormRows(p, qmin, qmax), rows, in, ld_in, out, ld_out);
 }
 
 void avx512_softmax_u8(const int32_t* acc, int ld_acc, const SoftmaxParams& p, uint8_t* probs,

@@ -18,6 +18,8 @@ void residual_add(Isa isa, int m, int n, const int32_t* acc, int ld_acc, const R
                   int16_t* stream, int ld_stream);
 void layernorm(Isa isa, int rows, const int16_t* in, int ld_in, const LayerNormParams& p,
                uint8_t* out, int ld_out);
+void layernorm_stream(Isa isa, int rows, const int16_t* in, int ld_in, const LayerNormParams& p, int32_t qmin,
+                      int32_t qmax, int16_t* out, int ld_out);
 void softmax_u8(Isa isa, const int32_t* acc, int ld_acc, const SoftmaxParams& p, uint8_t* probs,
                 int ld_probs, int32_t* rowsum_p);
 void softmax_lis(Isa isa, const int32_t* acc, int ld_acc, const SoftmaxParams& p, int16_t* weights,
