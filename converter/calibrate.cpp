@@ -374,7 +374,7 @@ struct Plan {
                      Site::kLn2Out, Site::kGeluOut})
         add(s, b, n, s == Site::kGeluOut ? cfg.mlp_hidden : d);
     add(Site::kFinalNormIn, depth, n, d);
-    add(Site::kHeadIn, depth, cfg.prefix_tokens(), d);
+    add(Site::kHeadIn, depth, cfg.head_rows(), d);
     if (cfg.pre_norm) add(Site::kEmbedOut, 0, n, d);
   }
 };

@@ -58,10 +58,11 @@ struct KnownArch {
   int embed_dim = 0;
   int depth = 0;
   int num_heads = 0;
+  double mlp_ratio = 4.0;
 };
 
-// Parses "<deit|deit3|vit>_<tiny|small|medium|base|large|huge>_patch<P>_<S>";
-// false otherwise.
+// Parses "<deit|deit3|vit>_<size>_patch<P>_<S>" (sizes from tiny to huge, and
+// the sbb family's wee, little, medium(d) and betwixt); false otherwise.
 bool parse_known_arch(const std::string& name, KnownArch* out) {
   KnownArch a;
   std::string rest;
@@ -80,8 +81,11 @@ bool parse_known_arch(const std::string& name, KnownArch* out) {
   static const struct {
     const char* size;
     int dim, depth, heads;
-  } kSizes[] = {{"tiny", 192, 12, 3}, {"small", 384, 12, 6}, {"medium", 512, 12, 8},
-                {"base", 768, 12, 12}, {"large", 1024, 24, 16}, {"huge", 1280, 32, 16}};
+    double mlp_ratio;
+  } kSizes[] = {{"tiny", 192, 12, 3, 4.0},     {"small", 384, 12, 6, 4.0},   {"medium", 512, 12, 8, 4.0},
+                {"base", 768, 12, 12, 4.0},    {"large", 1024, 24, 16, 4.0}, {"huge", 1280, 32, 16, 4.0},
+                {"wee", 256, 14, 4, 5.0},      {"little", 320, 14, 5, 5.6},  {"mediumd", 512, 20, 8, 4.0},
+                {"betwixt", 640, 12, 10, 4.0}};
   bool found = false;
   for (const auto& s : kSizes) {
     const std::string prefix = std::string(s.size) + "_patch";
@@ -90,6 +94,7 @@ bool parse_known_arch(const std::string& name, KnownArch* out) {
       a.embed_dim = s.dim;
       a.depth = s.depth;
       a.num_heads = s.heads;
+      a.mlp_ratio = s.mlp_ratio;
       rest = rest.substr(prefix.size());
       found = true;
       break;
@@ -159,13 +164,30 @@ class ConfigReader {
   std::string path_;
 };
 
-void check_global_pool(const ConfigReader& rd, const json& obj, const std::string& where) {
+// global_pool of `obj` if it has one: "token" (false) or "avg" (true).
+void read_global_pool(const ConfigReader& rd, const json& obj, const std::string& where, bool* avg) {
   if (!obj.contains("global_pool") || obj["global_pool"].is_null()) return;
   const json& gp = obj["global_pool"];
-  if (!gp.is_string() || gp.get<std::string>() != "token")
+  if (!gp.is_string() || (gp.get<std::string>() != "token" && gp.get<std::string>() != "avg"))
     rd.fail(where + "global_pool",
-            "is " + gp.dump() +
-                ": only class-token pooling (\"token\") is supported, not average/max pooling");
+            "is " + gp.dump() + ": only class-token (\"token\") and average (\"avg\") pooling are supported");
+  *avg = gp.get<std::string>() == "avg";
+}
+
+// timm's average-pooled ViT names, vit_<size>_patch<P>_reg<N>_gap_<S> and
+// vit_<size>_patch<P>_gap_<S>: erases "_reg<N>" and "_gap" from *name
+// (leaving the plain ViT's shape) and returns N (0 without _reg); -1 if the
+// name is not one of them.
+int strip_gap_name(std::string* name) {
+  const size_t gap = name->find("_gap_");
+  if (name->rfind("vit_", 0) != 0 || gap == std::string::npos) return -1;
+  name->erase(gap, std::string("_gap").size());
+  const size_t reg = name->rfind("_reg", gap);
+  if (reg == std::string::npos) return 0;
+  const std::string digits = name->substr(reg + 4, gap - reg - 4);
+  if (digits.empty() || digits.size() > 2 || digits.find_first_not_of("0123456789") != std::string::npos) return 0;
+  name->erase(reg, gap - reg);
+  return std::stoi(digits);
 }
 
 VitConfig parse_config(const std::string& path) {
@@ -200,7 +222,6 @@ VitConfig parse_config(const std::string& path) {
     rd.fail("architecture", "'" + arch + "': QuickGELU (x * sigmoid(1.702 x)) is not supported, only GELU");
   c.pre_norm = is_clip;
   if (is_clip) c.ln_eps = 1e-5f;
-  check_global_pool(rd, cfg, "");
 
   KnownArch known;
   // deit_<size>_distilled_patch<P>_<S> has deit_<size>_patch<P>_<S>'s shape.
@@ -208,12 +229,27 @@ VitConfig parse_config(const std::string& path) {
   std::string plain_arch = arch;
   if (c.distilled) plain_arch.erase(plain_arch.find("_distilled_"), std::string("_distilled").size());
   if (is_clip) plain_arch.erase(plain_arch.find("_clip_"), std::string("_clip").size());
+  // The average-pooled names imply (timm's registry): no class token, average
+  // pooling and LayerScale; with _reg<N>, N register tokens and no position
+  // embedding for them (fc_norm after the pooling); without, no qkv bias and
+  // the final norm before the pooling.
+  const int gap_regs = strip_gap_name(&plain_arch);
+  const bool is_gap = gap_regs >= 0;
+  bool fc_norm = is_gap && gap_regs > 0;
+  bool default_qkv_bias = !(is_gap && gap_regs == 0);
+  if (is_gap) {
+    c.class_token = false;
+    c.avg_pool = true;
+    c.reg_tokens = gap_regs;
+  }
+  read_global_pool(rd, cfg, "", &c.avg_pool);
   const bool has_known = parse_known_arch(plain_arch, &known);
   const json empty = json::object();
   const json& margs = cfg.contains("model_args") ? cfg["model_args"] : empty;
   if (!margs.is_object()) rd.fail("model_args", "must be an object");
   const std::string ma = "model_args.";
-  check_global_pool(rd, margs, ma);
+  read_global_pool(rd, margs, ma, &c.avg_pool);
+  if (c.avg_pool && !is_gap) fc_norm = true;  // timm: fc_norm None -> on for average pooling
 
   // Keys with no effect at inference, and keys that must keep timm's default
   // for the network to be the plain ViT that libvitint implements.
@@ -224,8 +260,8 @@ VitConfig parse_config(const std::string& path) {
                                                  "num_heads",  "mlp_ratio", "qkv_bias",
                                                  "img_size",   "in_chans",  "num_classes"};
   // timm's deit3_* models: no_embed_class=True, init_values=1e-6 (LayerScale).
-  c.no_embed_class = is_deit3;
-  c.layer_scale = is_deit3;
+  c.no_embed_class = is_deit3 || gap_regs > 0;
+  c.layer_scale = is_deit3 || is_gap;
   for (const auto& [key, value] : margs.items()) {
     if (kIgnored.count(key) || kHandled.count(key)) continue;
     if (key == "no_embed_class") {
@@ -242,14 +278,22 @@ VitConfig parse_config(const std::string& path) {
       continue;
     }
     if (key == "class_token") {
-      if (!value.is_boolean() || !value.get<bool>())
-        rd.fail(ma + key, "is " + value.dump() + ": models without a class token are not supported");
+      c.class_token = rd.get_bool(margs, "class_token", ma);
+      continue;
+    }
+    if (key == "reg_tokens") {
+      c.reg_tokens = rd.get_int(margs, "reg_tokens", ma);
+      if (c.reg_tokens < 0 || c.reg_tokens > 16) rd.fail(ma + key, "must be in [0, 16]");
+      continue;
+    }
+    if (key == "fc_norm") {  // null: timm's default (on for average pooling)
+      if (!value.is_null()) fc_norm = rd.get_bool(margs, "fc_norm", ma);
       continue;
     }
     const bool is_default = value.is_null() || (value.is_boolean() && !value.get<bool>()) ||
                             (value.is_number() && value.get<double>() == 0.0);
     static const std::set<std::string> kMustBeDefault = {
-        "reg_tokens", "fc_norm", "qk_norm",
+        "qk_norm",
         "dynamic_img_size", "dynamic_img_pad", "proj_bias", "final_norm"};
     if (kMustBeDefault.count(key)) {
       // proj_bias and final_norm default to true in timm.
@@ -276,10 +320,19 @@ VitConfig parse_config(const std::string& path) {
   c.num_heads = int_arg("num_heads", known.num_heads, has_known);
   c.in_chans = margs.contains("in_chans") ? rd.get_int(margs, "in_chans", ma) : 3;
   if (c.in_chans != 3) rd.fail(ma + "in_chans", "must be 3 (RGB)");
-  const double mlp_ratio = margs.contains("mlp_ratio") ? rd.get_double(margs, "mlp_ratio", ma) : 4.0;
+  const double mlp_ratio =
+      margs.contains("mlp_ratio") ? rd.get_double(margs, "mlp_ratio", ma) : (has_known ? known.mlp_ratio : 4.0);
   if (!(mlp_ratio > 0.0) || mlp_ratio > 64.0) rd.fail(ma + "mlp_ratio", "is out of range");
   c.mlp_hidden = static_cast<int>(c.embed_dim * mlp_ratio);  // timm: int(dim * mlp_ratio)
-  c.qkv_bias = margs.contains("qkv_bias") ? rd.get_bool(margs, "qkv_bias", ma) : true;
+  c.qkv_bias = margs.contains("qkv_bias") ? rd.get_bool(margs, "qkv_bias", ma) : default_qkv_bias;
+  if (!c.class_token && !c.avg_pool)
+    rd.fail(ma + "class_token", "is false: without a class token only average pooling (global_pool \"avg\") works");
+  if (c.avg_pool && !fc_norm)
+    rd.fail(ma + "fc_norm", "is false: average pooling after the final norm (no fc_norm) is not supported, only "
+                            "timm's default, fc_norm after the pooling");
+  if (!c.avg_pool && fc_norm) rd.fail(ma + "fc_norm", "is true: fc_norm with class-token pooling is not supported");
+  if (c.distilled && (c.avg_pool || c.reg_tokens > 0))
+    rd.fail("architecture", "'" + arch + "': a distilled DeiT with register tokens or average pooling is not supported");
 
   const json& pcfg = cfg.contains("pretrained_cfg") ? cfg["pretrained_cfg"] : empty;
   if (!pcfg.is_object()) rd.fail("pretrained_cfg", "must be an object");
@@ -335,7 +388,8 @@ std::map<std::string, std::vector<int64_t>> expected_tensors(const VitConfig& c)
   std::map<std::string, std::vector<int64_t>> e;
   e["patch_embed.proj.weight"] = {d, c.in_chans, p, p};
   if (!c.pre_norm) e["patch_embed.proj.bias"] = {d};  // timm: bias=not pre_norm
-  e["cls_token"] = {1, 1, d};
+  if (c.class_token) e["cls_token"] = {1, 1, d};
+  if (c.reg_tokens > 0) e["reg_token"] = {1, c.reg_tokens, d};
   if (c.distilled) {
     e["dist_token"] = {1, 1, d};
     e["head_dist.weight"] = {c.num_classes, d};
@@ -365,8 +419,10 @@ std::map<std::string, std::vector<int64_t>> expected_tensors(const VitConfig& c)
     e[b + "mlp.fc2.weight"] = {d, h};
     e[b + "mlp.fc2.bias"] = {d};
   }
-  e["norm.weight"] = {d};
-  e["norm.bias"] = {d};
+  // Average pooling: timm's final norm is the Identity, fc_norm follows the pooling.
+  const std::string final_norm = c.avg_pool ? "fc_norm" : "norm";
+  e[final_norm + ".weight"] = {d};
+  e[final_norm + ".bias"] = {d};
   e["head.weight"] = {c.num_classes, d};
   e["head.bias"] = {c.num_classes};
   return e;
@@ -375,8 +431,9 @@ std::map<std::string, std::vector<int64_t>> expected_tensors(const VitConfig& c)
 std::string unexpected_hint(const std::string& name) {
   if (name == "dist_token" || name.rfind("head_dist", 0) == 0)
     return " (a distilled DeiT's: its architecture name must say _distilled_)";
-  if (name == "reg_token") return " (register tokens: not supported)";
-  if (name.rfind("fc_norm", 0) == 0) return " (fc_norm means average pooling: not supported)";
+  if (name == "reg_token")
+    return " (register tokens: config.json must set model_args.reg_tokens or name a vit_*_reg<N>_gap_* architecture)";
+  if (name.rfind("fc_norm", 0) == 0) return " (fc_norm means average pooling: config.json must set global_pool \"avg\")";
   if (name.rfind("norm_pre", 0) == 0)
     return " (a pre-norm ViT's: config.json must set model_args.pre_norm or name a vit_*_clip_* architecture)";
   if (name.find(".ls1.") != std::string::npos || name.find(".ls2.") != std::string::npos)

@@ -34,6 +34,15 @@ struct VitConfig {
   // Pre-norm ViT (timm's pre_norm=True, the CLIP image towers vit_*_clip_*):
   // a LayerNorm (norm_pre.*) between the embedding and the first block.
   bool pre_norm = false;
+  // Token layout and pooling: class token (model_args.class_token), register
+  // tokens after it (reg_tokens, no position embedding with no_embed_class),
+  // and global_pool "avg" (the head reads the mean of the patch tokens after a
+  // LayerNorm fc_norm, timm's default for average pooling; without a class
+  // token only average pooling is possible). The sbb ViTs
+  // vit_<size>_patch<P>_reg<N>_gap_<S> are all three.
+  bool class_token = true;
+  int reg_tokens = 0;
+  bool avg_pool = false;
   // Preprocessing from pretrained_cfg.
   double crop_pct = 0.875;
   Interpolation interpolation = Interpolation::kBicubic;
@@ -41,8 +50,12 @@ struct VitConfig {
   std::array<float, 3> std{};
 
   int num_patches() const { return (image_size / patch_size) * (image_size / patch_size); }
-  int prefix_tokens() const { return distilled ? 2 : 1; }  // class (and distillation) token
+  // Tokens before the patches: class, distillation, register tokens.
+  int prefix_tokens() const { return (class_token ? 1 : 0) + (distilled ? 1 : 0) + reg_tokens; }
   int num_tokens() const { return num_patches() + prefix_tokens(); }
+  // Rows of the head's input per image: the pooled row, or the class (and
+  // distillation) token's.
+  int head_rows() const { return avg_pool ? 1 : (distilled ? 2 : 1); }
   int head_dim() const { return embed_dim / num_heads; }
 };
 

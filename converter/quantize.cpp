@@ -134,7 +134,8 @@ class VitQuantizer {
     layer("norm and head", [&] {
       const std::vector<ActQuant> head_in = folded_quant("norm", cal_.head_in, cal_.head_in_channels,
                                                          cal_.head_in_rows, "head.weight", info_.recipe.channel_ln);
-      quant_["norm"] = layernorm("norm", "norm", streams_[static_cast<size_t>(2 * depth)], head_in);
+      // Average pooling: the mean of the patch tokens' stream codes, then fc_norm.
+      quant_["norm"] = layernorm("norm", cfg_.avg_pool ? "fc_norm" : "norm", streams_[static_cast<size_t>(2 * depth)], head_in);
       head(InQuant::channels(head_in));
     });
     quant_["attention_bits"] = info_.recipe.attention_bits;
@@ -176,6 +177,12 @@ class VitQuantizer {
     if (cfg_.pre_norm) {
       m["family_revision"] = vit::kRevisionPreNorm;
       m["hparams"]["pre_norm"] = 1;
+    }
+    if (!cfg_.class_token || cfg_.reg_tokens > 0 || cfg_.avg_pool) {
+      m["family_revision"] = vit::kRevisionPooling;
+      m["hparams"]["class_token"] = cfg_.class_token ? 1 : 0;
+      m["hparams"]["reg_tokens"] = cfg_.reg_tokens;
+      m["hparams"]["pool"] = cfg_.avg_pool ? "avg" : "token";
     }
     m["preprocess"] = {{"input_size", cfg_.image_size},
                        {"crop_pct", cfg_.crop_pct},
@@ -318,19 +325,24 @@ class VitQuantizer {
     add(w_, "patch.pos_bias", {np, d}, pos_bias);
     add(w_, "patch.mult", {d}, dy.mult);
     add(w_, "patch.shift", {d}, dy.shift);
-    // The class (and distillation) token plus its position row, on the
-    // stream's grid.
-    auto token_row = [&](const char* token, int position, const char* name) {
+    // The class, distillation and register tokens plus their position rows
+    // (zero for register tokens), on the stream's grid: `count` rows of
+    // checkpoint tensor `token` from token position `position` on.
+    int position = 0;
+    auto token_rows = [&](const char* token, int count) {
       const float* v = t(token);
-      std::vector<int16_t> row(static_cast<size_t>(d));
-      for (int j = 0; j < d; ++j) {
-        const double q = std::round((v[j] + pos[static_cast<size_t>(position) * d + j]) / out.scale(j)) + out.grid.zero_point;
-        row[static_cast<size_t>(j)] = static_cast<int16_t>(std::clamp<double>(q, out.grid.qmin, out.grid.qmax));
-      }
-      add(w_, name, {d}, row);
+      std::vector<int16_t> rows(static_cast<size_t>(count) * d);
+      for (int r = 0; r < count; ++r, ++position)
+        for (int j = 0; j < d; ++j) {
+          const size_t at = static_cast<size_t>(r) * d + j;
+          const double q = std::round((v[at] + pos[static_cast<size_t>(position) * d + j]) / out.scale(j)) + out.grid.zero_point;
+          rows[at] = static_cast<int16_t>(std::clamp<double>(q, out.grid.qmin, out.grid.qmax));
+        }
+      return rows;
     };
-    token_row("cls_token", 0, "cls");
-    if (cfg_.distilled) token_row("dist_token", 1, "dist");
+    if (cfg_.class_token) add(w_, "cls", {d}, token_rows("cls_token", 1));
+    if (cfg_.distilled) add(w_, "dist", {d}, token_rows("dist_token", 1));
+    if (cfg_.reg_tokens > 0) add(w_, "reg", {cfg_.reg_tokens, d}, token_rows("reg_token", cfg_.reg_tokens));
   }
 
   // Linear whose output is requantized to per-channel uint8 quantizers.

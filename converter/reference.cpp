@@ -108,14 +108,19 @@ std::vector<float> ReferenceModel::forward(const uint8_t* image, Observer* obser
   const ConstMap pe(pe_w.data.data(), D, K);
   const ConstRowMap pe_b = vec(ck, "patch_embed.proj.bias");
   const ConstMap pos(ck.get("pos_embed").data.data(), N, D);
-  const ConstRowMap cls = vec(ck, "cls_token");
 
   Mat x(N, D);
   {
     Mat emb;
     linear(patches, pe, pe_b, emb);
-    x.row(0) = cls + pos.row(0);
-    if (c.distilled) x.row(1) = vec(ck, "dist_token") + pos.row(1);
+    // timm's token order: class, distillation, register tokens, patches.
+    int row = 0;
+    if (c.class_token) x.row(row) = vec(ck, "cls_token") + pos.row(row), ++row;
+    if (c.distilled) x.row(row) = vec(ck, "dist_token") + pos.row(row), ++row;
+    if (c.reg_tokens > 0) {
+      const ConstMap reg(ck.get("reg_token").data.data(), c.reg_tokens, D);
+      for (int r = 0; r < c.reg_tokens; ++r, ++row) x.row(row) = reg.row(r) + pos.row(row);
+    }
     x.bottomRows(NP) = emb + pos.bottomRows(NP);
   }
   if (c.pre_norm) {
@@ -185,10 +190,15 @@ std::vector<float> ReferenceModel::forward(const uint8_t* image, Observer* obser
 
   // The final norm is per token; only the class token reaches the head (and
   // the distillation token the second head, timm's eval output being the
-  // mean of the two).
-  const Mat prefix_rows = x.topRows(c.prefix_tokens());
+  // mean of the two). Average pooling: the mean of the patch tokens, then
+  // fc_norm.
   Mat head_in;
-  layer_norm(prefix_rows, vec(ck, "norm.weight"), vec(ck, "norm.bias"), c.ln_eps, head_in);
+  if (c.avg_pool) {
+    const Mat pooled = x.bottomRows(NP).colwise().mean();
+    layer_norm(pooled, vec(ck, "fc_norm.weight"), vec(ck, "fc_norm.bias"), c.ln_eps, head_in);
+  } else {
+    layer_norm(x.topRows(c.head_rows()), vec(ck, "norm.weight"), vec(ck, "norm.bias"), c.ln_eps, head_in);
+  }
   notify(observer, Site::kHeadIn, c.depth, head_in);
 
   Mat out;

@@ -24,7 +24,8 @@ enum class Site {
   kFc1Out,      // fc1 output = GELU input [N][H]
   kGeluOut,     // GELU output = fc2 input [N][H]
   kFinalNormIn, // residual stream after the last block (input of the final norm) [N][D], block = depth
-  kHeadIn,      // final norm output of the class token = head input [1][D], block = depth
+  kHeadIn,      // head input: final norm output of the class (and distillation) token, or fc_norm of the
+                // patch tokens' mean [head_rows][D], block = depth
   kEmbedOut,    // pre-norm ViTs: patch + position embedding, input of norm_pre [N][D], block = 0
 };
 

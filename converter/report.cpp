@@ -327,7 +327,7 @@ Report build_report(const ReferenceModel& model, const std::vector<std::vector<u
     r.top_channels = order;
     r.max_median_ratio = median > 0 && !sorted.empty() ? sorted.back() / median : 0;
     // Clipped share: values per site = images x rows x cols.
-    const double rows = r.kind == "head_in" ? cfg.prefix_tokens() : cfg.num_tokens();
+    const double rows = r.kind == "head_in" ? cfg.head_rows() : cfg.num_tokens();
     r.clipped_percent = 100.0 * s[3] / (double(images.size()) * rows * r.channels);
   }
   return rep;

@@ -94,20 +94,35 @@ class Builder {
       add_patch_embed(q, stream_, 0);
     }
     for (int i = 0; i < info_.depth; ++i) add_block(q, i);
-    // The class (and distillation) token's rows of each image.
-    const bool distilled = prefix_ == 2;
-    auto norm = make_layernorm(q, q.at("norm"), "norm", 2 * info_.depth, prefix_, stream_);
+    // The final norm of the class (and distillation) token's rows of each
+    // image, or of the patch tokens' mean (average pooling).
+    const int head_rows = distilled_ ? 2 : 1;
+    std::unique_ptr<engine::LayerNormOp> norm;
+    if (avg_pool_) {
+      auto pool = std::make_unique<engine::PoolOp>();
+      pool->tokens = tokens_;
+      pool->prefix = prefix_;
+      pool->dim = d;
+      pool->in = stream_;
+      pool->out = g_.add_buffer("pooled", sizeof(int16_t) * d);
+      pool->sums = g_.add_buffer("pool_sums", 0, sizeof(int32_t) * d);
+      norm = make_layernorm(q, q.at("norm"), "norm", 2 * info_.depth, 1, pool->out);
+      norm->tokens = 1;
+      add(std::move(pool), "pool", "average pooling");
+    } else {
+      norm = make_layernorm(q, q.at("norm"), "norm", 2 * info_.depth, head_rows, stream_);
+    }
     norm->out = act_;
     add(std::move(norm), "norm", "layernorm");
     auto head = std::make_unique<engine::HeadOp>();
     pack(head->linear, "head", info_.num_classes, d, /*requant=*/false);
     head->scale = logit_scales("head.scale");
-    if (distilled) {
+    if (distilled_) {
       pack(head->dist, "head_dist", info_.num_classes, d, /*requant=*/false);
       head->dist_scale = logit_scales("head_dist.scale");
     }
     head->in = act_;
-    head->in_ld = prefix_ * d;
+    head->in_ld = head_rows * d;
     head->acc = head_acc;
     add(std::move(head), "head", "head");
   }
@@ -133,10 +148,29 @@ class Builder {
     if (revision > vit::kLatestRevision)
       throw Error("model file " + file_.path() + ": family_revision " + std::to_string(revision) +
                   " is newer than this libvitint reads (" + std::to_string(vit::kLatestRevision) + ")");
-    prefix_ = hp.contains("prefix_tokens") ? hp.at("prefix_tokens").i32(1, 2) : 1;
-    if (prefix_ == 2 && revision < vit::kRevisionDistilled)
+    // hparams.prefix_tokens 2 (revision 2): a distilled DeiT's class and distillation token.
+    distilled_ = hp.contains("prefix_tokens") && hp.at("prefix_tokens").i32(1, 2) == 2;
+    if (distilled_ && revision < vit::kRevisionDistilled)
       throw Error("model file " + file_.path() + ": hparams.prefix_tokens 2 needs family_revision " +
                   std::to_string(vit::kRevisionDistilled));
+    const bool layout = hp.contains("class_token") || hp.contains("reg_tokens") || hp.contains("pool");
+    if (layout && revision < vit::kRevisionPooling)
+      throw Error("model file " + file_.path() + ": hparams.class_token, reg_tokens and pool need family_revision " +
+                  std::to_string(vit::kRevisionPooling));
+    class_token_ = !hp.contains("class_token") || hp.at("class_token").i32(0, 1) == 1;
+    reg_tokens_ = hp.contains("reg_tokens") ? hp.at("reg_tokens").i32(0, 16) : 0;
+    if (hp.contains("pool")) {
+      const std::string pool = hp.at("pool").string();
+      if (pool != "token" && pool != "avg")
+        throw Error("model file " + file_.path() + ": hparams.pool '" + pool + "' is neither 'token' nor 'avg'");
+      avg_pool_ = pool == "avg";
+    }
+    if (!class_token_ && !avg_pool_)
+      throw Error("model file " + file_.path() + ": without a class token (hparams.class_token 0) the pool must be 'avg'");
+    if (distilled_ && (!class_token_ || reg_tokens_ > 0 || avg_pool_))
+      throw Error("model file " + file_.path() + ": a distilled model (hparams.prefix_tokens 2) has a class token, "
+                  "no register tokens and class-token pooling");
+    prefix_ = (class_token_ ? 1 : 0) + (distilled_ ? 1 : 0) + reg_tokens_;
     pre_norm_ = hp.contains("pre_norm") && hp.at("pre_norm").i32(0, 1) == 1;
     if (pre_norm_ && revision < vit::kRevisionPreNorm)
       throw Error("model file " + file_.path() + ": hparams.pre_norm needs family_revision " +
@@ -270,8 +304,12 @@ class Builder {
     dyadic("patch", ".", d, &op->linear.mult, &op->linear.shift);
     op->prefix = prefix_;
     op->pos_bias = file_.tensor("patch.pos_bias", DType::kS32, {tokens_ - prefix_, d}).as<int32_t>();
-    op->prefix_rows[0] = file_.tensor("cls", DType::kS16, {d}).as<int16_t>();
-    if (prefix_ == 2) op->prefix_rows[1] = file_.tensor("dist", DType::kS16, {d}).as<int16_t>();
+    if (class_token_) op->prefix_rows.push_back(file_.tensor("cls", DType::kS16, {d}).as<int16_t>());
+    if (distilled_) op->prefix_rows.push_back(file_.tensor("dist", DType::kS16, {d}).as<int16_t>());
+    if (reg_tokens_ > 0) {
+      const auto* reg = file_.tensor("reg", DType::kS16, {reg_tokens_, d}).as<int16_t>();
+      for (int r = 0; r < reg_tokens_; ++r) op->prefix_rows.push_back(reg + static_cast<size_t>(r) * d);
+    }
     const StreamPoint sp = stream_point(q, point);
     op->zp_out = sp.zp;
     op->qmin = sp.qmin;
@@ -312,7 +350,7 @@ class Builder {
     // alone, in rows of their own (one per image) that the residual adds
     // put back into the stream, token rows apart. (A distilled DeiT's head
     // reads two rows per image: its last block runs whole.)
-    const bool last = i + 1 == info_.depth && prefix_ == 1;
+    const bool last = i + 1 == info_.depth && !avg_pool_ && !distilled_;
     const int rows = last ? 1 : tokens_;
     const int stream_ld = last ? tokens_ * d : d;
 
@@ -380,7 +418,9 @@ class Builder {
   ModelInfo& info_;
   engine::Graph& g_;
   Meta meta_;
-  int tokens_ = 0, prefix_ = 1;  // prefix: class (and distillation) token rows
+  int tokens_ = 0, prefix_ = 1;  // prefix: class, distillation and register token rows
+  bool class_token_ = true, distilled_ = false, avg_pool_ = false;
+  int reg_tokens_ = 0;
   bool pre_norm_ = false;        // norm_pre between the embedding and block 0
   int stream_ = -1, act_ = -1, qkv_ = -1, hidden_ = -1, attn_scratch_ = -1;
   std::shared_ptr<const kernels::GeluWideTable> gelu_wide_;

@@ -16,7 +16,12 @@ constexpr int kRevisionDistilled = 2;
 // hparams.pre_norm = 1, LayerNorm "norm_pre" (quant.norm_pre) from stream
 // point 2 * depth + 1 (the embedding) onto point 0.
 constexpr int kRevisionPreNorm = 3;
-constexpr int kLatestRevision = kRevisionPreNorm;
+// Revision 4 adds the token layout and pooling of timm's average-pooled ViTs:
+// hparams.class_token (0 or 1), hparams.reg_tokens (tensor "reg" [R][D],
+// after the class token) and hparams.pool ("token" or "avg": the rounded
+// mean of the patch tokens' codes at stream point 2 * depth, then "norm").
+constexpr int kRevisionPooling = 4;
+constexpr int kLatestRevision = kRevisionPooling;
 
 inline std::string block(int i, const std::string& what) {
   return "blocks." + std::to_string(i) + "." + what;

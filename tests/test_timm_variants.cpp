@@ -1,8 +1,10 @@
 // timm variants of the ViT on small random-weight models made with timm:
 // DeiT III (deit3_*: position embedding without the class token,
 // LayerScale), the distilled DeiT (deit_*_distilled_*: a distillation
-// token and a second head) and the CLIP image tower (vit_*_clip_*: a
-// LayerNorm before the first block, eps 1e-5). Each fixture in tests/fixtures holds timm's
+// token and a second head), the CLIP image tower (vit_*_clip_*: a
+// LayerNorm before the first block, eps 1e-5) and the average-pooled ViT
+// with register tokens (vit_*_reg<N>_gap_*: no class token, the mean of the
+// patch tokens, fc_norm), at 256 x 256. Each fixture in tests/fixtures holds timm's
 // config.json, its parameter names and shapes and its logits for three
 // images (tests/fixtures/make_timm_variants.py made them); the weights,
 // computed the same way on both sides, go into an F16 model.safetensors at
@@ -34,20 +36,22 @@ std::string fixture(const char* name) { return std::string(VITINT_FIXTURES_DIR) 
 constexpr const char* kDeit3 = "deit3_random";
 constexpr const char* kDistilled = "deit_distilled_random";
 constexpr const char* kClip = "vit_clip_random";
+constexpr const char* kRegGap = "vit_reg_gap_random";
+constexpr const char* kGap = "vit_gap_random";
 
 vc::Checkpoint load(const char* name) {
   const vitint::test::TimmFixture checkpoint(fixture(name));
   return vc::Checkpoint::load(checkpoint.tmp.path);
 }
 
-// Input images of the fixtures' family, 224 x 224 RGB (make_timm_variants.py's formula;
+// Input images of the fixtures' family, s x s RGB (make_timm_variants.py's formula;
 // timm's logits are for k = 0, 1, 2).
-std::vector<uint8_t> image(int k) {
-  std::vector<uint8_t> img(224 * 224 * 3);
-  for (int y = 0; y < 224; ++y)
-    for (int x = 0; x < 224; ++x)
+std::vector<uint8_t> image(int k, int s) {
+  std::vector<uint8_t> img(static_cast<size_t>(s) * s * 3);
+  for (int y = 0; y < s; ++y)
+    for (int x = 0; x < s; ++x)
       for (int c = 0; c < 3; ++c)
-        img[static_cast<size_t>((y * 224 + x) * 3 + c)] =
+        img[static_cast<size_t>((y * s + x) * 3 + c)] =
             static_cast<uint8_t>((x * 7 + y * 13 + c * 101 + (x * y) % 17 + k * 59) % 256);
   return img;
 }
@@ -69,7 +73,7 @@ void check_reference(const char* name) {
   REQUIRE(want.size() == 3);
   double max_dev = 0;
   for (int k = 0; k < 3; ++k) {
-    const std::vector<float> got = model.forward(image(k).data());
+    const std::vector<float> got = model.forward(image(k, ck.config().image_size).data());
     REQUIRE(got.size() == 10);
     for (size_t j = 0; j < 10; ++j) max_dev = std::max(max_dev, std::abs(double(got[j]) - want[static_cast<size_t>(k)][j]));
     CHECK(argmax(got) == argmax(want[static_cast<size_t>(k)]));
@@ -85,7 +89,8 @@ void check_reference(const char* name) {
 void check_integer(const char* name, int threads) {
   const vc::Checkpoint ck = load(name);
   std::vector<std::vector<uint8_t>> calib;
-  for (int k = 3; k < 9; ++k) calib.push_back(image(k));
+  const int size = ck.config().image_size;
+  for (int k = 3; k < 9; ++k) calib.push_back(image(k, size));
   vitint::format::Writer w;
   vc::convert_in_process(ck, calib, vc::Recipe{}, "synthetic", &w);
   const vitint::test::TempFile file(w.to_bytes());
@@ -102,7 +107,7 @@ void check_integer(const char* name, int threads) {
   // The three images as one batch, and each alone: the same logits.
   std::vector<uint8_t> batch;
   for (int k = 0; k < 3; ++k) {
-    const std::vector<uint8_t> img = image(k);
+    const std::vector<uint8_t> img = image(k, size);
     batch.insert(batch.end(), img.begin(), img.end());
   }
   std::vector<float> together(30);
@@ -110,7 +115,7 @@ void check_integer(const char* name, int threads) {
   double worst_cos = 1, max_dev = 0, max_logit = 0;
   for (int k = 0; k < 3; ++k) {
     std::vector<float> got(10);
-    REQUIRE(session->run(image(k).data(), 1, got.data()).ok());
+    REQUIRE(session->run(image(k, size).data(), 1, got.data()).ok());
     CHECK(std::equal(got.begin(), got.end(), together.begin() + 10 * k));
     const auto& t = want[static_cast<size_t>(k)];
     double dot = 0, n1 = 0, n2 = 0;
@@ -197,4 +202,32 @@ TEST_CASE("CLIP ViT: pre-norm and eps 1e-5 from the architecture name; the FP32 
 
 TEST_CASE("CLIP ViT: converted and run by the integer engine") {
   for (int threads : {1, 2}) check_integer(kClip, threads);
+}
+
+TEST_CASE("ViT with register tokens and average pooling: the layout from the name; the FP32 reference matches timm") {
+  const vc::Checkpoint ck = load(kRegGap);
+  const vc::VitConfig& c = ck.config();
+  CHECK(c.architecture == "vit_medium_patch16_reg4_gap_256");
+  CHECK_FALSE(c.class_token);
+  CHECK(c.reg_tokens == 4);
+  CHECK(c.avg_pool);
+  CHECK(c.image_size == 256);
+  CHECK(c.prefix_tokens() == 4);
+  CHECK(c.num_tokens() == 260);
+  // no_embed_class: zero position rows for the register tokens; LayerScale folded.
+  const vc::Tensor& pos = ck.get("pos_embed");
+  REQUIRE(pos.shape == std::vector<int64_t>{1, 260, 32});
+  CHECK(std::all_of(pos.data.begin(), pos.data.begin() + 4 * 32, [](float v) { return v == 0.0f; }));
+  CHECK_THROWS_AS(ck.get("blocks.0.ls1.gamma"), vitint::Error);
+  check_reference(kRegGap);
+}
+
+TEST_CASE("ViT with register tokens and average pooling: converted and run by the integer engine") {
+  for (int threads : {1, 2}) check_integer(kRegGap, threads);
+}
+
+TEST_CASE("average pooling after the final norm (no fc_norm) is refused, naming the key") {
+  const vitint::test::TimmFixture checkpoint(fixture(kGap));
+  CHECK_THROWS_WITH_AS(vc::Checkpoint::load(checkpoint.tmp.path), doctest::Contains("model_args.fc_norm is false"),
+                       vitint::Error);
 }

@@ -95,9 +95,9 @@ struct PatchEmbedOp final : Op {
   // [dim = linear.n][3 * patch * patch], k in (row, column, channel) order of
   // the patch's pixels: im2col copies whole rows of interleaved RGB pixels.
   PackedLinear linear;
-  int prefix = 1;                     // class (and distillation) token rows before the patches
+  int prefix = 1;                     // class, distillation and register token rows before the patches
   const int32_t* pos_bias = nullptr;  // [tokens - prefix][dim]
-  const int16_t* prefix_rows[2] = {};  // [dim] each: class token, distillation token
+  std::vector<const int16_t*> prefix_rows;  // [prefix], each [dim]
   int32_t zp_out = 0, qmin = 0, qmax = 0;
   int im2col = -1, stream = -1;
   // Packs conv weights in timm's [dim][channel][row][column] order into
@@ -109,10 +109,10 @@ struct PatchEmbedOp final : Op {
 };
 
 // LayerNorm of the first `rows_per_image` rows of each image's `tokens` (all
-// tokens, or the class and distillation token), written densely.
-// LayerNorm of stream rows to uint8 (kernels::layernorm), or with to_stream
-// onto another int16 stream in [qmin, qmax] (kernels::layernorm_stream: a
-// pre-norm ViT's norm_pre).
+// tokens, or the class and distillation token, or the pooled row), written
+// densely: to uint8 (kernels::layernorm), or with to_stream onto another
+// int16 stream in [qmin, qmax] (kernels::layernorm_stream: a pre-norm ViT's
+// norm_pre).
 struct LayerNormOp final : Op {
   int tokens = 0, rows_per_image = 0;  // width: params.channels
   kernels::LayerNormParams params{};     // params.prepared unused: run() points it at `prepared`
@@ -173,6 +173,16 @@ struct AttentionOp final : Op {
 // apart per image), float logits = (acc + bias) * scale; a distilled DeiT
 // averages that with its second head on the next row, as timm does in eval
 // mode.
+// Average pooling: per image, the mean of the stream codes of rows
+// prefix..tokens-1 (the patch tokens), rounded half up: out = floor((2 S + n)
+// / 2n) for the sum S of n codes (a mean of codes of one grid is a code of
+// that grid, so no clamp). `sums` is an int32 [dim] scratch buffer.
+struct PoolOp final : Op {
+  int tokens = 0, prefix = 0, dim = 0;
+  int in = -1, out = -1, sums = -1;
+  void run(ExecContext& ctx) const override;
+};
+
 struct HeadOp final : Op {
   PackedLinear linear;
   const float* scale = nullptr;  // [classes]
