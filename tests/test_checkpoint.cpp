@@ -200,14 +200,14 @@ TEST_CASE("checkpoint: broken checkpoints give errors that name the tensor and t
     CHECK(contains(s.load_error(), "only DeiT (deit_*) comes distilled"));
     s.edit_config([](nlohmann::json& c) {
       c["architecture"] = "deit_tiny_patch16_224";
-      c["global_pool"] = "avg";
+      c["global_pool"] = "max";
     });
-    CHECK(contains(s.load_error(), "global_pool"));
+    CHECK(contains(s.load_error(), "global_pool is \"max\": only class-token (\"token\") and average (\"avg\")"));
     s.edit_config([](nlohmann::json& c) {
       c["global_pool"] = "token";
       c["model_args"]["class_token"] = false;
     });
-    CHECK(contains(s.load_error(), "class token"));
+    CHECK(contains(s.load_error(), "without a class token only average pooling"));
     s.edit_config([](nlohmann::json& c) {
       c["model_args"].erase("class_token");
       c["architecture"] = "swin_tiny_patch4_window7_224";
@@ -263,6 +263,42 @@ TEST_CASE("checkpoint: broken checkpoints give errors that name the tensor and t
       c["model_args"]["pre_norm"] = "yes";
     });
     CHECK(contains(s.load_error(), "model_args.pre_norm"));
+  }
+  SUBCASE("config: token layout and pooling must match the tensors") {
+    ScratchCheckpoint s;
+    // Average pooling: fc_norm after the pooling instead of the final norm.
+    s.edit_config([](nlohmann::json& c) { c["global_pool"] = "avg"; });
+    std::string msg = s.load_error();
+    CHECK(contains(msg, "missing tensor 'fc_norm.weight' (expected shape [192])"));
+    CHECK(contains(msg, "unexpected tensor 'norm.weight'"));
+    s.edit_config([](nlohmann::json& c) { c["model_args"]["fc_norm"] = false; });
+    CHECK(contains(s.load_error(), "model_args.fc_norm is false: average pooling after the final norm"));
+    s.edit_config([](nlohmann::json& c) {
+      c["global_pool"] = "token";
+      c["model_args"]["fc_norm"] = true;
+    });
+    CHECK(contains(s.load_error(), "fc_norm with class-token pooling is not supported"));
+    s.edit_config([](nlohmann::json& c) {
+      c["model_args"].erase("fc_norm");
+      c["model_args"]["reg_tokens"] = 4;
+    });
+    msg = s.load_error();
+    CHECK(contains(msg, "missing tensor 'reg_token' (expected shape [1, 4, 192])"));
+    CHECK(contains(msg, "tensor 'pos_embed' has shape [1, 197, 192], expected [1, 201, 192]"));
+    s.edit_config([](nlohmann::json& c) { c["model_args"]["reg_tokens"] = 17; });
+    CHECK(contains(s.load_error(), "model_args.reg_tokens must be in [0, 16]"));
+    // The sbb names: no class token, registers, average pooling, LayerScale.
+    s.edit_config([](nlohmann::json& c) {
+      c["model_args"].erase("reg_tokens");
+      c["architecture"] = "vit_tiny_patch16_reg4_gap_224";
+      c["global_pool"] = "avg";
+    });
+    msg = s.load_error();
+    CHECK(contains(msg, "does not match vit_tiny_patch16_reg4_gap_224"));
+    CHECK(contains(msg, "missing tensor 'blocks.0.ls1.gamma'"));
+    CHECK(contains(msg, "and 21 more"));  // 24 gammas, reg_token, fc_norm; cls_token, norm; pos_embed
+    s.edit_config([](nlohmann::json& c) { c["architecture"] = "deit_tiny_distilled_patch16_224"; });
+    CHECK(contains(s.load_error(), "a distilled DeiT with register tokens or average pooling is not supported"));
   }
   SUBCASE("missing files") {
     ScratchCheckpoint s;

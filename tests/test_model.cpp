@@ -160,8 +160,35 @@ TEST_CASE("model: a mis-shaped tensor and bad metadata values are named") {
                   "'quant.blocks[3].attn' to_exp_mult * 2^-to_exp_shift");
   expect_rejected([](nlohmann::json& m) { m["family"] = "swin"; }, kSameTensors, "swin");
   expect_rejected([](nlohmann::json& m) { m["hparams"].erase("depth"); }, kSameTensors, "hparams.depth");
-  expect_rejected([](nlohmann::json& m) { m["family_revision"] = 4; }, kSameTensors,
-                  "family_revision 4 is newer than this libvitint reads (3)");
+  expect_rejected([](nlohmann::json& m) { m["family_revision"] = 5; }, kSameTensors,
+                  "family_revision 5 is newer than this libvitint reads (4)");
+  // Revision 4: token layout and pooling.
+  expect_rejected([](nlohmann::json& m) { m["hparams"]["pool"] = "avg"; }, kSameTensors,
+                  "hparams.class_token, reg_tokens and pool need family_revision 4");
+  expect_rejected(
+      [](nlohmann::json& m) {
+        m["family_revision"] = 4;
+        m["hparams"]["pool"] = "max";
+      },
+      kSameTensors, "hparams.pool 'max' is neither 'token' nor 'avg'");
+  expect_rejected(
+      [](nlohmann::json& m) {
+        m["family_revision"] = 4;
+        m["hparams"]["class_token"] = 0;
+      },
+      kSameTensors, "without a class token (hparams.class_token 0) the pool must be 'avg'");
+  expect_rejected(
+      [](nlohmann::json& m) {
+        m["family_revision"] = 4;
+        m["hparams"]["reg_tokens"] = 2;
+      },
+      kSameTensors, "tensor 'reg' is missing");
+  expect_rejected(
+      [](nlohmann::json& m) {
+        m["family_revision"] = 4;
+        m["hparams"]["reg_tokens"] = 17;
+      },
+      kSameTensors, "hparams.reg_tokens");
   expect_rejected([](nlohmann::json& m) { m["hparams"]["pre_norm"] = 1; }, kSameTensors,
                   "hparams.pre_norm needs family_revision 3");
   // A pre-norm model needs norm_pre's parameters and the embedding's stream point.
