@@ -12,9 +12,11 @@
 #include <tuple>
 
 #include "converter/dataset.h"
+#include "models/vit_spec.h"
 #include "vitint/error.h"
 
 namespace vitint::convert {
+namespace vit = models::vit;
 
 StreamGrid stream_grid(const Range& r, int bits, bool pts) {
   StreamGrid g{};
@@ -294,20 +296,30 @@ constexpr size_t kChannelTail = 16;
 constexpr int kHistogramBins = 1 << 14;
 
 bool is_stream(Site s) {
-  return s == Site::kBlockInput || s == Site::kBlockMid || s == Site::kFinalNormIn || s == Site::kEmbedOut;
+  return s == Site::kBlockInput || s == Site::kBlockMid || s == Site::kFinalNormIn || s == Site::kEmbedOut ||
+         s == Site::kNormOut;
 }
-// Stream point 2b is block b's input (the final norm's input is point 2 * depth), 2b + 1 its middle;
-// a pre-norm ViT's embedding (norm_pre's input) is point 2 * depth + 1.
-int stream_point(Site s, int block, int depth) {
-  if (s == Site::kEmbedOut) return 2 * depth + 1;
-  return 2 * block + (s == Site::kBlockMid ? 1 : 0);
-}
-Site stream_site(int point, int depth) {
-  if (point == 2 * depth + 1) return Site::kEmbedOut;
-  if (point == 2 * depth) return Site::kFinalNormIn;
-  return point % 2 == 0 ? Site::kBlockInput : Site::kBlockMid;
-}
-int stream_block(int point, int depth) { return point == 2 * depth + 1 ? 0 : point / 2; }
+// The model's stream points (models/vit_spec.h): 2b is block b's input (the
+// final norm's input is 2 * depth), 2b + 1 its middle, then the embedding of
+// a pre-norm ViT and the final norm's output of one pooled after it.
+struct StreamPoints {
+  int depth;
+  bool pre_norm, norm_out;
+  explicit StreamPoints(const VitConfig& c) : depth(c.depth), pre_norm(c.pre_norm), norm_out(c.norm_before_pool()) {}
+  int count() const { return vit::stream_points(depth, pre_norm, norm_out); }
+  int point(Site s, int block) const {
+    if (s == Site::kEmbedOut) return vit::embed_point(depth);
+    if (s == Site::kNormOut) return vit::norm_out_point(depth, pre_norm);
+    return 2 * block + (s == Site::kBlockMid ? 1 : 0);
+  }
+  // The site and block observed at point p.
+  std::pair<Site, int> site(int p) const {
+    if (pre_norm && p == vit::embed_point(depth)) return {Site::kEmbedOut, 0};
+    if (norm_out && p == vit::norm_out_point(depth, pre_norm)) return {Site::kNormOut, depth};
+    if (p == 2 * depth) return {Site::kFinalNormIn, depth};
+    return {p % 2 == 0 ? Site::kBlockInput : Site::kBlockMid, p / 2};
+  }
+};
 // Sites whose per-channel ranges the quantizer may use (Calibration::*_channels).
 bool is_channel_site(Site s) {
   return s == Site::kLn1Out || s == Site::kLn2Out || s == Site::kGeluOut || s == Site::kAttnOut || s == Site::kHeadIn;
@@ -319,7 +331,7 @@ std::string site_label(size_t i, int depth) {
                                        "v",            "logits",       "attention output",
                                        "stream after attention",       "norm2 output", "fc1 output",
                                        "GELU output",  "final norm input", "head input",
-                                       "embedding (norm_pre input)"};
+                                       "embedding (norm_pre input)", "final norm output"};
   static_assert(std::size(kNames) == kSiteCount);
   const auto per_site = static_cast<size_t>(depth) + 1;
   const std::string name = kNames[i / per_site];
@@ -376,6 +388,7 @@ struct Plan {
     add(Site::kFinalNormIn, depth, n, d);
     add(Site::kHeadIn, depth, cfg.head_rows(), d);
     if (cfg.pre_norm) add(Site::kEmbedOut, 0, n, d);
+    if (cfg.norm_before_pool()) add(Site::kNormOut, depth, cfg.num_patches(), d);
   }
 };
 
@@ -506,12 +519,13 @@ class HistogramObserver final : public PassObserver {
 // quantize-dequantize with each shift alpha in 0..3 (FQ-ViT's PTS search).
 class PtsObserver final : public PassObserver {
  public:
-  PtsObserver(const std::vector<StreamGrid>& grids, int dim, int depth) : grids_(grids), dim_(dim), depth_(depth) {
+  PtsObserver(const std::vector<StreamGrid>& grids, int dim, StreamPoints points)
+      : grids_(grids), dim_(dim), points_(points) {
     sums.assign(grids.size() * static_cast<size_t>(dim) * 4, 0.0);
   }
   void observe(Site site, int block, const float* data, int rows, int cols) override {
     if (!is_stream(site)) return;
-    const int point = stream_point(site, block, depth_);
+    const int point = points_.point(site, block);
     const StreamGrid& g = grids_[static_cast<size_t>(point)];
     double* err = &sums[static_cast<size_t>(point) * dim_ * 4];
     for (int r = 0; r < rows; ++r)
@@ -528,7 +542,8 @@ class PtsObserver final : public PassObserver {
 
  private:
   const std::vector<StreamGrid>& grids_;
-  int dim_, depth_;
+  int dim_;
+  StreamPoints points_;
 };
 
 std::vector<uint8_t> best_alpha(const std::vector<double>& err, int point, int dim) {
@@ -737,17 +752,19 @@ Calibration calibrate(const ReferenceModel& model, const std::vector<std::vector
   cal.head_in_channels = ch_ranges[at(Site::kHeadIn, depth)];
   cal.head_in_rows = samples[at(Site::kHeadIn, depth)];
   std::vector<StreamGrid> grids;
-  const int points = 2 * depth + (cfg.pre_norm ? 2 : 1);
+  const StreamPoints stream_points(cfg);
+  const int points = stream_points.count();
   for (int p = 0; p < points; ++p) {
     StreamCalib sc;
-    sc.range = ranges[at(stream_site(p, depth), stream_block(p, depth))];
+    const auto [site, block] = stream_points.site(p);
+    sc.range = ranges[at(site, block)];
     sc.alpha.assign(static_cast<size_t>(cfg.embed_dim), 0);
     grids.push_back(stream_grid(sc.range, recipe.residual_bits, recipe.pts));
     cal.streams.push_back(std::move(sc));
   }
   if (recipe.pts) {
     std::vector<double> err;
-    run_pass<PtsObserver>(model, images, [&] { return PtsObserver(grids, cfg.embed_dim, depth); }, &err,
+    run_pass<PtsObserver>(model, images, [&] { return PtsObserver(grids, cfg.embed_dim, stream_points); }, &err,
                           "calibrating PTS shifts", progress);
     for (int p = 0; p < points; ++p) cal.streams[static_cast<size_t>(p)].alpha = best_alpha(err, p, cfg.embed_dim);
   }

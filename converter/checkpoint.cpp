@@ -327,10 +327,8 @@ VitConfig parse_config(const std::string& path) {
   c.qkv_bias = margs.contains("qkv_bias") ? rd.get_bool(margs, "qkv_bias", ma) : default_qkv_bias;
   if (!c.class_token && !c.avg_pool)
     rd.fail(ma + "class_token", "is false: without a class token only average pooling (global_pool \"avg\") works");
-  if (c.avg_pool && !fc_norm)
-    rd.fail(ma + "fc_norm", "is false: average pooling after the final norm (no fc_norm) is not supported, only "
-                            "timm's default, fc_norm after the pooling");
   if (!c.avg_pool && fc_norm) rd.fail(ma + "fc_norm", "is true: fc_norm with class-token pooling is not supported");
+  c.fc_norm = fc_norm;
   if (c.distilled && (c.avg_pool || c.reg_tokens > 0))
     rd.fail("architecture", "'" + arch + "': a distilled DeiT with register tokens or average pooling is not supported");
 
@@ -419,8 +417,8 @@ std::map<std::string, std::vector<int64_t>> expected_tensors(const VitConfig& c)
     e[b + "mlp.fc2.weight"] = {d, h};
     e[b + "mlp.fc2.bias"] = {d};
   }
-  // Average pooling: timm's final norm is the Identity, fc_norm follows the pooling.
-  const std::string final_norm = c.avg_pool ? "fc_norm" : "norm";
+  // Average pooling with fc_norm: timm's final norm is the identity, fc_norm follows the pooling.
+  const std::string final_norm = c.avg_pool && c.fc_norm ? "fc_norm" : "norm";
   e[final_norm + ".weight"] = {d};
   e[final_norm + ".bias"] = {d};
   e["head.weight"] = {c.num_classes, d};
@@ -626,7 +624,8 @@ namespace {
 
 // DeiT III's two differences from the plain ViT, rewritten into it (the
 // converter, the FP32 reference and the integer engine then see one form),
-// and the pre-norm ViT's patch embedding, which has no bias (a zero one):
+// and the biases a ViT may lack (the pre-norm ViT's patch embedding's, qkv's
+// with qkv_bias false), which become zero ones:
 // - no_embed_class: timm adds pos_embed to the patch tokens and then
 //   prepends the class token; a zero row for it in front of pos_embed gives
 //   the same sums (cls + 0 = cls exactly).
@@ -636,6 +635,10 @@ namespace {
 void to_plain_vit(const VitConfig& c, std::map<std::string, Tensor>* tensors) {
   if (c.pre_norm)
     (*tensors)["patch_embed.proj.bias"] = {{c.embed_dim}, std::vector<float>(static_cast<size_t>(c.embed_dim), 0.0f)};
+  if (!c.qkv_bias)
+    for (int i = 0; i < c.depth; ++i)
+      (*tensors)["blocks." + std::to_string(i) + ".attn.qkv.bias"] = {
+          {3 * c.embed_dim}, std::vector<float>(3 * static_cast<size_t>(c.embed_dim), 0.0f)};
   if (c.no_embed_class) {
     Tensor& pos = tensors->at("pos_embed");
     pos.data.insert(pos.data.begin(), static_cast<size_t>(c.prefix_tokens()) * c.embed_dim, 0.0f);

@@ -40,9 +40,14 @@ struct VitConfig {
   // LayerNorm fc_norm, timm's default for average pooling; without a class
   // token only average pooling is possible). The sbb ViTs
   // vit_<size>_patch<P>_reg<N>_gap_<S> are all three.
+  bool norm_before_pool() const { return avg_pool && !fc_norm; }
   bool class_token = true;
   int reg_tokens = 0;
   bool avg_pool = false;
+  // avg_pool: timm's fc_norm after the pooling (true; its final norm is the
+  // identity), or the final norm on every token before it (false, as in
+  // vit_<size>_patch<P>_gap_<S>).
+  bool fc_norm = true;
   // Preprocessing from pretrained_cfg.
   double crop_pct = 0.875;
   Interpolation interpolation = Interpolation::kBicubic;

@@ -107,7 +107,8 @@ class VitQuantizer {
 
   void run() {
     const int depth = cfg_.depth;
-    VITINT_ASSERT(cal_.streams.size() == static_cast<size_t>(2 * depth + (cfg_.pre_norm ? 2 : 1)));
+    VITINT_ASSERT(cal_.streams.size() ==
+                  static_cast<size_t>(vit::stream_points(depth, cfg_.pre_norm, cfg_.norm_before_pool())));
     for (size_t p = 0; p < cal_.streams.size(); ++p) {
       const StreamCalib& sc = cal_.streams[p];
       streams_.push_back({stream_grid(sc.range, info_.recipe.residual_bits, info_.recipe.pts), sc.alpha});
@@ -125,17 +126,34 @@ class VitQuantizer {
     if (cfg_.pre_norm) {
       // norm_pre: from the embedding's stream point onto block 0's input.
       layer("norm_pre", [&] {
-        std::vector<ActQuant> outs;
-        for (int c = 0; c < cfg_.embed_dim; ++c) outs.push_back({streams_[0].scale(c), streams_[0].grid.zero_point});
-        quant_["norm_pre"] = layernorm("norm_pre", "norm_pre", streams_.back(), outs);
+        quant_["norm_pre"] = layernorm("norm_pre", "norm_pre", stream_at(vit::embed_point(depth)), stream_outs(0));
       });
     }
     for (int b = 0; b < depth; ++b) layer("blocks." + std::to_string(b), [&] { block(b); });
     layer("norm and head", [&] {
       const std::vector<ActQuant> head_in = folded_quant("norm", cal_.head_in, cal_.head_in_channels,
                                                          cal_.head_in_rows, "head.weight", info_.recipe.channel_ln);
-      // Average pooling: the mean of the patch tokens' stream codes, then fc_norm.
-      quant_["norm"] = layernorm("norm", cfg_.avg_pool ? "fc_norm" : "norm", streams_[static_cast<size_t>(2 * depth)], head_in);
+      const Stream& in = stream_at(2 * depth);
+      if (cfg_.norm_before_pool()) {
+        // The final norm onto a stream of its own; the sum of the patch
+        // tokens' codes there (less the zero point) is requantized to the
+        // head's input: s_out(c) / (n * s_head(c)) per channel.
+        const int point = vit::norm_out_point(depth, cfg_.pre_norm);
+        quant_["norm"] = layernorm("norm", "norm", in, stream_outs(point));
+        DyadicVec dy;
+        std::vector<uint8_t> zp;
+        for (int c = 0; c < cfg_.embed_dim; ++c) {
+          const ActQuant& h = head_in[static_cast<size_t>(c)];
+          dy.push(stream_at(point).scale(c) / (double(cfg_.num_patches()) * h.scale));
+          zp.push_back(static_cast<uint8_t>(h.zero_point));
+        }
+        add(w_, "pool.mult", {cfg_.embed_dim}, dy.mult);
+        add(w_, "pool.shift", {cfg_.embed_dim}, dy.shift);
+        add(w_, "pool.zero_point", {cfg_.embed_dim}, zp);
+      } else {
+        // Average pooling: the mean of the patch tokens' stream codes, then fc_norm.
+        quant_["norm"] = layernorm("norm", cfg_.avg_pool ? "fc_norm" : "norm", in, head_in);
+      }
       head(InQuant::channels(head_in));
     });
     quant_["attention_bits"] = info_.recipe.attention_bits;
@@ -183,6 +201,7 @@ class VitQuantizer {
       m["hparams"]["class_token"] = cfg_.class_token ? 1 : 0;
       m["hparams"]["reg_tokens"] = cfg_.reg_tokens;
       m["hparams"]["pool"] = cfg_.avg_pool ? "avg" : "token";
+      if (cfg_.avg_pool) m["hparams"]["fc_norm"] = cfg_.fc_norm ? 1 : 0;
     }
     m["preprocess"] = {{"input_size", cfg_.image_size},
                        {"crop_pct", cfg_.crop_pct},
@@ -261,6 +280,14 @@ class VitQuantizer {
 
   void add_weight(const std::string& name, const QWeight& qw) { add(w_, name + ".weight", {qw.n, qw.k}, qw.q); }
 
+  const Stream& stream_at(int point) const { return streams_[static_cast<size_t>(point)]; }
+  // A LayerNorm's output quantizers for writing onto stream point `point`.
+  std::vector<ActQuant> stream_outs(int point) const {
+    std::vector<ActQuant> outs;
+    for (int c = 0; c < cfg_.embed_dim; ++c) outs.push_back({stream_at(point).scale(c), stream_at(point).grid.zero_point});
+    return outs;
+  }
+
   // LayerNorm `name` of the model file from checkpoint tensors `src`.weight/.bias.
   json layernorm(const std::string& name, const std::string& src, const Stream& in, const std::vector<ActQuant>& outs) {
     const int d = cfg_.embed_dim;
@@ -309,8 +336,8 @@ class VitQuantizer {
     // Raw pixels: scale 1, zero point 0.
     const QWeight qw = quantize_weight(wf.data(), d, k, InQuant::tensor({1.0, 0}, k));
     add_weight("patch", qw);
-    // A pre-norm ViT's embedding has a stream point of its own (the last).
-    const Stream& out = cfg_.pre_norm ? streams_.back() : streams_[0];
+    // A pre-norm ViT's embedding has a stream point of its own.
+    const Stream& out = stream_at(cfg_.pre_norm ? vit::embed_point(cfg_.depth) : 0);
     const float* pos = t("pos_embed");
     const int prefix = cfg_.prefix_tokens();
     std::vector<int32_t> pos_bias(static_cast<size_t>(np) * d);

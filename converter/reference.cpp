@@ -191,9 +191,14 @@ std::vector<float> ReferenceModel::forward(const uint8_t* image, Observer* obser
   // The final norm is per token; only the class token reaches the head (and
   // the distillation token the second head, timm's eval output being the
   // mean of the two). Average pooling: the mean of the patch tokens, then
-  // fc_norm.
+  // fc_norm, or of their final norm's outputs.
   Mat head_in;
-  if (c.avg_pool) {
+  if (c.norm_before_pool()) {
+    Mat normed;
+    layer_norm(x.bottomRows(NP), vec(ck, "norm.weight"), vec(ck, "norm.bias"), c.ln_eps, normed);
+    notify(observer, Site::kNormOut, c.depth, normed);
+    head_in = normed.colwise().mean();
+  } else if (c.avg_pool) {
     const Mat pooled = x.bottomRows(NP).colwise().mean();
     layer_norm(pooled, vec(ck, "fc_norm.weight"), vec(ck, "fc_norm.bias"), c.ln_eps, head_in);
   } else {

@@ -27,9 +27,10 @@ enum class Site {
   kHeadIn,      // head input: final norm output of the class (and distillation) token, or fc_norm of the
                 // patch tokens' mean [head_rows][D], block = depth
   kEmbedOut,    // pre-norm ViTs: patch + position embedding, input of norm_pre [N][D], block = 0
+  kNormOut,     // average pooling after the final norm: its output, patch tokens [Np][D], block = depth
 };
 
-constexpr int kSiteCount = static_cast<int>(Site::kEmbedOut) + 1;
+constexpr int kSiteCount = static_cast<int>(Site::kNormOut) + 1;
 
 class Observer {
  public:

@@ -7,9 +7,11 @@
 #include <map>
 #include <sstream>
 
+#include "models/vit_spec.h"
 #include "vitint/error.h"
 
 namespace vitint::convert {
+namespace vit = models::vit;
 namespace {
 
 using calib::Grid;
@@ -197,7 +199,7 @@ Report build_report(const ReferenceModel& model, const std::vector<std::vector<u
   const VitConfig& cfg = model.config();
   const int depth = cfg.depth;
   VITINT_ASSERT(static_cast<int>(cal.ln1.size()) == depth &&
-                cal.streams.size() == static_cast<size_t>(2 * depth + (cfg.pre_norm ? 2 : 1)));
+                cal.streams.size() == static_cast<size_t>(vit::stream_points(depth, cfg.pre_norm, cfg.norm_before_pool())));
   std::map<std::string, double> folding;
   if (model_metadata.contains("calibration") && model_metadata["calibration"].contains("channel_folding"))
     for (const auto& [k, v] : model_metadata["calibration"]["channel_folding"].items()) folding[k] = v.get<double>();
@@ -217,7 +219,7 @@ Report build_report(const ReferenceModel& model, const std::vector<std::vector<u
     SiteReport r;
     r.name = name;
     r.kind = kind;
-    r.block = block < depth && s != Site::kEmbedOut ? block : -1;
+    r.block = block < depth && s != Site::kEmbedOut ? block : -1;  // kNormOut: block = depth
     rep.sites.push_back(r);
     return p;
   };
@@ -260,7 +262,7 @@ Report build_report(const ReferenceModel& model, const std::vector<std::vector<u
     r.zero_point = p.tensor.zero_point;
     r.quantizer = std::string(recipe.residual_bits == 16 ? "int16" : "uint8") + (recipe.pts ? " PTS" : " per tensor");
   };
-  if (cfg.pre_norm) stream(add(Site::kEmbedOut, 0, "embed", "stream"), 2 * depth + 1);
+  if (cfg.pre_norm) stream(add(Site::kEmbedOut, 0, "embed", "stream"), vit::embed_point(depth));
   for (int b = 0; b < depth; ++b) {
     const auto i = static_cast<size_t>(b);
     const std::string pre = "blocks." + std::to_string(b) + ".";
@@ -290,6 +292,8 @@ Report build_report(const ReferenceModel& model, const std::vector<std::vector<u
     activation(add(Site::kGeluOut, b, pre + "gelu", "gelu"), cal.gelu[i], &cal.gelu_channels[i], pre + "gelu");
   }
   stream(add(Site::kFinalNormIn, depth, "final.in", "stream"), 2 * depth);
+  if (cfg.norm_before_pool())
+    stream(add(Site::kNormOut, depth, "final.out", "stream"), vit::norm_out_point(depth, cfg.pre_norm));
   activation(add(Site::kHeadIn, depth, "head.in", "head_in"), cal.head_in, &cal.head_in_channels, "norm");
 
   std::vector<double> sums;
@@ -327,7 +331,7 @@ Report build_report(const ReferenceModel& model, const std::vector<std::vector<u
     r.top_channels = order;
     r.max_median_ratio = median > 0 && !sorted.empty() ? sorted.back() / median : 0;
     // Clipped share: values per site = images x rows x cols.
-    const double rows = r.kind == "head_in" ? cfg.head_rows() : cfg.num_tokens();
+    const double rows = r.kind == "head_in" ? cfg.head_rows() : r.name == "final.out" ? cfg.num_patches() : cfg.num_tokens();
     r.clipped_percent = 100.0 * s[3] / (double(images.size()) * rows * r.channels);
   }
   return rep;

@@ -78,10 +78,10 @@ class Builder {
     attn_scratch_ = g_.add_buffer("attention", 0, 0, engine::AttentionOp::scratch_bytes(isa_, t, hd));
 
     if (pre_norm_) {
-      // The embedding in a stream of its own (point 2 * depth + 1), then
+      // The embedding in a stream of its own (vit::embed_point), then
       // norm_pre onto block 0's input stream.
       const int embed = g_.add_buffer("embed", sizeof(int16_t) * t * d);
-      const int point = 2 * info_.depth + 1;
+      const int point = vit::embed_point(info_.depth);
       add_patch_embed(q, embed, point);
       auto norm_pre = make_layernorm(q, q.at("norm_pre"), "norm_pre", point, tokens_, embed);
       const StreamPoint out = stream_point(q, 0);
@@ -98,7 +98,39 @@ class Builder {
     // image, or of the patch tokens' mean (average pooling).
     const int head_rows = distilled_ ? 2 : 1;
     std::unique_ptr<engine::LayerNormOp> norm;
-    if (avg_pool_) {
+    if (avg_pool_ && !fc_norm_) {
+      // The final norm of the patch tokens onto a stream of their own, the
+      // sum of their codes, requantized to the head's input.
+      const int patches = tokens_ - prefix_, point = vit::norm_out_point(info_.depth, pre_norm_);
+      const StreamPoint sp = stream_point(q, point);
+      norm = make_layernorm(q, q.at("norm"), "norm", 2 * info_.depth, patches, stream_);
+      norm->first_row = prefix_;
+      norm->to_stream = true;
+      norm->qmin = sp.qmin;
+      norm->qmax = sp.qmax;
+      norm->out = g_.add_buffer("normed", sizeof(int16_t) * static_cast<size_t>(patches) * d);
+      auto pool = std::make_unique<engine::PoolOp>();
+      pool->tokens = patches;
+      pool->prefix = 0;
+      pool->dim = d;
+      pool->sum_out = true;
+      pool->zero_point = sp.zp;
+      pool->in = norm->out;
+      pool->out = g_.add_buffer("pooled", sizeof(int32_t) * d);
+      pool->sums = g_.add_buffer("pool_sums", 0, sizeof(int32_t) * d);
+      auto rq = std::make_unique<engine::RequantOp>();
+      rq->rows_per_image = 1;
+      rq->dim = d;
+      rq->zero_bias.assign(static_cast<size_t>(d), 0);
+      rq->params.bias = rq->zero_bias.data();
+      dyadic("pool", ".", d, &rq->params.mult, &rq->params.shift);
+      rq->params.zero_point = file_.tensor("pool.zero_point", DType::kU8, {d}).as<uint8_t>();
+      rq->in = pool->out;
+      rq->out = act_;
+      add(std::move(norm), "norm", "layernorm");
+      add(std::move(pool), "pool", "average pooling");
+      add(std::move(rq), "pool.requant", "requantize");
+    } else if (avg_pool_) {
       auto pool = std::make_unique<engine::PoolOp>();
       pool->tokens = tokens_;
       pool->prefix = prefix_;
@@ -112,8 +144,10 @@ class Builder {
     } else {
       norm = make_layernorm(q, q.at("norm"), "norm", 2 * info_.depth, head_rows, stream_);
     }
-    norm->out = act_;
-    add(std::move(norm), "norm", "layernorm");
+    if (norm) {
+      norm->out = act_;
+      add(std::move(norm), "norm", "layernorm");
+    }
     auto head = std::make_unique<engine::HeadOp>();
     pack(head->linear, "head", info_.num_classes, d, /*requant=*/false);
     head->scale = logit_scales("head.scale");
@@ -165,6 +199,10 @@ class Builder {
         throw Error("model file " + file_.path() + ": hparams.pool '" + pool + "' is neither 'token' nor 'avg'");
       avg_pool_ = pool == "avg";
     }
+    fc_norm_ = !hp.contains("fc_norm") || hp.at("fc_norm").i32(0, 1) == 1;
+    if (!fc_norm_ && (!avg_pool_ || revision < vit::kRevisionPooling))
+      throw Error("model file " + file_.path() + ": hparams.fc_norm 0 needs pool 'avg' and family_revision " +
+                  std::to_string(vit::kRevisionPooling));
     if (!class_token_ && !avg_pool_)
       throw Error("model file " + file_.path() + ": without a class token (hparams.class_token 0) the pool must be 'avg'");
     if (distilled_ && (!class_token_ || reg_tokens_ > 0 || avg_pool_))
@@ -419,7 +457,7 @@ class Builder {
   engine::Graph& g_;
   Meta meta_;
   int tokens_ = 0, prefix_ = 1;  // prefix: class, distillation and register token rows
-  bool class_token_ = true, distilled_ = false, avg_pool_ = false;
+  bool class_token_ = true, distilled_ = false, avg_pool_ = false, fc_norm_ = true;
   int reg_tokens_ = 0;
   bool pre_norm_ = false;        // norm_pre between the embedding and block 0
   int stream_ = -1, act_ = -1, qkv_ = -1, hidden_ = -1, attn_scratch_ = -1;

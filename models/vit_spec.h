@@ -18,8 +18,11 @@ constexpr int kRevisionDistilled = 2;
 constexpr int kRevisionPreNorm = 3;
 // Revision 4 adds the token layout and pooling of timm's average-pooled ViTs:
 // hparams.class_token (0 or 1), hparams.reg_tokens (tensor "reg" [R][D],
-// after the class token) and hparams.pool ("token" or "avg": the rounded
-// mean of the patch tokens' codes at stream point 2 * depth, then "norm").
+// after the class token) and hparams.pool ("token" or "avg"). With "avg" and
+// hparams.fc_norm 1 (or absent): the rounded mean of the patch tokens' codes
+// at stream point 2 * depth, then "norm"; with fc_norm 0: "norm" of every
+// patch token onto stream point norm_out_point, the sum of their codes less
+// the zero point, requantized by "pool.*" to the head's input.
 constexpr int kRevisionPooling = 4;
 constexpr int kLatestRevision = kRevisionPooling;
 
@@ -28,7 +31,14 @@ inline std::string block(int i, const std::string& what) {
 }
 // Residual-stream quantization points: 2i = input of block i (norm1),
 // 2i + 1 = after its attention add (norm2), 2 * depth = input of the final
-// norm; a pre-norm ViT's embedding (input of norm_pre) is 2 * depth + 1.
+// norm; then, where the model has them, a pre-norm ViT's embedding (input of
+// norm_pre) and an average-pooled ViT's final norm output (the patch tokens,
+// before the pooling, when there is no fc_norm), in that order.
 inline std::string stream_alpha(int point) { return "streams." + std::to_string(point) + ".alpha"; }
+inline int embed_point(int depth) { return 2 * depth + 1; }
+inline int norm_out_point(int depth, bool pre_norm) { return 2 * depth + 1 + (pre_norm ? 1 : 0); }
+inline int stream_points(int depth, bool pre_norm, bool norm_out) {
+  return 2 * depth + 1 + (pre_norm ? 1 : 0) + (norm_out ? 1 : 0);
+}
 
 }  // namespace vitint::models::vit

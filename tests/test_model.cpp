@@ -189,6 +189,20 @@ TEST_CASE("model: a mis-shaped tensor and bad metadata values are named") {
         m["hparams"]["reg_tokens"] = 17;
       },
       kSameTensors, "hparams.reg_tokens");
+  expect_rejected(
+      [](nlohmann::json& m) {
+        m["family_revision"] = 4;
+        m["hparams"]["fc_norm"] = 0;
+      },
+      kSameTensors, "hparams.fc_norm 0 needs pool 'avg'");
+  // Pooled after the final norm: its stream point and the pooling's requantization.
+  expect_rejected(
+      [](nlohmann::json& m) {
+        m["family_revision"] = 4;
+        m["hparams"]["pool"] = "avg";
+        m["hparams"]["fc_norm"] = 0;
+      },
+      kSameTensors, "quant.streams[25]");
   expect_rejected([](nlohmann::json& m) { m["hparams"]["pre_norm"] = 1; }, kSameTensors,
                   "hparams.pre_norm needs family_revision 3");
   // A pre-norm model needs norm_pre's parameters and the embedding's stream point.

@@ -2,9 +2,10 @@
 // DeiT III (deit3_*: position embedding without the class token,
 // LayerScale), the distilled DeiT (deit_*_distilled_*: a distillation
 // token and a second head), the CLIP image tower (vit_*_clip_*: a
-// LayerNorm before the first block, eps 1e-5) and the average-pooled ViT
-// with register tokens (vit_*_reg<N>_gap_*: no class token, the mean of the
-// patch tokens, fc_norm), at 256 x 256. Each fixture in tests/fixtures holds timm's
+// LayerNorm before the first block, eps 1e-5) and two average-pooled ViTs
+// without a class token at 256 x 256: with register tokens and fc_norm after
+// the pooling (vit_*_reg<N>_gap_*), and pooled after the final norm
+// (vit_*_gap_*). Each fixture in tests/fixtures holds timm's
 // config.json, its parameter names and shapes and its logits for three
 // images (tests/fixtures/make_timm_variants.py made them); the weights,
 // computed the same way on both sides, go into an F16 model.safetensors at
@@ -226,8 +227,20 @@ TEST_CASE("ViT with register tokens and average pooling: converted and run by th
   for (int threads : {1, 2}) check_integer(kRegGap, threads);
 }
 
-TEST_CASE("average pooling after the final norm (no fc_norm) is refused, naming the key") {
-  const vitint::test::TimmFixture checkpoint(fixture(kGap));
-  CHECK_THROWS_WITH_AS(vc::Checkpoint::load(checkpoint.tmp.path), doctest::Contains("model_args.fc_norm is false"),
-                       vitint::Error);
+TEST_CASE("ViT pooled after its final norm: the layout from the name; the FP32 reference matches timm") {
+  const vc::Checkpoint ck = load(kGap);
+  const vc::VitConfig& c = ck.config();
+  CHECK(c.architecture == "vit_medium_patch16_gap_256");
+  CHECK_FALSE(c.class_token);
+  CHECK(c.reg_tokens == 0);
+  CHECK(c.avg_pool);
+  CHECK_FALSE(c.fc_norm);
+  CHECK_FALSE(c.qkv_bias);
+  CHECK(c.num_tokens() == 256);
+  CHECK(ck.get("norm.weight").shape == std::vector<int64_t>{32});
+  check_reference(kGap);
+}
+
+TEST_CASE("ViT pooled after its final norm: converted and run by the integer engine") {
+  for (int threads : {1, 2}) check_integer(kGap, threads);
 }

@@ -261,7 +261,7 @@ void LayerNormOp::run(ExecContext& ctx) const {
     for (int i = r.begin; i < r.end;) {
       const int b = i / per_image, t = i % per_image;
       const int n = std::min(r.end - i, per_image - t);
-      const int16_t* rows_in = x + (static_cast<size_t>(b) * tokens + t) * dim;
+      const int16_t* rows_in = x + (static_cast<size_t>(b) * tokens + first_row + t) * dim;
       const size_t at = static_cast<size_t>(i) * dim;
       if (to_stream) {
         k::layernorm_stream(ctx.isa, n, rows_in, dim, p, qmin, qmax, ctx.buf<int16_t>(out) + at, dim);
@@ -433,12 +433,22 @@ void PoolOp::run(ExecContext& ctx) const {
     std::fill(sum, sum + dim, 0);
     for (int64_t t = 0; t < n; ++t, x += dim)
       for (int c = 0; c < dim; ++c) sum[c] += x[c];  // |sum| < 2^15 * 1025
+    if (sum_out) {
+      int32_t* y = ctx.buf<int32_t>(out) + static_cast<size_t>(b) * dim;
+      for (int c = 0; c < dim; ++c) y[c] = static_cast<int32_t>(sum[c] - n * zero_point);  // |.| < 2^16 * 1025
+      continue;
+    }
     int16_t* y = ctx.buf<int16_t>(out) + static_cast<size_t>(b) * dim;
     for (int c = 0; c < dim; ++c) {
       const int64_t num = 2 * int64_t{sum[c]} + n, den = 2 * n;
       y[c] = static_cast<int16_t>(num / den - (num % den < 0 ? 1 : 0));  // floor
     }
   }
+}
+
+void RequantOp::run(ExecContext& ctx) const {
+  const int m = ctx.batch * rows_per_image;
+  k::requant_u8(ctx.isa, m, dim, ctx.buf<int32_t>(in), dim, params, ctx.buf<uint8_t>(out), dim);
 }
 
 void HeadOp::run(ExecContext& ctx) const {

@@ -115,6 +115,7 @@ struct PatchEmbedOp final : Op {
 // norm_pre).
 struct LayerNormOp final : Op {
   int tokens = 0, rows_per_image = 0;  // width: params.channels
+  int first_row = 0;                   // of each image's tokens (the patch tokens: the prefix)
   kernels::LayerNormParams params{};     // params.prepared unused: run() points it at `prepared`
   kernels::LayerNormPrepared prepared;  // layernorm_prepare(params)
   bool to_stream = false;
@@ -173,13 +174,26 @@ struct AttentionOp final : Op {
 // apart per image), float logits = (acc + bias) * scale; a distilled DeiT
 // averages that with its second head on the next row, as timm does in eval
 // mode.
-// Average pooling: per image, the mean of the stream codes of rows
-// prefix..tokens-1 (the patch tokens), rounded half up: out = floor((2 S + n)
-// / 2n) for the sum S of n codes (a mean of codes of one grid is a code of
-// that grid, so no clamp). `sums` is an int32 [dim] scratch buffer.
+// Average pooling: per image, the sum S of the stream codes of rows
+// prefix..tokens-1 (the n patch tokens), per channel. Written as their mean
+// rounded half up, int16 floor((2 S + n) / 2n) (a mean of codes of one grid
+// is a code of that grid, so no clamp), or with `sum_out` as the int32
+// S - n * zero_point. `sums` is an int32 [dim] scratch buffer.
 struct PoolOp final : Op {
   int tokens = 0, prefix = 0, dim = 0;
+  bool sum_out = false;
+  int32_t zero_point = 0;
   int in = -1, out = -1, sums = -1;
+  void run(ExecContext& ctx) const override;
+};
+
+// Requantization of `rows_per_image` int32 rows of `dim` per image to
+// uint8 (kernels::requant_u8).
+struct RequantOp final : Op {
+  int rows_per_image = 0, dim = 0;
+  kernels::RequantU8Params params{};
+  std::vector<int32_t> zero_bias;  // params.bias when the file has none
+  int in = -1, out = -1;
   void run(ExecContext& ctx) const override;
 };
 
