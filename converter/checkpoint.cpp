@@ -229,14 +229,13 @@ VitConfig parse_config(const std::string& path) {
   std::string plain_arch = arch;
   if (c.distilled) plain_arch.erase(plain_arch.find("_distilled_"), std::string("_distilled").size());
   if (is_clip) plain_arch.erase(plain_arch.find("_clip_"), std::string("_clip").size());
-  // The average-pooled names imply (timm's registry): no class token, average
-  // pooling and LayerScale; with _reg<N>, N register tokens and no position
-  // embedding for them (fc_norm after the pooling); without, no qkv bias and
-  // the final norm before the pooling.
+  // The average-pooled names imply (timm's registry): no class token and
+  // average pooling; with _reg<N> (the sbb family), N register tokens
+  // without position embedding, LayerScale and fc_norm after the pooling;
+  // without, the final norm before the pooling, and for the medium size no
+  // qkv bias and LayerScale.
   const int gap_regs = strip_gap_name(&plain_arch);
   const bool is_gap = gap_regs >= 0;
-  bool fc_norm = is_gap && gap_regs > 0;
-  bool default_qkv_bias = !(is_gap && gap_regs == 0);
   if (is_gap) {
     c.class_token = false;
     c.avg_pool = true;
@@ -244,6 +243,9 @@ VitConfig parse_config(const std::string& path) {
   }
   read_global_pool(rd, cfg, "", &c.avg_pool);
   const bool has_known = parse_known_arch(plain_arch, &known);
+  const bool medium_gap = is_gap && gap_regs == 0 && has_known && known.size == "medium";
+  bool fc_norm = is_gap && gap_regs > 0;
+  const bool default_qkv_bias = !medium_gap;
   const json empty = json::object();
   const json& margs = cfg.contains("model_args") ? cfg["model_args"] : empty;
   if (!margs.is_object()) rd.fail("model_args", "must be an object");
@@ -261,7 +263,7 @@ VitConfig parse_config(const std::string& path) {
                                                  "img_size",   "in_chans",  "num_classes"};
   // timm's deit3_* models: no_embed_class=True, init_values=1e-6 (LayerScale).
   c.no_embed_class = is_deit3 || gap_regs > 0;
-  c.layer_scale = is_deit3 || is_gap;
+  c.layer_scale = is_deit3 || gap_regs > 0 || medium_gap;
   for (const auto& [key, value] : margs.items()) {
     if (kIgnored.count(key) || kHandled.count(key)) continue;
     if (key == "no_embed_class") {
@@ -679,16 +681,25 @@ Checkpoint Checkpoint::random(const std::string& architecture, uint32_t seed) {
   const size_t clip = architecture.rfind("vit_", 0) == 0 ? architecture.find("_patch16_clip_") : std::string::npos;
   std::string plain = architecture;
   if (clip != std::string::npos) plain.erase(clip + std::string("_patch16").size(), std::string("_clip").size());
+  // vit_<size>_patch16_reg<N>_gap_224 and vit_<size>_patch16_gap_224 likewise.
+  const int gap_regs = clip == std::string::npos ? strip_gap_name(&plain) : -1;
   if (!parse_known_arch(plain, &known) || known.family == "deit3" ||
       (known.size != "tiny" && known.size != "small" && known.size != "base") || known.patch_size != 16 ||
       known.image_size != 224)
     throw Error("Checkpoint::random: unknown architecture '" + architecture +
-                "' (use deit_{tiny,small,base}_patch16_224, vit_{tiny,small,base}_patch16_224 or "
-                "vit_{tiny,small,base}_patch16_clip_224)");
+                "' (use deit_{tiny,small,base}_patch16_224 or vit_{tiny,small,base}_patch16{,_clip,_gap,_reg<N>_gap}_224)");
   Checkpoint ck;
   VitConfig& c = ck.config_;
   c.architecture = architecture;
   c.pre_norm = clip != std::string::npos;
+  if (gap_regs >= 0) {  // as parse_config reads these names
+    c.class_token = false;
+    c.avg_pool = true;
+    c.reg_tokens = gap_regs;
+    c.fc_norm = gap_regs > 0;
+    c.no_embed_class = gap_regs > 0;
+    c.layer_scale = gap_regs > 0;
+  }
   c.tag = "random";
   c.image_size = known.image_size;
   c.patch_size = known.patch_size;

@@ -419,7 +419,7 @@ void edit_load_and_run(const std::vector<uint8_t>& source, uint32_t seed, int it
 // tools/sanitize.sh also without undefined behaviour), the same on every
 // kernel path (checked for every 8th; in longer runs of this loop 1,262
 // edited 8-bit and 124 4-bit attention models ran bit-identical on all five
-// paths). Found the head's float scales unchecked (an infinite scale gave
+// paths; and with the pre-norm and pooled layouts, 400 edits each). Found the head's float scales unchecked (an infinite scale gave
 // infinite logits), its int32 bias added in int32, and softmax dyadics that
 // wrapped logits past int32 (undefined shifts in the reference i-exp).
 TEST_CASE("model: edited values behind valid checksums are refused or run, never crash") {
@@ -427,5 +427,10 @@ TEST_CASE("model: edited values behind valid checksums are refused or run, never
   SUBCASE("4-bit Log-Int-Softmax attention") {
     static const std::vector<uint8_t> lis = vitint::test::tiny_model_bytes(4);
     edit_load_and_run(lis, 2027, 200);
+  }
+  // The layouts of revisions 3 and 4: norm_pre; register tokens and average
+  // pooling with fc_norm; pooling after the final norm.
+  for (const char* arch : {"vit_tiny_patch16_clip_224", "vit_tiny_patch16_reg4_gap_224", "vit_tiny_patch16_gap_224"}) {
+    SUBCASE(arch) { edit_load_and_run(vitint::test::random_model_bytes(arch, 7, 2), 2028, 80); }
   }
 }
