@@ -34,7 +34,8 @@ Measures the latency of Session::run (preprocessed images -> logits).
   MODEL.vti          a converted model
   --arch NAME        build a random-weight model in-process instead, for one of
                      deit_{tiny,small,base}_patch16_224, vit_{tiny,small,base}_patch16_224,
-                     vit_{tiny,small,base}_patch16_clip_224 (pre-norm, as the CLIP towers)
+                     vit_{tiny,small,base}_patch16_clip_224 (pre-norm, as the CLIP towers),
+                     vit_{tiny,small,base}_patch16_reg<N>_gap_224 and _gap_224 (average pooling)
                      (calibrated on C synthetic smooth-noise images, default 8),
                      with 8-bit attention or (--attn-bits 4) 4-bit Log-Int-Softmax
   --threads T        threads of the session (default 1)
