@@ -116,18 +116,27 @@ TEST_CASE("lis_code_ref: round(log2(round(sum / e))) with FQ-ViT's rounding") {
   CHECK(vk::lis_code_ref(1000, -5) == 15);
 }
 
-TEST_CASE("layernorm_ref on tiny rows, by hand") {
-  const uint8_t alpha0[2] = {0, 0};
-  const int32_t gamma[2] = {10, 10};
-  // beta = (128 + 1/2) * 2^16: zero point 128 and round-half-up folded in.
-  const int64_t beta[2] = {8421376, 8421376};
+namespace {
+const uint8_t kAlpha0[2] = {0, 0};
+// Two channels of an int16 stream with zero point 0 and alpha 0; eps_term 0, g = 0.
+vk::LayerNormParams two_channels(const int32_t* gamma, const int64_t* beta) {
   vk::LayerNormParams p{};
   p.channels = 2;
-  p.in = {0, -32768, 32767, alpha0};
+  p.in = {0, -32768, 32767, kAlpha0};
   p.eps_term = 0;
   p.gamma = gamma;
   p.beta = beta;
   p.g_shift = 0;
+  return p;
+}
+}  // namespace
+
+TEST_CASE("layernorm_ref on tiny rows, by hand") {
+  const uint8_t* alpha0 = kAlpha0;
+  const int32_t gamma[2] = {10, 10};
+  // beta = (128 + 1/2) * 2^16: zero point 128 and round-half-up folded in.
+  const int64_t beta[2] = {8421376, 8421376};
+  vk::LayerNormParams p = two_channels(gamma, beta);
   // x = {1, -1}: S = 0, D = 2 * 2 - 0 = 4, sigma = 2, inv = 2^47,
   // t = +-(2 * 2^47 + 2^31) >> 32 = +-2^16 (i.e. +-1.0 in Q16),
   // out = (+-10 * 2^16 + beta) >> 16 = floor(138.5), floor(118.5).
@@ -174,17 +183,10 @@ TEST_CASE("layernorm_ref on tiny rows, by hand") {
 }
 
 TEST_CASE("layernorm_stream_ref: the same rows onto an int16 stream, clamped to its range") {
-  const uint8_t alpha0[2] = {0, 0};
   const int32_t gamma[2] = {3000, 3000};
   // beta = (-100 + 1/2) * 2^16: zero point -100 and round-half-up folded in.
   const int64_t beta[2] = {-99 * 65536 - 32768, -99 * 65536 - 32768};
-  vk::LayerNormParams p{};
-  p.channels = 2;
-  p.in = {0, -32768, 32767, alpha0};
-  p.eps_term = 0;
-  p.gamma = gamma;
-  p.beta = beta;
-  p.g_shift = 0;
+  vk::LayerNormParams p = two_channels(gamma, beta);
   // x = {1, -1}: t = +-2^16, out = floor(+-3000 - 99.5) = 2900, -3100.
   const int16_t row[2] = {1, -1};
   int16_t out[2] = {};
