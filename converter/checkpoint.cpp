@@ -216,10 +216,10 @@ VitConfig parse_config(const std::string& path) {
     rd.fail("architecture", "'" + arch + "': only DeiT (deit_*) comes distilled");
   // timm's CLIP image towers, vit_<size>_patch<P>_clip_<S>: pre_norm=True and
   // LayerNorm(eps=1e-5) in the registry, which the hub's config.json does not
-  // repeat. The _clip_quickgelu_ ones use x * sigmoid(1.702 x), not GELU.
+  // repeat; the vit_<size>_patch<P>_clip_quickgelu_<S> ones also
+  // act_layer="quick_gelu".
   const bool is_clip = is_vit && arch.find("_clip_") != std::string::npos;
-  if (is_clip && arch.find("_quickgelu") != std::string::npos)
-    rd.fail("architecture", "'" + arch + "': QuickGELU (x * sigmoid(1.702 x)) is not supported, only GELU");
+  c.quick_gelu = is_clip && arch.find("_clip_quickgelu_") != std::string::npos;
   c.pre_norm = is_clip;
   if (is_clip) c.ln_eps = 1e-5f;
 
@@ -228,6 +228,7 @@ VitConfig parse_config(const std::string& path) {
   // vit_<size>_patch<P>_clip_<S> has vit_<size>_patch<P>_<S>'s shape.
   std::string plain_arch = arch;
   if (c.distilled) plain_arch.erase(plain_arch.find("_distilled_"), std::string("_distilled").size());
+  if (c.quick_gelu) plain_arch.erase(plain_arch.find("_quickgelu_"), std::string("_quickgelu").size());
   if (is_clip) plain_arch.erase(plain_arch.find("_clip_"), std::string("_clip").size());
   // The average-pooled names imply (timm's registry): no class token and
   // average pooling; with _reg<N> (the sbb family), N register tokens
@@ -277,6 +278,13 @@ VitConfig parse_config(const std::string& path) {
     }
     if (key == "pre_norm") {
       c.pre_norm = rd.get_bool(margs, "pre_norm", ma);
+      continue;
+    }
+    if (key == "act_layer") {  // timm's names of the two activations libvitint has
+      const std::string act = rd.get_string(margs, "act_layer", ma);
+      if (act != "gelu" && act != "quick_gelu")
+        rd.fail(ma + key, "is \"" + act + "\": only \"gelu\" and \"quick_gelu\" are supported");
+      c.quick_gelu = act == "quick_gelu";
       continue;
     }
     if (key == "class_token") {

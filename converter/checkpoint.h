@@ -34,6 +34,9 @@ struct VitConfig {
   // Pre-norm ViT (timm's pre_norm=True, the CLIP image towers vit_*_clip_*):
   // a LayerNorm (norm_pre.*) between the embedding and the first block.
   bool pre_norm = false;
+  // QuickGELU, x * sigmoid(1.702 x), for GELU (timm's act_layer "quick_gelu",
+  // the vit_*_clip_quickgelu_* towers).
+  bool quick_gelu = false;
   // Token layout and pooling: class token (model_args.class_token), register
   // tokens after it (reg_tokens, no position embedding with no_embed_class),
   // and global_pool "avg" (the head reads the mean of the patch tokens after a
@@ -77,9 +80,9 @@ class Checkpoint {
  public:
   // Reads dir/config.json and dir/model.safetensors. Throws vitint::Error that
   // names the file, the tensor and the expectation on any problem: unreadable
-  // or malformed files, an unsupported architecture (e.g. no class token,
-  // global average pooling, register tokens, QuickGELU), missing, unexpected or
-  // mis-shaped tensors, non-F32 dtypes, truncated data.
+  // or malformed files, an unsupported architecture (e.g. max or attention
+  // pooling, another activation), missing, unexpected or
+  // mis-shaped tensors, dtypes other than F32 / F16 / BF16, truncated data.
   static Checkpoint load(const std::string& dir);
   // Builds a checkpoint with random weights (fixed seed) for a standard timm
   // architecture name such as "deit_small_patch16_224" or

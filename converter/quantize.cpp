@@ -120,8 +120,8 @@ class VitQuantizer {
       quant_["streams"].push_back(s);
       add(w_, vit::stream_alpha(static_cast<int>(p)), {cfg_.embed_dim}, sc.alpha);
     }
-    // One GELU table, shared by all blocks.
-    add(w_, "gelu_table", {kernels::kGeluTableSize}, kernels::gelu_table());
+    // One GELU (or QuickGELU) table, shared by all blocks.
+    add(w_, "gelu_table", {kernels::kGeluTableSize}, cfg_.quick_gelu ? kernels::quick_gelu_table() : kernels::gelu_table());
     layer("patch_embed", [&] { patch_embed(); });
     if (cfg_.pre_norm) {
       // norm_pre: from the embedding's stream point onto block 0's input.

@@ -179,8 +179,11 @@ std::vector<float> ReferenceModel::forward(const uint8_t* image, Observer* obser
 
     linear(ln, weight(ck, p + "mlp.fc1.weight"), vec(ck, p + "mlp.fc1.bias"), h1);
     notify(observer, Site::kFc1Out, b, h1);
-    // Exact (erf) GELU, as nn.GELU(); Eigen's float erf is accurate to a few ulp.
-    h1.array() = 0.5f * h1.array() * (1.0f + (h1.array() * kSqrtHalf).erf());
+    if (c.quick_gelu) {  // timm's QuickGELU: x * sigmoid(1.702 x)
+      h1.array() = h1.array() / (1.0f + (-1.702f * h1.array()).exp());
+    } else {  // exact (erf) GELU, as nn.GELU(); Eigen's float erf is accurate to a few ulp
+      h1.array() = 0.5f * h1.array() * (1.0f + (h1.array() * kSqrtHalf).erf());
+    }
     notify(observer, Site::kGeluOut, b, h1);
 
     linear(h1, weight(ck, p + "mlp.fc2.weight"), vec(ck, p + "mlp.fc2.bias"), h2);

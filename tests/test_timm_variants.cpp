@@ -2,7 +2,8 @@
 // DeiT III (deit3_*: position embedding without the class token,
 // LayerScale), the distilled DeiT (deit_*_distilled_*: a distillation
 // token and a second head), the CLIP image tower (vit_*_clip_*: a
-// LayerNorm before the first block, eps 1e-5) and two average-pooled ViTs
+// LayerNorm before the first block, eps 1e-5; with QuickGELU for
+// vit_*_clip_quickgelu_*) and two average-pooled ViTs
 // without a class token at 256 x 256: with register tokens and fc_norm after
 // the pooling (vit_*_reg<N>_gap_*), and pooled after the final norm
 // (vit_*_gap_*). Each fixture in tests/fixtures holds timm's
@@ -27,6 +28,7 @@
 #include "safetensors_files.h"
 #include "temp_files.h"
 #include "vitint/kernels/cpu.h"
+#include "vitint/kernels/quant.h"
 #include "vitint/vitint.h"
 
 namespace vc = vitint::convert;
@@ -37,6 +39,7 @@ std::string fixture(const char* name) { return std::string(VITINT_FIXTURES_DIR) 
 constexpr const char* kDeit3 = "deit3_random";
 constexpr const char* kDistilled = "deit_distilled_random";
 constexpr const char* kClip = "vit_clip_random";
+constexpr const char* kClipQuickGelu = "vit_clip_quickgelu_random";
 constexpr const char* kRegGap = "vit_reg_gap_random";
 constexpr const char* kGap = "vit_gap_random";
 
@@ -203,6 +206,28 @@ TEST_CASE("CLIP ViT: pre-norm and eps 1e-5 from the architecture name; the FP32 
 
 TEST_CASE("CLIP ViT: converted and run by the integer engine") {
   for (int threads : {1, 2}) check_integer(kClip, threads);
+}
+
+TEST_CASE("CLIP ViT with QuickGELU: from the name; the FP32 reference matches timm") {
+  const vc::Checkpoint ck = load(kClipQuickGelu);
+  CHECK(ck.config().architecture == "vit_base_patch16_clip_quickgelu_224");
+  CHECK(ck.config().quick_gelu);
+  CHECK(ck.config().pre_norm);
+  check_reference(kClipQuickGelu);
+}
+
+TEST_CASE("CLIP ViT with QuickGELU: converted (its own table) and run by the integer engine") {
+  for (int threads : {1, 2}) check_integer(kClipQuickGelu, threads);
+  // The file holds QuickGELU's table, not GELU's (they differ by up to 0.02, near x = +-2.3).
+  const vc::Checkpoint ck = load(kClipQuickGelu);
+  vitint::format::Writer w;
+  vc::convert_in_process(ck, {image(3, 224)}, vc::Recipe{}, "synthetic", &w);
+  const auto file = vitint::format::Reader::from_bytes(w.to_bytes(), "quickgelu");
+  const auto& t = file->tensor("gelu_table");
+  const auto* table = static_cast<const int16_t*>(t.data);
+  const std::vector<int16_t> quick = vitint::kernels::quick_gelu_table(), gelu = vitint::kernels::gelu_table();
+  CHECK(std::equal(quick.begin(), quick.end(), table));
+  CHECK(quick != gelu);
 }
 
 TEST_CASE("ViT with register tokens and average pooling: the layout from the name; the FP32 reference matches timm") {

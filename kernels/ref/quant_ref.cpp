@@ -67,14 +67,25 @@ void requant_u8_ref(int m, int n, const int32_t* acc, int ld_acc, const RequantU
   }
 }
 
-std::vector<int16_t> gelu_table() {
+namespace {
+// round(f(x / 2^10) * 2^10) for x in [-2^15, 2^15), entry x + 2^15.
+template <class F>
+std::vector<int16_t> activation_table(F&& f) {
   std::vector<int16_t> t(kGeluTableSize);
   for (int x = 0; x < kGeluTableSize; ++x) {
     const double r = double(x - kGeluTableSize / 2) / (1 << kGeluFracBits);
-    const double g = 0.5 * r * (1.0 + std::erf(r / std::sqrt(2.0)));
-    t[static_cast<size_t>(x)] = static_cast<int16_t>(std::clamp(std::round(g * (1 << kGeluFracBits)), -32768.0, 32767.0));
+    t[static_cast<size_t>(x)] = static_cast<int16_t>(std::clamp(std::round(f(r) * (1 << kGeluFracBits)), -32768.0, 32767.0));
   }
   return t;
+}
+}  // namespace
+
+std::vector<int16_t> gelu_table() {
+  return activation_table([](double r) { return 0.5 * r * (1.0 + std::erf(r / std::sqrt(2.0))); });
+}
+
+std::vector<int16_t> quick_gelu_table() {
+  return activation_table([](double r) { return r / (1.0 + std::exp(-1.702 * r)); });
 }
 
 GeluWideTable gelu_widen(const int16_t* table) {

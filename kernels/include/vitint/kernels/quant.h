@@ -70,8 +70,11 @@ struct GeluWideTable {
 };
 GeluWideTable gelu_widen(const int16_t* table);
 // The GELU table the converter stores in every model:
-// round(GELU(x / 2^10) * 2^10) for x in [-2^15, 2^15), entry x + 2^15.
+// round(GELU(x / 2^10) * 2^10) for x in [-2^15, 2^15), entry x + 2^15; and
+// for models with QuickGELU (the OpenAI-style CLIP towers) the same of
+// x * sigmoid(1.702 x), which is likewise 0 / x beyond the table (within 2^-10).
 std::vector<int16_t> gelu_table();
+std::vector<int16_t> quick_gelu_table();
 
 struct GeluU8Params {
   const int32_t* bias;       // [n]
