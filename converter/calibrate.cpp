@@ -314,7 +314,7 @@ struct StreamPoints {
   }
   // The site and block observed at point p.
   std::pair<Site, int> site(int p) const {
-    if (pre_norm && p == vit::embed_point(depth)) return {Site::kEmbedOut, 0};
+    if (pre_norm && p == vit::embed_point(depth)) return {Site::kEmbedOut, depth};
     if (norm_out && p == vit::norm_out_point(depth, pre_norm)) return {Site::kNormOut, depth};
     if (p == 2 * depth) return {Site::kFinalNormIn, depth};
     return {p % 2 == 0 ? Site::kBlockInput : Site::kBlockMid, p / 2};
@@ -336,8 +336,7 @@ std::string site_label(size_t i, int depth) {
   const auto per_site = static_cast<size_t>(depth) + 1;
   const std::string name = kNames[i / per_site];
   const auto block = static_cast<int>(i % per_site);
-  const bool in_block = block < depth && static_cast<int>(i / per_site) != static_cast<int>(Site::kEmbedOut);
-  return in_block ? "blocks." + std::to_string(block) + " " + name : name;
+  return block < depth ? "blocks." + std::to_string(block) + " " + name : name;
 }
 
 // Where each observed tensor's statistics live.
@@ -387,7 +386,7 @@ struct Plan {
         add(s, b, n, s == Site::kGeluOut ? cfg.mlp_hidden : d);
     add(Site::kFinalNormIn, depth, n, d);
     add(Site::kHeadIn, depth, cfg.head_rows(), d);
-    if (cfg.pre_norm) add(Site::kEmbedOut, 0, n, d);
+    if (cfg.pre_norm) add(Site::kEmbedOut, depth, n, d);
     if (cfg.norm_before_pool()) add(Site::kNormOut, depth, cfg.num_patches(), d);
   }
 };

@@ -124,7 +124,7 @@ std::vector<float> ReferenceModel::forward(const uint8_t* image, Observer* obser
     x.bottomRows(NP) = emb + pos.bottomRows(NP);
   }
   if (c.pre_norm) {
-    notify(observer, Site::kEmbedOut, 0, x);
+    notify(observer, Site::kEmbedOut, c.depth, x);
     Mat normed;
     layer_norm(x, vec(ck, "norm_pre.weight"), vec(ck, "norm_pre.bias"), c.ln_eps, normed);
     x = normed;

@@ -26,7 +26,7 @@ enum class Site {
   kFinalNormIn, // residual stream after the last block (input of the final norm) [N][D], block = depth
   kHeadIn,      // head input: final norm output of the class (and distillation) token, or fc_norm of the
                 // patch tokens' mean [head_rows][D], block = depth
-  kEmbedOut,    // pre-norm ViTs: patch + position embedding, input of norm_pre [N][D], block = 0
+  kEmbedOut,    // pre-norm ViTs: patch + position embedding, input of norm_pre [N][D], block = depth
   kNormOut,     // average pooling after the final norm: its output, patch tokens [Np][D], block = depth
 };
 

@@ -219,7 +219,7 @@ Report build_report(const ReferenceModel& model, const std::vector<std::vector<u
     SiteReport r;
     r.name = name;
     r.kind = kind;
-    r.block = block < depth && s != Site::kEmbedOut ? block : -1;  // kNormOut: block = depth
+    r.block = block < depth ? block : -1;
     rep.sites.push_back(r);
     return p;
   };
@@ -262,7 +262,7 @@ Report build_report(const ReferenceModel& model, const std::vector<std::vector<u
     r.zero_point = p.tensor.zero_point;
     r.quantizer = std::string(recipe.residual_bits == 16 ? "int16" : "uint8") + (recipe.pts ? " PTS" : " per tensor");
   };
-  if (cfg.pre_norm) stream(add(Site::kEmbedOut, 0, "embed", "stream"), vit::embed_point(depth));
+  if (cfg.pre_norm) stream(add(Site::kEmbedOut, depth, "embed", "stream"), vit::embed_point(depth));
   for (int b = 0; b < depth; ++b) {
     const auto i = static_cast<size_t>(b);
     const std::string pre = "blocks." + std::to_string(b) + ".";
