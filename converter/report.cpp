@@ -22,14 +22,15 @@ struct SitePlan {
   bool used = false;
   bool probs = false;        // attention probabilities (observed as logits)
   size_t report = 0;         // index into Report::sites
-  size_t sums = 0;           // offset of the 4 per-image sums
+  size_t sums = 0;           // offset of the kSums sums
   std::vector<Grid> grid;    // per channel as built (size 1: per tensor)
   Grid tensor;               // plain per-tensor quantizer
   bool grid_is_tensor = false;  // built per tensor: the per-tensor error is the built one
 };
 
-// Sums per site: signal, noise as built, noise per tensor, clipped count.
-constexpr size_t kSums = 4;
+// Sums per site: signal, noise as built, noise per tensor, clipped count,
+// values observed.
+constexpr size_t kSums = 5;
 
 class ReportObserver final : public PassObserver {
  public:
@@ -45,6 +46,7 @@ class ReportObserver final : public PassObserver {
     const SitePlan& p = plan_[idx];
     if (!p.used) return;
     double* s = sums.data() + p.sums;
+    s[4] += double(rows) * cols;
     if (p.probs) {
       probabilities(idx, data, rows, cols, s);
       return;
@@ -312,11 +314,8 @@ Report build_report(const ReferenceModel& model, const std::vector<std::vector<u
     r.observed_min = obs[0].min(idx);
     r.observed_max = obs[0].max(idx);
     const std::vector<float>& am = obs[0].abs_max(idx);
-    if (p.probs) {
-      const double n = double(images.size()) * cfg.num_heads * std::pow(cfg.num_tokens(), 2);
-      r.clipped_percent = 100.0 * s[3] / n;
-      continue;
-    }
+    r.clipped_percent = 100.0 * s[3] / s[4];
+    if (p.probs) continue;
     r.channels = static_cast<int>(am.size());
     std::vector<float> sorted = am;
     std::sort(sorted.begin(), sorted.end());
@@ -330,9 +329,6 @@ Report build_report(const ReferenceModel& model, const std::vector<std::vector<u
     order.resize(std::min<size_t>(order.size(), 3));
     r.top_channels = order;
     r.max_median_ratio = median > 0 && !sorted.empty() ? sorted.back() / median : 0;
-    // Clipped share: values per site = images x rows x cols.
-    const double rows = r.kind == "head_in" ? cfg.head_rows() : r.name == "final.out" ? cfg.num_patches() : cfg.num_tokens();
-    r.clipped_percent = 100.0 * s[3] / (double(images.size()) * rows * r.channels);
   }
   return rep;
 }
