@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -190,6 +191,62 @@ int strip_gap_name(std::string* name) {
   return std::stoi(digits);
 }
 
+// What a timm architecture name says beyond its shape: timm's registry
+// arguments for it, which the hub's config.json does not repeat.
+struct NamedArch {
+  bool known = false;  // the plain name parsed (parse_known_arch)
+  KnownArch shape;
+  bool clip = false;             // a CLIP tower (its preprocessing defaults differ)
+  std::optional<bool> fc_norm;   // the name's fc_norm; none: timm's default (on for average pooling)
+};
+
+// Sets the fields of *c that c->architecture implies, and returns the rest:
+// - deit3_*: no_embed_class, LayerScale;
+// - *_distilled_*: the distillation token and head;
+// - vit_<size>_patch<P>_clip_<S>: pre_norm, LayerNorm eps 1e-5; with
+//   _clip_quickgelu_ also QuickGELU;
+// - vit_<size>_patch<P>_reg<N>_gap_<S> (the sbb family): no class token, N
+//   register tokens without position embedding, LayerScale, average pooling
+//   with fc_norm; vit_<size>_patch<P>_gap_<S>: no class token, average
+//   pooling after the final norm, and for the medium size no qkv bias and
+//   LayerScale.
+NamedArch apply_name(VitConfig* c) {
+  const std::string& arch = c->architecture;
+  NamedArch n;
+  const bool deit3 = arch.rfind("deit3_", 0) == 0;
+  c->distilled = arch.find("_distilled_") != std::string::npos;
+  n.clip = arch.rfind("vit_", 0) == 0 && arch.find("_clip_") != std::string::npos;
+  c->quick_gelu = n.clip && arch.find("_clip_quickgelu_") != std::string::npos;
+  c->pre_norm = n.clip;
+  if (n.clip) c->ln_eps = 1e-5f;
+  std::string plain = arch;
+  if (c->distilled) plain.erase(plain.find("_distilled_"), std::string("_distilled").size());
+  if (c->quick_gelu) plain.erase(plain.find("_quickgelu_"), std::string("_quickgelu").size());
+  if (n.clip) plain.erase(plain.find("_clip_"), std::string("_clip").size());
+  const int gap_regs = strip_gap_name(&plain);
+  n.known = parse_known_arch(plain, &n.shape);
+  const bool medium_gap = gap_regs == 0 && n.known && n.shape.size == "medium";
+  if (gap_regs >= 0) {
+    c->class_token = false;
+    c->avg_pool = true;
+    c->reg_tokens = gap_regs;
+    if (gap_regs == 0) n.fc_norm = false;
+  }
+  c->no_embed_class = deit3 || gap_regs > 0;
+  c->layer_scale = deit3 || gap_regs > 0 || medium_gap;
+  c->qkv_bias = !medium_gap;
+  return n;
+}
+
+// timm's preprocessing defaults (used where pretrained_cfg is silent): DeiT
+// the ImageNet statistics and crop 0.875, the CLIP towers OpenAI's and crop
+// 1, the other ViTs (AugReg) 0.5 / 0.5 and crop 0.9.
+void set_default_preprocess(bool deit, bool clip, VitConfig* c) {
+  c->crop_pct = deit ? 0.875 : clip ? 1.0 : 0.9;
+  c->mean = deit ? kImagenetMean : clip ? kClipMean : kInceptionMean;
+  c->std = deit ? kImagenetStd : clip ? kClipStd : kInceptionStd;
+}
+
 VitConfig parse_config(const std::string& path) {
   const std::vector<char> bytes = read_file(path, "config");
   json cfg;
@@ -211,48 +268,19 @@ VitConfig parse_config(const std::string& path) {
     rd.fail("architecture", "'" + arch +
                                 "' is not supported: libvitint handles timm's plain ViT "
                                 "(vit_*), DeiT (deit_*) and DeiT III (deit3_*) models");
-  c.distilled = arch.find("_distilled_") != std::string::npos;
+  // The name's registry arguments first; config.json's keys override them.
+  const NamedArch named = apply_name(&c);
   if (c.distilled && !is_deit)
     rd.fail("architecture", "'" + arch + "': only DeiT (deit_*) comes distilled");
-  // timm's CLIP image towers, vit_<size>_patch<P>_clip_<S>: pre_norm=True and
-  // LayerNorm(eps=1e-5) in the registry, which the hub's config.json does not
-  // repeat; the vit_<size>_patch<P>_clip_quickgelu_<S> ones also
-  // act_layer="quick_gelu".
-  const bool is_clip = is_vit && arch.find("_clip_") != std::string::npos;
-  c.quick_gelu = is_clip && arch.find("_clip_quickgelu_") != std::string::npos;
-  c.pre_norm = is_clip;
-  if (is_clip) c.ln_eps = 1e-5f;
-
-  KnownArch known;
-  // deit_<size>_distilled_patch<P>_<S> has deit_<size>_patch<P>_<S>'s shape.
-  // vit_<size>_patch<P>_clip_<S> has vit_<size>_patch<P>_<S>'s shape.
-  std::string plain_arch = arch;
-  if (c.distilled) plain_arch.erase(plain_arch.find("_distilled_"), std::string("_distilled").size());
-  if (c.quick_gelu) plain_arch.erase(plain_arch.find("_quickgelu_"), std::string("_quickgelu").size());
-  if (is_clip) plain_arch.erase(plain_arch.find("_clip_"), std::string("_clip").size());
-  // The average-pooled names imply (timm's registry): no class token and
-  // average pooling; with _reg<N> (the sbb family), N register tokens
-  // without position embedding, LayerScale and fc_norm after the pooling;
-  // without, the final norm before the pooling, and for the medium size no
-  // qkv bias and LayerScale.
-  const int gap_regs = strip_gap_name(&plain_arch);
-  const bool is_gap = gap_regs >= 0;
-  if (is_gap) {
-    c.class_token = false;
-    c.avg_pool = true;
-    c.reg_tokens = gap_regs;
-  }
+  const bool has_known = named.known;
+  const KnownArch& known = named.shape;
+  std::optional<bool> fc_norm = named.fc_norm;
   read_global_pool(rd, cfg, "", &c.avg_pool);
-  const bool has_known = parse_known_arch(plain_arch, &known);
-  const bool medium_gap = is_gap && gap_regs == 0 && has_known && known.size == "medium";
-  bool fc_norm = is_gap && gap_regs > 0;
-  const bool default_qkv_bias = !medium_gap;
   const json empty = json::object();
   const json& margs = cfg.contains("model_args") ? cfg["model_args"] : empty;
   if (!margs.is_object()) rd.fail("model_args", "must be an object");
   const std::string ma = "model_args.";
   read_global_pool(rd, margs, ma, &c.avg_pool);
-  if (c.avg_pool && !is_gap) fc_norm = true;  // timm: fc_norm None -> on for average pooling
 
   // Keys with no effect at inference, and keys that must keep timm's default
   // for the network to be the plain ViT that libvitint implements.
@@ -262,9 +290,6 @@ VitConfig parse_config(const std::string& path) {
   static const std::set<std::string> kHandled = {"patch_size", "embed_dim", "depth",
                                                  "num_heads",  "mlp_ratio", "qkv_bias",
                                                  "img_size",   "in_chans",  "num_classes"};
-  // timm's deit3_* models: no_embed_class=True, init_values=1e-6 (LayerScale).
-  c.no_embed_class = is_deit3 || gap_regs > 0;
-  c.layer_scale = is_deit3 || gap_regs > 0 || medium_gap;
   for (const auto& [key, value] : margs.items()) {
     if (kIgnored.count(key) || kHandled.count(key)) continue;
     if (key == "no_embed_class") {
@@ -334,11 +359,11 @@ VitConfig parse_config(const std::string& path) {
       margs.contains("mlp_ratio") ? rd.get_double(margs, "mlp_ratio", ma) : (has_known ? known.mlp_ratio : 4.0);
   if (!(mlp_ratio > 0.0) || mlp_ratio > 64.0) rd.fail(ma + "mlp_ratio", "is out of range");
   c.mlp_hidden = static_cast<int>(c.embed_dim * mlp_ratio);  // timm: int(dim * mlp_ratio)
-  c.qkv_bias = margs.contains("qkv_bias") ? rd.get_bool(margs, "qkv_bias", ma) : default_qkv_bias;
+  if (margs.contains("qkv_bias")) c.qkv_bias = rd.get_bool(margs, "qkv_bias", ma);
   if (!c.class_token && !c.avg_pool)
     rd.fail(ma + "class_token", "is false: without a class token only average pooling (global_pool \"avg\") works");
-  if (!c.avg_pool && fc_norm) rd.fail(ma + "fc_norm", "is true: fc_norm with class-token pooling is not supported");
-  c.fc_norm = fc_norm;
+  c.fc_norm = fc_norm.value_or(c.avg_pool);
+  if (!c.avg_pool && c.fc_norm) rd.fail(ma + "fc_norm", "is true: fc_norm with class-token pooling is not supported");
   if (c.distilled && (c.avg_pool || c.reg_tokens > 0))
     rd.fail("architecture", "'" + arch + "': a distilled DeiT with register tokens or average pooling is not supported");
 
@@ -364,15 +389,13 @@ VitConfig parse_config(const std::string& path) {
       rd.fail(pc + "interpolation", e.what());
     }
   }
-  // Defaults: DeiT uses the ImageNet statistics, the AugReg ViTs 0.5/0.5,
-  // the CLIP towers OpenAI's (and crop_pct 1).
-  c.crop_pct = pcfg.contains("crop_pct") ? rd.get_double(pcfg, "crop_pct", pc) : (is_deit ? 0.875 : is_clip ? 1.0 : 0.9);
+  set_default_preprocess(is_deit, named.clip, &c);
+  if (pcfg.contains("crop_pct")) c.crop_pct = rd.get_double(pcfg, "crop_pct", pc);
   if (!(c.crop_pct > 0.0) || c.crop_pct > 1.0) rd.fail(pc + "crop_pct", "must be in (0, 1]");
   if (pcfg.contains("crop_mode") && rd.get_string(pcfg, "crop_mode", pc) != "center")
     rd.fail(pc + "crop_mode", "must be \"center\" (the only eval crop libvitint implements)");
-  c.mean = pcfg.contains("mean") ? rd.get_vec3(pcfg, "mean", pc)
-                                 : (is_deit ? kImagenetMean : is_clip ? kClipMean : kInceptionMean);
-  c.std = pcfg.contains("std") ? rd.get_vec3(pcfg, "std", pc) : (is_deit ? kImagenetStd : is_clip ? kClipStd : kInceptionStd);
+  if (pcfg.contains("mean")) c.mean = rd.get_vec3(pcfg, "mean", pc);
+  if (pcfg.contains("std")) c.std = rd.get_vec3(pcfg, "std", pc);
   for (float s : c.std)
     if (!(s > 0.0f)) rd.fail(pc + "std", "must be positive");
 
@@ -684,30 +707,17 @@ Checkpoint Checkpoint::load(const std::string& dir) {
 }
 
 Checkpoint Checkpoint::random(const std::string& architecture, uint32_t seed) {
-  KnownArch known;
-  // vit_<size>_patch16_clip_224 has vit_<size>_patch16_224's shape.
-  const size_t clip = architecture.rfind("vit_", 0) == 0 ? architecture.find("_patch16_clip_") : std::string::npos;
-  std::string plain = architecture;
-  if (clip != std::string::npos) plain.erase(clip + std::string("_patch16").size(), std::string("_clip").size());
-  // vit_<size>_patch16_reg<N>_gap_224 and vit_<size>_patch16_gap_224 likewise.
-  const int gap_regs = clip == std::string::npos ? strip_gap_name(&plain) : -1;
-  if (!parse_known_arch(plain, &known) || known.family == "deit3" ||
+  Checkpoint ck;
+  VitConfig& c = ck.config_;
+  c.architecture = architecture;
+  const NamedArch named = apply_name(&c);  // as parse_config reads the name
+  const KnownArch& known = named.shape;
+  if (!named.known || known.family == "deit3" || c.distilled || c.quick_gelu ||
       (known.size != "tiny" && known.size != "small" && known.size != "base") || known.patch_size != 16 ||
       known.image_size != 224)
     throw Error("Checkpoint::random: unknown architecture '" + architecture +
                 "' (use deit_{tiny,small,base}_patch16_224 or vit_{tiny,small,base}_patch16{,_clip,_gap,_reg<N>_gap}_224)");
-  Checkpoint ck;
-  VitConfig& c = ck.config_;
-  c.architecture = architecture;
-  c.pre_norm = clip != std::string::npos;
-  if (gap_regs >= 0) {  // as parse_config reads these names
-    c.class_token = false;
-    c.avg_pool = true;
-    c.reg_tokens = gap_regs;
-    c.fc_norm = gap_regs > 0;
-    c.no_embed_class = gap_regs > 0;
-    c.layer_scale = gap_regs > 0;
-  }
+  c.fc_norm = named.fc_norm.value_or(c.avg_pool);
   c.tag = "random";
   c.image_size = known.image_size;
   c.patch_size = known.patch_size;
@@ -716,22 +726,8 @@ Checkpoint Checkpoint::random(const std::string& architecture, uint32_t seed) {
   c.num_heads = known.num_heads;
   c.mlp_hidden = 4 * known.embed_dim;
   c.num_classes = 1000;
-  c.qkv_bias = true;
   c.interpolation = Interpolation::kBicubic;
-  if (known.family == "deit") {
-    c.crop_pct = 0.875;
-    c.mean = kImagenetMean;
-    c.std = kImagenetStd;
-  } else if (c.pre_norm) {  // CLIP towers
-    c.crop_pct = 1.0;
-    c.mean = kClipMean;
-    c.std = kClipStd;
-    c.ln_eps = 1e-5f;
-  } else {  // augreg ViTs
-    c.crop_pct = 0.9;
-    c.mean = kInceptionMean;
-    c.std = kInceptionStd;
-  }
+  set_default_preprocess(known.family == "deit", named.clip, &c);
 
   // timm's initialization (trunc-normal 0.02 for Linear weights and
   // pos_embed, PyTorch's default uniform for the patch conv); norms and
