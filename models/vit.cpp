@@ -94,35 +94,38 @@ class Builder {
       add_patch_embed(q, stream_, 0);
     }
     for (int i = 0; i < info_.depth; ++i) add_block(q, i);
-    // The final norm of the class (and distillation) token's rows of each
-    // image, or of the patch tokens' mean (average pooling).
+    // The head's input in act_: the final norm of the class (and
+    // distillation) token's rows of each image, of the patch tokens' mean
+    // (average pooling with fc_norm), or the requantized sum of the patch
+    // tokens' final norm (average pooling after the final norm).
     const int head_rows = distilled_ ? 2 : 1;
-    std::unique_ptr<engine::LayerNormOp> norm;
-    if (avg_pool_ && !fc_norm_) {
-      // The final norm of the patch tokens onto a stream of their own, the
-      // sum of their codes, requantized to the head's input.
-      const int patches = tokens_ - prefix_, point = vit::norm_out_point(info_.depth, pre_norm_);
-      const StreamPoint sp = stream_point(q, point);
-      norm = make_layernorm(q, q.at("norm"), "norm", 2 * info_.depth, patches, stream_);
+    const int final_point = 2 * info_.depth;
+    if (!avg_pool_) {
+      auto norm = make_layernorm(q, q.at("norm"), "norm", final_point, head_rows, stream_);
+      norm->out = act_;
+      add(std::move(norm), "norm", "layernorm");
+    } else if (fc_norm_) {
+      auto pool = make_pool(stream_, tokens_, prefix_, /*sum_out=*/false);
+      auto norm = make_layernorm(q, q.at("norm"), "norm", final_point, 1, pool->out);
+      norm->tokens = 1;  // the pooled row is the input's only row per image
+      norm->out = act_;
+      add(std::move(pool), "pool", "average pooling");
+      add(std::move(norm), "norm", "layernorm");
+    } else {
+      const int patches = tokens_ - prefix_;
+      const StreamPoint sp = stream_point(q, vit::norm_out_point(info_.depth, pre_norm_));
+      auto norm = make_layernorm(q, q.at("norm"), "norm", final_point, patches, stream_);
       norm->first_row = prefix_;
       norm->to_stream = true;
       norm->qmin = sp.qmin;
       norm->qmax = sp.qmax;
       norm->out = g_.add_buffer("normed", sizeof(int16_t) * static_cast<size_t>(patches) * d);
-      auto pool = std::make_unique<engine::PoolOp>();
-      pool->tokens = patches;
-      pool->prefix = 0;
-      pool->dim = d;
-      pool->sum_out = true;
-      pool->zero_point = sp.zp;
-      pool->in = norm->out;
-      pool->out = g_.add_buffer("pooled", sizeof(int32_t) * d);
-      pool->sums = g_.add_buffer("pool_sums", 0, sizeof(int32_t) * d);
+      auto pool = make_pool(norm->out, patches, 0, /*sum_out=*/true);
       auto rq = std::make_unique<engine::RequantOp>();
       rq->rows_per_image = 1;
       rq->dim = d;
-      rq->zero_bias.assign(static_cast<size_t>(d), 0);
-      rq->params.bias = rq->zero_bias.data();
+      rq->bias.assign(static_cast<size_t>(d), -patches * sp.zp);  // the summed codes' zero point
+      rq->params.bias = rq->bias.data();
       dyadic("pool", ".", d, &rq->params.mult, &rq->params.shift);
       rq->params.zero_point = file_.tensor("pool.zero_point", DType::kU8, {d}).as<uint8_t>();
       rq->in = pool->out;
@@ -130,23 +133,6 @@ class Builder {
       add(std::move(norm), "norm", "layernorm");
       add(std::move(pool), "pool", "average pooling");
       add(std::move(rq), "pool.requant", "requantize");
-    } else if (avg_pool_) {
-      auto pool = std::make_unique<engine::PoolOp>();
-      pool->tokens = tokens_;
-      pool->prefix = prefix_;
-      pool->dim = d;
-      pool->in = stream_;
-      pool->out = g_.add_buffer("pooled", sizeof(int16_t) * d);
-      pool->sums = g_.add_buffer("pool_sums", 0, sizeof(int32_t) * d);
-      norm = make_layernorm(q, q.at("norm"), "norm", 2 * info_.depth, 1, pool->out);
-      norm->tokens = 1;
-      add(std::move(pool), "pool", "average pooling");
-    } else {
-      norm = make_layernorm(q, q.at("norm"), "norm", 2 * info_.depth, head_rows, stream_);
-    }
-    if (norm) {
-      norm->out = act_;
-      add(std::move(norm), "norm", "layernorm");
     }
     auto head = std::make_unique<engine::HeadOp>();
     pack(head->linear, "head", info_.num_classes, d, /*requant=*/false);
@@ -329,6 +315,21 @@ class Builder {
     op->prepared = kernels::layernorm_prepare(op->params);
     op->in = in;
     return op;
+  }
+
+  // Average pooling of rows prefix..tokens-1 of each image's `tokens` rows
+  // in buffer `in`: their rounded mean (int16), or with sum_out their sum (int32).
+  std::unique_ptr<engine::PoolOp> make_pool(int in, int tokens, int prefix, bool sum_out) {
+    const int d = info_.embed_dim;
+    auto pool = std::make_unique<engine::PoolOp>();
+    pool->tokens = tokens;
+    pool->prefix = prefix;
+    pool->dim = d;
+    pool->sum_out = sum_out;
+    pool->in = in;
+    pool->out = g_.add_buffer("pooled", (sum_out ? sizeof(int32_t) : sizeof(int16_t)) * d);
+    if (!sum_out) pool->sums = g_.add_buffer("pool_sums", 0, sizeof(int32_t) * d);
+    return pool;
   }
 
   // The patch embedding into `stream`, quantized as stream point `point`.

@@ -426,18 +426,14 @@ void AttentionOp::run(ExecContext& ctx) const {
 }
 
 void PoolOp::run(ExecContext& ctx) const {
-  int32_t* sum = ctx.buf<int32_t>(sums);
   const int64_t n = tokens - prefix;
   for (int b = 0; b < ctx.batch; ++b) {
     const int16_t* x = ctx.buf<int16_t>(in) + (static_cast<size_t>(b) * tokens + prefix) * dim;
+    int32_t* sum = sum_out ? ctx.buf<int32_t>(out) + static_cast<size_t>(b) * dim : ctx.buf<int32_t>(sums);
     std::fill(sum, sum + dim, 0);
     for (int64_t t = 0; t < n; ++t, x += dim)
       for (int c = 0; c < dim; ++c) sum[c] += x[c];  // |sum| < 2^15 * 1025
-    if (sum_out) {
-      int32_t* y = ctx.buf<int32_t>(out) + static_cast<size_t>(b) * dim;
-      for (int c = 0; c < dim; ++c) y[c] = static_cast<int32_t>(sum[c] - n * zero_point);  // |.| < 2^16 * 1025
-      continue;
-    }
+    if (sum_out) continue;
     int16_t* y = ctx.buf<int16_t>(out) + static_cast<size_t>(b) * dim;
     for (int c = 0; c < dim; ++c) {
       const int64_t num = 2 * int64_t{sum[c]} + n, den = 2 * n;

@@ -170,19 +170,14 @@ struct AttentionOp final : Op {
   void run(ExecContext& ctx) const override;
 };
 
-// Classifier: int8 GEMM on the class token's final-norm row (rows `in_ld`
-// apart per image), float logits = (acc + bias) * scale; a distilled DeiT
-// averages that with its second head on the next row, as timm does in eval
-// mode.
 // Average pooling: per image, the sum S of the stream codes of rows
 // prefix..tokens-1 (the n patch tokens), per channel. Written as their mean
 // rounded half up, int16 floor((2 S + n) / 2n) (a mean of codes of one grid
-// is a code of that grid, so no clamp), or with `sum_out` as the int32
-// S - n * zero_point. `sums` is an int32 [dim] scratch buffer.
+// is a code of that grid, so no clamp) through the int32 [dim] scratch
+// buffer `sums`, or with `sum_out` as the int32 S itself.
 struct PoolOp final : Op {
   int tokens = 0, prefix = 0, dim = 0;
   bool sum_out = false;
-  int32_t zero_point = 0;
   int in = -1, out = -1, sums = -1;
   void run(ExecContext& ctx) const override;
 };
@@ -192,11 +187,15 @@ struct PoolOp final : Op {
 struct RequantOp final : Op {
   int rows_per_image = 0, dim = 0;
   kernels::RequantU8Params params{};
-  std::vector<int32_t> zero_bias;  // params.bias when the file has none
+  std::vector<int32_t> bias;  // params.bias (built by the graph, not in the file)
   int in = -1, out = -1;
   void run(ExecContext& ctx) const override;
 };
 
+// Classifier: int8 GEMM on the class token's final-norm row (rows `in_ld`
+// apart per image), float logits = (acc + bias) * scale; a distilled DeiT
+// averages that with its second head on the next row, as timm does in eval
+// mode.
 struct HeadOp final : Op {
   PackedLinear linear;
   const float* scale = nullptr;  // [classes]
