@@ -71,7 +71,7 @@ struct Calibration {
   // choose the folding by the layer's output error.
   std::vector<RowSample> ln1_rows, ln2_rows, gelu_rows, attn_out_rows;
   RowSample head_in_rows;
-  // 2 * depth + 1 stream points, 2 * depth + 2 for a pre-norm ViT (see models/vit_spec.h).
+  // models::vit::stream_points(...) stream points (models/vit_spec.h).
   std::vector<StreamCalib> streams;
 };
 

@@ -666,12 +666,12 @@ namespace {
 //   gamma folds into the rows of attn.proj (ls1) and mlp.fc2 (ls2); the
 //   result differs from timm's by float rounding only.
 void to_plain_vit(const VitConfig& c, std::map<std::string, Tensor>* tensors) {
-  if (c.pre_norm)
-    (*tensors)["patch_embed.proj.bias"] = {{c.embed_dim}, std::vector<float>(static_cast<size_t>(c.embed_dim), 0.0f)};
+  auto zero_bias = [&](const std::string& name, int n) {
+    (*tensors)[name] = {{n}, std::vector<float>(static_cast<size_t>(n), 0.0f)};
+  };
+  if (c.pre_norm) zero_bias("patch_embed.proj.bias", c.embed_dim);
   if (!c.qkv_bias)
-    for (int i = 0; i < c.depth; ++i)
-      (*tensors)["blocks." + std::to_string(i) + ".attn.qkv.bias"] = {
-          {3 * c.embed_dim}, std::vector<float>(3 * static_cast<size_t>(c.embed_dim), 0.0f)};
+    for (int i = 0; i < c.depth; ++i) zero_bias("blocks." + std::to_string(i) + ".attn.qkv.bias", 3 * c.embed_dim);
   if (c.no_embed_class) {
     Tensor& pos = tensors->at("pos_embed");
     pos.data.insert(pos.data.begin(), static_cast<size_t>(c.prefix_tokens()) * c.embed_dim, 0.0f);

@@ -43,7 +43,6 @@ struct VitConfig {
   // LayerNorm fc_norm, timm's default for average pooling; without a class
   // token only average pooling is possible). The sbb ViTs
   // vit_<size>_patch<P>_reg<N>_gap_<S> are all three.
-  bool norm_before_pool() const { return avg_pool && !fc_norm; }
   bool class_token = true;
   int reg_tokens = 0;
   bool avg_pool = false;
@@ -64,6 +63,7 @@ struct VitConfig {
   // Rows of the head's input per image: the pooled row, or the class (and
   // distillation) token's.
   int head_rows() const { return avg_pool ? 1 : (distilled ? 2 : 1); }
+  bool norm_before_pool() const { return avg_pool && !fc_norm; }
   int head_dim() const { return embed_dim / num_heads; }
 };
 

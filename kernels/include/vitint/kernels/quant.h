@@ -163,9 +163,10 @@ struct LayerNormPrepared {
 LayerNormPrepared layernorm_prepare(const LayerNormParams& p);
 void layernorm_ref(int rows, const int16_t* in, int ld_in, const LayerNormParams& p, uint8_t* out,
                    int ld_out);
-// The same LayerNorm onto a residual stream (a pre-norm ViT's norm_pre): out_c = clamp(floor((t_c * gamma_c + beta_c) /
-// 2^(16+g)), qmin, qmax) as int16, gamma_c and beta_c made for the stream's
-// scale s * 2^alpha_c and zero point (-32768 <= qmin <= qmax <= 32767).
+// The same LayerNorm onto a residual stream (a pre-norm ViT's norm_pre):
+// out_c = clamp(floor((t_c * gamma_c + beta_c) / 2^(16+g)), qmin, qmax) as
+// int16, gamma_c and beta_c made for the stream's scale s * 2^alpha_c and
+// zero point (-32768 <= qmin <= qmax <= 32767).
 void layernorm_stream_ref(int rows, const int16_t* in, int ld_in, const LayerNormParams& p, int32_t qmin,
                           int32_t qmax, int16_t* out, int ld_out);
 
