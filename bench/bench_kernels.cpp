@@ -170,7 +170,8 @@ void run_elementwise(benchmark::State& state, vk::Isa isa, Kernel kernel, int co
   const vk::LayerNormPrepared prepared = vk::layernorm_prepare(lp);
   lp.prepared = &prepared;
   std::vector<int32_t> colsum(static_cast<size_t>(cols), 0), rowsum(kRows, 3 << 14);
-  const vk::SoftmaxParams sp{kRows, cols, colsum.data(), 0, 1 << 30, 32};
+  const vk::SoftmaxExp se = vk::softmax_exp(1 << 30, 32);  // a logit unit of ln2 / 1024
+  const vk::SoftmaxParams sp{kRows, cols, colsum.data(), 0, se.mult, se.shift};
   constexpr int kQkvLd = 3 * 384;  // DeiT-S: K at column 384, V at 768
   std::vector<uint8_t> qkv(static_cast<size_t>(kRows) * kQkvLd, 77);
   std::vector<int8_t> k_s8(static_cast<size_t>(kRows) * cols), v_s8(k_s8.size());

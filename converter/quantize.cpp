@@ -453,7 +453,7 @@ class VitQuantizer {
     const std::vector<ActQuant> ao = folded_quant(name("attn.out"), cal_.attn_out[i], cal_.attn_out_channels[i],
                                                   cal_.attn_out_rows[i], src("attn.proj.weight"), info_.recipe.channel_attn);
     const double logit_scale = q.scale * kq.scale / std::sqrt(double(hd));
-    const kernels::Dyadic to_exp = kernels::make_dyadic(logit_scale / (std::log(2.0) / (1 << kernels::kExpBits)));
+    const kernels::Dyadic to_exp = kernels::make_dyadic(logit_scale / (std::log(2.0) / (1 << kernels::kToExpBits)));
     const double p_scale = info_.recipe.attention_bits == 8 ? 1.0 / 255.0 : 1.0 / 16384.0;
     DyadicVec out;
     std::vector<uint8_t> out_zp(static_cast<size_t>(d));

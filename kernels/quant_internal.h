@@ -4,7 +4,7 @@
 //
 // Where an input leaves the range the vector code is exact for (a zero
 // point far outside the int16 range in LayerNorm, a softmax row longer than
-// kMaxSimdCols, 2 * sum e beyond int32), the paths hand that piece of work
+// kMaxSimdCols), the paths hand that piece of work
 // to the reference function itself, so every input the reference defines
 // gives the reference's result.
 #pragma once
@@ -16,8 +16,11 @@
 
 namespace vitint::kernels::detail {
 
-// Softmax rows are kept in a stack buffer of this many int32 between passes.
+// Softmax rows are kept in stack buffers of this many values between
+// passes. Their sums of exponentials stay below kMaxSimdCols * 2^15, so
+// 2 * sum + e (the Log-Int-Softmax comparison) fits int32.
 constexpr int kMaxSimdCols = 4096;
+static_assert(int64_t{2} * kMaxSimdCols * kExpC + kExpC < INT32_MAX, "softmax sums must fit int32");
 
 void avx2_requant_u8(int m, int n, const int32_t* acc, int ld_acc, const RequantU8Params& p,
                      uint8_t* out, int ld_out);

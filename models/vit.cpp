@@ -411,18 +411,16 @@ class Builder {
     attn->lis_normalize = q.contains("lis_normalize") && q.at("lis_normalize").integer(0, 1) == 1;
     attn->zq = am.at("zq").i32(0, 255);
     attn->zv = am.at("zv").i32(-128, 127);
-    attn->to_exp_mult = am.at("to_exp_mult").i32(0, INT32_MAX);
-    attn->to_exp_shift = am.at("to_exp_shift").i32(0, 62);
+    const int32_t to_exp_mult = am.at("to_exp_mult").i32(0, INT32_MAX);
+    const int32_t to_exp_shift = am.at("to_exp_shift").i32(0, 62);
     const int hd = d / info_.num_heads;
-    // The softmax's z = dyadic(logit - row max, to_exp) must be an int32 for
-    // every logit difference: logits (acc - zq * colsum_k) are below
-    // hd * 255 * 256 in magnitude, their differences below twice that.
-    const int64_t max_diff = int64_t{2} * hd * 255 * 256;
-    const int shift = attn->to_exp_shift;
-    if (((max_diff * attn->to_exp_mult + (shift > 0 ? int64_t{1} << (shift - 1) : 0)) >> shift) > INT32_MAX)
+    const kernels::SoftmaxExp se = kernels::softmax_exp(to_exp_mult, to_exp_shift);
+    if (!se.ok)
       throw Error("model file " + file_.path() + ": metadata 'quant.blocks[" + std::to_string(i) +
-                  "].attn' to_exp_mult * 2^-to_exp_shift (" + std::to_string(attn->to_exp_mult) + " * 2^-" +
-                  std::to_string(shift) + ") takes attention logits outside int32");
+                  "].attn' to_exp_mult * 2^-to_exp_shift (" + std::to_string(to_exp_mult) + " * 2^-" +
+                  std::to_string(to_exp_shift) + ") makes one attention logit unit worth more than 2^15 steps of the softmax's exponent");
+    attn->exp_mult = se.mult;
+    attn->exp_shift = se.shift;
     attn->out_bias.assign(static_cast<size_t>(hd), 0);
     dyadic(b("attn.out"), "_", d, &attn->out_mult, &attn->out_shift);
     attn->out_zp = file_.tensor(b("attn.out_zero_point"), DType::kU8, {d}).as<uint8_t>();

@@ -86,16 +86,43 @@ TEST_CASE("isqrt_u64 is the exact floor of the square root") {
 
 TEST_CASE("iexp_ref: I-BERT polynomial on -ln2..0, then a shift per ln2") {
   CHECK(vk::iexp_ref(0) == vk::kExpC);
-  CHECK(vk::iexp_ref(-1) == 379859);               // -1 * 998 + kExpC
-  CHECK(vk::iexp_ref(-128) == 269369);             // exp(-ln2 / 2) * kExpC = 269306
-  CHECK(vk::iexp_ref(-255) == 191137);
-  CHECK(vk::iexp_ref(-256) == vk::kExpC / 2);      // exactly one ln2: 190428
-  CHECK(vk::iexp_ref(-257) == 189929);
-  CHECK(vk::iexp_ref(-30 * 256) == 0);             // kExpC >> 30
-  CHECK(vk::iexp_ref(-18 * 256) == (vk::kExpC >> 18));
-  // Monotone over the whole clamped domain.
-  for (int32_t z = -30 * 256 + 1; z <= 0; ++z) REQUIRE(vk::iexp_ref(z) >= vk::iexp_ref(z - 1));
+  CHECK(vk::iexp_ref(1) == 23555);                 // -1 * 248 + kExpC
+  CHECK(vk::iexp_ref(32) == 16859);                // exp(-ln2 / 2) * kExpC = 16831
+  CHECK(vk::iexp_ref(63) == 12085);
+  CHECK(vk::iexp_ref(64) == vk::kExpC / 2);        // exactly one ln2: 11901
+  CHECK(vk::iexp_ref(65) == 23555 / 2);
+  CHECK(vk::iexp_ref(14 * 64) == 1);               // kExpC >> 14
+  CHECK(vk::iexp_ref(15 * 64) == 0);
+  CHECK(vk::iexp_ref(16 * 64) == 0);               // q >= 16: 0 by definition
+  CHECK(vk::iexp_ref(32767) == 0);
+  // Every value fits int16; monotone over the domain.
+  for (int32_t nz = 0; nz < 32767; ++nz) {
+    REQUIRE(vk::iexp_ref(nz) <= 32767);
+    REQUIRE(vk::iexp_ref(nz) >= vk::iexp_ref(nz + 1));
+  }
 }
+
+TEST_CASE("softmax_exp: the exponent scale from the model file's logit scale") {
+  // to_exp = 1 (ln2 / 256 per logit unit) = 1/4 step of ln2 / 64: the
+  // smallest shift with round(2^(13 + shift)) >= 960 is -3 (mult 1024).
+  vk::SoftmaxExp e = vk::softmax_exp(1 << 30, 30);
+  CHECK(e.ok);
+  CHECK(e.shift == -3);
+  CHECK(e.mult == 1024);
+  // A DeiT-like scale, 0.074 ln2 / 256 per unit: shift 1, mult round(0.074 * 2^14).
+  e = vk::softmax_exp(1271310320, 34);  // make_dyadic(0.074)
+  CHECK(e.ok);
+  CHECK(e.shift == 1);
+  CHECK(e.mult == 1212);
+  // Tiny scales stop at shift 15 below 960; zero gives mult 0.
+  e = vk::softmax_exp(1 << 30, 62);
+  CHECK(e.ok);
+  CHECK(e.shift == 15);
+  CHECK(e.mult == 0);
+  // Huge ones (2^30 ln2 / 256 per unit) cannot be represented.
+  CHECK_FALSE(vk::softmax_exp(1 << 30, 0).ok);
+}
+
 
 TEST_CASE("lis_code_ref: round(log2(round(sum / e))) with FQ-ViT's rounding") {
   CHECK(vk::lis_code_ref(1000, 1000) == 0);  // ratio 1
@@ -274,18 +301,20 @@ TEST_CASE("requant_u8_ref: zero point and clamp") {
 }
 
 TEST_CASE("softmax references on two-element rows") {
-  // Two equal logits: e = kExpC each, recip = ((255 << 24) + kExpC) / (2 kExpC)
-  // = 5617, p = (kExpC * 5617 + 2^23) >> 24 = 128 (127.5 rounded up).
-  // Second row: one logit far below (z clamped, e = 0): p = {255, 0}.
+  // Two equal logits: e = kExpC each, sum 47606, R = 44933 at s = 7,
+  // p = ((kExpC * 44933 >> 16) + 64) >> 7 = (16319 + 64) >> 7 = 127 (127.5
+  // less the reciprocal's truncation). Second row: one logit far below (y
+  // clamped, nz = 16384, e = 0): sum kExpC, R = 44933 at s = 6,
+  // p = {(16319 + 32) >> 6 = 255, 0}.
   const int32_t acc[4] = {50, 50, 0, -1000000};
   const int32_t colsum[2] = {0, 0};
-  const vk::SoftmaxParams p{2, 2, colsum, 0, kOne, 30};  // z = logit - max
+  const vk::SoftmaxParams p{2, 2, colsum, 0, 16384, -1};  // nz = -(logit - max)
   uint8_t probs[4] = {};
   int32_t sum[2] = {};
   vk::softmax_u8_ref(acc, 2, p, probs, 2, sum);
-  CHECK(probs[0] == 128);
-  CHECK(probs[1] == 128);
-  CHECK(sum[0] == 256);
+  CHECK(probs[0] == 127);
+  CHECK(probs[1] == 127);
+  CHECK(sum[0] == 254);
   CHECK(probs[2] == 255);
   CHECK(probs[3] == 0);
   CHECK(sum[1] == 255);
@@ -302,10 +331,10 @@ TEST_CASE("softmax references on two-element rows") {
   // colsum {0, 10} are equal logits.
   const int32_t acc2[2] = {0, 30};
   const int32_t colsum2[2] = {0, 10};
-  const vk::SoftmaxParams p2{1, 2, colsum2, 3, kOne, 30};
+  const vk::SoftmaxParams p2{1, 2, colsum2, 3, 16384, -1};
   vk::softmax_u8_ref(acc2, 2, p2, probs, 2, sum);
-  CHECK(probs[0] == 128);
-  CHECK(probs[1] == 128);
+  CHECK(probs[0] == 127);
+  CHECK(probs[1] == 127);
 }
 
 TEST_CASE("attn_kv_s8_ref: keys and values as x - 128, column sums of the keys") {

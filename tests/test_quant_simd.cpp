@@ -474,23 +474,27 @@ struct SoftmaxCase {
   vk::SoftmaxParams p;
 };
 
-// Row kinds: uniform over the allowed span, one huge logit, all equal,
-// clustered near the max, and (flavour 3) z = logit exactly on a grid that
-// reaches every Log-Int-Softmax code.
+// Row kinds: uniform over the span, one huge logit, all equal, clustered
+// near the max, and (flavour 3) nz = -x exactly on a grid that reaches every
+// Log-Int-Softmax code. Exponent scales: any (exp_mult, exp_shift) in range,
+// the ends included; flavour 2's rows span more than 2^31 (x leaves int32).
 SoftmaxCase make_softmax(Rng& rng, int rows, int cols, int flavour) {
   SoftmaxCase s{rows, cols, cols + 3, {}, {}, {}};
   s.p.rows = rows;
   s.p.cols = cols;
   s.p.zq = static_cast<int32_t>(uniform(rng, 0, 255));
-  vk::Dyadic d = draw_dyadic(rng);
-  if (flavour == 3) d = {1 << 30, 30};  // z = x
-  s.p.to_exp_mult = d.mult;
-  s.p.to_exp_shift = d.shift;
+  const int mk = static_cast<int>(uniform(rng, 0, 5));
+  s.p.exp_mult = static_cast<int32_t>(mk == 0 ? 0 : mk == 1 ? 32767 : mk == 2 ? uniform(rng, 960, 1920) : uniform(rng, 1, 32767));
+  const int sk = static_cast<int>(uniform(rng, 0, 4));
+  s.p.exp_shift = static_cast<int32_t>(sk == 0 ? -15 : sk == 1 ? 15 : uniform(rng, -15, 15));
+  if (flavour == 3) {  // y = 2x, nz = (2x * -16384 + 2^14) >> 15 = -x
+    s.p.exp_mult = 16384;
+    s.p.exp_shift = -1;
+  }
   for (int j = 0; j < cols; ++j) s.colsum.push_back(static_cast<int32_t>(uniform(rng, -128 * 64, 127 * 64)));
-  // z = dyadic(x) must stay an int32 >= -2^31: span of x (<= 2^31 + 2^22 with
-  // flavour 2, which also crosses the int32 range of x itself).
-  int64_t span = std::min<int64_t>(x_limit(d, 2147483000.0), int64_t{1} << 31);
-  if (flavour == 2) span = std::min<int64_t>(x_limit(d, 2147483000.0), (int64_t{1} << 31) + (1 << 22));
+  // Past the clamp of y (|x| >= 2^(15 + exp_shift)) every x gives the same e.
+  int64_t span = std::min<int64_t>(int64_t{3} << (15 + s.p.exp_shift), int64_t{1} << 31);
+  if (flavour == 2) span = (int64_t{1} << 31) + (1 << 22);
   s.acc.assign(static_cast<size_t>(rows) * s.ld_acc, 0x55);
   for (int i = 0; i < rows; ++i) {
     const int kind = flavour == 3 ? 4 : static_cast<int>(uniform(rng, 0, 3));
@@ -504,8 +508,8 @@ SoftmaxCase make_softmax(Rng& rng, int rows, int cols, int flavour) {
         case 1: logit = j == hot ? top : top - local; break;
         case 2: logit = top; break;
         case 3: logit = top - std::min<int64_t>(local, uniform(rng, 0, 2)); break;
-        default: {  // flavour 3: z from 0 down to below the clamp; hot one at 0
-          const int64_t z = j == hot ? 0 : -((j * 7919 + i * 31) % 8200);
+        default: {  // flavour 3: nz from 0 up past e's last nonzero value; hot one at 0
+          const int64_t z = j == hot ? 0 : -((j * 7919 + i * 31) % 1100);
           logit = top + z;
           break;
         }

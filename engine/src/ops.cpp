@@ -375,7 +375,7 @@ void AttentionOp::run(ExecContext& ctx) const {
   const int ld = 3 * d_model;
   const int32_t z_v = zv;
   const size_t stride = scratch_bytes(ctx.isa, t_count, hd);
-  const k::SoftmaxParams sp0{0, t_count, nullptr, zq, to_exp_mult, to_exp_shift};
+  const k::SoftmaxParams sp0{0, t_count, nullptr, zq, exp_mult, exp_shift};
   // Tasks: (image, head, block of query rows). Query blocks only when the
   // (image, head) pairs do not divide evenly among the threads (DeiT-Tiny has
   // 3 heads); each block converts and packs its head's K and V again.

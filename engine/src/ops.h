@@ -159,7 +159,7 @@ struct AttentionOp final : Op {
   bool lis_normalize = false;  // rescale each row of 4-bit attention to a unit sum
   // q's uint8 zero point and v's int8 zero point (k's cancels in the softmax).
   int32_t zq = 0, zv = 0;
-  int32_t to_exp_mult = 0, to_exp_shift = 0;
+  int32_t exp_mult = 0, exp_shift = 0;  // kernels::softmax_exp() of the logit scale
   // Context requantization per model channel (head h owns h*hd .. h*hd+hd-1).
   std::vector<int32_t> out_bias;  // zeros
   const int32_t* out_mult = nullptr;

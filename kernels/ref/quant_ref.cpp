@@ -198,12 +198,29 @@ void layernorm_stream_ref(int rows, const int16_t* in, int ld_in, const LayerNor
   });
 }
 
-int32_t iexp_ref(int32_t z) {
-  // z <= 0, already clamped to >= -30 * 2^kExpBits.
-  const int32_t q = (-z) >> kExpBits;
-  const int32_t r = z + (q << kExpBits);
-  const int32_t poly = r * (r + kExpB) + kExpC;
-  return poly >> q;
+SoftmaxExp softmax_exp(int32_t to_exp_mult, int32_t to_exp_shift) {
+  // round(to_exp_mult * 2^k), half up; 0 where the shift passes every bit.
+  auto scaled = [&](int k) -> int64_t {
+    if (k >= 0) return int64_t{to_exp_mult} << k;  // k <= 28: below 2^59
+    if (k < -40) return 0;
+    return (int64_t{to_exp_mult} + (int64_t{1} << (-k - 1))) >> -k;
+  };
+  constexpr int32_t kSaturated = 15 << kExpBits;  // nz from which e = 0
+  for (int shift = -15; shift <= 15; ++shift) {
+    const int64_t m = scaled(15 + shift - (kToExpBits - kExpBits) - to_exp_shift);
+    if (m >= kSaturated || shift == 15) {
+      if (m > 32767) return {};
+      return {static_cast<int32_t>(m), shift, true};
+    }
+  }
+  return {};  // not reached: shift 15 returns
+}
+
+int32_t iexp_ref(int32_t nz) {
+  const int32_t q = nz >> kExpBits;
+  if (q >= 16) return 0;
+  const int32_t r = -(nz & ((1 << kExpBits) - 1));
+  return (r * (r + kExpB) + kExpC) >> q;
 }
 
 namespace {
@@ -211,9 +228,10 @@ inline int32_t row_logit(const int32_t* a, const SoftmaxParams& p, int j) {
   return a[j] - p.zq * p.colsum_k[j];
 }
 inline int32_t exp_of(int32_t logit, int32_t row_max, const SoftmaxParams& p) {
-  constexpr int32_t kMinZ = -30 * (1 << kExpBits);
-  const int32_t z = apply_dyadic(int64_t{logit} - row_max, p.to_exp_mult, p.to_exp_shift);
-  return iexp_ref(z < kMinZ ? kMinZ : z);
+  const int64_t x = int64_t{logit} - row_max;
+  const int64_t scaled = p.exp_shift >= 0 ? x >> p.exp_shift : x * (int64_t{1} << -p.exp_shift);
+  const int64_t y = std::max<int64_t>(scaled, -32768);
+  return iexp_ref(static_cast<int32_t>((y * -p.exp_mult + (1 << 14)) >> 15));
 }
 // Row max of the logits and the sum of the row's i-exp values.
 inline int64_t row_exp_sum(const int32_t* a, const SoftmaxParams& p, int32_t* row_max) {
@@ -225,18 +243,32 @@ inline int64_t row_exp_sum(const int32_t* a, const SoftmaxParams& p, int32_t* ro
 }
 }  // namespace
 
+SoftmaxRecip softmax_recip(int64_t sum) {
+  // R(s) < 2^16 <=> 255 * 2^(16+s) + sum / 2 < 2^16 * sum <=> 255 * 2^(16+s) <
+  // limit: the largest such s, from a guess by bit length (255 * 2^(16+s) has
+  // 24 + s bits), corrected by a step or two.
+  const int64_t limit = sum * 65536 - sum / 2;
+  int s = std::max(1, 64 - __builtin_clzll(static_cast<uint64_t>(limit)) - 25);
+  while (s > 1 && (int64_t{255} << (16 + s)) >= limit) --s;
+  while ((int64_t{255} << (17 + s)) < limit) ++s;
+  return {static_cast<int32_t>(((int64_t{255} << (16 + s)) + sum / 2) / sum), s};
+}
+
+int32_t softmax_prob(int32_t e, const SoftmaxRecip& r) {
+  const int64_t t = (int64_t{e} * r.mult) >> 16;
+  return static_cast<int32_t>((t + (int64_t{1} << (r.shift - 1))) >> r.shift);
+}
+
 void softmax_u8_ref(const int32_t* acc, int ld_acc, const SoftmaxParams& p, uint8_t* probs,
                     int ld_probs, int32_t* rowsum_p) {
   for (int i = 0; i < p.rows; ++i) {
     const int32_t* a = acc + static_cast<int64_t>(i) * ld_acc;
     uint8_t* o = probs + static_cast<int64_t>(i) * ld_probs;
     int32_t row_max = 0;
-    const int64_t sum = row_exp_sum(a, p, &row_max);
-    const int64_t recip = ((int64_t{255} << 24) + sum / 2) / sum;
+    const SoftmaxRecip r = softmax_recip(row_exp_sum(a, p, &row_max));
     int32_t total = 0;
     for (int j = 0; j < p.cols; ++j) {
-      const int64_t v = (exp_of(row_logit(a, p, j), row_max, p) * recip + (int64_t{1} << 23)) >> 24;
-      o[j] = static_cast<uint8_t>(v > 255 ? 255 : v);
+      o[j] = static_cast<uint8_t>(softmax_prob(exp_of(row_logit(a, p, j), row_max, p), r));
       total += o[j];
     }
     rowsum_p[i] = total;

@@ -176,32 +176,20 @@ void residual_block(int m, const int32_t* acc, int ld_acc, const ResidualParams&
 // ---------------------------------------------------------------------------
 // Softmax.
 
-// The row-constant dyadic with the row maximum folded in (see the AVX-512 file).
-struct ExpDyadic {
-  __m256i mult, c;
-  __m128i count;  // shift, or shift - 32 for the high-half variant
-};
-
-template <bool kHi>
-inline __m256i exp_dyadic(__m256i l, const ExpDyadic& d) {
-  const __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(l, d.mult), d.c);
-  const __m256i po = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(l, 32), d.mult), d.c);
-  if constexpr (kHi) {
-    return _mm256_sra_epi32(_mm256_blend_epi32(_mm256_srli_epi64(pe, 32), po, 0xAA), d.count);
-  } else {
-    return _mm256_blend_epi32(sra64(pe, d.count), _mm256_slli_epi64(sra64(po, d.count), 32), 0xAA);
-  }
-}
-
-// iexp_ref(max(z, -30 * 2^kExpBits)) (see the AVX-512 file).
-inline __m256i iexp8(__m256i z) {
-  z = _mm256_max_epi32(z, _mm256_set1_epi32(-30 * (1 << kExpBits)));
-  const __m256i nz = _mm256_sub_epi32(_mm256_setzero_si256(), z);
-  const __m256i q = _mm256_srli_epi32(nz, kExpBits);
+// exp_of (ref/quant_ref.cpp) from the logit l in int32 lanes (see exp32 in
+// the AVX-512 file for the clamp to lo). y and -mult fit int16 and the upper
+// half of -mult's lanes is 0, so vpmaddwd forms y * -mult; likewise
+// rr * (rr - b) for rr = nz & 63. vpsrlvd gives 0 for q >= 32, and
+// poly < 2^15 makes every q >= 16 give 0 too.
+template <bool kLeft>
+inline __m256i exp8(__m256i l, __m256i lo, __m256i mx, __m128i count, __m256i neg_mult) {
+  const __m256i x = _mm256_sub_epi32(_mm256_max_epi32(l, lo), mx);
+  const __m256i y = kLeft ? _mm256_sll_epi32(x, count) : _mm256_sra_epi32(x, count);
+  const __m256i nz = _mm256_srli_epi32(_mm256_add_epi32(_mm256_madd_epi16(y, neg_mult), _mm256_set1_epi32(1 << 14)), 15);
   const __m256i rr = _mm256_and_si256(nz, _mm256_set1_epi32((1 << kExpBits) - 1));
   const __m256i poly = _mm256_add_epi32(_mm256_madd_epi16(rr, _mm256_sub_epi32(rr, _mm256_set1_epi32(kExpB))),
                                         _mm256_set1_epi32(kExpC));
-  return _mm256_srav_epi32(poly, q);
+  return _mm256_srlv_epi32(poly, _mm256_srli_epi32(nz, kExpBits));
 }
 
 // a <u b as an all-ones lane.
@@ -233,7 +221,7 @@ inline __m256i tail_mask8(int w) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(w), idx);
 }
 
-template <bool kLis, bool kHi, class Out>
+template <bool kLis, bool kLeft, class Out>
 void softmax_rows(const int32_t* acc, int ld_acc, const SoftmaxParams& p, Out* out, int ld_out,
                   int32_t* rowsum) {
   const int cols = p.cols;
@@ -247,10 +235,9 @@ void softmax_rows(const int32_t* acc, int ld_acc, const SoftmaxParams& p, Out* o
                                : _mm256_maskload_epi32(p.colsum_k + j, tail);
     _mm256_store_si256(reinterpret_cast<__m256i*>(zc + j), _mm256_mullo_epi32(zq, c));
   }
-  const int64_t rnd = p.to_exp_shift == 0 ? 0 : int64_t{1} << (p.to_exp_shift - 1);
-  ExpDyadic ed;
-  ed.mult = _mm256_set1_epi64x(p.to_exp_mult);
-  ed.count = _mm_cvtsi32_si128(kHi ? p.to_exp_shift - 32 : p.to_exp_shift);
+  const __m128i count = _mm_cvtsi32_si128(kLeft ? -p.exp_shift : p.exp_shift);
+  const __m256i neg_mult = _mm256_set1_epi32(-p.exp_mult & 0xFFFF);
+  const int64_t reach = int64_t{1} << (15 + p.exp_shift);  // |x| from which y = -32768
   for (int i = 0; i < p.rows; ++i) {
     const int32_t* a = acc + static_cast<int64_t>(i) * ld_acc;
     Out* o = out + static_cast<int64_t>(i) * ld_out;
@@ -268,10 +255,11 @@ void softmax_rows(const int32_t* acc, int ld_acc, const SoftmaxParams& p, Out* o
       mx = _mm256_max_epi32(mx, _mm256_blendv_epi8(_mm256_set1_epi32(INT32_MIN), l, tail));
     }
     const int32_t row_max = hmax(mx);
-    ed.c = _mm256_set1_epi64x(rnd - int64_t{row_max} * p.to_exp_mult);
+    const __m256i mx_v = _mm256_set1_epi32(row_max);
+    const __m256i lo = _mm256_set1_epi32(static_cast<int32_t>(std::max<int64_t>(int64_t{row_max} - reach, INT32_MIN)));
     __m256i sumv = _mm256_setzero_si256();
     for (int j = 0; j < cols; j += 8) {
-      __m256i e = iexp8(exp_dyadic<kHi>(_mm256_load_si256(reinterpret_cast<const __m256i*>(buf + j)), ed));
+      __m256i e = exp8<kLeft>(_mm256_load_si256(reinterpret_cast<const __m256i*>(buf + j)), lo, mx_v, count, neg_mult);
       if (j == full) e = _mm256_and_si256(e, tail);
       _mm256_store_si256(reinterpret_cast<__m256i*>(buf + j), e);
       sumv = _mm256_add_epi32(sumv, e);
@@ -279,40 +267,31 @@ void softmax_rows(const int32_t* acc, int ld_acc, const SoftmaxParams& p, Out* o
     const int64_t sum = hsum32(sumv);
     __m256i total = _mm256_setzero_si256();
     if constexpr (kLis) {
-      if (2 * sum + kExpC <= INT32_MAX) {
-        const __m256i two_sum = _mm256_set1_epi32(static_cast<int32_t>(2 * sum));
-        for (int j = 0; j < cols; j += 8) {
-          __m256i w = lis_weights8(_mm256_load_si256(reinterpret_cast<const __m256i*>(buf + j)), two_sum);
-          const __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
-          if (j == full) {
-            w = _mm256_and_si256(w, tail);
-            alignas(16) int16_t tmp[8];
-            _mm_store_si128(reinterpret_cast<__m128i*>(tmp), w16);
-            std::memcpy(o + j, tmp, sizeof(int16_t) * static_cast<size_t>(cols - j));
-          } else {
-            _mm_storeu_si128(reinterpret_cast<__m128i*>(o + j), w16);
-          }
-          total = _mm256_add_epi32(total, w);
+      // 2 * sum + e < 2^31 (the static_assert on kMaxSimdCols).
+      const __m256i two_sum = _mm256_set1_epi32(static_cast<int32_t>(2 * sum));
+      for (int j = 0; j < cols; j += 8) {
+        __m256i w = lis_weights8(_mm256_load_si256(reinterpret_cast<const __m256i*>(buf + j)), two_sum);
+        const __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+        if (j == full) {
+          w = _mm256_and_si256(w, tail);
+          alignas(16) int16_t tmp[8];
+          _mm_store_si128(reinterpret_cast<__m128i*>(tmp), w16);
+          std::memcpy(o + j, tmp, sizeof(int16_t) * static_cast<size_t>(cols - j));
+        } else {
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(o + j), w16);
         }
-        rowsum[i] = static_cast<int32_t>(hsum32(total));
-      } else {
-        int32_t t = 0;
-        for (int j = 0; j < cols; ++j) {
-          const int code = lis_code_ref(sum, buf[j]);
-          o[j] = static_cast<int16_t>(code >= kLisZeroCode ? 0 : (1 << (14 - code)));
-          t += o[j];
-        }
-        rowsum[i] = t;
+        total = _mm256_add_epi32(total, w);
       }
+      rowsum[i] = static_cast<int32_t>(hsum32(total));
     } else {
-      const int64_t recip = ((int64_t{255} << 24) + sum / 2) / sum;
-      const __m256i rv = _mm256_set1_epi32(static_cast<int32_t>(recip));
-      const __m256i half = _mm256_set1_epi32(1 << 23);
-      const __m256i max_p = _mm256_set1_epi32(255);
+      // e * R < 2^31 and t + 2^(s-1) < 2^31: exact in int32 lanes.
+      const SoftmaxRecip r = softmax_recip(sum);
+      const __m256i rv = _mm256_set1_epi32(r.mult);
+      const __m256i half = _mm256_set1_epi32(1 << (r.shift - 1));
+      const __m128i shift = _mm_cvtsi32_si128(r.shift);
       for (int j = 0; j < cols; j += 8) {
         const __m256i e = _mm256_load_si256(reinterpret_cast<const __m256i*>(buf + j));
-        __m256i v = _mm256_srli_epi32(_mm256_add_epi32(_mm256_mullo_epi32(e, rv), half), 24);
-        v = _mm256_min_epu32(v, max_p);
+        __m256i v = _mm256_srl_epi32(_mm256_add_epi32(_mm256_srli_epi32(_mm256_mullo_epi32(e, rv), 16), half), shift);
         const __m128i b = to_u8(v);
         if (j == full) {
           v = _mm256_and_si256(v, tail);
@@ -341,7 +320,7 @@ void softmax_any(const int32_t* acc, int ld_acc, const SoftmaxParams& p, Out* ou
     }
     return;
   }
-  if (p.to_exp_shift >= 32) {
+  if (p.exp_shift < 0) {
     softmax_rows<kLis, true>(acc, ld_acc, p, out, ld_out, rowsum);
   } else {
     softmax_rows<kLis, false>(acc, ld_acc, p, out, ld_out, rowsum);

@@ -11,10 +11,12 @@
 // constants once per block; when every shift of a block is >= 32 the result
 // is the high half of the 64-bit sum shifted by shift - 32 (one 32-bit shift).
 //
-// Softmax: three passes over a row kept in a stack buffer (logits, then
-// exponentials). The i-exp polynomial r * (r + b) + c fits vpmaddwd
-// (|r| < 256), and the 4-bit Log-Int-Softmax code comes from leading-zero
-// counts and two exact comparisons instead of lis_code_ref's loop.
+// Softmax: three passes over a row kept in stack buffers (int32 logits,
+// then int16 exponentials). From the clamped logit difference on, every
+// step fits 16 bits, so the exponentials and the uint8 probabilities take
+// 32 lanes per operation; the 4-bit Log-Int-Softmax code comes from
+// leading-zero counts and two exact comparisons instead of lis_code_ref's
+// loop.
 // GCC 12 reports the _mm*_undefined_*() pass-through operands inside its own
 // AVX-512 intrinsics as maybe-uninitialized (GCC PR 105593, fixed in 13).
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
@@ -33,7 +35,9 @@
 namespace vitint::kernels::detail {
 namespace {
 
+// The first w of 16 lanes (none for w <= 0).
 inline __mmask16 tail_mask(int w) {
+  if (w <= 0) return 0;
   return w >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << w) - 1u);
 }
 
@@ -94,44 +98,33 @@ inline __m512i dyadic16(__m512i x, const Dyadic16& d, const Folded& c) {
 // ---------------------------------------------------------------------------
 // Softmax helpers.
 
-// The row-constant dyadic of the softmax (logit units -> ln2 / 2^kExpBits)
-// with the row maximum folded in: (l - max) * mult + rnd = l * mult + c,
-// c = rnd - max * mult, exact in int64 even where l - max leaves int32.
-struct ExpDyadic {
-  __m512i mult;
-  __m512i c;
-  __m128i count;  // shift, or shift - 32 for the high-half variant
-};
-
-template <bool kHi>
-inline __m512i exp_dyadic(__m512i l, const ExpDyadic& d) {
-  const __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(l, d.mult), d.c);
-  const __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(l, 32), d.mult), d.c);
-  if constexpr (kHi) {
-    return _mm512_sra_epi32(high_halves(pe, po), d.count);
-  } else {
-    return low_halves(_mm512_sra_epi64(pe, d.count), _mm512_sra_epi64(po, d.count));
-  }
-}
-
-// iexp_ref(max(z, -30 * 2^kExpBits)). With nz = -z: q = nz >> 8,
-// r = -(nz & 255), and r * (r + b) = rr * (rr - b) for rr = nz & 255; both
-// factors fit int16 (the upper halves of rr are zero), so vpmaddwd forms it.
-inline __m512i iexp16(__m512i z) {
-  z = _mm512_max_epi32(z, _mm512_set1_epi32(-30 * (1 << kExpBits)));
-  const __m512i nz = _mm512_sub_epi32(_mm512_setzero_si512(), z);
-  const __m512i q = _mm512_srli_epi32(nz, kExpBits);
-  const __m512i rr = _mm512_and_si512(nz, _mm512_set1_epi32((1 << kExpBits) - 1));
-  const __m512i poly = _mm512_add_epi32(_mm512_madd_epi16(rr, _mm512_sub_epi32(rr, _mm512_set1_epi32(kExpB))),
-                                        _mm512_set1_epi32(kExpC));
-  return _mm512_srav_epi32(poly, q);
+// The steps of exp_of (ref/quant_ref.cpp) from x = l - max to i-exp, 32
+// columns in 16-bit lanes. max(l, lo) - max, lo = max(max - 2^(15 + shift),
+// INT32_MIN), is x clamped to where y = floor(x * 2^-shift) reaches -32768:
+// exact in int32 (|x| <= 2^30), so y fits int16 and vpackssdw does not
+// saturate. vpmulhrsw is (y * -mult + 2^14) >> 15; r * (r + b) =
+// rr * (rr - b) for rr = nz & 63 fits int16 (vpmullw), and vpsrlvw gives 0
+// for the shifts q >= 16.
+template <bool kLeft>
+inline __m512i exp32(__m512i l0, __m512i l1, __m512i lo, __m512i mx, __m128i count, __m512i neg_mult) {
+  const __m512i x0 = _mm512_sub_epi32(_mm512_max_epi32(l0, lo), mx);
+  const __m512i x1 = _mm512_sub_epi32(_mm512_max_epi32(l1, lo), mx);
+  const __m512i y0 = kLeft ? _mm512_sll_epi32(x0, count) : _mm512_sra_epi32(x0, count);
+  const __m512i y1 = kLeft ? _mm512_sll_epi32(x1, count) : _mm512_sra_epi32(x1, count);
+  // vpackssdw interleaves 128-bit lanes; the qword permutation restores order.
+  const __m512i y = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), _mm512_packs_epi32(y0, y1));
+  const __m512i nz = _mm512_mulhrs_epi16(y, neg_mult);
+  const __m512i rr = _mm512_and_si512(nz, _mm512_set1_epi16((1 << kExpBits) - 1));
+  const __m512i poly = _mm512_add_epi16(_mm512_mullo_epi16(rr, _mm512_sub_epi16(rr, _mm512_set1_epi16(kExpB))),
+                                        _mm512_set1_epi16(kExpC));
+  return _mm512_srlv_epi16(poly, _mm512_srli_epi16(nz, kExpBits));
 }
 
 // lis_code_ref(sum, e) turned into weights 2^(14 - code) (0 for code 15),
 // for 0 <= e <= sum, sum >= kExpC and 2 * sum + e < 2^31. num = 2 * sum + e,
 // den = 2 * e; the loop's f is min(15, floor(log2(num / den))): the
 // leading-zero counts give it or one more, and one comparison decides.
-// e = 0 needs no special case: lzcnt(0) = 32 makes f >= 20 (num >= 2^19).
+// e = 0 needs no special case: lzcnt(0) = 32 makes f >= 16 (num >= 2^15).
 inline __m512i lis_weights16(__m512i e, __m512i two_sum) {
   const __m512i one = _mm512_set1_epi32(1);
   const __m512i num = _mm512_add_epi32(two_sum, e);
@@ -158,80 +151,76 @@ inline void for_vectors(int cols, F&& f) {
   if (j < cols) f(j, tail_mask(cols - j));
 }
 
-template <bool kLis, bool kHi, class Out>
+template <bool kLis, bool kLeft, class Out>
 void softmax_rows(const int32_t* acc, int ld_acc, const SoftmaxParams& p, Out* out, int ld_out,
                   int32_t* rowsum) {
   const int cols = p.cols;
-  // zq * colsum_k once per call; per row a buffer of logits, then of
+  const int cols32 = (cols + 31) / 32 * 32;
+  // zq * colsum_k once per call; per row a buffer of logits, then one of
   // exponentials. Rows in pairs: each pass runs for both rows before the
   // next, so a row's reductions and reciprocal (latency chains) overlap the
-  // other row's vector work.
+  // other row's vector work. Columns past the row's end up to cols32 hold
+  // logit 0 and are masked out of the exponentials.
   alignas(64) int32_t zc[kMaxSimdCols];
   alignas(64) int32_t buf[2][kMaxSimdCols];
+  alignas(64) int16_t ebuf[2][kMaxSimdCols];
   const __m512i zq = _mm512_set1_epi32(p.zq);
-  for (int j = 0; j < cols; j += 16)
+  for (int j = 0; j < cols32; j += 16)
     _mm512_store_si512(zc + j, _mm512_mullo_epi32(zq, _mm512_maskz_loadu_epi32(tail_mask(cols - j), p.colsum_k + j)));
-  const int64_t rnd = p.to_exp_shift == 0 ? 0 : int64_t{1} << (p.to_exp_shift - 1);
-  ExpDyadic ed;
-  ed.mult = _mm512_set1_epi64(p.to_exp_mult);
-  ed.count = _mm_cvtsi32_si128(kHi ? p.to_exp_shift - 32 : p.to_exp_shift);
+  const __m128i count = _mm_cvtsi32_si128(kLeft ? -p.exp_shift : p.exp_shift);
+  const __m512i neg_mult = _mm512_set1_epi16(static_cast<int16_t>(-p.exp_mult));
+  const int64_t reach = int64_t{1} << (15 + p.exp_shift);  // |x| from which y = -32768
+  const __m512i ones = _mm512_set1_epi16(1);
   // Pass 1: logits into b, their maximum.
   auto logits = [&](const int32_t* a, int32_t* b) {
     __m512i mx = _mm512_set1_epi32(INT32_MIN);
-    for_vectors(cols, [&](int j, __mmask16 k) {
+    for (int j = 0; j < cols32; j += 16) {
+      const __mmask16 k = tail_mask(cols - j);
       const __m512i l = _mm512_sub_epi32(_mm512_maskz_loadu_epi32(k, a + j), _mm512_load_si512(zc + j));
       _mm512_store_si512(b + j, l);
       mx = _mm512_mask_max_epi32(mx, k, mx, l);
-    });
+    }
     return _mm512_reduce_max_epi32(mx);
   };
-  // Pass 2: exponentials in place, their sum (< 4096 * 2^19: no int32 wrap).
-  // The lanes past the row's end are stored as 0, which pass 3 relies on.
-  auto exps = [&](int32_t* b, int32_t row_max) {
-    ExpDyadic e = ed;
-    e.c = _mm512_set1_epi64(rnd - int64_t{row_max} * p.to_exp_mult);
+  // Pass 2: exponentials into e, their sum (< kMaxSimdCols * 2^15).
+  auto exps = [&](const int32_t* b, int32_t row_max, int16_t* e) {
+    const __m512i mx = _mm512_set1_epi32(row_max);
+    const __m512i lo = _mm512_set1_epi32(static_cast<int32_t>(std::max<int64_t>(int64_t{row_max} - reach, INT32_MIN)));
     __m512i sumv = _mm512_setzero_si512();
-    for_vectors(cols, [&](int j, __mmask16 k) {
-      const __m512i v = _mm512_maskz_mov_epi32(k, iexp16(exp_dyadic<kHi>(_mm512_load_si512(b + j), e)));
-      _mm512_store_si512(b + j, v);
-      sumv = _mm512_add_epi32(sumv, v);
-    });
+    for (int j = 0; j < cols32; j += 32) {
+      __m512i v = exp32<kLeft>(_mm512_load_si512(b + j), _mm512_load_si512(b + j + 16), lo, mx, count, neg_mult);
+      if (j + 32 > cols) v = _mm512_maskz_mov_epi16(static_cast<__mmask32>((uint64_t{1} << (cols - j)) - 1), v);
+      _mm512_store_si512(e + j, v);
+      sumv = _mm512_add_epi32(sumv, _mm512_madd_epi16(v, ones));
+    }
     return int64_t{_mm512_reduce_add_epi32(sumv)};
   };
   // Pass 3: outputs; returns their sum.
-  auto outputs = [&](const int32_t* b, int64_t sum, Out* o) {
+  auto outputs = [&](const int16_t* e, int64_t sum, Out* o) {
     __m512i total = _mm512_setzero_si512();
     if constexpr (kLis) {
-      if (2 * sum + kExpC > INT32_MAX) {  // 2 * sum leaves int32 (rows of thousands of columns)
-        int32_t t = 0;
-        for (int j = 0; j < cols; ++j) {
-          const int code = lis_code_ref(sum, b[j]);
-          o[j] = static_cast<int16_t>(code >= kLisZeroCode ? 0 : (1 << (14 - code)));
-          t += o[j];
-        }
-        return t;
-      }
+      // 2 * sum + e < 2^31 (the static_assert on kMaxSimdCols).
       const __m512i two_sum = _mm512_set1_epi32(static_cast<int32_t>(2 * sum));
       for_vectors(cols, [&](int j, __mmask16 k) {
         // Exponentials of 0 past the row's end give weight 0.
-        const __m512i w = lis_weights16(_mm512_load_si512(b + j), two_sum);
+        const __m512i w = lis_weights16(_mm512_cvtepu16_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(e + j))), two_sum);
         _mm512_mask_cvtepi32_storeu_epi16(o + j, k, w);
         total = _mm512_add_epi32(total, w);
       });
     } else {
-      // e * recip + 2^23 < 2^32 (e <= sum, recip <= (255 * 2^24 + sum / 2) / sum):
-      // exact as an unsigned 32-bit product.
-      const int64_t recip = ((int64_t{255} << 24) + sum / 2) / sum;
-      const __m512i rv = _mm512_set1_epi32(static_cast<int32_t>(recip));
-      const __m512i half = _mm512_set1_epi32(1 << 23);
-      const __m512i max_p = _mm512_set1_epi32(255);
-      for_vectors(cols, [&](int j, __mmask16 k) {
-        const __m512i e = _mm512_load_si512(b + j);
-        __m512i v = _mm512_srli_epi32(_mm512_add_epi32(_mm512_mullo_epi32(e, rv), half), 24);
-        v = _mm512_min_epu32(v, max_p);  // 0 past the row's end, where e = 0
-        _mm512_mask_cvtepi32_storeu_epi8(o + j, k, v);
-        total = _mm512_add_epi32(total, v);
-      });
+      // t = floor(e * R / 2^16) < 2^15, so t + 2^(s-1) fits 16 bits for
+      // s <= 16; from s = 16 on every p is 0 (t < 2^(s-1)), which the
+      // shift by 16 gives.
+      const SoftmaxRecip r = softmax_recip(sum);
+      const __m512i rv = _mm512_set1_epi16(static_cast<int16_t>(r.mult));
+      const __m512i half = _mm512_set1_epi16(static_cast<int16_t>(r.shift <= 16 ? 1 << (r.shift - 1) : 0));
+      const __m128i s = _mm_cvtsi32_si128(std::min(r.shift, 16));
+      for (int j = 0; j < cols; j += 32) {
+        const __m512i v = _mm512_srl_epi16(_mm512_add_epi16(_mm512_mulhi_epu16(_mm512_load_si512(e + j), rv), half), s);
+        const __mmask32 k = j + 32 <= cols ? ~__mmask32{0} : static_cast<__mmask32>((uint64_t{1} << (cols - j)) - 1);
+        _mm512_mask_cvtepi16_storeu_epi8(o + j, k, v);  // 0 past the row's end, where e = 0
+        total = _mm512_add_epi32(total, _mm512_madd_epi16(v, ones));
+      }
     }
     return _mm512_reduce_add_epi32(total);
   };
@@ -240,8 +229,8 @@ void softmax_rows(const int32_t* acc, int ld_acc, const SoftmaxParams& p, Out* o
     int32_t row_max[2];
     int64_t sum[2];
     for (int r = 0; r < n; ++r) row_max[r] = logits(acc + static_cast<int64_t>(i + r) * ld_acc, buf[r]);
-    for (int r = 0; r < n; ++r) sum[r] = exps(buf[r], row_max[r]);
-    for (int r = 0; r < n; ++r) rowsum[i + r] = outputs(buf[r], sum[r], out + static_cast<int64_t>(i + r) * ld_out);
+    for (int r = 0; r < n; ++r) sum[r] = exps(buf[r], row_max[r], ebuf[r]);
+    for (int r = 0; r < n; ++r) rowsum[i + r] = outputs(ebuf[r], sum[r], out + static_cast<int64_t>(i + r) * ld_out);
   }
 }
 
@@ -257,7 +246,7 @@ void softmax_any(const int32_t* acc, int ld_acc, const SoftmaxParams& p, Out* ou
     }
     return;
   }
-  if (p.to_exp_shift >= 32) {
+  if (p.exp_shift < 0) {
     softmax_rows<kLis, true>(acc, ld_acc, p, out, ld_out, rowsum);
   } else {
     softmax_rows<kLis, false>(acc, ld_acc, p, out, ld_out, rowsum);

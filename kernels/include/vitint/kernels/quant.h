@@ -172,35 +172,60 @@ void layernorm_stream_ref(int rows, const int16_t* in, int ld_in, const LayerNor
 
 // ---------------------------------------------------------------------------
 // Softmax of attention logits. acc[i][j] are raw u8 x s8 sums of q_i and
-// k_j; the true logit is proportional to acc - zq * colsum_k[j] (terms
-// constant along a row cancel). Each row: x = logit - max(logit), then
-// z = max(dyadic(x, to_exp), -30 * 2^kExpBits) is x in units of ln2 / 2^kExpBits
-// and the I-BERT i-exp gives e = poly(r) >> q with q = (-z) >> kExpBits,
-// r = z + q * 2^kExpBits, poly(r) = r * (r + kExpB) + kExpC.
-constexpr int kExpBits = 8;
-// floor(b / s) and floor(c / s^2) for s = ln2 / 2^8, b = 0.96963238 / 0.35815147,
+// k_j; the true logit is proportional to l = acc - zq * colsum_k[j] (terms
+// constant along a row cancel). Each row, in steps whose values fit 16 bits:
+//   x  = l - max(l) <= 0
+//   y  = max(floor(x * 2^-exp_shift), -32768)   (exp_shift in [-15, 15])
+//   nz = (y * -exp_mult + 2^14) >> 15            (-x in units of ln2 / 2^kExpBits)
+//   e  = iexp_ref(nz), I-BERT's i-exp: poly(r) >> q with q = nz >> kExpBits,
+//        r = -(nz mod 2^kExpBits), poly(r) = r * (r + kExpB) + kExpC
+// and e = 0 from q = 16 on. With kExpBits = 6, |r * (r + kExpB)| <= 11718 and
+// poly <= kExpC < 2^15, so the vector paths run 16-bit lanes throughout.
+// softmax_exp() picks exp_mult and exp_shift so that y = -32768 (the clamp)
+// gives nz = exp_mult >= 15 * 2^kExpBits, where e is 0 anyway.
+constexpr int kExpBits = 6;
+// floor(b / s) and floor(c / s^2) for s = ln2 / 2^6, b = 0.96963238 / 0.35815147,
 // c = 1 / 0.35815147 (I-BERT's second-order fit of exp on [-ln2, 0]).
-constexpr int32_t kExpB = 999;
-constexpr int32_t kExpC = 380857;
-int32_t iexp_ref(int32_t z);
+constexpr int32_t kExpB = 249;
+constexpr int32_t kExpC = 23803;
+int32_t iexp_ref(int32_t nz);  // nz >= 0
 
-// Contract: the logits acc - zq * colsum_k are int32 values, x * mult +
-// 2^(shift-1) stays within int64 (apply_dyadic's contract) and z = dyadic(x,
-// to_exp) is an int32 (no wrap: x <= 0 then gives z <= 0, which i-exp
-// needs). Attention logits (|acc|, |zq * colsum_k| <= head_dim * 255 * 128)
-// are far inside the first two; the model loader checks the third for every
-// logit difference a head can produce.
+// Contract: the logits acc - zq * colsum_k are int32 values (their
+// differences may leave int32: x is formed exactly). Attention logits
+// (|acc|, |zq * colsum_k| <= head_dim * 255 * 128) are far inside.
 struct SoftmaxParams {
   int rows;
   int cols;
   const int32_t* colsum_k;  // [cols]
   int32_t zq;
-  int32_t to_exp_mult;  // dyadic: logit units -> ln2 / 2^kExpBits units
-  int32_t to_exp_shift;
+  int32_t exp_mult;   // [0, 32767]: see above; from softmax_exp()
+  int32_t exp_shift;  // [-15, 15]
 };
-// 8-bit uniform probabilities p = round(255 * e / sum e) (via a per-row
-// reciprocal: p = (e * floor((255 * 2^24 + sum/2) / sum) + 2^23) >> 24, clamped
-// to 255), scale 1/255. rowsum_p[i] = sum_j p[i][j].
+
+// The model file gives the logit scale as to_exp = mult * 2^-shift units of
+// ln2 / 2^kToExpBits per logit unit. softmax_exp() turns it into the
+// softmax's (exp_mult, exp_shift): the smallest exp_shift in [-15, 15] whose
+// exp_mult = round(to_exp * 2^(15 + exp_shift - (kToExpBits - kExpBits)))
+// reaches 15 * 2^kExpBits, or 15 if none does. ok is false where exp_mult
+// would exceed 32767 (one logit unit worth more than 32767 ln2 / 2^kExpBits).
+constexpr int kToExpBits = 8;
+struct SoftmaxExp {
+  int32_t mult = 0;
+  int32_t shift = 0;
+  bool ok = false;
+};
+SoftmaxExp softmax_exp(int32_t to_exp_mult, int32_t to_exp_shift);
+
+// 8-bit uniform probabilities p = round(255 * e / sum e), scale 1/255, via a
+// per-row 16-bit reciprocal: R = floor((255 * 2^(16+s) + sum / 2) / sum) for
+// the largest s with R < 2^16, then p = (floor(e * R / 2^16) + 2^(s-1)) >> s
+// (<= 255; s >= 1 as sum >= kExpC). rowsum_p[i] = sum_j p[i][j].
+struct SoftmaxRecip {
+  int32_t mult;   // R
+  int32_t shift;  // s
+};
+SoftmaxRecip softmax_recip(int64_t sum);                // sum >= kExpC
+int32_t softmax_prob(int32_t e, const SoftmaxRecip& r);  // 0 <= e <= sum
 void softmax_u8_ref(const int32_t* acc, int ld_acc, const SoftmaxParams& p, uint8_t* probs,
                     int ld_probs, int32_t* rowsum_p);
 // 4-bit Log-Int-Softmax: code = round(log2(round(sum e / e))) as FQ-ViT
