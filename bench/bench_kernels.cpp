@@ -157,7 +157,7 @@ struct Elementwise {
   }
 };
 
-enum class Kernel { kRequant, kGelu, kResidual, kLayerNorm, kSoftmaxU8, kSoftmaxLis, kAttnRemoveZv, kAttnKvS8 };
+enum class Kernel { kRequant, kGelu, kResidual, kLayerNorm, kSoftmaxU8, kSoftmaxLis, kAttnLisRescale, kAttnKvS8 };
 
 void run_elementwise(benchmark::State& state, vk::Isa isa, Kernel kernel, int cols) {
   Elementwise e(cols);
@@ -196,8 +196,8 @@ void run_elementwise(benchmark::State& state, vk::Isa isa, Kernel kernel, int co
       case Kernel::kSoftmaxLis:
         vk::softmax_lis(isa, e.acc.data(), cols, sp, e.weights.data(), cols, rowsum.data());
         break;
-      case Kernel::kAttnRemoveZv:
-        vk::attn_remove_zv(isa, kRows, cols, e.acc.data(), cols, 5, rowsum.data(), true);
+      case Kernel::kAttnLisRescale:
+        vk::attn_lis_rescale(isa, kRows, cols, e.acc.data(), cols, 5, rowsum.data());
         break;
       case Kernel::kAttnKvS8:
         vk::attn_kv_s8(isa, kRows, cols, qkv.data() + 384, qkv.data() + 768, kQkvLd, k_s8.data(), v_s8.data(),
@@ -227,7 +227,7 @@ const bool kRegistered = [] {
     } elementwise[] = {{"requant_u8", "small_qkv", Kernel::kRequant, 1152},  {"gelu_u8", "small_fc1", Kernel::kGelu, 1536},
                        {"residual_add", "small_fc2", Kernel::kResidual, 384}, {"layernorm", "small", Kernel::kLayerNorm, 384},
                        {"layernorm", "tiny", Kernel::kLayerNorm, 192},        {"softmax_u8", "head", Kernel::kSoftmaxU8, 197},
-                       {"softmax_lis", "head", Kernel::kSoftmaxLis, 197},     {"attn_remove_zv", "head", Kernel::kAttnRemoveZv, 64},
+                       {"softmax_lis", "head", Kernel::kSoftmaxLis, 197},     {"attn_lis_rescale", "head", Kernel::kAttnLisRescale, 64},
                        {"attn_kv_s8", "head", Kernel::kAttnKvS8, 64}};
     for (const auto& k : elementwise) {
       const std::string name = std::string(k.kernel_name) + "/" + vk::isa_name(isa) + "/" + k.shape + "/" +

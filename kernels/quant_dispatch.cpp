@@ -95,11 +95,10 @@ void softmax_lis(Isa isa, const int32_t* acc, int ld_acc, const SoftmaxParams& p
       (acc, ld_acc, p, weights, ld_w, rowsum_w);
 }
 
-void attn_remove_zv(Isa isa, int m, int n, int32_t* acc, int ld_acc, int32_t zv, const int32_t* rowsum,
-                    bool normalize) {
-  require_isa("attn_remove_zv", isa);
-  path(isa, attn_remove_zv_ref, detail::avx2_attn_remove_zv, detail::avx512_attn_remove_zv)
-      (m, n, acc, ld_acc, zv, rowsum, normalize);
+void attn_lis_rescale(Isa isa, int m, int n, int32_t* acc, int ld_acc, int32_t zv, const int32_t* rowsum) {
+  require_isa("attn_lis_rescale", isa);
+  path(isa, attn_lis_rescale_ref, detail::avx2_attn_lis_rescale, detail::avx512_attn_lis_rescale)
+      (m, n, acc, ld_acc, zv, rowsum);
 }
 
 void attn_kv_s8(Isa isa, int tokens, int n, const uint8_t* k, const uint8_t* v, int ld, int8_t* k_s8, int8_t* v_s8,

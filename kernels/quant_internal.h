@@ -36,7 +36,7 @@ void avx2_softmax_u8(const int32_t* acc, int ld_acc, const SoftmaxParams& p, uin
                      int ld_probs, int32_t* rowsum_p);
 void avx2_softmax_lis(const int32_t* acc, int ld_acc, const SoftmaxParams& p, int16_t* weights,
                       int ld_w, int32_t* rowsum_w);
-void avx2_attn_remove_zv(int m, int n, int32_t* acc, int ld_acc, int32_t zv, const int32_t* rowsum, bool normalize);
+void avx2_attn_lis_rescale(int m, int n, int32_t* acc, int ld_acc, int32_t zv, const int32_t* rowsum);
 void avx2_attn_kv_s8(int tokens, int n, const uint8_t* k, const uint8_t* v, int ld, int8_t* k_s8, int8_t* v_s8,
                      int32_t* colsum_k);
 
@@ -54,8 +54,7 @@ void avx512_softmax_u8(const int32_t* acc, int ld_acc, const SoftmaxParams& p, u
                        int ld_probs, int32_t* rowsum_p);
 void avx512_softmax_lis(const int32_t* acc, int ld_acc, const SoftmaxParams& p, int16_t* weights,
                         int ld_w, int32_t* rowsum_w);
-void avx512_attn_remove_zv(int m, int n, int32_t* acc, int ld_acc, int32_t zv, const int32_t* rowsum,
-                           bool normalize);
+void avx512_attn_lis_rescale(int m, int n, int32_t* acc, int ld_acc, int32_t zv, const int32_t* rowsum);
 void avx512_attn_kv_s8(int tokens, int n, const uint8_t* k, const uint8_t* v, int ld, int8_t* k_s8, int8_t* v_s8,
                        int32_t* colsum_k);
 
@@ -108,27 +107,18 @@ inline int32_t attn_kv_row_scalar(const uint8_t* kr, const uint8_t* vr, int8_t* 
   return sum;
 }
 
-// attn_remove_zv_ref's per-row factor r (0 for rowsum <= 0).
+// attn_lis_rescale_ref's per-row factor r (0 for rowsum <= 0).
 inline int64_t lis_row_recip(int32_t rowsum) {
   return rowsum > 0 ? ((int64_t{1} << 30) + rowsum / 2) / rowsum : 0;
 }
 
-// attn_remove_zv's walk over the rows, with each row's constants as the
-// reference defines them: plain(row, corr) subtracts corr = zv * rowsum
-// (uint32, wrapping); with normalize, norm(row, corr, r) computes
+// attn_lis_rescale's walk over the rows: norm(row, corr, r) computes
 // ((x - corr) * r + 2^15) >> 16 with corr = zv * rowsum in int64 and
 // r = lis_row_recip(rowsum).
-template <class Plain, class Norm>
-inline void attn_remove_zv_rows(int m, int32_t* acc, int ld_acc, int32_t zv, const int32_t* rowsum, bool normalize,
-                                Plain&& plain, Norm&& norm) {
-  for (int i = 0; i < m; ++i) {
-    int32_t* row = acc + static_cast<int64_t>(i) * ld_acc;
-    if (normalize) {
-      norm(row, int64_t{zv} * rowsum[i], lis_row_recip(rowsum[i]));
-    } else {
-      plain(row, static_cast<uint32_t>(zv) * static_cast<uint32_t>(rowsum[i]));
-    }
-  }
+template <class Norm>
+inline void attn_lis_rescale_rows(int m, int32_t* acc, int ld_acc, int32_t zv, const int32_t* rowsum, Norm&& norm) {
+  for (int i = 0; i < m; ++i)
+    norm(acc + static_cast<int64_t>(i) * ld_acc, int64_t{zv} * rowsum[i], lis_row_recip(rowsum[i]));
 }
 
 // The vector GELUs gather g from the widened table at max(x, lo - 1) -

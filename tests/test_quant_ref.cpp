@@ -354,18 +354,36 @@ TEST_CASE("attn_kv_s8_ref: keys and values as x - 128, column sums of the keys")
   CHECK(colsum[1] == 6 - 3 * 128);
 }
 
-TEST_CASE("attn_remove_zv_ref: zero point of V out, LIS rows rescaled to 2^14") {
-  // Row 0: weights summing to 2^14 + 2^13 (rowsum), zv = 3: acc - 3 * rowsum.
-  int32_t acc[2][3] = {{100000, -5, 0}, {7, 8, 9}};
-  const int32_t rowsum[2] = {(1 << 14) + (1 << 13), 0};
-  vitint::kernels::attn_remove_zv_ref(2, 3, &acc[0][0], 3, 3, rowsum, false);
-  CHECK(acc[0][0] == 100000 - 3 * 24576);
-  CHECK(acc[0][1] == -5 - 3 * 24576);
-  CHECK(acc[1][2] == 9);
-  // Normalized: r = floor((2^30 + 12288) / 24576) = 43691; (x * r + 2^15) >> 16
+TEST_CASE("attn_row_sub and requant_u8_ref's row_sub: zero point of V out") {
+  // Row 0: weights summing to 2^14 + 2^13 (rowsum), zv = 3: acc - 3 * rowsum
+  // before the requantization (here the identity, zero point 0, bias 10).
+  const int32_t acc[2][3] = {{100000, 73740, 0}, {7, 8, 9}};
+  int32_t rowsum[2] = {(1 << 14) + (1 << 13), 0};
+  vitint::kernels::attn_row_sub(2, 3, rowsum);
+  CHECK(rowsum[0] == 3 * 24576);
+  CHECK(rowsum[1] == 0);
+  const int32_t bias[3] = {10, 10, 10}, mult[3] = {kOne, kOne, kOne}, shift[3] = {30, 30, 30};
+  const uint8_t zp[3] = {0, 0, 0};
+  vitint::kernels::RequantU8Params p{bias, mult, shift, zp};
+  p.row_sub = rowsum;
+  uint8_t out[2][3] = {};
+  vitint::kernels::requant_u8_ref(2, 3, &acc[0][0], 3, p, &out[0][0], 3);
+  CHECK(out[0][0] == 255);  // 100000 - 73728 + 10 clamps
+  CHECK(out[0][1] == 22);   // 73740 - 73728 + 10
+  CHECK(out[0][2] == 0);    // negative clamps
+  CHECK(out[1][2] == 19);   // 9 + 10
+  // The subtraction wraps like the int32 accumulators it corrects.
+  int32_t big[1] = {static_cast<int32_t>(0x80000000u)};
+  vitint::kernels::attn_row_sub(1, -1, big);
+  CHECK(big[0] == INT32_MIN);
+}
+
+TEST_CASE("attn_lis_rescale_ref: zero point of V out, LIS rows rescaled to 2^14") {
+  // r = floor((2^30 + 12288) / 24576) = 43691; ((x - zv rowsum) * r + 2^15) >> 16
   // rescales a row summing to 1.5 * 2^14 by 2/3; a zero row sum gives 0.
+  const int32_t rowsum[2] = {(1 << 14) + (1 << 13), 0};
   int32_t b[2][2] = {{24576 * 10 + 3, -24576 * 10}, {5, 6}};
-  vitint::kernels::attn_remove_zv_ref(2, 2, &b[0][0], 2, 1, rowsum, true);
+  vitint::kernels::attn_lis_rescale_ref(2, 2, &b[0][0], 2, 1, rowsum);
   CHECK(b[0][0] == static_cast<int32_t>((int64_t{24576 * 9 + 3} * 43691 + 32768) >> 16));
   CHECK(b[0][0] == 147459);  // 221187 * 2/3 = 147458, up by rounding of r
   CHECK(b[0][1] == static_cast<int32_t>((int64_t{-24576 * 11} * 43691 + 32768) >> 16));

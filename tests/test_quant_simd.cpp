@@ -100,14 +100,18 @@ struct RequantCase {
   int m, n, ld_acc, ld_out;
   std::vector<int32_t> acc, bias, mult, shift;
   std::vector<uint8_t> zp;
+  std::vector<int32_t> row_sub;  // empty: none
 };
 
+// Flavours: 0, 1 any; 2 acc + bias beyond int32; 3 a row_sub; 4 a row_sub
+// that wraps acc - row_sub around int32 (multipliers of 2^-32, so every
+// int32 is in range).
 RequantCase make_requant(Rng& rng, int m, int n, int flavour) {
-  RequantCase c{m, n, n + 3, n + 5, {}, {}, {}, {}, {}};
+  RequantCase c{m, n, n + 3, n + 5, {}, {}, {}, {}, {}, {}};
   c.acc.resize(static_cast<size_t>(m) * c.ld_acc, 0x7777);
   std::vector<int64_t> lim(static_cast<size_t>(n));
   for (int j = 0; j < n; ++j) {
-    const vk::Dyadic d = draw_dyadic(rng);
+    const vk::Dyadic d = flavour == 4 ? vk::Dyadic{1 << 30, 62} : draw_dyadic(rng);
     c.mult.push_back(d.mult);
     c.shift.push_back(d.shift);
     // zp + dyadic(...) must not overflow int32: results within +-2^30.
@@ -135,12 +139,20 @@ RequantCase make_requant(Rng& rng, int m, int n, int flavour) {
       }
       c.acc[static_cast<size_t>(i) * c.ld_acc + j] = static_cast<int32_t>(a);
     }
+  if (flavour >= 3) {
+    // acc within l / 2 and row_sub within the smallest l / 4: the difference
+    // stays in range (flavour 4: l = 2^32, any int32 for both).
+    const int64_t l = *std::min_element(lim.begin(), lim.end());
+    for (int i = 0; i < m; ++i)
+      c.row_sub.push_back(static_cast<int32_t>(flavour == 4 ? uniform(rng, INT32_MIN, INT32_MAX) : draw_in(rng, std::min<int64_t>(l / 4, INT32_MAX))));
+  }
   return c;
 }
 
 std::vector<uint8_t> run_requant(vk::Isa isa, const RequantCase& c) {
   std::vector<uint8_t> out(static_cast<size_t>(c.m) * c.ld_out, 0xA5);
-  const vk::RequantU8Params p{c.bias.data(), c.mult.data(), c.shift.data(), c.zp.data()};
+  const vk::RequantU8Params p{c.bias.data(), c.mult.data(), c.shift.data(), c.zp.data(),
+                              c.row_sub.empty() ? nullptr : c.row_sub.data()};
   if (isa == vk::Isa::kRef) {
     vk::requant_u8_ref(c.m, c.n, c.acc.data(), c.ld_acc, p, out.data(), c.ld_out);
   } else {
@@ -545,7 +557,7 @@ std::vector<T> run_softmax(vk::Isa isa, SoftmaxCase s, bool lis, std::vector<int
 TEST_CASE("requant_u8: every path equals the reference") {
   Rng rng(101);
   for (int n : kSizes) {
-    for (int flavour = 0; flavour < 3; ++flavour) {
+    for (int flavour = 0; flavour < 5; ++flavour) {
       const int m = n >= 768 ? 3 : (flavour == 0 ? 17 : 5);
       const RequantCase c = make_requant(rng, m, n, flavour);
       const auto want = run_requant(vk::Isa::kRef, c);
@@ -553,11 +565,13 @@ TEST_CASE("requant_u8: every path equals the reference") {
         EXPECT_SAME(run_requant(isa, c), want, c.ld_out, "out", ctx_of(isa, "requant_u8", m, n, flavour));
     }
   }
-  // Attention shape: 197 rows of 64 columns.
-  const RequantCase c = make_requant(rng, 197, 64, 1);
-  const auto want = run_requant(vk::Isa::kRef, c);
-  for (vk::Isa isa : supported_isas())
-    EXPECT_SAME(run_requant(isa, c), want, c.ld_out, "out", ctx_of(isa, "requant_u8", 197, 64, 1));
+  // Attention shape: 197 rows of 64 columns, with V's zero point per row.
+  for (int flavour : {1, 3}) {
+    const RequantCase c = make_requant(rng, 197, 64, flavour);
+    const auto want = run_requant(vk::Isa::kRef, c);
+    for (vk::Isa isa : supported_isas())
+      EXPECT_SAME(run_requant(isa, c), want, c.ld_out, "out", ctx_of(isa, "requant_u8", 197, 64, flavour));
+  }
 }
 
 TEST_CASE("gelu_widen: bounds and entries") {
@@ -736,7 +750,7 @@ TEST_CASE("softmax_u8 and softmax_lis: every path equals the reference") {
   CHECK(codes.size() == 16);  // every code 0..15 was exercised
 }
 
-TEST_CASE("attn_remove_zv: every path equals the reference") {
+TEST_CASE("attn_lis_rescale: every path equals the reference") {
   Rng rng(707);
   for (int n : kSizes) {
     for (int trial = 0; trial < 4; ++trial) {
@@ -756,14 +770,12 @@ TEST_CASE("attn_remove_zv: every path equals the reference") {
       std::vector<int32_t> acc(static_cast<size_t>(m) * ld);
       for (auto& a : acc) a = static_cast<int32_t>(trial % 2 ? uniform(rng, INT32_MIN, INT32_MAX) : uniform(rng, -300, 300));
       const int32_t zv = trial == 0 ? -128 : trial == 1 ? 127 : static_cast<int32_t>(uniform(rng, INT32_MIN, INT32_MAX));
-      for (bool normalize : {false, true}) {
-        std::vector<int32_t> want = acc;
-        vk::attn_remove_zv_ref(m, n, want.data(), ld, zv, rowsum.data(), normalize);
-        for (vk::Isa isa : supported_isas()) {
-          std::vector<int32_t> got = acc;
-          vk::attn_remove_zv(isa, m, n, got.data(), ld, zv, rowsum.data(), normalize);
-          EXPECT_SAME(got, want, ld, "acc", ctx_of(isa, normalize ? "attn_remove_zv (normalize)" : "attn_remove_zv", m, n, trial));
-        }
+      std::vector<int32_t> want = acc;
+      vk::attn_lis_rescale_ref(m, n, want.data(), ld, zv, rowsum.data());
+      for (vk::Isa isa : supported_isas()) {
+        std::vector<int32_t> got = acc;
+        vk::attn_lis_rescale(isa, m, n, got.data(), ld, zv, rowsum.data());
+        EXPECT_SAME(got, want, ld, "acc", ctx_of(isa, "attn_lis_rescale", m, n, trial));
       }
     }
   }
@@ -846,10 +858,10 @@ TEST_CASE("dispatched kernels accept empty inputs and refuse unknown paths") {
     vk::requant_u8(isa, 0, 0, nullptr, 1, rq, nullptr, 1);
     vk::SoftmaxParams sp{0, 5, nullptr, 0, 0, 0};
     vk::softmax_u8(isa, nullptr, 5, sp, nullptr, 5, nullptr);
-    vk::attn_remove_zv(isa, 0, 64, nullptr, 64, 3, nullptr, true);
+    vk::attn_lis_rescale(isa, 0, 64, nullptr, 64, 3, nullptr);
     vk::attn_kv_s8(isa, 0, 64, nullptr, nullptr, 64, nullptr, nullptr, nullptr);
   }
-  CHECK_THROWS(vk::attn_remove_zv(static_cast<vk::Isa>(9), 0, 0, nullptr, 1, 0, nullptr, false));
+  CHECK_THROWS(vk::attn_lis_rescale(static_cast<vk::Isa>(9), 0, 0, nullptr, 1, 0, nullptr));
   CHECK_THROWS(vk::attn_kv_s8(static_cast<vk::Isa>(9), 0, 0, nullptr, nullptr, 1, nullptr, nullptr, nullptr));
   const vk::RequantU8Params rq{nullptr, nullptr, nullptr, nullptr};
   CHECK_THROWS(vk::requant_u8(static_cast<vk::Isa>(9), 0, 0, nullptr, 1, rq, nullptr, 1));

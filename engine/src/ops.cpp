@@ -418,8 +418,15 @@ void AttentionOp::run(ExecContext& ctx) const {
       k::pack_b16_s8_transposed(ctx.isa, hd, t_count, s.v_s8, hd, s.packed_v);
       k::gemm_s16s8s32(ctx.isa, rows, hd, t_count, w, w_ld, s.packed_v, s.out_acc, hd);
     }
-    k::attn_remove_zv(ctx.isa, rows, hd, s.out_acc, hd, z_v, s.rowsum, attention_bits == 4 && lis_normalize);
-    const k::RequantU8Params rq{out_bias.data(), out_mult + h * hd, out_shift + h * hd, out_zp + h * hd};
+    // V's zero point: subtracted per row by the requantization, or with
+    // the 4-bit rows' rescaling to a unit sum.
+    k::RequantU8Params rq{out_bias.data(), out_mult + h * hd, out_shift + h * hd, out_zp + h * hd};
+    if (attention_bits == 4 && lis_normalize) {
+      k::attn_lis_rescale(ctx.isa, rows, hd, s.out_acc, hd, z_v, s.rowsum);
+    } else {
+      k::attn_row_sub(rows, z_v, s.rowsum);
+      rq.row_sub = s.rowsum;
+    }
     k::requant_u8(ctx.isa, rows, hd, s.out_acc, hd, rq, out_img + static_cast<size_t>(r.begin) * d_model + h * hd,
                   d_model);
   });

@@ -60,8 +60,10 @@ void requant_u8_ref(int m, int n, const int32_t* acc, int ld_acc, const RequantU
   for (int i = 0; i < m; ++i) {
     const int32_t* a = acc + static_cast<int64_t>(i) * ld_acc;
     uint8_t* o = out + static_cast<int64_t>(i) * ld_out;
+    const uint32_t sub = p.row_sub ? static_cast<uint32_t>(p.row_sub[i]) : 0;
     for (int j = 0; j < n; ++j) {
-      const int32_t v = p.zero_point[j] + apply_dyadic(int64_t{a[j]} + p.bias[j], p.mult[j], p.shift[j]);
+      const auto x = static_cast<int32_t>(static_cast<uint32_t>(a[j]) - sub);
+      const int32_t v = p.zero_point[j] + apply_dyadic(int64_t{x} + p.bias[j], p.mult[j], p.shift[j]);
       o[j] = static_cast<uint8_t>(clamp_i32(v, 0, 255));
     }
   }
@@ -304,18 +306,18 @@ void softmax_lis_ref(const int32_t* acc, int ld_acc, const SoftmaxParams& p, int
   }
 }
 
-void attn_remove_zv_ref(int m, int n, int32_t* acc, int ld_acc, int32_t zv, const int32_t* rowsum, bool normalize) {
-  detail::attn_remove_zv_rows(
-      m, acc, ld_acc, zv, rowsum, normalize,
-      [n](int32_t* row, uint32_t corr) {
-        for (int j = 0; j < n; ++j) row[j] = static_cast<int32_t>(static_cast<uint32_t>(row[j]) - corr);
-      },
-      [n](int32_t* row, int64_t corr, int64_t r) {
-        for (int j = 0; j < n; ++j) {
-          const uint64_t prod = static_cast<uint64_t>(int64_t{row[j]} - corr) * static_cast<uint64_t>(r);
-          row[j] = static_cast<int32_t>(static_cast<int64_t>(prod + (uint64_t{1} << 15)) >> 16);
-        }
-      });
+void attn_row_sub(int m, int32_t zv, int32_t* rowsum) {
+  for (int i = 0; i < m; ++i)
+    rowsum[i] = static_cast<int32_t>(static_cast<uint32_t>(zv) * static_cast<uint32_t>(rowsum[i]));
+}
+
+void attn_lis_rescale_ref(int m, int n, int32_t* acc, int ld_acc, int32_t zv, const int32_t* rowsum) {
+  detail::attn_lis_rescale_rows(m, acc, ld_acc, zv, rowsum, [n](int32_t* row, int64_t corr, int64_t r) {
+    for (int j = 0; j < n; ++j) {
+      const uint64_t prod = static_cast<uint64_t>(int64_t{row[j]} - corr) * static_cast<uint64_t>(r);
+      row[j] = static_cast<int32_t>(static_cast<int64_t>(prod + (uint64_t{1} << 15)) >> 16);
+    }
+  });
 }
 
 void attn_kv_s8_ref(int tokens, int n, const uint8_t* k, const uint8_t* v, int ld, int8_t* k_s8, int8_t* v_s8,

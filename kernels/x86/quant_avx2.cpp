@@ -116,7 +116,8 @@ void requant_block(int m, const int32_t* acc, int ld_acc, const RequantU8Params&
   const __m256i zero = _mm256_setzero_si256();
   const __m256i max_q = _mm256_set1_epi32(255);
   for (int i = 0; i < m; ++i) {
-    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + static_cast<int64_t>(i) * ld_acc));
+    __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + static_cast<int64_t>(i) * ld_acc));
+    if (block.row_sub) x = _mm256_sub_epi32(x, _mm256_set1_epi32(block.row_sub[i]));
     __m256i v = _mm256_add_epi32(zp, dyadic8<kHi>(x, d, c));
     v = _mm256_min_epi32(_mm256_max_epi32(v, zero), max_q);
     _mm_storel_epi64(reinterpret_cast<__m128i*>(out + static_cast<int64_t>(i) * ld_out), to_u8(v));
@@ -410,7 +411,7 @@ void avx2_requant_u8(int m, int n, const int32_t* acc, int ld_acc, const Requant
   const int full = n / 8 * 8;
   for (int j0 = 0; j0 < full; j0 += 8) {
     const Dyadic8 d = load_dyadic(p.mult + j0, p.shift + j0);
-    const RequantU8Params block{p.bias + j0, p.mult + j0, p.shift + j0, p.zero_point + j0};
+    const RequantU8Params block{p.bias + j0, p.mult + j0, p.shift + j0, p.zero_point + j0, p.row_sub};
     if (d.hi) {
       requant_block<true>(m, acc + j0, ld_acc, block, d, out + j0, ld_out);
     } else {
@@ -418,7 +419,7 @@ void avx2_requant_u8(int m, int n, const int32_t* acc, int ld_acc, const Requant
     }
   }
   if (full < n) {
-    const RequantU8Params block{p.bias + full, p.mult + full, p.shift + full, p.zero_point + full};
+    const RequantU8Params block{p.bias + full, p.mult + full, p.shift + full, p.zero_point + full, p.row_sub};
     requant_u8_ref(m, n - full, acc + full, ld_acc, block, out + full, ld_out);
   }
 }
@@ -602,33 +603,24 @@ void avx2_softmax_lis(const int32_t* acc, int ld_acc, const SoftmaxParams& p, in
   softmax_any<true>(acc, ld_acc, p, weights, ld_w, rowsum_w);
 }
 
-// Normalized rows in 4 int64 lanes: (x - corr) * r modulo 2^64 from two
+// Rescaled rows in 4 int64 lanes: (x - corr) * r modulo 2^64 from two
 // vpmuludq (0 <= r < 2^31), rounded; bits 16..47 of the sum are the
 // reference's int32 result, so a logical shift does.
-void avx2_attn_remove_zv(int m, int n, int32_t* acc, int ld_acc, int32_t zv, const int32_t* rowsum, bool normalize) {
+void avx2_attn_lis_rescale(int m, int n, int32_t* acc, int ld_acc, int32_t zv, const int32_t* rowsum) {
   const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
   const __m256i half = _mm256_set1_epi64x(int64_t{1} << 15);
-  attn_remove_zv_rows(
-      m, acc, ld_acc, zv, rowsum, normalize,
-      [&](int32_t* row, uint32_t c) {
-        const __m256i corr = _mm256_set1_epi32(static_cast<int32_t>(c));
-        for (int j = 0; j < n; j += 8) {
-          const __m256i k = tail_mask8(n - j);
-          _mm256_maskstore_epi32(row + j, k, _mm256_sub_epi32(_mm256_maskload_epi32(row + j, k), corr));
-        }
-      },
-      [&](int32_t* row, int64_t c, int64_t rr) {
-        const __m256i corr = _mm256_set1_epi64x(c);
-        const __m256i r = _mm256_set1_epi64x(rr);
-        for (int j = 0; j < n; j += 4) {
-          const __m128i k = _mm256_castsi256_si128(tail_mask8(n - j));
-          const __m256i t = _mm256_sub_epi64(_mm256_cvtepi32_epi64(_mm_maskload_epi32(row + j, k)), corr);
-          const __m256i prod = _mm256_add_epi64(_mm256_mul_epu32(t, r),
-                                                _mm256_slli_epi64(_mm256_mul_epu32(_mm256_srli_epi64(t, 32), r), 32));
-          const __m256i y = _mm256_srli_epi64(_mm256_add_epi64(prod, half), 16);
-          _mm_maskstore_epi32(row + j, k, _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(y, even)));
-        }
-      });
+  attn_lis_rescale_rows(m, acc, ld_acc, zv, rowsum, [&](int32_t* row, int64_t c, int64_t rr) {
+    const __m256i corr = _mm256_set1_epi64x(c);
+    const __m256i r = _mm256_set1_epi64x(rr);
+    for (int j = 0; j < n; j += 4) {
+      const __m128i k = _mm256_castsi256_si128(tail_mask8(n - j));
+      const __m256i t = _mm256_sub_epi64(_mm256_cvtepi32_epi64(_mm_maskload_epi32(row + j, k)), corr);
+      const __m256i prod = _mm256_add_epi64(_mm256_mul_epu32(t, r),
+                                            _mm256_slli_epi64(_mm256_mul_epu32(_mm256_srli_epi64(t, 32), r), 32));
+      const __m256i y = _mm256_srli_epi64(_mm256_add_epi64(prod, half), 16);
+      _mm_maskstore_epi32(row + j, k, _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(y, even)));
+    }
+  });
 }
 
 // As the AVX-512 kernel, 32 bytes at a time; the last n % 32 values of a

@@ -281,10 +281,11 @@ inline __m512i norm8(__m512i x64, __m512i gamma64, __m512i beta, const NormRow& 
 
 template <bool kHi>
 void requant_block(int m, const int32_t* acc, int ld_acc, __mmask16 k, const Dyadic16& d, const Folded& c,
-                   __m512i zp, uint8_t* out, int ld_out) {
+                   __m512i zp, const int32_t* row_sub, uint8_t* out, int ld_out) {
   const __m512i zero = _mm512_setzero_si512();
   for (int i = 0; i < m; ++i) {
-    const __m512i x = _mm512_maskz_loadu_epi32(k, acc + static_cast<int64_t>(i) * ld_acc);
+    __m512i x = _mm512_maskz_loadu_epi32(k, acc + static_cast<int64_t>(i) * ld_acc);
+    if (row_sub) x = _mm512_sub_epi32(x, _mm512_set1_epi32(row_sub[i]));
     const __m512i v = _mm512_max_epi32(_mm512_add_epi32(zp, dyadic16<kHi>(x, d, c)), zero);
     // Unsigned saturation = min(v, 255).
     _mm_mask_storeu_epi8(out + static_cast<int64_t>(i) * ld_out, k, _mm512_cvtusepi32_epi8(v));
@@ -359,9 +360,9 @@ void avx512_requant_u8(int m, int n, const int32_t* acc, int ld_acc, const Requa
     const Folded c = fold(d, _mm512_maskz_loadu_epi32(k, p.bias + j0), false);
     const __m512i zp = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(k, p.zero_point + j0));
     if (d.hi) {
-      requant_block<true>(m, acc + j0, ld_acc, k, d, c, zp, out + j0, ld_out);
+      requant_block<true>(m, acc + j0, ld_acc, k, d, c, zp, p.row_sub, out + j0, ld_out);
     } else {
-      requant_block<false>(m, acc + j0, ld_acc, k, d, c, zp, out + j0, ld_out);
+      requant_block<false>(m, acc + j0, ld_acc, k, d, c, zp, p.row_sub, out + j0, ld_out);
     }
   }
 }
@@ -584,29 +585,20 @@ void avx512_softmax_lis(const int32_t* acc, int ld_acc, const SoftmaxParams& p, 
   softmax_any<true>(acc, ld_acc, p, weights, ld_w, rowsum_w);
 }
 
-// Normalized rows in 8 int64 lanes: (x - corr) * r modulo 2^64 (vpmullq),
+// Rescaled rows in 8 int64 lanes: (x - corr) * r modulo 2^64 (vpmullq),
 // rounded, shifted and truncated to int32 like the reference's casts.
-void avx512_attn_remove_zv(int m, int n, int32_t* acc, int ld_acc, int32_t zv, const int32_t* rowsum,
-                           bool normalize) {
+void avx512_attn_lis_rescale(int m, int n, int32_t* acc, int ld_acc, int32_t zv, const int32_t* rowsum) {
   const __m512i half = _mm512_set1_epi64(int64_t{1} << 15);
-  attn_remove_zv_rows(
-      m, acc, ld_acc, zv, rowsum, normalize,
-      [&](int32_t* row, uint32_t c) {
-        const __m512i corr = _mm512_set1_epi32(static_cast<int32_t>(c));
-        for_vectors(n, [&](int j, __mmask16 k) {
-          _mm512_mask_storeu_epi32(row + j, k, _mm512_sub_epi32(_mm512_maskz_loadu_epi32(k, row + j), corr));
-        });
-      },
-      [&](int32_t* row, int64_t c, int64_t rr) {
-        const __m512i corr = _mm512_set1_epi64(c);
-        const __m512i r = _mm512_set1_epi64(rr);
-        for (int j = 0; j < n; j += 8) {
-          const auto k = static_cast<__mmask8>(tail_mask(n - j));
-          const __m512i x = _mm512_cvtepi32_epi64(_mm256_maskz_loadu_epi32(k, row + j));
-          const __m512i prod = _mm512_mullo_epi64(_mm512_sub_epi64(x, corr), r);
-          _mm512_mask_cvtepi64_storeu_epi32(row + j, k, _mm512_srai_epi64(_mm512_add_epi64(prod, half), 16));
-        }
-      });
+  attn_lis_rescale_rows(m, acc, ld_acc, zv, rowsum, [&](int32_t* row, int64_t c, int64_t rr) {
+    const __m512i corr = _mm512_set1_epi64(c);
+    const __m512i r = _mm512_set1_epi64(rr);
+    for (int j = 0; j < n; j += 8) {
+      const auto k = static_cast<__mmask8>(tail_mask(n - j));
+      const __m512i x = _mm512_cvtepi32_epi64(_mm256_maskz_loadu_epi32(k, row + j));
+      const __m512i prod = _mm512_mullo_epi64(_mm512_sub_epi64(x, corr), r);
+      _mm512_mask_cvtepi64_storeu_epi32(row + j, k, _mm512_srai_epi64(_mm512_add_epi64(prod, half), 16));
+    }
+  });
 }
 
 // x ^ 0x80 is x - 128 as int8; the row sum of k - 128 is vpsadbw's sum of

@@ -38,12 +38,15 @@ uint32_t isqrt_u64(uint64_t v);
 
 // ---------------------------------------------------------------------------
 // Requantization of GEMM accumulators to uint8:
-//   out[i][j] = clamp(zp[j] + dyadic(acc[i][j] + bias[j], mult[j], shift[j]), 0, 255)
+//   out[i][j] = clamp(zp[j] + dyadic(a[i][j] + bias[j], mult[j], shift[j]), 0, 255)
+// with a = acc, or with row_sub a = acc[i][j] - row_sub[i] (int32, wrapping):
+// the attention output's zero point of V, zv * rowsum[i] (attn_row_sub).
 struct RequantU8Params {
   const int32_t* bias;   // [n]
   const int32_t* mult;   // [n]
   const int32_t* shift;  // [n]
   const uint8_t* zero_point;  // [n]
+  const int32_t* row_sub = nullptr;  // [m] or none
 };
 void requant_u8_ref(int m, int n, const int32_t* acc, int ld_acc, const RequantU8Params& p,
                     uint8_t* out, int ld_out);
@@ -239,13 +242,15 @@ void softmax_lis_ref(const int32_t* acc, int ld_acc, const SoftmaxParams& p, int
                      int ld_w, int32_t* rowsum_w);
 
 // The attention output's accumulators, acc[i][j] = sum_t w[i][t] v[t][j]
-// over V as int8 with zero point zv and rowsum[i] = sum_t w[i][t], turned
-// into sums over v - zv in place: acc - zv * rowsum[i] (int32, wrapping).
-// With `normalize` (4-bit Log-Int-Softmax rows rescaled to a unit sum of
-// 2^14): ((acc - zv * rowsum[i]) * r + 2^15) >> 16 in int64 (the product
-// modulo 2^64), truncated to int32, with r = floor((2^30 + rowsum[i] / 2) /
-// rowsum[i]), or 0 where rowsum[i] <= 0.
-void attn_remove_zv_ref(int m, int n, int32_t* acc, int ld_acc, int32_t zv, const int32_t* rowsum, bool normalize);
+// over V as int8 with zero point zv and rowsum[i] = sum_t w[i][t], are sums
+// over v - zv once zv * rowsum[i] is subtracted (int32, wrapping):
+// attn_row_sub turns rowsum into those terms in place, for requant_u8's
+// row_sub. 4-bit Log-Int-Softmax rows rescaled to a unit sum of 2^14 are
+// instead turned in place into ((acc - zv * rowsum[i]) * r + 2^15) >> 16 in
+// int64 (the product modulo 2^64), truncated to int32, with
+// r = floor((2^30 + rowsum[i] / 2) / rowsum[i]), or 0 where rowsum[i] <= 0.
+void attn_row_sub(int m, int32_t zv, int32_t* rowsum);
+void attn_lis_rescale_ref(int m, int n, int32_t* acc, int ld_acc, int32_t zv, const int32_t* rowsum);
 
 // One head's keys and values, uint8 rows of n values at k[t * ld] and
 // v[t * ld], as int8 x - 128 (x ^ 0x80) into k_s8 and v_s8 ([tokens][n]),

@@ -25,8 +25,7 @@ void softmax_u8(Isa isa, const int32_t* acc, int ld_acc, const SoftmaxParams& p,
 void softmax_lis(Isa isa, const int32_t* acc, int ld_acc, const SoftmaxParams& p, int16_t* weights,
                  int ld_w, int32_t* rowsum_w);
 
-void attn_remove_zv(Isa isa, int m, int n, int32_t* acc, int ld_acc, int32_t zv, const int32_t* rowsum,
-                    bool normalize);
+void attn_lis_rescale(Isa isa, int m, int n, int32_t* acc, int ld_acc, int32_t zv, const int32_t* rowsum);
 void attn_kv_s8(Isa isa, int tokens, int n, const uint8_t* k, const uint8_t* v, int ld, int8_t* k_s8, int8_t* v_s8,
                 int32_t* colsum_k);
 }  // namespace vitint::kernels
