@@ -18,6 +18,24 @@
 namespace vitint::convert {
 namespace vit = models::vit;
 
+StreamPoints::StreamPoints(const VitConfig& c)
+    : depth_(c.depth), pre_norm_(c.pre_norm), norm_out_(c.norm_before_pool()) {}
+
+int StreamPoints::count() const { return vit::stream_points(depth_, pre_norm_, norm_out_); }
+
+int StreamPoints::point(Site site, int block) const {
+  if (site == Site::kEmbedOut) return vit::embed_point(depth_);
+  if (site == Site::kNormOut) return vit::norm_out_point(depth_, pre_norm_);
+  return 2 * block + (site == Site::kBlockMid ? 1 : 0);
+}
+
+std::pair<Site, int> StreamPoints::site(int p) const {
+  if (pre_norm_ && p == vit::embed_point(depth_)) return {Site::kEmbedOut, depth_};
+  if (norm_out_ && p == vit::norm_out_point(depth_, pre_norm_)) return {Site::kNormOut, depth_};
+  if (p == 2 * depth_) return {Site::kFinalNormIn, depth_};
+  return {p % 2 == 0 ? Site::kBlockInput : Site::kBlockMid, p / 2};
+}
+
 StreamGrid stream_grid(const Range& r, int bits, bool pts) {
   StreamGrid g{};
   g.qmin = bits == 16 ? -32768 : 0;
@@ -299,27 +317,6 @@ bool is_stream(Site s) {
   return s == Site::kBlockInput || s == Site::kBlockMid || s == Site::kFinalNormIn || s == Site::kEmbedOut ||
          s == Site::kNormOut;
 }
-// The model's stream points (models/vit_spec.h): 2b is block b's input (the
-// final norm's input is 2 * depth), 2b + 1 its middle, then the embedding of
-// a pre-norm ViT and the final norm's output of one pooled after it.
-struct StreamPoints {
-  int depth;
-  bool pre_norm, norm_out;
-  explicit StreamPoints(const VitConfig& c) : depth(c.depth), pre_norm(c.pre_norm), norm_out(c.norm_before_pool()) {}
-  int count() const { return vit::stream_points(depth, pre_norm, norm_out); }
-  int point(Site s, int block) const {
-    if (s == Site::kEmbedOut) return vit::embed_point(depth);
-    if (s == Site::kNormOut) return vit::norm_out_point(depth, pre_norm);
-    return 2 * block + (s == Site::kBlockMid ? 1 : 0);
-  }
-  // The site and block observed at point p.
-  std::pair<Site, int> site(int p) const {
-    if (pre_norm && p == vit::embed_point(depth)) return {Site::kEmbedOut, depth};
-    if (norm_out && p == vit::norm_out_point(depth, pre_norm)) return {Site::kNormOut, depth};
-    if (p == 2 * depth) return {Site::kFinalNormIn, depth};
-    return {p % 2 == 0 ? Site::kBlockInput : Site::kBlockMid, p / 2};
-  }
-};
 // Sites whose per-channel ranges the quantizer may use (Calibration::*_channels).
 bool is_channel_site(Site s) {
   return s == Site::kLn1Out || s == Site::kLn2Out || s == Site::kGeluOut || s == Site::kAttnOut || s == Site::kHeadIn;

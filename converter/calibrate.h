@@ -46,6 +46,25 @@ struct Range {
   double mean = 0;     // E[x], for bias correction
 };
 
+// The model's residual-stream quantization points (models/vit_spec.h): 2b is
+// block b's input (the final norm's input is 2 * depth), 2b + 1 its middle,
+// then the embedding of a pre-norm ViT and the final norm's output of one
+// pooled after it.
+class StreamPoints {
+ public:
+  explicit StreamPoints(const VitConfig& c);
+  int count() const;
+  // The point observed at `site` of `block` (a stream site: block input or
+  // middle, final norm input, embedding, final norm output).
+  int point(Site site, int block) const;
+  // The site and block observed at point p.
+  std::pair<Site, int> site(int p) const;
+
+ private:
+  int depth_;
+  bool pre_norm_, norm_out_;
+};
+
 // One residual-stream quantization point.
 struct StreamCalib {
   Range range;                 // over all channels
@@ -71,7 +90,7 @@ struct Calibration {
   // choose the folding by the layer's output error.
   std::vector<RowSample> ln1_rows, ln2_rows, gelu_rows, attn_out_rows;
   RowSample head_in_rows;
-  // models::vit::stream_points(...) stream points (models/vit_spec.h).
+  // StreamPoints(config).count() stream points.
   std::vector<StreamCalib> streams;
 };
 

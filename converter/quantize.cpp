@@ -107,8 +107,7 @@ class VitQuantizer {
 
   void run() {
     const int depth = cfg_.depth;
-    VITINT_ASSERT(cal_.streams.size() ==
-                  static_cast<size_t>(vit::stream_points(depth, cfg_.pre_norm, cfg_.norm_before_pool())));
+    VITINT_ASSERT(cal_.streams.size() == static_cast<size_t>(StreamPoints(cfg_).count()));
     for (size_t p = 0; p < cal_.streams.size(); ++p) {
       const StreamCalib& sc = cal_.streams[p];
       streams_.push_back({stream_grid(sc.range, info_.recipe.residual_bits, info_.recipe.pts), sc.alpha});

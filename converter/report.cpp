@@ -7,11 +7,9 @@
 #include <map>
 #include <sstream>
 
-#include "models/vit_spec.h"
 #include "vitint/error.h"
 
 namespace vitint::convert {
-namespace vit = models::vit;
 namespace {
 
 using calib::Grid;
@@ -200,8 +198,8 @@ Report build_report(const ReferenceModel& model, const std::vector<std::vector<u
   if (images.empty()) throw Error("the report needs at least one calibration image");
   const VitConfig& cfg = model.config();
   const int depth = cfg.depth;
-  VITINT_ASSERT(static_cast<int>(cal.ln1.size()) == depth &&
-                cal.streams.size() == static_cast<size_t>(vit::stream_points(depth, cfg.pre_norm, cfg.norm_before_pool())));
+  const StreamPoints points(cfg);
+  VITINT_ASSERT(static_cast<int>(cal.ln1.size()) == depth && cal.streams.size() == static_cast<size_t>(points.count()));
   std::map<std::string, double> folding;
   if (model_metadata.contains("calibration") && model_metadata["calibration"].contains("channel_folding"))
     for (const auto& [k, v] : model_metadata["calibration"]["channel_folding"].items()) folding[k] = v.get<double>();
@@ -251,8 +249,10 @@ Report build_report(const ReferenceModel& model, const std::vector<std::vector<u
       r.quantizer = "uint8 per tensor";
     }
   };
-  auto stream = [&](SitePlan& p, int point) {
-    const StreamCalib& sc = cal.streams[static_cast<size_t>(point)];
+  // A stream site of `block`, with its stream point's calibration.
+  auto stream = [&](Site site, int block, const std::string& name) {
+    SitePlan& p = add(site, block, name, "stream");
+    const StreamCalib& sc = cal.streams[static_cast<size_t>(points.point(site, block))];
     const StreamGrid g = stream_grid(sc.range, recipe.residual_bits, recipe.pts);
     SiteReport& r = rep.sites[p.report];
     p.tensor = calib::grid_for(sc.range, recipe.residual_bits);
@@ -264,11 +264,11 @@ Report build_report(const ReferenceModel& model, const std::vector<std::vector<u
     r.zero_point = p.tensor.zero_point;
     r.quantizer = std::string(recipe.residual_bits == 16 ? "int16" : "uint8") + (recipe.pts ? " PTS" : " per tensor");
   };
-  if (cfg.pre_norm) stream(add(Site::kEmbedOut, depth, "embed", "stream"), vit::embed_point(depth));
+  if (cfg.pre_norm) stream(Site::kEmbedOut, depth, "embed");
   for (int b = 0; b < depth; ++b) {
     const auto i = static_cast<size_t>(b);
     const std::string pre = "blocks." + std::to_string(b) + ".";
-    stream(add(Site::kBlockInput, b, pre + "in", "stream"), 2 * b);
+    stream(Site::kBlockInput, b, pre + "in");
     activation(add(Site::kLn1Out, b, pre + "ln1", "ln1"), cal.ln1[i], &cal.ln1_channels[i], pre + "ln1");
     activation(add(Site::kQ, b, pre + "q", "q"), cal.q[i], nullptr, "");
     activation(add(Site::kK, b, pre + "k", "k"), cal.k[i], nullptr, "");
@@ -289,13 +289,12 @@ Report build_report(const ReferenceModel& model, const std::vector<std::vector<u
     }
     activation(add(Site::kAttnOut, b, pre + "attn_out", "attn_out"), cal.attn_out[i],
                &cal.attn_out_channels[i], pre + "attn.out");
-    stream(add(Site::kBlockMid, b, pre + "mid", "stream"), 2 * b + 1);
+    stream(Site::kBlockMid, b, pre + "mid");
     activation(add(Site::kLn2Out, b, pre + "ln2", "ln2"), cal.ln2[i], &cal.ln2_channels[i], pre + "ln2");
     activation(add(Site::kGeluOut, b, pre + "gelu", "gelu"), cal.gelu[i], &cal.gelu_channels[i], pre + "gelu");
   }
-  stream(add(Site::kFinalNormIn, depth, "final.in", "stream"), 2 * depth);
-  if (cfg.norm_before_pool())
-    stream(add(Site::kNormOut, depth, "final.out", "stream"), vit::norm_out_point(depth, cfg.pre_norm));
+  stream(Site::kFinalNormIn, depth, "final.in");
+  if (cfg.norm_before_pool()) stream(Site::kNormOut, depth, "final.out");
   activation(add(Site::kHeadIn, depth, "head.in", "head_in"), cal.head_in, &cal.head_in_channels, "norm");
 
   std::vector<double> sums;
