@@ -207,15 +207,13 @@ SoftmaxExp softmax_exp(int32_t to_exp_mult, int32_t to_exp_shift) {
     if (k < -40) return 0;
     return (int64_t{to_exp_mult} + (int64_t{1} << (-k - 1))) >> -k;
   };
+  auto mult = [&](int shift) { return scaled(15 + shift - (kToExpBits - kExpBits) - to_exp_shift); };
   constexpr int32_t kSaturated = 15 << kExpBits;  // nz from which e = 0
-  for (int shift = -15; shift <= 15; ++shift) {
-    const int64_t m = scaled(15 + shift - (kToExpBits - kExpBits) - to_exp_shift);
-    if (m >= kSaturated || shift == 15) {
-      if (m > 32767) return {};
-      return {static_cast<int32_t>(m), shift, true};
-    }
-  }
-  return {};  // not reached: shift 15 returns
+  int shift = -15;
+  int64_t m = mult(shift);
+  while (m < kSaturated && shift < 15) m = mult(++shift);
+  if (m > 32767) return {};
+  return {static_cast<int32_t>(m), shift, true};
 }
 
 int32_t iexp_ref(int32_t nz) {
