@@ -84,11 +84,7 @@ class Builder {
       const int point = vit::embed_point(info_.depth);
       add_patch_embed(q, embed, point);
       auto norm_pre = make_layernorm(q, q.at("norm_pre"), "norm_pre", point, tokens_, embed);
-      const StreamPoint out = stream_point(q, 0);
-      norm_pre->to_stream = true;
-      norm_pre->qmin = out.qmin;
-      norm_pre->qmax = out.qmax;
-      norm_pre->out = stream_;
+      write_to_stream(norm_pre.get(), q, 0, stream_);
       add(std::move(norm_pre), "norm_pre", "layernorm");
     } else {
       add_patch_embed(q, stream_, 0);
@@ -113,13 +109,10 @@ class Builder {
       add(std::move(norm), "norm", "layernorm");
     } else {
       const int patches = tokens_ - prefix_;
-      const StreamPoint sp = stream_point(q, vit::norm_out_point(info_.depth, pre_norm_));
       auto norm = make_layernorm(q, q.at("norm"), "norm", final_point, patches, stream_);
       norm->first_row = prefix_;
-      norm->to_stream = true;
-      norm->qmin = sp.qmin;
-      norm->qmax = sp.qmax;
-      norm->out = g_.add_buffer("normed", sizeof(int16_t) * static_cast<size_t>(patches) * d);
+      const StreamPoint sp = write_to_stream(norm.get(), q, vit::norm_out_point(info_.depth, pre_norm_),
+                                             g_.add_buffer("normed", sizeof(int16_t) * static_cast<size_t>(patches) * d));
       auto pool = make_pool(norm->out, patches, 0, /*sum_out=*/true);
       auto rq = std::make_unique<engine::RequantOp>();
       rq->rows_per_image = 1;
@@ -315,6 +308,16 @@ class Builder {
     op->prepared = kernels::layernorm_prepare(op->params);
     op->in = in;
     return op;
+  }
+
+  // The LayerNorm's output onto stream point `point`, in buffer `out`; returns the point.
+  StreamPoint write_to_stream(engine::LayerNormOp* op, const Meta& q, int point, int out) const {
+    const StreamPoint sp = stream_point(q, point);
+    op->to_stream = true;
+    op->qmin = sp.qmin;
+    op->qmax = sp.qmax;
+    op->out = out;
+    return sp;
   }
 
   // Average pooling of rows prefix..tokens-1 of each image's `tokens` rows
