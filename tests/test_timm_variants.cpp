@@ -87,20 +87,12 @@ void check_reference(const char* name) {
   CHECK(max_dev < 1e-4);  // float rounding only: the inputs are the same integers
 }
 
-// The fixture converted (calibrated on other images of its family, k =
-// 3..8, not on the three it is compared on) and run by the integer engine.
-// (Synthetic smooth noise, far from these patterns, leaves the activation
-// ranges too narrow: cosine 0.88.)
-void check_integer(const char* name, int threads) {
-  const vc::Checkpoint ck = load(name);
-  std::vector<std::vector<uint8_t>> calib;
+// The converted fixture (model file `path`) run by the integer engine with
+// `threads` threads, against timm's logits and on every kernel path.
+void check_engine(const char* name, const vc::Checkpoint& ck, const std::string& path, int threads) {
   const int size = ck.config().image_size;
-  for (int k = 3; k < 9; ++k) calib.push_back(image(k, size));
-  vitint::format::Writer w;
-  vc::convert_in_process(ck, calib, vc::Recipe{}, "synthetic", &w);
-  const vitint::test::TempFile file(w.to_bytes());
   std::shared_ptr<const vitint::Model> model;
-  const vitint::Status ls = vitint::Model::load(file.path, {}, &model);
+  const vitint::Status ls = vitint::Model::load(path, {}, &model);
   REQUIRE_MESSAGE(ls.ok(), ls.message());
   CHECK(model->info().architecture == ck.config().architecture);
   std::unique_ptr<vitint::Session> session;
@@ -150,13 +142,29 @@ void check_integer(const char* name, int threads) {
     vitint::LoadOptions lo;
     lo.isa = vitint::kernels::isa_name(isa);
     std::shared_ptr<const vitint::Model> m;
-    REQUIRE(vitint::Model::load(file.path, lo, &m).ok());
+    REQUIRE(vitint::Model::load(path, lo, &m).ok());
     std::unique_ptr<vitint::Session> s;
     REQUIRE(vitint::Session::create(m, so, &s).ok());
     std::vector<float> path_logits(30);
     REQUIRE(s->run(batch.data(), 3, path_logits.data()).ok());
     CHECK(path_logits == together);
   }
+}
+
+// The fixture converted once (calibrated on other images of its family, k =
+// 3..8, not on the three it is compared on) and run by the integer engine
+// with 1 and 2 threads; returns the model file. (Synthetic smooth noise, far
+// from these patterns, leaves the activation ranges too narrow: cosine 0.88.)
+std::vector<uint8_t> check_integer(const char* name) {
+  const vc::Checkpoint ck = load(name);
+  std::vector<std::vector<uint8_t>> calib;
+  for (int k = 3; k < 9; ++k) calib.push_back(image(k, ck.config().image_size));
+  vitint::format::Writer w;
+  vc::convert_in_process(ck, calib, vc::Recipe{}, "synthetic", &w);
+  std::vector<uint8_t> bytes = w.to_bytes();
+  const vitint::test::TempFile file(bytes);
+  for (int threads : {1, 2}) check_engine(name, ck, file.path, threads);
+  return bytes;
 }
 
 }  // namespace
@@ -180,7 +188,7 @@ TEST_CASE("DeiT III: the checkpoint becomes a plain ViT and the FP32 reference m
 }
 
 TEST_CASE("DeiT III: converted and run by the integer engine") {
-  for (int threads : {1, 2}) check_integer(kDeit3, threads);
+  check_integer(kDeit3);
 }
 
 TEST_CASE("distilled DeiT: two prefix tokens, two heads; the FP32 reference matches timm") {
@@ -195,7 +203,7 @@ TEST_CASE("distilled DeiT: two prefix tokens, two heads; the FP32 reference matc
 }
 
 TEST_CASE("distilled DeiT: converted and run by the integer engine") {
-  for (int threads : {1, 2}) check_integer(kDistilled, threads);
+  check_integer(kDistilled);
 }
 
 TEST_CASE("CLIP ViT: pre-norm and eps 1e-5 from the architecture name; the FP32 reference matches timm") {
@@ -210,7 +218,7 @@ TEST_CASE("CLIP ViT: pre-norm and eps 1e-5 from the architecture name; the FP32 
 }
 
 TEST_CASE("CLIP ViT: converted and run by the integer engine") {
-  for (int threads : {1, 2}) check_integer(kClip, threads);
+  check_integer(kClip);
 }
 
 TEST_CASE("CLIP ViT with QuickGELU: from the name; the FP32 reference matches timm") {
@@ -222,12 +230,8 @@ TEST_CASE("CLIP ViT with QuickGELU: from the name; the FP32 reference matches ti
 }
 
 TEST_CASE("CLIP ViT with QuickGELU: converted (its own table) and run by the integer engine") {
-  for (int threads : {1, 2}) check_integer(kClipQuickGelu, threads);
   // The file holds QuickGELU's table, not GELU's (they differ by up to 0.02, near x = +-2.3).
-  const vc::Checkpoint ck = load(kClipQuickGelu);
-  vitint::format::Writer w;
-  vc::convert_in_process(ck, {image(3, 224)}, vc::Recipe{}, "synthetic", &w);
-  const auto file = vitint::format::Reader::from_bytes(w.to_bytes(), "quickgelu");
+  const auto file = vitint::format::Reader::from_bytes(check_integer(kClipQuickGelu), "quickgelu");
   const auto& t = file->tensor("gelu_table");
   const auto* table = static_cast<const int16_t*>(t.data);
   const std::vector<int16_t> quick = vitint::kernels::quick_gelu_table(), gelu = vitint::kernels::gelu_table();
@@ -254,7 +258,7 @@ TEST_CASE("ViT with register tokens and average pooling: the layout from the nam
 }
 
 TEST_CASE("ViT with register tokens and average pooling: converted and run by the integer engine") {
-  for (int threads : {1, 2}) check_integer(kRegGap, threads);
+  check_integer(kRegGap);
 }
 
 TEST_CASE("ViT pooled after its final norm: the layout from the name; the FP32 reference matches timm") {
@@ -272,5 +276,5 @@ TEST_CASE("ViT pooled after its final norm: the layout from the name; the FP32 r
 }
 
 TEST_CASE("ViT pooled after its final norm: converted and run by the integer engine") {
-  for (int threads : {1, 2}) check_integer(kGap, threads);
+  check_integer(kGap);
 }
