@@ -724,7 +724,7 @@ Checkpoint Checkpoint::random(const std::string& architecture, uint32_t seed) {
   c.embed_dim = known.embed_dim;
   c.depth = known.depth;
   c.num_heads = known.num_heads;
-  c.mlp_hidden = 4 * known.embed_dim;
+  c.mlp_hidden = static_cast<int>(known.embed_dim * known.mlp_ratio);  // timm: int(dim * mlp_ratio)
   c.num_classes = 1000;
   c.interpolation = Interpolation::kBicubic;
   set_default_preprocess(known.family == "deit", named.clip, &c);
