@@ -132,8 +132,9 @@ struct Elementwise {
   std::vector<int32_t> acc, bias, mult, shift, out_mult, out_shift, gamma;
   std::vector<int64_t> beta;
   std::vector<uint8_t> zp, alpha, out8;
-  std::vector<int16_t> stream, table, weights;
-  vk::GeluWideTable wide;
+  std::vector<int16_t> stream, weights;
+  vk::GeluSpline spline{};
+  vk::GeluChannels gelu;
   explicit Elementwise(int cols) {
     std::mt19937 rng(7);
     std::uniform_int_distribution<int> acc_d(-4000, 4000);
@@ -152,8 +153,8 @@ struct Elementwise {
     stream.resize(acc.size());
     for (auto& x : stream) x = static_cast<int16_t>(acc_d(rng));
     weights.resize(acc.size());
-    table = vk::gelu_table();
-    wide = vk::gelu_widen(table.data());
+    vk::gelu_spline(vk::gelu_table().data(), &spline);
+    gelu = vk::gelu_channels(cols, bias.data(), mult.data(), shift.data(), out_mult.data(), out_shift.data(), zp.data());
   }
 };
 
@@ -162,8 +163,9 @@ enum class Kernel { kRequant, kGelu, kResidual, kLayerNorm, kSoftmaxU8, kSoftmax
 void run_elementwise(benchmark::State& state, vk::Isa isa, Kernel kernel, int cols) {
   Elementwise e(cols);
   const vk::RequantU8Params rq{e.bias.data(), e.mult.data(), e.shift.data(), e.zp.data()};
-  const vk::GeluU8Params gp{e.bias.data(),     e.mult.data(),      e.shift.data(), e.table.data(),
-                            e.out_mult.data(), e.out_shift.data(), e.zp.data(),    &e.wide};
+  const vk::GeluU8Params gp{e.gelu.bias.data(),      e.gelu.in_shift.data(), e.gelu.in_mult.data(),
+                            e.gelu.frac_cut.data(),  e.gelu.out_mult.data(), e.gelu.out_shift.data(),
+                            e.zp.data(),             &e.spline};
   const vk::ResidualParams rp{e.bias.data(), 0, e.mult.data(), e.shift.data(), e.out_mult.data(), e.out_shift.data(),
                               0, 0, -32768, 32767};
   vk::LayerNormParams lp{cols, {0, -32768, 32767, e.alpha.data()}, 1000, e.gamma.data(), e.beta.data(), 0, nullptr};

@@ -40,12 +40,8 @@ void requant_u8(Isa isa, int m, int n, const int32_t* acc, int ld_acc, const Req
 void gelu_u8(Isa isa, int m, int n, const int32_t* acc, int ld_acc, const GeluU8Params& p, uint8_t* out,
              int ld_out) {
   require_isa("gelu_u8", isa);
-  if (isa != Isa::kRef) {
-    const GeluWideTable* w = p.wide;
-    if (w == nullptr || w->lo > w->hi + 1 || w->entries.size() != static_cast<size_t>(w->hi - w->lo + 2))
-      throw std::invalid_argument(
-          "vitint::kernels::gelu_u8: GeluU8Params::wide is missing or inconsistent (make it with gelu_widen(table))");
-  }
+  if (p.spline == nullptr)
+    throw std::invalid_argument("vitint::kernels::gelu_u8: GeluU8Params::spline is missing (make it with gelu_spline(table))");
   path(isa, gelu_u8_ref, detail::avx2_gelu_u8, detail::avx512_gelu_u8)(m, n, acc, ld_acc, p, out, ld_out);
 }
 

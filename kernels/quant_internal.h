@@ -1,6 +1,6 @@
 // Per-path entry points of the elementwise kernels behind the Isa dispatch
-// in quant_dispatch.cpp (which checks the Isa, and the widened GELU table
-// and the prepared LayerNorm that the vector paths need).
+// in quant_dispatch.cpp (which checks the Isa, the GELU spline and the
+// prepared LayerNorm that the kernels need).
 //
 // Where an input leaves the range the vector code is exact for (a zero
 // point far outside the int16 range in LayerNorm, a softmax row longer than
@@ -119,15 +119,6 @@ template <class Norm>
 inline void attn_lis_rescale_rows(int m, int32_t* acc, int ld_acc, int32_t zv, const int32_t* rowsum, Norm&& norm) {
   for (int i = 0; i < m; ++i)
     norm(acc + static_cast<int64_t>(i) * ld_acc, int64_t{zv} * rowsum[i], lis_row_recip(rowsum[i]));
-}
-
-// The vector GELUs gather g from the widened table at max(x, lo - 1) -
-// (lo - 1): this base address makes max(x, lo - 1) the index itself. Address
-// arithmetic, not a pointer before the array: every lane read is an entry of
-// it (max(x, lo - 1) - (lo - 1) in [0, hi - lo + 1]).
-inline const int* gelu_gather_base(const GeluWideTable& w) {
-  return reinterpret_cast<const int*>(reinterpret_cast<uintptr_t>(w.entries.data()) -
-                                      static_cast<uintptr_t>(static_cast<intptr_t>(w.lo - 1) * 4));
 }
 
 // When the vector LayerNorms' double-precision second pass (norm8_f64) is

@@ -442,10 +442,22 @@ class Builder {
 
     auto fc1 = make_linear(b("fc1"), h, d, act_, hidden_, rows, h);
     fc1->zero_point = file_.tensor(b("fc1.zero_point"), DType::kU8, {h}).as<uint8_t>();
-    fc1->gelu_table = file_.tensor("gelu_table", DType::kS16, {kernels::kGeluTableSize}).as<int16_t>();
-    if (!gelu_wide_) gelu_wide_ = std::make_shared<const kernels::GeluWideTable>(kernels::gelu_widen(fc1->gelu_table));
-    fc1->gelu_wide = gelu_wide_;
-    dyadic(b("gelu"), ".", h, &fc1->gelu_mult, &fc1->gelu_shift);
+    if (!gelu_spline_) {
+      kernels::GeluSpline spline;
+      if (!kernels::gelu_spline(file_.tensor("gelu_table", DType::kS16, {kernels::kGeluTableSize}).as<int16_t>(), &spline))
+        throw Error("model file " + file_.path() +
+                    ": tensor 'gelu_table' is not a GELU-like activation (its spline coefficients at x = -64 k leave "
+                    "|c0| < 2^11, |c1|, |c2| <= 127)");
+      gelu_spline_ = std::make_shared<const kernels::GeluSpline>(spline);
+    }
+    fc1->gelu_spline = gelu_spline_;
+    const int32_t *gelu_mult = nullptr, *gelu_shift = nullptr;
+    dyadic(b("gelu"), ".", h, &gelu_mult, &gelu_shift);
+    for (int c = 0; c < h; ++c)  // gelu_u8's contract |acc + b| < 2^31 (|acc| <= 2^30 for k <= 32896)
+      if (fc1->linear.bias[c] < -(1 << 29) || fc1->linear.bias[c] > (1 << 29))
+        throw Error("model file " + file_.path() + ": tensor '" + b("fc1.bias") + "' element " + std::to_string(c) +
+                    " is outside [-2^29, 2^29]");
+    fc1->gelu = kernels::gelu_channels(h, fc1->linear.bias, fc1->linear.mult, fc1->linear.shift, gelu_mult, gelu_shift, fc1->zero_point);
     add(std::move(fc1), b("fc1"), "linear + GELU");
 
     auto fc2 = make_linear(b("fc2"), d, h, hidden_, stream_, rows, stream_ld);
@@ -463,7 +475,7 @@ class Builder {
   int reg_tokens_ = 0;
   bool pre_norm_ = false;        // norm_pre between the embedding and block 0
   int stream_ = -1, act_ = -1, qkv_ = -1, hidden_ = -1, attn_scratch_ = -1;
-  std::shared_ptr<const kernels::GeluWideTable> gelu_wide_;
+  std::shared_ptr<const kernels::GeluSpline> gelu_spline_;
 };
 
 void build_vit(const format::Reader& file, kernels::Isa isa, ModelInfo* info, engine::Graph* graph) {

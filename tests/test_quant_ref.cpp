@@ -2,6 +2,7 @@
 // hand (the optimized paths are checked against these functions elsewhere).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -389,4 +390,94 @@ TEST_CASE("attn_lis_rescale_ref: zero point of V out, LIS rows rescaled to 2^14"
   CHECK(b[0][1] == static_cast<int32_t>((int64_t{-24576 * 11} * 43691 + 32768) >> 16));
   CHECK(b[1][0] == 0);
   CHECK(b[1][1] == 0);
+}
+
+TEST_CASE("gelu_spline: the quadratics through the table's knots, bounds enforced") {
+  const std::vector<int16_t> t = vk::gelu_table();
+  auto at = [&t](int x) { return int32_t{t[static_cast<size_t>(x + 32768)]}; };
+  vk::GeluSpline s{};
+  REQUIRE(vk::gelu_spline(t.data(), &s));
+  for (int j = 0; j < vk::kGeluPieces; ++j) {
+    CAPTURE(j);
+    const int32_t t0 = at(-128 * j), t1 = at(-128 * j - 64), t2 = at(-128 * j - 128);
+    CHECK(s.c0[j] == 4 * t0);
+    CHECK(s.c1[j] == 4 * t1 - 3 * t0 - t2);
+    CHECK(s.c2[j] == 2 * (t2 - 2 * t1 + t0));
+  }
+  CHECK(s.c0[0] == 0);                      // GELU(0) = 0
+  CHECK(at(-4096) == 0);                    // the last knot: GELU(-4) rounds to 0
+  // Tables whose knots leave the bounds are refused.
+  std::vector<int16_t> bad = t;
+  bad[32768 - 128 * 5] = 2048;              // |T0| < 2^11 fails at a knot
+  CHECK_FALSE(vk::gelu_spline(bad.data(), &s));
+  bad = t;
+  bad[32768 - 64] = 40;                     // a kink: c1 = 4 * 40 - ... > 127
+  CHECK_FALSE(vk::gelu_spline(bad.data(), &s));
+}
+
+TEST_CASE("gelu_channels: the 16-bit steps of the file's two dyadics, by hand") {
+  // acc -> 2^-10 units: 2^-4 (mult 2^30, shift 34); 2^-10 units -> output:
+  // 2^-6 (2^30, 36); zp 20. The output saturates from g = 235.5 / 2^-6 2^-10
+  // units (14.7 real): e = 0 is the finest input that holds it below 2^14
+  // (e = -1 would need 2^15). Then s = 3, m = 2^14 (x = ((acc + bias) >> 3) /
+  // 2) and r = 5, om = 2^14 (om / 2^20 = 2^-6).
+  const int32_t mult[3] = {kOne, kOne, kOne}, shift[3] = {34, 34, 34};
+  const int32_t out_mult[3] = {kOne, kOne, 0}, out_shift[3] = {36, 26, 36};
+  const uint8_t zp[3] = {20, 20, 20};
+  const int32_t bias[3] = {5, -7, 0};
+  const vk::GeluChannels g = vk::gelu_channels(3, bias, mult, shift, out_mult, out_shift, zp);
+  CHECK(g.frac_cut[0] == 0);
+  CHECK(g.in_shift[0] == 3);
+  CHECK(g.bias[0] == 5 + 4);  // the rounding term of >> 3
+  CHECK(g.in_mult[0] == 16384);
+  CHECK(g.out_shift[0] == 5);
+  CHECK(g.out_mult[0] == 16384);
+  // A narrow output (16 steps per 2^-10 unit: a channel that is nearly
+  // constant): the finest input, e = -2 (x = ((acc + bias) >> 1) / 2 in
+  // 2^-12 units); om = 16 * 2^(15 - 2) does not fit 15 bits even with r = 0
+  // and is clamped.
+  CHECK(g.frac_cut[1] == -2);
+  CHECK(g.in_shift[1] == 1);
+  CHECK(g.bias[1] == -7 + 1);
+  CHECK(g.in_mult[1] == 16384);
+  CHECK(g.out_shift[1] == 0);
+  CHECK(g.out_mult[1] == 32767);
+  // out_mult 0: the output is zp whatever x is; e = 7 (nothing saturates),
+  // s = 10 (m = 2^30 / 2^34 * 2^(15 + 10 - 7) = 2^14).
+  CHECK(g.frac_cut[2] == 7);
+  CHECK(g.in_shift[2] == 10);
+  CHECK(g.bias[2] == 512);
+  CHECK(g.out_mult[2] == 0);
+}
+
+TEST_CASE("gelu_u8_ref: GELU and QuickGELU to within one output step of the real function") {
+  // The channel of the test above: x = (acc + bias) / 16 in 2^-10 units,
+  // out = 20 + g / 16 (output step 2^-4): inputs from -8 to 15 (real).
+  const int32_t mult[1] = {kOne}, shift[1] = {34}, out_mult[1] = {kOne}, out_shift[1] = {36};
+  const uint8_t zp[1] = {20};
+  const int32_t bias[1] = {5};
+  const vk::GeluChannels ch = vk::gelu_channels(1, bias, mult, shift, out_mult, out_shift, zp);
+  struct Act {
+    std::vector<int16_t> table;
+    double (*f)(double);
+  } acts[] = {{vk::gelu_table(), [](double x) { return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0))); }},
+              {vk::quick_gelu_table(), [](double x) { return x / (1.0 + std::exp(-1.702 * x)); }}};
+  for (const Act& a : acts) {
+    vk::GeluSpline sp{};
+    REQUIRE(vk::gelu_spline(a.table.data(), &sp));
+    const vk::GeluU8Params p{ch.bias.data(), ch.in_shift.data(), ch.in_mult.data(), ch.frac_cut.data(),
+                             ch.out_mult.data(), ch.out_shift.data(), zp, &sp};
+    int off = 0, count = 0;
+    for (int32_t acc = -8 * 16384; acc <= 15 * 16384; acc += 7) {
+      uint8_t out = 0;
+      vk::gelu_u8_ref(1, 1, &acc, 1, p, &out, 1);
+      const double x = (acc + bias[0]) / 16384.0;
+      const double want = std::clamp(std::round(20.0 + a.f(x) * 16.0), 0.0, 255.0);
+      CAPTURE(acc);
+      REQUIRE(std::fabs(out - want) <= 1.0);
+      off += out != want;
+      ++count;
+    }
+    CHECK(off < count / 20);  // off by one only next to a rounding boundary (~3%)
+  }
 }

@@ -299,10 +299,10 @@ void LinearOp::epilogue(const LinearOp& op, const ExecContext& ctx, int row, int
     const k::ResidualParams rp{l.bias + j, 0, l.mult + j, l.shift + j, op.skip_mult + j, op.skip_shift + j,
                                op.zp_in, op.zp_out, op.qmin, op.qmax};
     k::residual_add(ctx.isa, rows, cols, c, ldc, rp, ctx.buf<int16_t>(op.out) + at, op.out_ld);
-  } else if (op.gelu_table) {
-    const k::GeluU8Params gp{l.bias + j,         l.mult + j,         l.shift + j,  op.gelu_table,
-                             op.gelu_mult + j,   op.gelu_shift + j,  op.zero_point + j, op.gelu_wide.get()};
-    k::gelu_u8(ctx.isa, rows, cols, c, ldc, gp, ctx.buf<uint8_t>(op.out) + at, op.out_ld);
+  } else if (op.gelu_spline) {
+    const k::GeluU8Params gp{op.gelu.bias.data(), op.gelu.in_shift.data(),  op.gelu.in_mult.data(),   op.gelu.frac_cut.data(),
+                             op.gelu.out_mult.data(), op.gelu.out_shift.data(), op.zero_point, op.gelu_spline.get()};
+    k::gelu_u8(ctx.isa, rows, cols, c, ldc, gp.from(j), ctx.buf<uint8_t>(op.out) + at, op.out_ld);
   } else {
     const k::RequantU8Params rq{l.bias + j, l.mult + j, l.shift + j, op.zero_point + j};
     k::requant_u8(ctx.isa, rows, cols, c, ldc, rq, ctx.buf<uint8_t>(op.out) + at, op.out_ld);

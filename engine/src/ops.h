@@ -132,11 +132,9 @@ struct LinearOp final : Op {
   PackedLinear linear;
   // uint8 epilogue
   const uint8_t* zero_point = nullptr;  // [n]
-  // GELU epilogue (when gelu_table != nullptr): kernels::gelu_u8
-  const int16_t* gelu_table = nullptr;
-  std::shared_ptr<const kernels::GeluWideTable> gelu_wide;  // of gelu_table, shared by the blocks
-  const int32_t* gelu_mult = nullptr;
-  const int32_t* gelu_shift = nullptr;
+  // GELU epilogue (when gelu_spline != nullptr): kernels::gelu_u8
+  std::shared_ptr<const kernels::GeluSpline> gelu_spline;  // of the model's table, shared by the blocks
+  kernels::GeluChannels gelu;  // of linear.mult / shift, the file's GELU dyadics and zero_point
   // residual epilogue (when skip_mult != nullptr)
   const int32_t* skip_mult = nullptr;
   const int32_t* skip_shift = nullptr;

@@ -90,30 +90,91 @@ std::vector<int16_t> quick_gelu_table() {
   return activation_table([](double r) { return r / (1.0 + std::exp(-1.702 * r)); });
 }
 
-GeluWideTable gelu_widen(const int16_t* table) {
-  constexpr int32_t kHalf = kGeluTableSize / 2;
-  GeluWideTable w;
-  w.hi = kHalf - 1;
-  while (w.hi >= -kHalf && table[w.hi + kHalf] == w.hi) --w.hi;
-  w.lo = -kHalf;
-  while (w.lo <= w.hi && table[w.lo + kHalf] == 0) ++w.lo;
-  w.entries.reserve(static_cast<size_t>(w.hi - w.lo + 2));
-  w.entries.push_back(0);
-  for (int32_t x = w.lo; x <= w.hi; ++x) w.entries.push_back(table[x + kHalf]);
-  return w;
+bool gelu_spline(const int16_t* table, GeluSpline* spline) {
+  auto at = [table](int x) { return int32_t{table[x + kGeluTableSize / 2]}; };
+  for (int j = 0; j < kGeluPieces; ++j) {
+    const int32_t t0 = at(-128 * j), t1 = at(-128 * j - 64), t2 = at(-128 * j - 128);
+    const int32_t c1 = 4 * t1 - 3 * t0 - t2, c2 = 2 * (t2 - 2 * t1 + t0);
+    if (t0 <= -2048 || t0 >= 2048 || c1 < -127 || c1 > 127 || c2 < -127 || c2 > 127) return false;
+    spline->c0[j] = static_cast<int16_t>(4 * t0);
+    spline->c1[j] = static_cast<int16_t>(c1);
+    spline->c2[j] = static_cast<int16_t>(c2);
+  }
+  return true;
 }
+
+namespace {
+// round(v * 2^k), half up, for 0 <= v < 2^31 (2^40 where it is larger).
+int64_t scaled(int64_t v, int k) {
+  if (k >= 0) return k >= 10 && v >= (int64_t{1} << (40 - k)) ? int64_t{1} << 40 : v << k;
+  if (k < -62) return 0;
+  return (v + (int64_t{1} << (-k - 1))) >> -k;
+}
+int16_t to_i16(int64_t v) { return static_cast<int16_t>(std::min<int64_t>(v, 32767)); }
+}  // namespace
+
+GeluChannels gelu_channels(int n, const int32_t* bias, const int32_t* mult, const int32_t* shift,
+                           const int32_t* out_mult, const int32_t* out_shift, const uint8_t* zero_point) {
+  GeluChannels g;
+  const auto count = static_cast<size_t>(std::max(n, 0));
+  g.bias.resize(count);
+  g.in_shift.resize(count);
+  g.in_mult.resize(count);
+  g.frac_cut.resize(count);
+  g.out_mult.resize(count);
+  g.out_shift.resize(count);
+  for (size_t c = 0; c < count; ++c) {
+    // 255.5 - zp <= 2^(14+e) * out_mult / 2^out_shift, doubled.
+    auto fits = [&](int e) {
+      const int64_t om = out_mult[c], need = 511 - 2 * zero_point[c];  // need in [1, 511]
+      const int diff = 15 + e - out_shift[c];
+      if (diff >= 0) return diff >= 32 ? om > 0 : (om << diff) >= need;
+      return -diff < 32 && om >= (need << -diff);
+    };
+    auto m_fits = [&](int e) { return scaled(mult[c], 15 - e - shift[c]) <= 32767; };
+    auto om_fits = [&](int e, int r) { return scaled(out_mult[c], e + 15 + r - out_shift[c]) <= 32767; };
+    int e = -2;
+    while (e < 7 && (!fits(e) || !m_fits(e))) ++e;
+    int r = 0;
+    while (r < 15 && om_fits(e, r + 1)) ++r;
+    int s = 0;
+    while (s < 30 && scaled(mult[c], 15 + s + 1 - e - shift[c]) <= 32767) ++s;
+    g.bias[c] = bias[c] + (s > 0 ? 1 << (s - 1) : 0);
+    g.in_shift[c] = s;
+    g.in_mult[c] = to_i16(scaled(mult[c], 15 + s - e - shift[c]));
+    g.frac_cut[c] = static_cast<int16_t>(e);
+    g.out_mult[c] = to_i16(scaled(out_mult[c], e + 15 + r - out_shift[c]));
+    g.out_shift[c] = static_cast<int16_t>(r);
+  }
+  return g;
+}
+
+namespace {
+int32_t sat16(int64_t v) { return static_cast<int32_t>(std::clamp<int64_t>(v, -32768, 32767)); }
+int32_t mulhrs(int32_t a, int32_t b) { return (a * b + (1 << 14)) >> 15; }
+
+// gelu_u8's definition (quant.h) for one element of column j.
+int32_t gelu_one(int32_t acc, const GeluU8Params& p, int j) {
+  const GeluSpline& sp = *p.spline;
+  const int e = p.frac_cut[j];
+  const int32_t t = sat16((int64_t{acc} + p.bias[j]) >> p.in_shift[j]);
+  const int32_t x = mulhrs(t, p.in_mult[j]);
+  const int32_t a = std::min(x < 0 ? -x : x, (1 << (12 - e)) - 1) << (e + 2);
+  const int32_t piece = a >> 9, u = (a & 511) >> 2;
+  const int32_t y = sp.c0[piece] + ((u * (sp.c1[piece] + ((u * sp.c2[piece]) >> 7))) >> 5);
+  const int32_t g = sat16(int64_t{e > -2 ? (y + (1 << (e + 1))) >> (e + 2) : y} + std::max(x, 0));
+  const int r = p.out_shift[j];
+  const int32_t v = (mulhrs(g, p.out_mult[j]) + (r > 0 ? 1 << (r - 1) : 0)) >> r;
+  return clamp_i32(p.zero_point[j] + v, 0, 255);
+}
+}  // namespace
 
 void gelu_u8_ref(int m, int n, const int32_t* acc, int ld_acc, const GeluU8Params& p, uint8_t* out,
                  int ld_out) {
-  constexpr int32_t kHalf = kGeluTableSize / 2;
   for (int i = 0; i < m; ++i) {
     const int32_t* a = acc + static_cast<int64_t>(i) * ld_acc;
     uint8_t* o = out + static_cast<int64_t>(i) * ld_out;
-    for (int j = 0; j < n; ++j) {
-      const int32_t x = apply_dyadic(int64_t{a[j]} + p.bias[j], p.mult[j], p.shift[j]);
-      const int32_t g = x >= kHalf ? x : (x < -kHalf ? 0 : p.table[x + kHalf]);
-      o[j] = static_cast<uint8_t>(clamp_i32(p.zero_point[j] + apply_dyadic(g, p.out_mult[j], p.out_shift[j]), 0, 255));
-    }
+    for (int j = 0; j < n; ++j) o[j] = static_cast<uint8_t>(gelu_one(a[j], p, j));
   }
 }
 

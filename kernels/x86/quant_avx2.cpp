@@ -124,26 +124,55 @@ void requant_block(int m, const int32_t* acc, int ld_acc, const RequantU8Params&
   }
 }
 
-// GELU (see the AVX-512 file): one masked gather from the widened table,
-// its base moved back by lo - 1.
-template <bool kHiIn, bool kHiOut>
-void gelu_block(int m, const int32_t* acc, int ld_acc, const GeluU8Params& block, const Dyadic8& din,
-                const Dyadic8& dout, uint8_t* out, int ld_out) {
-  const Folded in_c = fold(din, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block.bias)), false);
-  const Folded out_c{dout.rnd_e, dout.rnd_o};
-  const __m256i zp = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(block.zero_point)));
-  const __m256i below = _mm256_set1_epi32(block.wide->lo - 1);
-  const __m256i above = _mm256_set1_epi32(block.wide->hi + 1);
-  const __m256i zero = _mm256_setzero_si256();
-  const __m256i max_q = _mm256_set1_epi32(255);
-  const int* base = gelu_gather_base(*block.wide);
+// GELU (quant.h's definition) in int32 lanes, 8 columns per operation:
+// AVX2 has per-lane shifts only for 32-bit lanes, so the 16-bit steps run
+// there with their saturations as explicit clamps (every product is exact,
+// as in 16 bits). The spline's three coefficients of a piece come packed in
+// one int32 (c0 in bits 0-15, c1 in 16-23, c2 in 24-31) by one gather.
+struct GeluColumns8 {
+  __m256i bias, s, m, cap, to12, half12, om, rnd, r, zp;
+};
+
+inline GeluColumns8 gelu_columns8(const GeluU8Params& p) {
+  auto widen16 = [](const int16_t* v) { return _mm256_cvtepi16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v))); };
+  const __m256i one = _mm256_set1_epi32(1);
+  const __m256i e = widen16(p.frac_cut);
+  GeluColumns8 c;
+  c.bias = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p.bias));
+  c.s = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p.in_shift));
+  c.m = widen16(p.in_mult);
+  c.cap = _mm256_sub_epi32(_mm256_sllv_epi32(one, _mm256_sub_epi32(_mm256_set1_epi32(12), e)), one);
+  c.to12 = _mm256_add_epi32(e, _mm256_set1_epi32(2));
+  c.half12 = _mm256_srli_epi32(_mm256_sllv_epi32(one, c.to12), 1);  // 2^(e+1), 0 for e = -2
+  c.om = widen16(p.out_mult);
+  c.r = widen16(p.out_shift);
+  c.rnd = _mm256_srli_epi32(_mm256_sllv_epi32(one, c.r), 1);  // 2^(r-1), 0 for r = 0
+  c.zp = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p.zero_point)));
+  return c;
+}
+
+void gelu_rows8(int m, const int32_t* acc, int ld_acc, const GeluColumns8& c, const int32_t* packed, uint8_t* out,
+                int ld_out) {
+  const __m256i lo16 = _mm256_set1_epi32(-32768), hi16 = _mm256_set1_epi32(32767);
+  const __m256i half = _mm256_set1_epi32(1 << 14), zero = _mm256_setzero_si256(), max_q = _mm256_set1_epi32(255);
+  auto sat16 = [&](__m256i v) { return _mm256_min_epi32(_mm256_max_epi32(v, lo16), hi16); };
+  auto mulhrs = [&](__m256i a, __m256i b) { return _mm256_srai_epi32(_mm256_add_epi32(_mm256_mullo_epi32(a, b), half), 15); };
   for (int i = 0; i < m; ++i) {
     const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + static_cast<int64_t>(i) * ld_acc));
-    const __m256i x = dyadic8<kHiIn>(a, din, in_c);
-    const __m256i g = _mm256_mask_i32gather_epi32(x, base, _mm256_max_epi32(x, below), _mm256_cmpgt_epi32(above, x), 4);
-    __m256i v = _mm256_add_epi32(zp, dyadic8<kHiOut>(g, dout, out_c));
-    v = _mm256_min_epi32(_mm256_max_epi32(v, zero), max_q);
-    _mm_storel_epi64(reinterpret_cast<__m128i*>(out + static_cast<int64_t>(i) * ld_out), to_u8(v));
+    const __m256i x = mulhrs(sat16(_mm256_srav_epi32(_mm256_add_epi32(a, c.bias), c.s)), c.m);
+    const __m256i ax = _mm256_sllv_epi32(_mm256_min_epi32(_mm256_abs_epi32(x), c.cap), c.to12);
+    const __m256i piece = _mm256_srli_epi32(ax, 9);
+    const __m256i u = _mm256_srli_epi32(_mm256_and_si256(ax, _mm256_set1_epi32(511)), 2);
+    const __m256i w = _mm256_i32gather_epi32(packed, piece, 4);
+    const __m256i c0 = _mm256_srai_epi32(_mm256_slli_epi32(w, 16), 16);
+    const __m256i c1 = _mm256_srai_epi32(_mm256_slli_epi32(w, 8), 24);
+    const __m256i c2 = _mm256_srai_epi32(w, 24);
+    const __m256i inner = _mm256_add_epi32(c1, _mm256_srai_epi32(_mm256_mullo_epi32(u, c2), 7));
+    const __m256i y = _mm256_add_epi32(c0, _mm256_srai_epi32(_mm256_mullo_epi32(u, inner), 5));
+    const __m256i g = sat16(_mm256_add_epi32(_mm256_srav_epi32(_mm256_add_epi32(y, c.half12), c.to12), _mm256_max_epi32(x, zero)));
+    const __m256i v = _mm256_srav_epi32(_mm256_add_epi32(mulhrs(g, c.om), c.rnd), c.r);
+    const __m256i o = _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(v, c.zp), zero), max_q);
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(out + static_cast<int64_t>(i) * ld_out), to_u8(o));
   }
 }
 
@@ -427,29 +456,14 @@ void avx2_requant_u8(int m, int n, const int32_t* acc, int ld_acc, const Requant
 void avx2_gelu_u8(int m, int n, const int32_t* acc, int ld_acc, const GeluU8Params& p, uint8_t* out,
                   int ld_out) {
   if (m <= 0 || n <= 0) return;
+  int32_t packed[kGeluPieces];
+  for (int j = 0; j < kGeluPieces; ++j)
+    packed[j] = static_cast<int32_t>(static_cast<uint16_t>(p.spline->c0[j]) |
+                                     (static_cast<uint32_t>(static_cast<uint8_t>(p.spline->c1[j])) << 16) |
+                                     (static_cast<uint32_t>(static_cast<uint8_t>(p.spline->c2[j])) << 24));
   const int full = n / 8 * 8;
-  for (int j0 = 0; j0 < full; j0 += 8) {
-    const Dyadic8 din = load_dyadic(p.mult + j0, p.shift + j0);
-    const Dyadic8 dout = load_dyadic(p.out_mult + j0, p.out_shift + j0);
-    const GeluU8Params block{p.bias + j0,       p.mult + j0,       p.shift + j0, p.table, p.out_mult + j0,
-                             p.out_shift + j0, p.zero_point + j0, p.wide};
-    if (din.hi) {
-      if (dout.hi) {
-        gelu_block<true, true>(m, acc + j0, ld_acc, block, din, dout, out + j0, ld_out);
-      } else {
-        gelu_block<true, false>(m, acc + j0, ld_acc, block, din, dout, out + j0, ld_out);
-      }
-    } else if (dout.hi) {
-      gelu_block<false, true>(m, acc + j0, ld_acc, block, din, dout, out + j0, ld_out);
-    } else {
-      gelu_block<false, false>(m, acc + j0, ld_acc, block, din, dout, out + j0, ld_out);
-    }
-  }
-  if (full < n) {
-    const GeluU8Params block{p.bias + full,       p.mult + full,       p.shift + full, p.table, p.out_mult + full,
-                             p.out_shift + full, p.zero_point + full, p.wide};
-    gelu_u8_ref(m, n - full, acc + full, ld_acc, block, out + full, ld_out);
-  }
+  for (int j0 = 0; j0 < full; j0 += 8) gelu_rows8(m, acc + j0, ld_acc, gelu_columns8(p.from(j0)), packed, out + j0, ld_out);
+  if (full < n) gelu_u8_ref(m, n - full, acc + full, ld_acc, p.from(full), out + full, ld_out);
 }
 
 void avx2_residual_add(int m, int n, const int32_t* acc, int ld_acc, const ResidualParams& p,

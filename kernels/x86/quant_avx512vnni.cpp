@@ -292,31 +292,66 @@ void requant_block(int m, const int32_t* acc, int ld_acc, __mmask16 k, const Dya
   }
 }
 
-// GELU: x = dyadic(acc + bias) in 2^-10 units, g = x above hi, else the
-// widened table's entry of max(x, lo - 1) (entry 0, which is 0, for every x
-// below lo), out = clamp(zp + dyadic(g), 0, 255). The gather's mask leaves
-// x in the lanes above hi, and its base is entry 0 moved back by lo - 1 so
-// that max(x, lo - 1) indexes it directly.
-struct GeluBlock {
-  __mmask16 k;
-  Dyadic16 in, out;
-  Folded in_c, out_c;
-  __m512i zp;
+// GELU (quant.h's definition) for 32 columns per operation: the input
+// shift in int32 lanes, vpackssdw (saturating) into int16 and every later
+// step in 16-bit lanes; the spline's 32 pieces are one vpermw per
+// coefficient. One per-column shift puts |x| into 2^-12 units, after which
+// the piece and position shifts are the same for every column. The output's
+// rounding shift (v + 2^(r-1)) >> r is mulhrs(v, 2^(15-r)) for r >= 1
+// (exact, no overflow), and v itself in the columns with r = 0.
+struct GeluColumns {
+  __mmask16 k_lo, k_hi;
+  __mmask32 k, r0;
+  __m512i bias_lo, bias_hi, s_lo, s_hi;      // int32
+  __m512i m, cap, to12, half12, om, down, zp;  // int16
 };
 
-template <bool kHiIn, bool kHiOut>
-void gelu_block(int m, const int32_t* acc, int ld_acc, const GeluBlock& b, const GeluWideTable& w, uint8_t* out,
-                int ld_out) {
-  const __m512i below = _mm512_set1_epi32(w.lo - 1);
-  const __m512i hi = _mm512_set1_epi32(w.hi);
+inline GeluColumns gelu_columns(const GeluU8Params& p, int w) {
+  GeluColumns c;
+  c.k_lo = tail_mask(w);
+  c.k_hi = tail_mask(w - 16);
+  c.k = w >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((uint64_t{1} << w) - 1);
+  c.bias_lo = _mm512_maskz_loadu_epi32(c.k_lo, p.bias);
+  c.bias_hi = _mm512_maskz_loadu_epi32(c.k_hi, p.bias + 16);
+  c.s_lo = _mm512_maskz_loadu_epi32(c.k_lo, p.in_shift);
+  c.s_hi = _mm512_maskz_loadu_epi32(c.k_hi, p.in_shift + 16);
+  const __m512i one = _mm512_set1_epi16(1);
+  const __m512i e = _mm512_maskz_loadu_epi16(c.k, p.frac_cut);
+  c.m = _mm512_maskz_loadu_epi16(c.k, p.in_mult);
+  c.cap = _mm512_sub_epi16(_mm512_sllv_epi16(one, _mm512_sub_epi16(_mm512_set1_epi16(12), e)), one);
+  c.to12 = _mm512_add_epi16(e, _mm512_set1_epi16(2));
+  c.half12 = _mm512_srli_epi16(_mm512_sllv_epi16(one, c.to12), 1);  // 2^(e+1), 0 for e = -2
+  c.om = _mm512_maskz_loadu_epi16(c.k, p.out_mult);
+  const __m512i r = _mm512_maskz_loadu_epi16(c.k, p.out_shift);
+  c.down = _mm512_sllv_epi16(one, _mm512_sub_epi16(_mm512_set1_epi16(15), r));  // 2^(15 - r); r = 0 masked
+  c.r0 = _mm512_cmpeq_epi16_mask(r, _mm512_setzero_si512());
+  c.zp = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(c.k, p.zero_point));
+  return c;
+}
+
+void gelu_rows(int m, const int32_t* acc, int ld_acc, const GeluColumns& c, const GeluSpline& sp, uint8_t* out,
+               int ld_out) {
+  const __m512i c0 = _mm512_loadu_si512(sp.c0), c1 = _mm512_loadu_si512(sp.c1), c2 = _mm512_loadu_si512(sp.c2);
   const __m512i zero = _mm512_setzero_si512();
-  const int* base = gelu_gather_base(w);
+  const __m512i order = _mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7);
+  const __m512i low9 = _mm512_set1_epi16(511);
   for (int i = 0; i < m; ++i) {
-    const __m512i a = _mm512_maskz_loadu_epi32(b.k, acc + static_cast<int64_t>(i) * ld_acc);
-    const __m512i x = dyadic16<kHiIn>(a, b.in, b.in_c);
-    const __m512i g = _mm512_mask_i32gather_epi32(x, _mm512_cmple_epi32_mask(x, hi), _mm512_max_epi32(x, below), base, 4);
-    const __m512i v = _mm512_max_epi32(_mm512_add_epi32(b.zp, dyadic16<kHiOut>(g, b.out, b.out_c)), zero);
-    _mm_mask_storeu_epi8(out + static_cast<int64_t>(i) * ld_out, b.k, _mm512_cvtusepi32_epi8(v));
+    const int32_t* a = acc + static_cast<int64_t>(i) * ld_acc;
+    const __m512i t0 = _mm512_srav_epi32(_mm512_add_epi32(_mm512_maskz_loadu_epi32(c.k_lo, a), c.bias_lo), c.s_lo);
+    const __m512i t1 = _mm512_srav_epi32(_mm512_add_epi32(_mm512_maskz_loadu_epi32(c.k_hi, a + 16), c.bias_hi), c.s_hi);
+    // vpackssdw interleaves 128-bit lanes; the qword permutation restores order.
+    const __m512i x = _mm512_mulhrs_epi16(_mm512_permutexvar_epi64(order, _mm512_packs_epi32(t0, t1)), c.m);
+    const __m512i ax = _mm512_sllv_epi16(_mm512_min_epi16(_mm512_abs_epi16(x), c.cap), c.to12);
+    const __m512i piece = _mm512_srli_epi16(ax, 9);
+    const __m512i u = _mm512_srli_epi16(_mm512_and_si512(ax, low9), 2);
+    const __m512i inner = _mm512_add_epi16(_mm512_permutexvar_epi16(piece, c1),
+                                           _mm512_srai_epi16(_mm512_mullo_epi16(u, _mm512_permutexvar_epi16(piece, c2)), 7));
+    const __m512i y = _mm512_add_epi16(_mm512_permutexvar_epi16(piece, c0), _mm512_srai_epi16(_mm512_mullo_epi16(u, inner), 5));
+    const __m512i g = _mm512_adds_epi16(_mm512_srav_epi16(_mm512_add_epi16(y, c.half12), c.to12), _mm512_max_epi16(x, zero));
+    const __m512i vr = _mm512_mulhrs_epi16(g, c.om);
+    const __m512i v = _mm512_mask_mov_epi16(_mm512_mulhrs_epi16(vr, c.down), c.r0, vr);
+    _mm512_mask_cvtusepi16_storeu_epi8(out + static_cast<int64_t>(i) * ld_out, c.k,
+                                       _mm512_max_epi16(_mm512_adds_epi16(v, c.zp), zero));
   }
 }
 
@@ -370,26 +405,8 @@ void avx512_requant_u8(int m, int n, const int32_t* acc, int ld_acc, const Requa
 void avx512_gelu_u8(int m, int n, const int32_t* acc, int ld_acc, const GeluU8Params& p, uint8_t* out,
                     int ld_out) {
   if (m <= 0 || n <= 0) return;
-  for (int j0 = 0; j0 < n; j0 += 16) {
-    GeluBlock b;
-    b.k = tail_mask(n - j0);
-    b.in = load_dyadic(b.k, p.mult + j0, p.shift + j0);
-    b.out = load_dyadic(b.k, p.out_mult + j0, p.out_shift + j0);
-    b.in_c = fold(b.in, _mm512_maskz_loadu_epi32(b.k, p.bias + j0), false);
-    b.out_c = {b.out.rnd_e, b.out.rnd_o};
-    b.zp = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(b.k, p.zero_point + j0));
-    if (b.in.hi) {
-      if (b.out.hi) {
-        gelu_block<true, true>(m, acc + j0, ld_acc, b, *p.wide, out + j0, ld_out);
-      } else {
-        gelu_block<true, false>(m, acc + j0, ld_acc, b, *p.wide, out + j0, ld_out);
-      }
-    } else if (b.out.hi) {
-      gelu_block<false, true>(m, acc + j0, ld_acc, b, *p.wide, out + j0, ld_out);
-    } else {
-      gelu_block<false, false>(m, acc + j0, ld_acc, b, *p.wide, out + j0, ld_out);
-    }
-  }
+  for (int j0 = 0; j0 < n; j0 += 32)
+    gelu_rows(m, acc + j0, ld_acc, gelu_columns(p.from(j0), n - j0), *p.spline, out + j0, ld_out);
 }
 
 void avx512_residual_add(int m, int n, const int32_t* acc, int ld_acc, const ResidualParams& p,

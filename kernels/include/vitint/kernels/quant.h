@@ -52,42 +52,83 @@ void requant_u8_ref(int m, int n, const int32_t* acc, int ld_acc, const RequantU
                     uint8_t* out, int ld_out);
 
 // ---------------------------------------------------------------------------
-// GELU without an 8-bit bottleneck on its input: the fc1 accumulator becomes
-// x = dyadic(acc + bias) in units of 2^-kGeluFracBits (per-channel
-// multiplier), g = table[x + 2^15] for x in [-2^15, 2^15) (the table holds
-// round(GELU(x / 2^10) * 2^10), one for all layers), g = x above that range
-// and 0 below it (GELU is the identity / zero there to within 2^-10), then
-//   out[i][j] = clamp(zp[j] + dyadic(g, out_mult[j], out_shift[j]), 0, 255).
+// GELU of an fc1 accumulator to uint8, in 16-bit steps (no int64 product
+// after the input, no table gather). The activation is given as a table of
+// round(f(x / 2^10) * 2^10) for x in [-2^15, 2^15), entry x + 2^15 (what the
+// converter stores: GELU, or QuickGELU for OpenAI-style CLIP towers), of
+// which the definition reads 97 entries: the spline knots at x = -64 k,
+// k = 0..64. Both activations satisfy f(x) = x + f(-x), which the
+// definition uses for x > 0. With mulhrs(a, b) = (a * b + 2^14) >> 15 (the
+// rounding high half of a 16-bit product), sat16 = clamp to int16 and >>
+// an arithmetic shift, per element of channel c (numbers of gelu_channels /
+// gelu_spline):
+//   t = sat16(floor((acc + b) / 2^s))       s = in_shift, b = bias + 2^(s-1) (gelu_channels)
+//   x = mulhrs(t, m)              the input in units of 2^-(10 - e), e = frac_cut in [-2, 7]
+//   a = min(|x|, 2^(12 - e) - 1) * 2^(e + 2)                    |x| in units of 2^-12, capped below 4
+//   j = a >> 9;  u = (a mod 512) >> 2                           spline piece (width 1/8), position in [0, 128)
+//   y = c0[j] + ((u * (c1[j] + ((u * c2[j]) >> 7))) >> 5)       f(-|x|) in units of 2^-12
+//   g = sat16(((y + 2^(e+1)) >> (e + 2)) + max(x, 0))           f(x) = x + f(-x) (e = -2: y)
+//   v = mulhrs(g, om);  out = clamp(zp + ((v + 2^(r-1)) >> r), 0, 255)   (r = 0: zp + v)
+// The spline's piece j is the quadratic through the table at x = -128 j,
+// -128 j - 64 and -128 j - 128 (T0, T1, T2): c0 = 4 T0, c1 = 4 T1 - 3 T0 - T2,
+// c2 = 2 (T2 - 2 T1 + T0); within 2^-10 of GELU between the knots. Every
+// product above fits int16 exactly (|T0| < 2^11, |c1|, |c2| <= 127:
+// gelu_spline refuses other tables). Contract: |acc + b| < 2^31 (the
+// vector paths add in int32; |acc| <= 2^30, i.e. a GEMM with k <= 32896,
+// and |bias| <= 2^29 keep it).
 constexpr int kGeluFracBits = 10;
 constexpr int kGeluTableSize = 1 << 16;
+constexpr int kGeluPieces = 32;
 
-// The table as the vector kernels read it: int32 entries (no 16-bit
-// extraction after the gather) of the inputs where the table is neither 0
-// nor the identity only (for GELU's table x in [-3731, 3731]: 30 KiB that stay
-// in L1, where the whole int16 table takes 128 KiB), behind one 0 entry for
-// every input below. Made once per table by gelu_widen.
-struct GeluWideTable {
-  int32_t lo = 0;  // table[x] == 0 for -2^15 <= x < lo
-  int32_t hi = 0;  // table[x] == x for hi < x < 2^15 (lo <= hi + 1)
-  std::vector<int32_t> entries;  // [0] = 0, [1 + x - lo] = table[x] for lo <= x <= hi
-};
-GeluWideTable gelu_widen(const int16_t* table);
 // The GELU table the converter stores in every model:
 // round(GELU(x / 2^10) * 2^10) for x in [-2^15, 2^15), entry x + 2^15; and
 // for models with QuickGELU (the OpenAI-style CLIP towers) the same of
-// x * sigmoid(1.702 x), which is likewise 0 / x beyond the table (within 2^-10).
+// x * sigmoid(1.702 x).
 std::vector<int16_t> gelu_table();
 std::vector<int16_t> quick_gelu_table();
 
+struct GeluSpline {
+  int16_t c0[kGeluPieces], c1[kGeluPieces], c2[kGeluPieces];
+};
+// The spline of a table; false where a coefficient is out of the bounds
+// above (not a GELU-like activation at 2^-10).
+bool gelu_spline(const int16_t* table, GeluSpline* spline);
+
+// The per-channel numbers of the definition, derived from the model file's
+// two dyadics per channel: acc -> 2^-10 units (mult, shift) and 2^-10 units
+// -> output steps (out_mult, out_shift), and the output zero point. e is the
+// smallest in [-2, 7] (the finest input) for which every x that does not
+// already saturate the output fits int16 with room for rounding
+// (2^(14+e) * out_mult / 2^out_shift >= 255.5 - zp) and m stays below 2^15;
+// s (<= 30) and r (<= 15) then make m (the rounded acc -> 2^-(10-e) ratio
+// times 2^(15+s)) and om (the rounded 2^-(10-e) -> output ratio times
+// 2^(15+r)) as large as fits 15 bits; b is the bias with the rounding term
+// of the shift by s. Exact integer arithmetic: the same file gives the same
+// numbers everywhere.
+struct GeluChannels {
+  std::vector<int32_t> bias;       // b
+  std::vector<int32_t> in_shift;   // s
+  std::vector<int16_t> in_mult;    // m
+  std::vector<int16_t> frac_cut;   // e
+  std::vector<int16_t> out_mult;   // om
+  std::vector<int16_t> out_shift;  // r
+};
+GeluChannels gelu_channels(int n, const int32_t* bias, const int32_t* mult, const int32_t* shift,
+                           const int32_t* out_mult, const int32_t* out_shift, const uint8_t* zero_point);
+
 struct GeluU8Params {
-  const int32_t* bias;       // [n]
-  const int32_t* mult;       // [n] accumulator -> 2^-10 units
-  const int32_t* shift;      // [n]
-  const int16_t* table;      // [kGeluTableSize]
-  const int32_t* out_mult;   // [n] 2^-10 units -> output scale
-  const int32_t* out_shift;  // [n]
-  const uint8_t* zero_point; // [n]
-  const GeluWideTable* wide;  // gelu_widen(table): required by the vector paths
+  const int32_t* bias;        // [n] b
+  const int32_t* in_shift;    // [n]
+  const int16_t* in_mult;     // [n]
+  const int16_t* frac_cut;    // [n]
+  const int16_t* out_mult;    // [n]
+  const int16_t* out_shift;   // [n]
+  const uint8_t* zero_point;  // [n]
+  const GeluSpline* spline;
+  // The same parameters for the columns from j on.
+  GeluU8Params from(int j) const {
+    return {bias + j, in_shift + j, in_mult + j, frac_cut + j, out_mult + j, out_shift + j, zero_point + j, spline};
+  }
 };
 void gelu_u8_ref(int m, int n, const int32_t* acc, int ld_acc, const GeluU8Params& p, uint8_t* out,
                  int ld_out);
