@@ -135,6 +135,7 @@ struct Elementwise {
   std::vector<int16_t> stream, weights;
   vk::GeluSpline spline{};
   vk::GeluChannels gelu;
+  vk::RequantChannels requant;
   explicit Elementwise(int cols) {
     std::mt19937 rng(7);
     std::uniform_int_distribution<int> acc_d(-4000, 4000);
@@ -155,6 +156,7 @@ struct Elementwise {
     weights.resize(acc.size());
     vk::gelu_spline(vk::gelu_table().data(), &spline);
     gelu = vk::gelu_channels(cols, bias.data(), mult.data(), shift.data(), out_mult.data(), out_shift.data(), zp.data());
+    requant = vk::requant_channels(cols, bias.data(), mult.data(), shift.data());
   }
 };
 
@@ -162,7 +164,7 @@ enum class Kernel { kRequant, kGelu, kResidual, kLayerNorm, kSoftmaxU8, kSoftmax
 
 void run_elementwise(benchmark::State& state, vk::Isa isa, Kernel kernel, int cols) {
   Elementwise e(cols);
-  const vk::RequantU8Params rq{e.bias.data(), e.mult.data(), e.shift.data(), e.zp.data()};
+  const vk::RequantU8Params rq = e.requant.params(e.zp.data());
   const vk::GeluU8Params gp{e.gelu.bias.data(),      e.gelu.in_shift.data(), e.gelu.in_mult.data(),
                             e.gelu.frac_cut.data(),  e.gelu.out_mult.data(), e.gelu.out_shift.data(),
                             e.zp.data(),             &e.spline};

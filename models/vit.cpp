@@ -117,10 +117,11 @@ class Builder {
       auto rq = std::make_unique<engine::RequantOp>();
       rq->rows_per_image = 1;
       rq->dim = d;
-      rq->bias.assign(static_cast<size_t>(d), -patches * sp.zp);  // the summed codes' zero point
-      rq->params.bias = rq->bias.data();
-      dyadic("pool", ".", d, &rq->params.mult, &rq->params.shift);
-      rq->params.zero_point = file_.tensor("pool.zero_point", DType::kU8, {d}).as<uint8_t>();
+      const std::vector<int32_t> bias(static_cast<size_t>(d), -patches * sp.zp);  // the summed codes' zero point
+      const int32_t *mult = nullptr, *shift = nullptr;
+      dyadic("pool", ".", d, &mult, &shift);
+      rq->channels = requant("pool", d, bias.data(), mult, shift);
+      rq->zero_point = file_.tensor("pool.zero_point", DType::kU8, {d}).as<uint8_t>();
       rq->in = pool->out;
       rq->out = act_;
       add(std::move(norm), "norm", "layernorm");
@@ -247,6 +248,28 @@ class Builder {
         throw Error("model file " + file_.path() + ": tensor '" + name + "' element " + std::to_string(i) +
                     " has an invalid dyadic multiplier (" + std::to_string(mult[i]) + " * 2^-" +
                     std::to_string(shift[i]) + ")");
+  }
+
+  // The 16-bit requantizations' contract |acc + b| < 2^31 with |acc| <= 2^30
+  // (any GEMM with k <= 32896) and the rounding term b - bias <= 2^29.
+  void check_bias(const std::string& name, int64_t n, const int32_t* bias) const {
+    for (int64_t i = 0; i < n; ++i)
+      if (bias[i] < -(1 << 29) || bias[i] > (1 << 29))
+        throw Error("model file " + file_.path() + ": tensor '" + name + ".bias' element " + std::to_string(i) + " (" +
+                    std::to_string(bias[i]) + ") is outside [-2^29, 2^29]");
+  }
+
+  // requant_u8's numbers for `name`'s dyadics, which must be below 1 (an
+  // output step no finer than the accumulator's).
+  kernels::RequantChannels requant(const std::string& name, int n, const int32_t* bias, const int32_t* mult,
+                                   const int32_t* shift) const {
+    check_bias(name, n, bias);
+    for (int i = 0; i < n; ++i)
+      if (!kernels::requant_ratio_ok(mult[i], shift[i]))
+        throw Error("model file " + file_.path() + ": requantization '" + name + "' element " + std::to_string(i) +
+                    " has a ratio " + std::to_string(mult[i]) + " * 2^-" + std::to_string(shift[i]) +
+                    " >= 1 (an output step finer than the accumulator's), which the engine does not run");
+    return kernels::requant_channels(n, bias, mult, shift);
   }
 
   // Linear layers with a bias; the head has no requantization (it leaves in
@@ -402,6 +425,7 @@ class Builder {
 
     auto qkv = make_linear(b("qkv"), 3 * d, d, act_, qkv_, tokens_, 3 * d);
     qkv->zero_point = file_.tensor(b("qkv.zero_point"), DType::kU8, {3 * d}).as<uint8_t>();
+    qkv->requant = requant(b("qkv"), 3 * d, qkv->linear.bias, qkv->linear.mult, qkv->linear.shift);
     add(std::move(qkv), b("qkv"), "linear + requantize");
 
     const Meta am = bm.at("attn");
@@ -416,7 +440,6 @@ class Builder {
     attn->zv = am.at("zv").i32(-128, 127);
     const int32_t to_exp_mult = am.at("to_exp_mult").i32(0, INT32_MAX);
     const int32_t to_exp_shift = am.at("to_exp_shift").i32(0, 62);
-    const int hd = d / info_.num_heads;
     const kernels::SoftmaxExp se = kernels::softmax_exp(to_exp_mult, to_exp_shift);
     if (!se.ok)
       throw Error("model file " + file_.path() + ": metadata 'quant.blocks[" + std::to_string(i) +
@@ -424,8 +447,9 @@ class Builder {
                   std::to_string(to_exp_shift) + ") makes one attention logit unit worth more than 2^15 steps of the softmax's exponent");
     attn->exp_mult = se.mult;
     attn->exp_shift = se.shift;
-    attn->out_bias.assign(static_cast<size_t>(hd), 0);
-    dyadic(b("attn.out"), "_", d, &attn->out_mult, &attn->out_shift);
+    const int32_t *out_mult = nullptr, *out_shift = nullptr;
+    dyadic(b("attn.out"), "_", d, &out_mult, &out_shift);
+    attn->out_requant = requant(b("attn.out"), d, std::vector<int32_t>(static_cast<size_t>(d), 0).data(), out_mult, out_shift);
     attn->out_zp = file_.tensor(b("attn.out_zero_point"), DType::kU8, {d}).as<uint8_t>();
     attn->qkv = qkv_;
     attn->out = act_;
@@ -453,10 +477,7 @@ class Builder {
     fc1->gelu_spline = gelu_spline_;
     const int32_t *gelu_mult = nullptr, *gelu_shift = nullptr;
     dyadic(b("gelu"), ".", h, &gelu_mult, &gelu_shift);
-    for (int c = 0; c < h; ++c)  // gelu_u8's contract |acc + b| < 2^31 (|acc| <= 2^30 for k <= 32896)
-      if (fc1->linear.bias[c] < -(1 << 29) || fc1->linear.bias[c] > (1 << 29))
-        throw Error("model file " + file_.path() + ": tensor '" + b("fc1.bias") + "' element " + std::to_string(c) +
-                    " is outside [-2^29, 2^29]");
+    check_bias(b("fc1"), h, fc1->linear.bias);
     fc1->gelu = kernels::gelu_channels(h, fc1->linear.bias, fc1->linear.mult, fc1->linear.shift, gelu_mult, gelu_shift, fc1->zero_point);
     add(std::move(fc1), b("fc1"), "linear + GELU");
 

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -279,26 +280,45 @@ TEST_CASE("residual_add_ref: two dyadic terms, clamped to the stream range") {
   CHECK(s3[3] == 14);
 }
 
-TEST_CASE("requant_u8_ref: zero point and clamp") {
-  const int32_t acc[5] = {0, 10, -10, 1000, -1000};
-  const int32_t bias[5] = {0, 0, 0, 0, 0};
-  const int32_t mult[5] = {kOne, kOne, kOne, kOne, kOne};
-  const int32_t shift[5] = {30, 30, 30, 30, 30};
-  const uint8_t zp[5] = {128, 128, 128, 128, 128};
-  uint8_t out[5] = {};
-  vk::RequantU8Params p{bias, mult, shift, zp};
-  vk::requant_u8_ref(1, 5, acc, 5, p, out, 5);
-  CHECK(out[0] == 128);
-  CHECK(out[1] == 138);
-  CHECK(out[2] == 118);
-  CHECK(out[3] == 255);
-  CHECK(out[4] == 0);
-  // Bias and rounding: (5 + 2) * 0.5 = 3.5 -> 4.
-  const int32_t acc1[1] = {5}, bias1[1] = {2}, half_m[1] = {kOne}, half_s[1] = {31};
-  const uint8_t zp0[1] = {0};
-  vk::RequantU8Params q{bias1, half_m, half_s, zp0};
-  vk::requant_u8_ref(1, 1, acc1, 1, q, out, 1);
-  CHECK(out[0] == 4);
+TEST_CASE("requant_channels and requant_u8_ref: a ratio in 16-bit steps, zero point and clamp") {
+  // Ratio 1/2 (2^30 * 2^-31): r = 0 (m = 2^14 with s = 0; r = 1 would need
+  // 2^15), s = 0, so v = mulhrs(acc + bias, 2^14) = round half up of the half.
+  // Ratio 2^-10 (2^30 * 2^-40): r = 6 (m = 2^(15 + 6 - 10) = 2^11 with s = 0),
+  // then s = 3 (m = 2^14): t = (acc + bias + 4) >> 3, v = t / 2 rounded,
+  // out = zp + ((v + 32) >> 6).
+  const int32_t mult[2] = {kOne, kOne}, shift[2] = {31, 40}, bias[2] = {2, -3};
+  const vk::RequantChannels q = vk::requant_channels(2, bias, mult, shift);
+  CHECK(q.out_shift[0] == 0);
+  CHECK(q.in_shift[0] == 0);
+  CHECK(q.mult[0] == 16384);
+  CHECK(q.bias[0] == 2);
+  CHECK(q.out_shift[1] == 6);
+  CHECK(q.in_shift[1] == 3);
+  CHECK(q.mult[1] == 16384);
+  CHECK(q.bias[1] == -3 + 4);
+  const uint8_t zp[2] = {128, 10};
+  const vk::RequantU8Params p = q.params(zp);
+  auto run = [&](int32_t a0, int32_t a1) {
+    const int32_t acc[2] = {a0, a1};
+    uint8_t out[2] = {};
+    vk::requant_u8_ref(1, 2, acc, 2, p, out, 2);
+    return std::array<int, 2>{out[0], out[1]};
+  };
+  CHECK(run(5, 0)[0] == 128 + 4);      // (5 + 2) / 2 = 3.5 -> 4
+  CHECK(run(-9, 0)[0] == 128 - 3);     // -3.5 -> -3 (half up)
+  CHECK(run(300, 0)[0] == 255);        // 128 + 151 clamps
+  CHECK(run(-300, 0)[0] == 0);
+  CHECK(run(0, 1027)[1] == 10 + 1);    // 1024 / 1024 = 1
+  CHECK(run(0, 102400 + 3)[1] == 10 + 100);
+  CHECK(run(0, 2560 + 3 - 512)[1] == 10 + 2);  // 2048 / 1024 = 2
+  CHECK(run(0, 2560 + 3 - 513)[1] == 10 + 2);  // 2047 / 1024 rounds to 2
+  CHECK(run(0, -1000000)[1] == 0);
+  CHECK(run(0, 1 << 30)[1] == 255);    // t saturates at 2^15 - 1 with the output
+  // Ratios >= 1 are not representable.
+  CHECK(vk::requant_ratio_ok(INT32_MAX, 31));
+  CHECK_FALSE(vk::requant_ratio_ok(kOne, 30));
+  CHECK(vk::requant_ratio_ok(kOne, 62));
+  CHECK_FALSE(vk::requant_ratio_ok(3, 1));
 }
 
 TEST_CASE("softmax references on two-element rows") {
@@ -357,22 +377,21 @@ TEST_CASE("attn_kv_s8_ref: keys and values as x - 128, column sums of the keys")
 
 TEST_CASE("attn_row_sub and requant_u8_ref's row_sub: zero point of V out") {
   // Row 0: weights summing to 2^14 + 2^13 (rowsum), zv = 3: acc - 3 * rowsum
-  // before the requantization (here the identity, zero point 0, bias 10).
+  // before the requantization (here a half, zero point 0, bias 10).
   const int32_t acc[2][3] = {{100000, 73740, 0}, {7, 8, 9}};
   int32_t rowsum[2] = {(1 << 14) + (1 << 13), 0};
   vitint::kernels::attn_row_sub(2, 3, rowsum);
   CHECK(rowsum[0] == 3 * 24576);
   CHECK(rowsum[1] == 0);
-  const int32_t bias[3] = {10, 10, 10}, mult[3] = {kOne, kOne, kOne}, shift[3] = {30, 30, 30};
+  const int32_t bias[3] = {10, 10, 10}, mult[3] = {kOne, kOne, kOne}, shift[3] = {31, 31, 31};
   const uint8_t zp[3] = {0, 0, 0};
-  vitint::kernels::RequantU8Params p{bias, mult, shift, zp};
-  p.row_sub = rowsum;
+  const vk::RequantChannels q = vk::requant_channels(3, bias, mult, shift);
   uint8_t out[2][3] = {};
-  vitint::kernels::requant_u8_ref(2, 3, &acc[0][0], 3, p, &out[0][0], 3);
-  CHECK(out[0][0] == 255);  // 100000 - 73728 + 10 clamps
-  CHECK(out[0][1] == 22);   // 73740 - 73728 + 10
+  vitint::kernels::requant_u8_ref(2, 3, &acc[0][0], 3, q.params(zp, rowsum), &out[0][0], 3);
+  CHECK(out[0][0] == 255);  // (100000 - 73728 + 10) / 2 clamps
+  CHECK(out[0][1] == 11);   // (73740 - 73728 + 10) / 2
   CHECK(out[0][2] == 0);    // negative clamps
-  CHECK(out[1][2] == 19);   // 9 + 10
+  CHECK(out[1][2] == 10);   // (9 + 10) / 2 = 9.5 -> 10
   // The subtraction wraps like the int32 accumulators it corrects.
   int32_t big[1] = {static_cast<int32_t>(0x80000000u)};
   vitint::kernels::attn_row_sub(1, -1, big);

@@ -300,12 +300,13 @@ void LinearOp::epilogue(const LinearOp& op, const ExecContext& ctx, int row, int
                                op.zp_in, op.zp_out, op.qmin, op.qmax};
     k::residual_add(ctx.isa, rows, cols, c, ldc, rp, ctx.buf<int16_t>(op.out) + at, op.out_ld);
   } else if (op.gelu_spline) {
-    const k::GeluU8Params gp{op.gelu.bias.data(), op.gelu.in_shift.data(),  op.gelu.in_mult.data(),   op.gelu.frac_cut.data(),
-                             op.gelu.out_mult.data(), op.gelu.out_shift.data(), op.zero_point, op.gelu_spline.get()};
+    const k::GeluU8Params gp{op.gelu.bias.data(),     op.gelu.in_shift.data(),  op.gelu.in_mult.data(),
+                             op.gelu.frac_cut.data(), op.gelu.out_mult.data(), op.gelu.out_shift.data(),
+                             op.zero_point,           op.gelu_spline.get()};
     k::gelu_u8(ctx.isa, rows, cols, c, ldc, gp.from(j), ctx.buf<uint8_t>(op.out) + at, op.out_ld);
   } else {
-    const k::RequantU8Params rq{l.bias + j, l.mult + j, l.shift + j, op.zero_point + j};
-    k::requant_u8(ctx.isa, rows, cols, c, ldc, rq, ctx.buf<uint8_t>(op.out) + at, op.out_ld);
+    k::requant_u8(ctx.isa, rows, cols, c, ldc, op.requant.params(op.zero_point).from(j), ctx.buf<uint8_t>(op.out) + at,
+                  op.out_ld);
   }
 }
 
@@ -420,7 +421,7 @@ void AttentionOp::run(ExecContext& ctx) const {
     }
     // V's zero point: subtracted per row by the requantization, or with
     // the 4-bit rows' rescaling to a unit sum.
-    k::RequantU8Params rq{out_bias.data(), out_mult + h * hd, out_shift + h * hd, out_zp + h * hd};
+    k::RequantU8Params rq = out_requant.params(out_zp).from(h * hd);
     if (attention_bits == 4 && lis_normalize) {
       k::attn_lis_rescale(ctx.isa, rows, hd, s.out_acc, hd, z_v, s.rowsum);
     } else {
@@ -451,7 +452,7 @@ void PoolOp::run(ExecContext& ctx) const {
 
 void RequantOp::run(ExecContext& ctx) const {
   const int m = ctx.batch * rows_per_image;
-  k::requant_u8(ctx.isa, m, dim, ctx.buf<int32_t>(in), dim, params, ctx.buf<uint8_t>(out), dim);
+  k::requant_u8(ctx.isa, m, dim, ctx.buf<int32_t>(in), dim, channels.params(zero_point), ctx.buf<uint8_t>(out), dim);
 }
 
 void HeadOp::run(ExecContext& ctx) const {

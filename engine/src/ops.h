@@ -130,8 +130,9 @@ struct LinearOp final : Op {
   int rows_per_image = 0;
   int out_ld = 0;  // elements between output rows (n, or a stream's tokens * n for class-token rows)
   PackedLinear linear;
-  // uint8 epilogue
+  // uint8 epilogue: kernels::requant_u8 of `requant`, or the GELU below
   const uint8_t* zero_point = nullptr;  // [n]
+  kernels::RequantChannels requant;     // of linear.bias / mult / shift
   // GELU epilogue (when gelu_spline != nullptr): kernels::gelu_u8
   std::shared_ptr<const kernels::GeluSpline> gelu_spline;  // of the model's table, shared by the blocks
   kernels::GeluChannels gelu;  // of linear.mult / shift, the file's GELU dyadics and zero_point
@@ -159,9 +160,7 @@ struct AttentionOp final : Op {
   int32_t zq = 0, zv = 0;
   int32_t exp_mult = 0, exp_shift = 0;  // kernels::softmax_exp() of the logit scale
   // Context requantization per model channel (head h owns h*hd .. h*hd+hd-1).
-  std::vector<int32_t> out_bias;  // zeros
-  const int32_t* out_mult = nullptr;
-  const int32_t* out_shift = nullptr;
+  kernels::RequantChannels out_requant;  // of the file's dyadics, no bias
   const uint8_t* out_zp = nullptr;
   int qkv = -1, out = -1, scratch = -1;
   static size_t scratch_bytes(kernels::Isa isa, int tokens, int head_dim);
@@ -184,8 +183,8 @@ struct PoolOp final : Op {
 // uint8 (kernels::requant_u8).
 struct RequantOp final : Op {
   int rows_per_image = 0, dim = 0;
-  kernels::RequantU8Params params{};
-  std::vector<int32_t> bias;  // params.bias (built by the graph, not in the file)
+  kernels::RequantChannels channels;
+  const uint8_t* zero_point = nullptr;  // [dim]
   int in = -1, out = -1;
   void run(ExecContext& ctx) const override;
 };

@@ -55,20 +55,6 @@ uint32_t isqrt_u64(uint64_t v) {
   return static_cast<uint32_t>(root);
 }
 
-void requant_u8_ref(int m, int n, const int32_t* acc, int ld_acc, const RequantU8Params& p,
-                    uint8_t* out, int ld_out) {
-  for (int i = 0; i < m; ++i) {
-    const int32_t* a = acc + static_cast<int64_t>(i) * ld_acc;
-    uint8_t* o = out + static_cast<int64_t>(i) * ld_out;
-    const uint32_t sub = p.row_sub ? static_cast<uint32_t>(p.row_sub[i]) : 0;
-    for (int j = 0; j < n; ++j) {
-      const auto x = static_cast<int32_t>(static_cast<uint32_t>(a[j]) - sub);
-      const int32_t v = p.zero_point[j] + apply_dyadic(int64_t{x} + p.bias[j], p.mult[j], p.shift[j]);
-      o[j] = static_cast<uint8_t>(clamp_i32(v, 0, 255));
-    }
-  }
-}
-
 namespace {
 // round(f(x / 2^10) * 2^10) for x in [-2^15, 2^15), entry x + 2^15.
 template <class F>
@@ -106,11 +92,14 @@ bool gelu_spline(const int16_t* table, GeluSpline* spline) {
 namespace {
 // round(v * 2^k), half up, for 0 <= v < 2^31 (2^40 where it is larger).
 int64_t scaled(int64_t v, int k) {
-  if (k >= 0) return k >= 10 && v >= (int64_t{1} << (40 - k)) ? int64_t{1} << 40 : v << k;
+  if (k >= 0) return k >= 40 || v >= (int64_t{1} << (40 - k)) ? (v > 0 ? int64_t{1} << 40 : 0) : v << k;
   if (k < -62) return 0;
   return (v + (int64_t{1} << (-k - 1))) >> -k;
 }
 int16_t to_i16(int64_t v) { return static_cast<int16_t>(std::min<int64_t>(v, 32767)); }
+int32_t sat16(int64_t v) { return static_cast<int32_t>(std::clamp<int64_t>(v, -32768, 32767)); }
+// The rounding high half of a 16-bit product (vpmulhrsw).
+int32_t mulhrs(int32_t a, int32_t b) { return (a * b + (1 << 14)) >> 15; }
 }  // namespace
 
 GeluChannels gelu_channels(int n, const int32_t* bias, const int32_t* mult, const int32_t* shift,
@@ -150,9 +139,6 @@ GeluChannels gelu_channels(int n, const int32_t* bias, const int32_t* mult, cons
 }
 
 namespace {
-int32_t sat16(int64_t v) { return static_cast<int32_t>(std::clamp<int64_t>(v, -32768, 32767)); }
-int32_t mulhrs(int32_t a, int32_t b) { return (a * b + (1 << 14)) >> 15; }
-
 // gelu_u8's definition (quant.h) for one element of column j.
 int32_t gelu_one(int32_t acc, const GeluU8Params& p, int j) {
   const GeluSpline& sp = *p.spline;
@@ -175,6 +161,44 @@ void gelu_u8_ref(int m, int n, const int32_t* acc, int ld_acc, const GeluU8Param
     const int32_t* a = acc + static_cast<int64_t>(i) * ld_acc;
     uint8_t* o = out + static_cast<int64_t>(i) * ld_out;
     for (int j = 0; j < n; ++j) o[j] = static_cast<uint8_t>(gelu_one(a[j], p, j));
+  }
+}
+
+RequantChannels requant_channels(int n, const int32_t* bias, const int32_t* mult, const int32_t* shift) {
+  RequantChannels q;
+  const auto count = static_cast<size_t>(std::max(n, 0));
+  q.bias.resize(count);
+  q.in_shift.resize(count);
+  q.mult.resize(count);
+  q.out_shift.resize(count);
+  for (size_t c = 0; c < count; ++c) {
+    int r = 0;
+    while (r < 6 && scaled(mult[c], 15 + r + 1 - shift[c]) <= 32767) ++r;
+    int s = 0;
+    while (s < 30 && scaled(mult[c], 15 + s + 1 + r - shift[c]) <= 32767) ++s;
+    q.bias[c] = bias[c] + (s > 0 ? 1 << (s - 1) : 0);
+    q.in_shift[c] = s;
+    q.mult[c] = to_i16(scaled(mult[c], 15 + s + r - shift[c]));
+    q.out_shift[c] = static_cast<int16_t>(r);
+  }
+  return q;
+}
+
+bool requant_ratio_ok(int32_t mult, int32_t shift) { return mult >= 0 && shift >= 0 && shift <= 62 && (shift >= 31 || mult < (int64_t{1} << shift)); }
+
+void requant_u8_ref(int m, int n, const int32_t* acc, int ld_acc, const RequantU8Params& p,
+                    uint8_t* out, int ld_out) {
+  for (int i = 0; i < m; ++i) {
+    const int32_t* a = acc + static_cast<int64_t>(i) * ld_acc;
+    uint8_t* o = out + static_cast<int64_t>(i) * ld_out;
+    const uint32_t sub = p.row_sub ? static_cast<uint32_t>(p.row_sub[i]) : 0;
+    for (int j = 0; j < n; ++j) {
+      const auto x = static_cast<int32_t>(static_cast<uint32_t>(a[j]) - sub);
+      const int32_t t = sat16((int64_t{x} + p.bias[j]) >> p.in_shift[j]);
+      const int r = p.out_shift[j];
+      const int32_t v = (mulhrs(t, p.mult[j]) + (r > 0 ? 1 << (r - 1) : 0)) >> r;
+      o[j] = static_cast<uint8_t>(clamp_i32(p.zero_point[j] + v, 0, 255));
+    }
   }
 }
 

@@ -108,58 +108,65 @@ inline __m256i dyadic8(__m256i x, const Dyadic8& d, const Folded& c) {
   }
 }
 
-template <bool kHi>
-void requant_block(int m, const int32_t* acc, int ld_acc, const RequantU8Params& block, const Dyadic8& d,
-                   uint8_t* out, int ld_out) {
-  const Folded c = fold(d, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block.bias)), false);
-  const __m256i zp = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(block.zero_point)));
-  const __m256i zero = _mm256_setzero_si256();
-  const __m256i max_q = _mm256_set1_epi32(255);
-  for (int i = 0; i < m; ++i) {
-    __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + static_cast<int64_t>(i) * ld_acc));
-    if (block.row_sub) x = _mm256_sub_epi32(x, _mm256_set1_epi32(block.row_sub[i]));
-    __m256i v = _mm256_add_epi32(zp, dyadic8<kHi>(x, d, c));
-    v = _mm256_min_epi32(_mm256_max_epi32(v, zero), max_q);
-    _mm_storel_epi64(reinterpret_cast<__m128i*>(out + static_cast<int64_t>(i) * ld_out), to_u8(v));
-  }
+// The 16-bit requantizations (requant_u8, gelu_u8) in int32 lanes, 8
+// columns per operation: AVX2 has per-lane shifts only for 32-bit lanes, so
+// the 16-bit steps run there with their saturations as explicit clamps
+// (every product is exact, as in 16 bits).
+inline __m256i sat16x8(__m256i v) {
+  return _mm256_min_epi32(_mm256_max_epi32(v, _mm256_set1_epi32(-32768)), _mm256_set1_epi32(32767));
+}
+inline __m256i mulhrs8(__m256i a, __m256i b) {
+  return _mm256_srai_epi32(_mm256_add_epi32(_mm256_mullo_epi32(a, b), _mm256_set1_epi32(1 << 14)), 15);
+}
+inline __m256i widen16(const int16_t* v) { return _mm256_cvtepi16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v))); }
+inline __m256i load8(const int32_t* v) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v)); }
+
+// The output's rounding shift, zero point and clamp: out_shift r, 2^(r-1).
+struct Out8 {
+  __m256i r, rnd, zp;
+};
+inline Out8 out8(const int16_t* out_shift, const uint8_t* zero_point) {
+  Out8 o;
+  o.r = widen16(out_shift);
+  o.rnd = _mm256_srli_epi32(_mm256_sllv_epi32(_mm256_set1_epi32(1), o.r), 1);  // 0 for r = 0
+  o.zp = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(zero_point)));
+  return o;
+}
+inline void store_out8(uint8_t* o, __m256i v, const Out8& c) {
+  const __m256i w = _mm256_add_epi32(_mm256_srav_epi32(_mm256_add_epi32(v, c.rnd), c.r), c.zp);
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(o),
+                   to_u8(_mm256_min_epi32(_mm256_max_epi32(w, _mm256_setzero_si256()), _mm256_set1_epi32(255))));
 }
 
-// GELU (quant.h's definition) in int32 lanes, 8 columns per operation:
-// AVX2 has per-lane shifts only for 32-bit lanes, so the 16-bit steps run
-// there with their saturations as explicit clamps (every product is exact,
-// as in 16 bits). The spline's three coefficients of a piece come packed in
-// one int32 (c0 in bits 0-15, c1 in 16-23, c2 in 24-31) by one gather.
+// GELU (quant.h's definition); the spline's three coefficients of a piece
+// come packed in one int32 (c0 in bits 0-15, c1 in 16-23, c2 in 24-31) by
+// one gather.
 struct GeluColumns8 {
-  __m256i bias, s, m, cap, to12, half12, om, rnd, r, zp;
+  __m256i bias, s, m, cap, to12, half12, om;
+  Out8 o;
 };
 
 inline GeluColumns8 gelu_columns8(const GeluU8Params& p) {
-  auto widen16 = [](const int16_t* v) { return _mm256_cvtepi16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v))); };
   const __m256i one = _mm256_set1_epi32(1);
   const __m256i e = widen16(p.frac_cut);
   GeluColumns8 c;
-  c.bias = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p.bias));
-  c.s = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p.in_shift));
+  c.bias = load8(p.bias);
+  c.s = load8(p.in_shift);
   c.m = widen16(p.in_mult);
   c.cap = _mm256_sub_epi32(_mm256_sllv_epi32(one, _mm256_sub_epi32(_mm256_set1_epi32(12), e)), one);
   c.to12 = _mm256_add_epi32(e, _mm256_set1_epi32(2));
   c.half12 = _mm256_srli_epi32(_mm256_sllv_epi32(one, c.to12), 1);  // 2^(e+1), 0 for e = -2
   c.om = widen16(p.out_mult);
-  c.r = widen16(p.out_shift);
-  c.rnd = _mm256_srli_epi32(_mm256_sllv_epi32(one, c.r), 1);  // 2^(r-1), 0 for r = 0
-  c.zp = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p.zero_point)));
+  c.o = out8(p.out_shift, p.zero_point);
   return c;
 }
 
 void gelu_rows8(int m, const int32_t* acc, int ld_acc, const GeluColumns8& c, const int32_t* packed, uint8_t* out,
                 int ld_out) {
-  const __m256i lo16 = _mm256_set1_epi32(-32768), hi16 = _mm256_set1_epi32(32767);
-  const __m256i half = _mm256_set1_epi32(1 << 14), zero = _mm256_setzero_si256(), max_q = _mm256_set1_epi32(255);
-  auto sat16 = [&](__m256i v) { return _mm256_min_epi32(_mm256_max_epi32(v, lo16), hi16); };
-  auto mulhrs = [&](__m256i a, __m256i b) { return _mm256_srai_epi32(_mm256_add_epi32(_mm256_mullo_epi32(a, b), half), 15); };
+  const __m256i zero = _mm256_setzero_si256();
   for (int i = 0; i < m; ++i) {
-    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + static_cast<int64_t>(i) * ld_acc));
-    const __m256i x = mulhrs(sat16(_mm256_srav_epi32(_mm256_add_epi32(a, c.bias), c.s)), c.m);
+    const __m256i a = load8(acc + static_cast<int64_t>(i) * ld_acc);
+    const __m256i x = mulhrs8(sat16x8(_mm256_srav_epi32(_mm256_add_epi32(a, c.bias), c.s)), c.m);
     const __m256i ax = _mm256_sllv_epi32(_mm256_min_epi32(_mm256_abs_epi32(x), c.cap), c.to12);
     const __m256i piece = _mm256_srli_epi32(ax, 9);
     const __m256i u = _mm256_srli_epi32(_mm256_and_si256(ax, _mm256_set1_epi32(511)), 2);
@@ -169,10 +176,8 @@ void gelu_rows8(int m, const int32_t* acc, int ld_acc, const GeluColumns8& c, co
     const __m256i c2 = _mm256_srai_epi32(w, 24);
     const __m256i inner = _mm256_add_epi32(c1, _mm256_srai_epi32(_mm256_mullo_epi32(u, c2), 7));
     const __m256i y = _mm256_add_epi32(c0, _mm256_srai_epi32(_mm256_mullo_epi32(u, inner), 5));
-    const __m256i g = sat16(_mm256_add_epi32(_mm256_srav_epi32(_mm256_add_epi32(y, c.half12), c.to12), _mm256_max_epi32(x, zero)));
-    const __m256i v = _mm256_srav_epi32(_mm256_add_epi32(mulhrs(g, c.om), c.rnd), c.r);
-    const __m256i o = _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(v, c.zp), zero), max_q);
-    _mm_storel_epi64(reinterpret_cast<__m128i*>(out + static_cast<int64_t>(i) * ld_out), to_u8(o));
+    const __m256i g = sat16x8(_mm256_add_epi32(_mm256_srav_epi32(_mm256_add_epi32(y, c.half12), c.to12), _mm256_max_epi32(x, zero)));
+    store_out8(out + static_cast<int64_t>(i) * ld_out, mulhrs8(g, c.om), c.o);
   }
 }
 
@@ -439,18 +444,16 @@ void avx2_requant_u8(int m, int n, const int32_t* acc, int ld_acc, const Requant
   if (m <= 0 || n <= 0) return;
   const int full = n / 8 * 8;
   for (int j0 = 0; j0 < full; j0 += 8) {
-    const Dyadic8 d = load_dyadic(p.mult + j0, p.shift + j0);
-    const RequantU8Params block{p.bias + j0, p.mult + j0, p.shift + j0, p.zero_point + j0, p.row_sub};
-    if (d.hi) {
-      requant_block<true>(m, acc + j0, ld_acc, block, d, out + j0, ld_out);
-    } else {
-      requant_block<false>(m, acc + j0, ld_acc, block, d, out + j0, ld_out);
+    const __m256i bias = load8(p.bias + j0), s = load8(p.in_shift + j0), mult = widen16(p.mult + j0);
+    const Out8 o = out8(p.out_shift + j0, p.zero_point + j0);
+    for (int i = 0; i < m; ++i) {
+      __m256i a = load8(acc + static_cast<int64_t>(i) * ld_acc + j0);
+      if (p.row_sub) a = _mm256_sub_epi32(a, _mm256_set1_epi32(p.row_sub[i]));
+      const __m256i t = sat16x8(_mm256_srav_epi32(_mm256_add_epi32(a, bias), s));
+      store_out8(out + static_cast<int64_t>(i) * ld_out + j0, mulhrs8(t, mult), o);
     }
   }
-  if (full < n) {
-    const RequantU8Params block{p.bias + full, p.mult + full, p.shift + full, p.zero_point + full, p.row_sub};
-    requant_u8_ref(m, n - full, acc + full, ld_acc, block, out + full, ld_out);
-  }
+  if (full < n) requant_u8_ref(m, n - full, acc + full, ld_acc, p.from(full), out + full, ld_out);
 }
 
 void avx2_gelu_u8(int m, int n, const int32_t* acc, int ld_acc, const GeluU8Params& p, uint8_t* out,

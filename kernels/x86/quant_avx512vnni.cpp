@@ -279,53 +279,70 @@ inline __m512i norm8(__m512i x64, __m512i gamma64, __m512i beta, const NormRow& 
   return y;
 }
 
-template <bool kHi>
-void requant_block(int m, const int32_t* acc, int ld_acc, __mmask16 k, const Dyadic16& d, const Folded& c,
-                   __m512i zp, const int32_t* row_sub, uint8_t* out, int ld_out) {
-  const __m512i zero = _mm512_setzero_si512();
-  for (int i = 0; i < m; ++i) {
-    __m512i x = _mm512_maskz_loadu_epi32(k, acc + static_cast<int64_t>(i) * ld_acc);
-    if (row_sub) x = _mm512_sub_epi32(x, _mm512_set1_epi32(row_sub[i]));
-    const __m512i v = _mm512_max_epi32(_mm512_add_epi32(zp, dyadic16<kHi>(x, d, c)), zero);
-    // Unsigned saturation = min(v, 255).
-    _mm_mask_storeu_epi8(out + static_cast<int64_t>(i) * ld_out, k, _mm512_cvtusepi32_epi8(v));
-  }
+// The 16-bit requantizations (requant_u8, gelu_u8), 32 columns per
+// operation: t = sat16((a + b) >> s) from two int32 vectors by vpackssdw
+// (saturating; it interleaves 128-bit lanes, which a qword permutation
+// undoes), and the output's rounding shift (v + 2^(r-1)) >> r as mulhrs(v,
+// 2^(15-r)) for r >= 1 (exact, no overflow), v itself in the columns with
+// r = 0.
+struct Front32 {
+  __mmask16 k_lo, k_hi;
+  __mmask32 k;
+  __m512i bias_lo, bias_hi, s_lo, s_hi;  // int32
+};
+inline Front32 front32(const int32_t* bias, const int32_t* in_shift, int w) {
+  Front32 f;
+  f.k_lo = tail_mask(w);
+  f.k_hi = tail_mask(w - 16);
+  f.k = w >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((uint64_t{1} << w) - 1);
+  f.bias_lo = _mm512_maskz_loadu_epi32(f.k_lo, bias);
+  f.bias_hi = _mm512_maskz_loadu_epi32(f.k_hi, bias + 16);
+  f.s_lo = _mm512_maskz_loadu_epi32(f.k_lo, in_shift);
+  f.s_hi = _mm512_maskz_loadu_epi32(f.k_hi, in_shift + 16);
+  return f;
+}
+inline __m512i t16(const int32_t* a, __m512i sub, const Front32& f) {
+  const __m512i t0 = _mm512_srav_epi32(_mm512_add_epi32(_mm512_sub_epi32(_mm512_maskz_loadu_epi32(f.k_lo, a), sub), f.bias_lo), f.s_lo);
+  const __m512i t1 = _mm512_srav_epi32(_mm512_add_epi32(_mm512_sub_epi32(_mm512_maskz_loadu_epi32(f.k_hi, a + 16), sub), f.bias_hi), f.s_hi);
+  return _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), _mm512_packs_epi32(t0, t1));
 }
 
-// GELU (quant.h's definition) for 32 columns per operation: the input
-// shift in int32 lanes, vpackssdw (saturating) into int16 and every later
-// step in 16-bit lanes; the spline's 32 pieces are one vpermw per
-// coefficient. One per-column shift puts |x| into 2^-12 units, after which
-// the piece and position shifts are the same for every column. The output's
-// rounding shift (v + 2^(r-1)) >> r is mulhrs(v, 2^(15-r)) for r >= 1
-// (exact, no overflow), and v itself in the columns with r = 0.
+struct Out32 {
+  __m512i down, zp;  // int16: 2^(15 - r) (r = 0 masked), zero points
+  __mmask32 r0;
+};
+inline Out32 out32(const int16_t* out_shift, const uint8_t* zero_point, __mmask32 k) {
+  const __m512i r = _mm512_maskz_loadu_epi16(k, out_shift);
+  return {_mm512_sllv_epi16(_mm512_set1_epi16(1), _mm512_sub_epi16(_mm512_set1_epi16(15), r)),
+          _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(k, zero_point)), _mm512_cmpeq_epi16_mask(r, _mm512_setzero_si512())};
+}
+// clamp(zp + ((v + 2^(r-1)) >> r), 0, 255) stored as 32 bytes (k of them).
+inline void store_out32(uint8_t* o, __m512i v, const Out32& c, __mmask32 k) {
+  const __m512i w = _mm512_mask_mov_epi16(_mm512_mulhrs_epi16(v, c.down), c.r0, v);
+  _mm512_mask_cvtusepi16_storeu_epi8(o, k, _mm512_max_epi16(_mm512_adds_epi16(w, c.zp), _mm512_setzero_si512()));
+}
+
+// GELU (quant.h's definition) in 16-bit lanes after the front end; the
+// spline's 32 pieces are one vpermw per coefficient. One per-column shift
+// puts |x| into 2^-12 units, after which the piece and position shifts are
+// the same for every column.
 struct GeluColumns {
-  __mmask16 k_lo, k_hi;
-  __mmask32 k, r0;
-  __m512i bias_lo, bias_hi, s_lo, s_hi;      // int32
-  __m512i m, cap, to12, half12, om, down, zp;  // int16
+  Front32 f;
+  Out32 o;
+  __m512i m, cap, to12, half12, om;  // int16
 };
 
 inline GeluColumns gelu_columns(const GeluU8Params& p, int w) {
   GeluColumns c;
-  c.k_lo = tail_mask(w);
-  c.k_hi = tail_mask(w - 16);
-  c.k = w >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((uint64_t{1} << w) - 1);
-  c.bias_lo = _mm512_maskz_loadu_epi32(c.k_lo, p.bias);
-  c.bias_hi = _mm512_maskz_loadu_epi32(c.k_hi, p.bias + 16);
-  c.s_lo = _mm512_maskz_loadu_epi32(c.k_lo, p.in_shift);
-  c.s_hi = _mm512_maskz_loadu_epi32(c.k_hi, p.in_shift + 16);
+  c.f = front32(p.bias, p.in_shift, w);
+  c.o = out32(p.out_shift, p.zero_point, c.f.k);
   const __m512i one = _mm512_set1_epi16(1);
-  const __m512i e = _mm512_maskz_loadu_epi16(c.k, p.frac_cut);
-  c.m = _mm512_maskz_loadu_epi16(c.k, p.in_mult);
+  const __m512i e = _mm512_maskz_loadu_epi16(c.f.k, p.frac_cut);
+  c.m = _mm512_maskz_loadu_epi16(c.f.k, p.in_mult);
   c.cap = _mm512_sub_epi16(_mm512_sllv_epi16(one, _mm512_sub_epi16(_mm512_set1_epi16(12), e)), one);
   c.to12 = _mm512_add_epi16(e, _mm512_set1_epi16(2));
   c.half12 = _mm512_srli_epi16(_mm512_sllv_epi16(one, c.to12), 1);  // 2^(e+1), 0 for e = -2
-  c.om = _mm512_maskz_loadu_epi16(c.k, p.out_mult);
-  const __m512i r = _mm512_maskz_loadu_epi16(c.k, p.out_shift);
-  c.down = _mm512_sllv_epi16(one, _mm512_sub_epi16(_mm512_set1_epi16(15), r));  // 2^(15 - r); r = 0 masked
-  c.r0 = _mm512_cmpeq_epi16_mask(r, _mm512_setzero_si512());
-  c.zp = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(c.k, p.zero_point));
+  c.om = _mm512_maskz_loadu_epi16(c.f.k, p.out_mult);
   return c;
 }
 
@@ -333,14 +350,9 @@ void gelu_rows(int m, const int32_t* acc, int ld_acc, const GeluColumns& c, cons
                int ld_out) {
   const __m512i c0 = _mm512_loadu_si512(sp.c0), c1 = _mm512_loadu_si512(sp.c1), c2 = _mm512_loadu_si512(sp.c2);
   const __m512i zero = _mm512_setzero_si512();
-  const __m512i order = _mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7);
   const __m512i low9 = _mm512_set1_epi16(511);
   for (int i = 0; i < m; ++i) {
-    const int32_t* a = acc + static_cast<int64_t>(i) * ld_acc;
-    const __m512i t0 = _mm512_srav_epi32(_mm512_add_epi32(_mm512_maskz_loadu_epi32(c.k_lo, a), c.bias_lo), c.s_lo);
-    const __m512i t1 = _mm512_srav_epi32(_mm512_add_epi32(_mm512_maskz_loadu_epi32(c.k_hi, a + 16), c.bias_hi), c.s_hi);
-    // vpackssdw interleaves 128-bit lanes; the qword permutation restores order.
-    const __m512i x = _mm512_mulhrs_epi16(_mm512_permutexvar_epi64(order, _mm512_packs_epi32(t0, t1)), c.m);
+    const __m512i x = _mm512_mulhrs_epi16(t16(acc + static_cast<int64_t>(i) * ld_acc, zero, c.f), c.m);
     const __m512i ax = _mm512_sllv_epi16(_mm512_min_epi16(_mm512_abs_epi16(x), c.cap), c.to12);
     const __m512i piece = _mm512_srli_epi16(ax, 9);
     const __m512i u = _mm512_srli_epi16(_mm512_and_si512(ax, low9), 2);
@@ -348,10 +360,7 @@ void gelu_rows(int m, const int32_t* acc, int ld_acc, const GeluColumns& c, cons
                                            _mm512_srai_epi16(_mm512_mullo_epi16(u, _mm512_permutexvar_epi16(piece, c2)), 7));
     const __m512i y = _mm512_add_epi16(_mm512_permutexvar_epi16(piece, c0), _mm512_srai_epi16(_mm512_mullo_epi16(u, inner), 5));
     const __m512i g = _mm512_adds_epi16(_mm512_srav_epi16(_mm512_add_epi16(y, c.half12), c.to12), _mm512_max_epi16(x, zero));
-    const __m512i vr = _mm512_mulhrs_epi16(g, c.om);
-    const __m512i v = _mm512_mask_mov_epi16(_mm512_mulhrs_epi16(vr, c.down), c.r0, vr);
-    _mm512_mask_cvtusepi16_storeu_epi8(out + static_cast<int64_t>(i) * ld_out, c.k,
-                                       _mm512_max_epi16(_mm512_adds_epi16(v, c.zp), zero));
+    store_out32(out + static_cast<int64_t>(i) * ld_out, _mm512_mulhrs_epi16(g, c.om), c.o, c.f.k);
   }
 }
 
@@ -389,15 +398,14 @@ void residual_block(int m, const int32_t* acc, int ld_acc, const ResidualParams&
 void avx512_requant_u8(int m, int n, const int32_t* acc, int ld_acc, const RequantU8Params& p,
                        uint8_t* out, int ld_out) {
   if (m <= 0 || n <= 0) return;
-  for (int j0 = 0; j0 < n; j0 += 16) {
-    const __mmask16 k = tail_mask(n - j0);
-    const Dyadic16 d = load_dyadic(k, p.mult + j0, p.shift + j0);
-    const Folded c = fold(d, _mm512_maskz_loadu_epi32(k, p.bias + j0), false);
-    const __m512i zp = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(k, p.zero_point + j0));
-    if (d.hi) {
-      requant_block<true>(m, acc + j0, ld_acc, k, d, c, zp, p.row_sub, out + j0, ld_out);
-    } else {
-      requant_block<false>(m, acc + j0, ld_acc, k, d, c, zp, p.row_sub, out + j0, ld_out);
+  for (int j0 = 0; j0 < n; j0 += 32) {
+    const Front32 f = front32(p.bias + j0, p.in_shift + j0, n - j0);
+    const Out32 o = out32(p.out_shift + j0, p.zero_point + j0, f.k);
+    const __m512i mult = _mm512_maskz_loadu_epi16(f.k, p.mult + j0);
+    for (int i = 0; i < m; ++i) {
+      const __m512i sub = _mm512_set1_epi32(p.row_sub ? p.row_sub[i] : 0);
+      const __m512i t = t16(acc + static_cast<int64_t>(i) * ld_acc + j0, sub, f);
+      store_out32(out + static_cast<int64_t>(i) * ld_out + j0, _mm512_mulhrs_epi16(t, mult), o, f.k);
     }
   }
 }

@@ -66,30 +66,36 @@ TEST_CASE("e2e: FP32 reference ViT-Tiny AugReg top-1 within 0.3 of timm (82.33)"
   CHECK(r.agreement >= 99.5);
 }
 
+// Bars: agreement with timm's FP32 top-1 is the fidelity measure (a real
+// regression costs more than a point of it); top-1 itself moves by up to
+// +-0.5 (6 of the 1200 images) with changes of the integer rounding that
+// leave agreement as good or better, so its bars sit below that noise.
 // FQ-ViT (fake quantization) on this model: 81.75 / 96.42 (MinMax+PTS) and
 // 80.33 / 94.42 (MinMax+PTS+LIS).
 TEST_CASE("e2e: integer DeiT-Tiny W8A8, 8-bit attention") {
   const EvalResult r = run(vti("deit_tiny_a8"), vitint::test::kDeitTiny);
-  CHECK(r.top1 >= 81.5);
-  CHECK(r.agreement >= 95.0);
+  CHECK(r.top1 >= 81.0);
+  CHECK(r.agreement >= 96.0);
 }
 
 TEST_CASE("e2e: integer DeiT-Tiny W8A8, 4-bit Log-Int-Softmax attention") {
   const EvalResult r = run(vti("deit_tiny_a4"), vitint::test::kDeitTiny);
-  CHECK(r.top1 >= 81.0);
-  CHECK(r.agreement >= 94.0);
+  CHECK(r.top1 >= 80.5);
+  CHECK(r.agreement >= 95.5);
 }
 
-// FQ-ViT's best on this model is 58.67 (8-bit) / 58.33 (4-bit attention).
+// FQ-ViT's best on this model is 58.67 / 63.17 (8-bit) and 58.33 / 62.08
+// (4-bit attention).
 TEST_CASE("e2e: integer ViT-Tiny AugReg W8A8, 8-bit attention") {
   const EvalResult r = run(vti("vit_tiny_a8"), vitint::test::kVitTiny);
   CHECK(r.top1 >= 81.0);
-  CHECK(r.agreement >= 93.0);
+  CHECK(r.agreement >= 95.0);
 }
 
 TEST_CASE("e2e: integer ViT-Tiny AugReg W8A8, 4-bit Log-Int-Softmax attention") {
   const EvalResult r = run(vti("vit_tiny_a4"), vitint::test::kVitTiny);
-  CHECK(r.top1 >= 80.0);
+  CHECK(r.top1 >= 80.5);
+  CHECK(r.agreement >= 95.0);
 }
 
 // Every kernel path this CPU supports gives the same logits, bit for bit, on

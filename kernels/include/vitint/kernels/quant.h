@@ -37,17 +37,47 @@ inline int32_t clamp_i32(int32_t v, int32_t lo, int32_t hi) { return v < lo ? lo
 uint32_t isqrt_u64(uint64_t v);
 
 // ---------------------------------------------------------------------------
-// Requantization of GEMM accumulators to uint8:
-//   out[i][j] = clamp(zp[j] + dyadic(a[i][j] + bias[j], mult[j], shift[j]), 0, 255)
-// with a = acc, or with row_sub a = acc[i][j] - row_sub[i] (int32, wrapping):
-// the attention output's zero point of V, zv * rowsum[i] (attn_row_sub).
+// Requantization of GEMM accumulators to uint8 in 16-bit steps, with
+// mulhrs(a, b) = (a * b + 2^14) >> 15 and sat16 = clamp to int16:
+//   t = sat16(floor((a + b) / 2^s))        a = acc[i][j], or acc[i][j] - row_sub[i] (int32, wrapping)
+//   v = mulhrs(t, m)
+//   out[i][j] = clamp(zp + ((v + 2^(r-1)) >> r), 0, 255)     (r = 0: zp + v)
+// per column j (b, s, m, r of requant_channels). With row_sub, a is the
+// attention output's accumulator less V's zero point times the row's
+// probability sum (attn_row_sub). Contract: |a + b| < 2^31 (the vector
+// paths add in int32).
 struct RequantU8Params {
-  const int32_t* bias;   // [n]
-  const int32_t* mult;   // [n]
-  const int32_t* shift;  // [n]
+  const int32_t* bias;        // [n] b
+  const int32_t* in_shift;    // [n] s
+  const int16_t* mult;        // [n] m
+  const int16_t* out_shift;   // [n] r
   const uint8_t* zero_point;  // [n]
   const int32_t* row_sub = nullptr;  // [m] or none
+  // The same parameters for the columns from j on.
+  RequantU8Params from(int j) const {
+    return {bias + j, in_shift + j, mult + j, out_shift + j, zero_point + j, row_sub};
+  }
 };
+
+// The numbers of a requantization by the dyadic ratio mult * 2^-shift < 1
+// (accumulator -> output steps) and a bias: r (<= 6) the largest for which
+// m = round(ratio * 2^(15 + r)) fits 15 bits, then s (<= 30) the largest
+// for which m = round(ratio * 2^(15 + s + r)) does; b = bias + 2^(s-1), the
+// rounding term of the shift. Then t's step is at most 2^(1-r) output steps
+// and t saturates only where the output does (|v| >= 2^14 > 2^r * 255).
+// A ratio >= 1 (an output step finer than the accumulator's) leaves m at
+// 2^15 - 1: callers refuse those (requant_ratio_ok). Exact integer
+// arithmetic, as gelu_channels.
+struct RequantChannels {
+  std::vector<int32_t> bias, in_shift;
+  std::vector<int16_t> mult, out_shift;
+  RequantU8Params params(const uint8_t* zero_point, const int32_t* row_sub = nullptr) const {
+    return {bias.data(), in_shift.data(), mult.data(), out_shift.data(), zero_point, row_sub};
+  }
+};
+RequantChannels requant_channels(int n, const int32_t* bias, const int32_t* mult, const int32_t* shift);
+// mult * 2^-shift < 1.
+bool requant_ratio_ok(int32_t mult, int32_t shift);
 void requant_u8_ref(int m, int n, const int32_t* acc, int ld_acc, const RequantU8Params& p,
                     uint8_t* out, int ld_out);
 
