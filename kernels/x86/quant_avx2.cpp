@@ -139,10 +139,11 @@ inline void store_out8(uint8_t* o, __m256i v, const Out8& c) {
 }
 
 // GELU (quant.h's definition); the spline's three coefficients of a piece
-// come packed in one int32 (c0 in bits 0-15, c1 in 16-23, c2 in 24-31) by
-// one gather.
+// come packed in one int32 by one gather: c0 in bits 0-11, c1 in 17-24, c2
+// in 25-31 (bits 12-16 zero), each shifted out already scaled (8 c0, 8 c1,
+// 16 c2).
 struct GeluColumns8 {
-  __m256i bias, s, m, cap, to12, half12, om;
+  __m256i bias, s, m, cap, to12, back, om;
   Out8 o;
 };
 
@@ -155,7 +156,7 @@ inline GeluColumns8 gelu_columns8(const GeluU8Params& p) {
   c.m = widen16(p.in_mult);
   c.cap = _mm256_sub_epi32(_mm256_sllv_epi32(one, _mm256_sub_epi32(_mm256_set1_epi32(12), e)), one);
   c.to12 = _mm256_add_epi32(e, _mm256_set1_epi32(2));
-  c.half12 = _mm256_srli_epi32(_mm256_sllv_epi32(one, c.to12), 1);  // 2^(e+1), 0 for e = -2
+  c.back = _mm256_sllv_epi32(one, _mm256_sub_epi32(_mm256_set1_epi32(12), e));  // 2^(12 - e)
   c.om = widen16(p.out_mult);
   c.o = out8(p.out_shift, p.zero_point);
   return c;
@@ -169,14 +170,13 @@ void gelu_rows8(int m, const int32_t* acc, int ld_acc, const GeluColumns8& c, co
     const __m256i x = mulhrs8(sat16x8(_mm256_srav_epi32(_mm256_add_epi32(a, c.bias), c.s)), c.m);
     const __m256i ax = _mm256_sllv_epi32(_mm256_min_epi32(_mm256_abs_epi32(x), c.cap), c.to12);
     const __m256i piece = _mm256_srli_epi32(ax, 9);
-    const __m256i u = _mm256_srli_epi32(_mm256_and_si256(ax, _mm256_set1_epi32(511)), 2);
+    const __m256i u = _mm256_slli_epi32(_mm256_and_si256(ax, _mm256_set1_epi32(511)), 6);
     const __m256i w = _mm256_i32gather_epi32(packed, piece, 4);
-    const __m256i c0 = _mm256_srai_epi32(_mm256_slli_epi32(w, 16), 16);
-    const __m256i c1 = _mm256_srai_epi32(_mm256_slli_epi32(w, 8), 24);
-    const __m256i c2 = _mm256_srai_epi32(w, 24);
-    const __m256i inner = _mm256_add_epi32(c1, _mm256_srai_epi32(_mm256_mullo_epi32(u, c2), 7));
-    const __m256i y = _mm256_add_epi32(c0, _mm256_srai_epi32(_mm256_mullo_epi32(u, inner), 5));
-    const __m256i g = sat16x8(_mm256_add_epi32(_mm256_srav_epi32(_mm256_add_epi32(y, c.half12), c.to12), _mm256_max_epi32(x, zero)));
+    const __m256i c2 = _mm256_srai_epi32(_mm256_and_si256(w, _mm256_set1_epi32(static_cast<int32_t>(0xFE000000u))), 21);
+    const __m256i c1 = _mm256_srai_epi32(_mm256_slli_epi32(w, 7), 21);
+    const __m256i c0 = _mm256_srai_epi32(_mm256_slli_epi32(w, 20), 17);
+    const __m256i y = _mm256_add_epi32(c0, mulhrs8(u, _mm256_add_epi32(c1, mulhrs8(u, c2))));
+    const __m256i g = sat16x8(_mm256_add_epi32(mulhrs8(y, c.back), _mm256_max_epi32(x, zero)));
     store_out8(out + static_cast<int64_t>(i) * ld_out, mulhrs8(g, c.om), c.o);
   }
 }
@@ -461,9 +461,9 @@ void avx2_gelu_u8(int m, int n, const int32_t* acc, int ld_acc, const GeluU8Para
   if (m <= 0 || n <= 0) return;
   int32_t packed[kGeluPieces];
   for (int j = 0; j < kGeluPieces; ++j)
-    packed[j] = static_cast<int32_t>(static_cast<uint16_t>(p.spline->c0[j]) |
-                                     (static_cast<uint32_t>(static_cast<uint8_t>(p.spline->c1[j])) << 16) |
-                                     (static_cast<uint32_t>(static_cast<uint8_t>(p.spline->c2[j])) << 24));
+    packed[j] = static_cast<int32_t>((static_cast<uint32_t>(p.spline->c0[j]) & 0xFFF) |
+                                     ((static_cast<uint32_t>(p.spline->c1[j]) & 0xFF) << 17) |
+                                     ((static_cast<uint32_t>(p.spline->c2[j]) & 0x7F) << 25));
   const int full = n / 8 * 8;
   for (int j0 = 0; j0 < full; j0 += 8) gelu_rows8(m, acc + j0, ld_acc, gelu_columns8(p.from(j0)), packed, out + j0, ld_out);
   if (full < n) gelu_u8_ref(m, n - full, acc + full, ld_acc, p.from(full), out + full, ld_out);

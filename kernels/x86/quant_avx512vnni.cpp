@@ -283,8 +283,9 @@ inline __m512i norm8(__m512i x64, __m512i gamma64, __m512i beta, const NormRow& 
 // operation: t = sat16((a + b) >> s) from two int32 vectors by vpackssdw
 // (saturating; it interleaves 128-bit lanes, which a qword permutation
 // undoes), and the output's rounding shift (v + 2^(r-1)) >> r as mulhrs(v,
-// 2^(15-r)) for r >= 1 (exact, no overflow), v itself in the columns with
-// r = 0.
+// 2^(15-r)) for r >= 1 (exact, no overflow). For r = 0 it is mulhrs(v,
+// 2^15 - 1), which is v for v in [-16383, 16384] and differs by one only
+// beyond, where zp + v is outside [0, 255] either way.
 struct Front32 {
   __mmask16 k_lo, k_hi;
   __mmask32 k;
@@ -301,24 +302,31 @@ inline Front32 front32(const int32_t* bias, const int32_t* in_shift, int w) {
   f.s_hi = _mm512_maskz_loadu_epi32(f.k_hi, in_shift + 16);
   return f;
 }
+// a - sub (kSub) or a, plus b, shifted and packed.
+template <bool kSub>
 inline __m512i t16(const int32_t* a, __m512i sub, const Front32& f) {
-  const __m512i t0 = _mm512_srav_epi32(_mm512_add_epi32(_mm512_sub_epi32(_mm512_maskz_loadu_epi32(f.k_lo, a), sub), f.bias_lo), f.s_lo);
-  const __m512i t1 = _mm512_srav_epi32(_mm512_add_epi32(_mm512_sub_epi32(_mm512_maskz_loadu_epi32(f.k_hi, a + 16), sub), f.bias_hi), f.s_hi);
+  __m512i a0 = _mm512_maskz_loadu_epi32(f.k_lo, a), a1 = _mm512_maskz_loadu_epi32(f.k_hi, a + 16);
+  if constexpr (kSub) {
+    a0 = _mm512_sub_epi32(a0, sub);
+    a1 = _mm512_sub_epi32(a1, sub);
+  }
+  const __m512i t0 = _mm512_srav_epi32(_mm512_add_epi32(a0, f.bias_lo), f.s_lo);
+  const __m512i t1 = _mm512_srav_epi32(_mm512_add_epi32(a1, f.bias_hi), f.s_hi);
   return _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), _mm512_packs_epi32(t0, t1));
 }
 
 struct Out32 {
-  __m512i down, zp;  // int16: 2^(15 - r) (r = 0 masked), zero points
-  __mmask32 r0;
+  __m512i down, zp;  // int16: 2^(15 - r) (2^15 - 1 for r = 0), zero points
 };
 inline Out32 out32(const int16_t* out_shift, const uint8_t* zero_point, __mmask32 k) {
   const __m512i r = _mm512_maskz_loadu_epi16(k, out_shift);
-  return {_mm512_sllv_epi16(_mm512_set1_epi16(1), _mm512_sub_epi16(_mm512_set1_epi16(15), r)),
-          _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(k, zero_point)), _mm512_cmpeq_epi16_mask(r, _mm512_setzero_si512())};
+  const __m512i down = _mm512_sllv_epi16(_mm512_set1_epi16(1), _mm512_sub_epi16(_mm512_set1_epi16(15), r));
+  return {_mm512_mask_mov_epi16(down, _mm512_cmpeq_epi16_mask(r, _mm512_setzero_si512()), _mm512_set1_epi16(32767)),
+          _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(k, zero_point))};
 }
 // clamp(zp + ((v + 2^(r-1)) >> r), 0, 255) stored as 32 bytes (k of them).
 inline void store_out32(uint8_t* o, __m512i v, const Out32& c, __mmask32 k) {
-  const __m512i w = _mm512_mask_mov_epi16(_mm512_mulhrs_epi16(v, c.down), c.r0, v);
+  const __m512i w = _mm512_mulhrs_epi16(v, c.down);
   _mm512_mask_cvtusepi16_storeu_epi8(o, k, _mm512_max_epi16(_mm512_adds_epi16(w, c.zp), _mm512_setzero_si512()));
 }
 
@@ -329,7 +337,7 @@ inline void store_out32(uint8_t* o, __m512i v, const Out32& c, __mmask32 k) {
 struct GeluColumns {
   Front32 f;
   Out32 o;
-  __m512i m, cap, to12, half12, om;  // int16
+  __m512i m, cap, to12, back, om;  // int16
 };
 
 inline GeluColumns gelu_columns(const GeluU8Params& p, int w) {
@@ -341,25 +349,26 @@ inline GeluColumns gelu_columns(const GeluU8Params& p, int w) {
   c.m = _mm512_maskz_loadu_epi16(c.f.k, p.in_mult);
   c.cap = _mm512_sub_epi16(_mm512_sllv_epi16(one, _mm512_sub_epi16(_mm512_set1_epi16(12), e)), one);
   c.to12 = _mm512_add_epi16(e, _mm512_set1_epi16(2));
-  c.half12 = _mm512_srli_epi16(_mm512_sllv_epi16(one, c.to12), 1);  // 2^(e+1), 0 for e = -2
+  c.back = _mm512_sllv_epi16(one, _mm512_sub_epi16(_mm512_set1_epi16(12), e));  // 2^(12 - e)
   c.om = _mm512_maskz_loadu_epi16(c.f.k, p.out_mult);
   return c;
 }
 
 void gelu_rows(int m, const int32_t* acc, int ld_acc, const GeluColumns& c, const GeluSpline& sp, uint8_t* out,
                int ld_out) {
-  const __m512i c0 = _mm512_loadu_si512(sp.c0), c1 = _mm512_loadu_si512(sp.c1), c2 = _mm512_loadu_si512(sp.c2);
+  const __m512i c0 = _mm512_slli_epi16(_mm512_loadu_si512(sp.c0), 3), c1 = _mm512_slli_epi16(_mm512_loadu_si512(sp.c1), 3),
+                c2 = _mm512_slli_epi16(_mm512_loadu_si512(sp.c2), 4);
   const __m512i zero = _mm512_setzero_si512();
   const __m512i low9 = _mm512_set1_epi16(511);
   for (int i = 0; i < m; ++i) {
-    const __m512i x = _mm512_mulhrs_epi16(t16(acc + static_cast<int64_t>(i) * ld_acc, zero, c.f), c.m);
+    const __m512i x = _mm512_mulhrs_epi16(t16<false>(acc + static_cast<int64_t>(i) * ld_acc, zero, c.f), c.m);
     const __m512i ax = _mm512_sllv_epi16(_mm512_min_epi16(_mm512_abs_epi16(x), c.cap), c.to12);
     const __m512i piece = _mm512_srli_epi16(ax, 9);
-    const __m512i u = _mm512_srli_epi16(_mm512_and_si512(ax, low9), 2);
+    const __m512i u = _mm512_slli_epi16(_mm512_and_si512(ax, low9), 6);
     const __m512i inner = _mm512_add_epi16(_mm512_permutexvar_epi16(piece, c1),
-                                           _mm512_srai_epi16(_mm512_mullo_epi16(u, _mm512_permutexvar_epi16(piece, c2)), 7));
-    const __m512i y = _mm512_add_epi16(_mm512_permutexvar_epi16(piece, c0), _mm512_srai_epi16(_mm512_mullo_epi16(u, inner), 5));
-    const __m512i g = _mm512_adds_epi16(_mm512_srav_epi16(_mm512_add_epi16(y, c.half12), c.to12), _mm512_max_epi16(x, zero));
+                                           _mm512_mulhrs_epi16(u, _mm512_permutexvar_epi16(piece, c2)));
+    const __m512i y = _mm512_add_epi16(_mm512_permutexvar_epi16(piece, c0), _mm512_mulhrs_epi16(u, inner));
+    const __m512i g = _mm512_adds_epi16(_mm512_mulhrs_epi16(y, c.back), _mm512_max_epi16(x, zero));
     store_out32(out + static_cast<int64_t>(i) * ld_out, _mm512_mulhrs_epi16(g, c.om), c.o, c.f.k);
   }
 }
@@ -403,8 +412,8 @@ void avx512_requant_u8(int m, int n, const int32_t* acc, int ld_acc, const Requa
     const Out32 o = out32(p.out_shift + j0, p.zero_point + j0, f.k);
     const __m512i mult = _mm512_maskz_loadu_epi16(f.k, p.mult + j0);
     for (int i = 0; i < m; ++i) {
-      const __m512i sub = _mm512_set1_epi32(p.row_sub ? p.row_sub[i] : 0);
-      const __m512i t = t16(acc + static_cast<int64_t>(i) * ld_acc + j0, sub, f);
+      const int32_t* a = acc + static_cast<int64_t>(i) * ld_acc + j0;
+      const __m512i t = p.row_sub ? t16<true>(a, _mm512_set1_epi32(p.row_sub[i]), f) : t16<false>(a, f.bias_lo, f);
       store_out32(out + static_cast<int64_t>(i) * ld_out + j0, _mm512_mulhrs_epi16(t, mult), o, f.k);
     }
   }

@@ -95,17 +95,17 @@ void requant_u8_ref(int m, int n, const int32_t* acc, int ld_acc, const RequantU
 //   t = sat16(floor((acc + b) / 2^s))       s = in_shift, b = bias + 2^(s-1) (gelu_channels)
 //   x = mulhrs(t, m)              the input in units of 2^-(10 - e), e = frac_cut in [-2, 7]
 //   a = min(|x|, 2^(12 - e) - 1) * 2^(e + 2)                    |x| in units of 2^-12, capped below 4
-//   j = a >> 9;  u = (a mod 512) >> 2                           spline piece (width 1/8), position in [0, 128)
-//   y = c0[j] + ((u * (c1[j] + ((u * c2[j]) >> 7))) >> 5)       f(-|x|) in units of 2^-12
-//   g = sat16(((y + 2^(e+1)) >> (e + 2)) + max(x, 0))           f(x) = x + f(-x) (e = -2: y)
+//   j = a >> 9;  u = (a mod 512) * 2^6                          spline piece (width 1/8), position in Q15
+//   y = 8 c0[j] + mulhrs(u, 8 c1[j] + mulhrs(u, 16 c2[j]))      f(-|x|) in units of 2^-13
+//   g = sat16(mulhrs(y, 2^(12 - e)) + max(x, 0))                f(x) = x + f(-x)
 //   v = mulhrs(g, om);  out = clamp(zp + ((v + 2^(r-1)) >> r), 0, 255)   (r = 0: zp + v)
 // The spline's piece j is the quadratic through the table at x = -128 j,
-// -128 j - 64 and -128 j - 128 (T0, T1, T2): c0 = 4 T0, c1 = 4 T1 - 3 T0 - T2,
-// c2 = 2 (T2 - 2 T1 + T0); within 2^-10 of GELU between the knots. Every
-// product above fits int16 exactly (|T0| < 2^11, |c1|, |c2| <= 127:
-// gelu_spline refuses other tables). Contract: |acc + b| < 2^31 (the
-// vector paths add in int32; |acc| <= 2^30, i.e. a GEMM with k <= 32896,
-// and |bias| <= 2^29 keep it).
+// -128 j - 64 and -128 j - 128 (T0, T1, T2): c0 = T0, c1 = 4 T1 - 3 T0 - T2,
+// c2 = T2 - 2 T1 + T0; within 2^-10 of GELU between the knots. No step
+// overflows int16 (|c0| < 2^11, |c1| <= 127, |c2| <= 63: gelu_spline
+// refuses other tables, and the kernels require a spline it made).
+// Contract: |acc + b| < 2^31 (the vector paths add in int32; |acc| <= 2^30,
+// i.e. a GEMM with k <= 32896, and |bias| <= 2^29 keep it).
 constexpr int kGeluFracBits = 10;
 constexpr int kGeluTableSize = 1 << 16;
 constexpr int kGeluPieces = 32;
