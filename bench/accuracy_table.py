@@ -132,7 +132,7 @@ def markdown(results, ref, fp32, closest, meta):
     w("W8A8 everywhere (int8 per-channel weights, uint8 activations); the attention probabilities are")
     w("uint8 (8) or 4-bit Log-Int-Softmax (LIS). Unless marked *FQ-ViT-like*, libvitint's extras are on")
     w("(its defaults): 16-bit residual stream, per-channel LayerNorm / GELU / attention-context quantizers")
-    w("folded into the next layer, GELU in 2^-10 fixed point, LIS rows renormalized.")
+    w("folded into the next layer, GELU on a 16-bit fixed-point input, LIS rows renormalized.")
     w("*FQ-ViT-like* rows turn them off: `%s`;" % " ".join(closest))
     w("the *FQ-ViT-like + ...* rows (MinMax + PTS, 8-bit attention) turn one of them back on.")
     w("FQ-ViT columns: its official code (fake quantization, float GELU and residual adds) on the same")
