@@ -424,6 +424,16 @@ TEST_CASE("gelu_spline: the quadratics through the table's knots, bounds enforce
     CHECK(s.c2[j] == t2 - 2 * t1 + t0);
   }
   CHECK(s.c0[0] == 0);                      // GELU(0) = 0
+  // Between the knots the spline (quant.h's y, in 2^-13 units) stays within
+  // 2^-10 of the table (and so of GELU, to which the table rounds).
+  auto mulhrs = [](int32_t a, int32_t b) { return (a * b + (1 << 14)) >> 15; };
+  int worst = 0;
+  for (int a = 0; a < 4096; ++a) {
+    const int j = a >> 7, u = (a & 127) << 8;  // a in 2^-10 units: 4 a in 2^-12
+    const int32_t y = 8 * s.c0[j] + mulhrs(u, 8 * s.c1[j] + mulhrs(u, 16 * s.c2[j]));
+    worst = std::max(worst, std::abs(y - 8 * at(-a)));
+  }
+  CHECK(worst <= 8);
   CHECK(at(-4096) == 0);                    // the last knot: GELU(-4) rounds to 0
   // Tables whose knots leave the bounds are refused.
   std::vector<int16_t> bad = t;

@@ -97,6 +97,13 @@ int64_t scaled(int64_t v, int k) {
   return (v + (int64_t{1} << (-k - 1))) >> -k;
 }
 int16_t to_i16(int64_t v) { return static_cast<int16_t>(std::min<int64_t>(v, 32767)); }
+// The largest k in [0, limit] for which round(v * 2^(base + k)) fits 15 bits
+// (0 if none does): how far a 15-bit multiplier can be scaled up.
+int fit15(int64_t v, int base, int limit) {
+  int k = 0;
+  while (k < limit && scaled(v, base + k + 1) <= 32767) ++k;
+  return k;
+}
 int32_t sat16(int64_t v) { return static_cast<int32_t>(std::clamp<int64_t>(v, -32768, 32767)); }
 // The rounding high half of a 16-bit product (vpmulhrsw).
 int32_t mulhrs(int32_t a, int32_t b) { return (a * b + (1 << 14)) >> 15; }
@@ -105,14 +112,7 @@ int32_t mulhrs(int32_t a, int32_t b) { return (a * b + (1 << 14)) >> 15; }
 GeluChannels gelu_channels(int n, const int32_t* bias, const int32_t* mult, const int32_t* shift,
                            const int32_t* out_mult, const int32_t* out_shift, const uint8_t* zero_point) {
   GeluChannels g;
-  const auto count = static_cast<size_t>(std::max(n, 0));
-  g.bias.resize(count);
-  g.in_shift.resize(count);
-  g.in_mult.resize(count);
-  g.frac_cut.resize(count);
-  g.out_mult.resize(count);
-  g.out_shift.resize(count);
-  for (size_t c = 0; c < count; ++c) {
+  for (int c = 0; c < n; ++c) {
     // 255.5 - zp <= 2^(14+e) * out_mult / 2^out_shift, doubled.
     auto fits = [&](int e) {
       const int64_t om = out_mult[c], need = 511 - 2 * zero_point[c];  // need in [1, 511]
@@ -120,20 +120,16 @@ GeluChannels gelu_channels(int n, const int32_t* bias, const int32_t* mult, cons
       if (diff >= 0) return diff >= 32 ? om > 0 : (om << diff) >= need;
       return -diff < 32 && om >= (need << -diff);
     };
-    auto m_fits = [&](int e) { return scaled(mult[c], 15 - e - shift[c]) <= 32767; };
-    auto om_fits = [&](int e, int r) { return scaled(out_mult[c], e + 15 + r - out_shift[c]) <= 32767; };
     int e = -2;
-    while (e < 7 && (!fits(e) || !m_fits(e))) ++e;
-    int r = 0;
-    while (r < 15 && om_fits(e, r + 1)) ++r;
-    int s = 0;
-    while (s < 30 && scaled(mult[c], 15 + s + 1 - e - shift[c]) <= 32767) ++s;
-    g.bias[c] = bias[c] + (s > 0 ? 1 << (s - 1) : 0);
-    g.in_shift[c] = s;
-    g.in_mult[c] = to_i16(scaled(mult[c], 15 + s - e - shift[c]));
-    g.frac_cut[c] = static_cast<int16_t>(e);
-    g.out_mult[c] = to_i16(scaled(out_mult[c], e + 15 + r - out_shift[c]));
-    g.out_shift[c] = static_cast<int16_t>(r);
+    while (e < 7 && (!fits(e) || scaled(mult[c], 15 - e - shift[c]) > 32767)) ++e;
+    const int r = fit15(out_mult[c], e + 15 - out_shift[c], 15);
+    const int s = fit15(mult[c], 15 - e - shift[c], 30);
+    g.bias.push_back(bias[c] + (s > 0 ? 1 << (s - 1) : 0));
+    g.in_shift.push_back(s);
+    g.in_mult.push_back(to_i16(scaled(mult[c], 15 + s - e - shift[c])));
+    g.frac_cut.push_back(static_cast<int16_t>(e));
+    g.out_mult.push_back(to_i16(scaled(out_mult[c], e + 15 + r - out_shift[c])));
+    g.out_shift.push_back(static_cast<int16_t>(r));
   }
   return g;
 }
@@ -166,20 +162,13 @@ void gelu_u8_ref(int m, int n, const int32_t* acc, int ld_acc, const GeluU8Param
 
 RequantChannels requant_channels(int n, const int32_t* bias, const int32_t* mult, const int32_t* shift) {
   RequantChannels q;
-  const auto count = static_cast<size_t>(std::max(n, 0));
-  q.bias.resize(count);
-  q.in_shift.resize(count);
-  q.mult.resize(count);
-  q.out_shift.resize(count);
-  for (size_t c = 0; c < count; ++c) {
-    int r = 0;
-    while (r < 6 && scaled(mult[c], 15 + r + 1 - shift[c]) <= 32767) ++r;
-    int s = 0;
-    while (s < 30 && scaled(mult[c], 15 + s + 1 + r - shift[c]) <= 32767) ++s;
-    q.bias[c] = bias[c] + (s > 0 ? 1 << (s - 1) : 0);
-    q.in_shift[c] = s;
-    q.mult[c] = to_i16(scaled(mult[c], 15 + s + r - shift[c]));
-    q.out_shift[c] = static_cast<int16_t>(r);
+  for (int c = 0; c < n; ++c) {
+    const int r = fit15(mult[c], 15 - shift[c], 6);
+    const int s = fit15(mult[c], 15 + r - shift[c], 30);
+    q.bias.push_back(bias[c] + (s > 0 ? 1 << (s - 1) : 0));
+    q.in_shift.push_back(s);
+    q.mult.push_back(to_i16(scaled(mult[c], 15 + s + r - shift[c])));
+    q.out_shift.push_back(static_cast<int16_t>(r));
   }
   return q;
 }

@@ -1,6 +1,8 @@
 // AVX2 elementwise kernels, bit-exact with ref/quant_ref.cpp.
 //
-// Same plan as the AVX-512 file, with what AVX2 lacks emulated: 64-bit
+// Same plan as the AVX-512 file (16 columns per operation where it does 32),
+// with what AVX2 lacks emulated: per-lane 16-bit shifts by multiplies,
+// vpermw by vpshufb byte tables, 64-bit
 // arithmetic shifts by the sign-flip identity sra(v) = ~srl(~v) for v < 0,
 // the 64 x 64-bit low product from three vpmuludq, leading-zero counts from
 // float exponents (plus the exact comparison that corrects a rounded-up
@@ -108,89 +110,113 @@ inline __m256i dyadic8(__m256i x, const Dyadic8& d, const Folded& c) {
   }
 }
 
-// The 16-bit requantizations (requant_u8, gelu_u8) in int32 lanes, 8
-// columns per operation: AVX2 has per-lane shifts only for 32-bit lanes, so
-// the 16-bit steps run there with their saturations as explicit clamps
-// (every product is exact, as in 16 bits).
-inline __m256i sat16x8(__m256i v) {
-  return _mm256_min_epi32(_mm256_max_epi32(v, _mm256_set1_epi32(-32768)), _mm256_set1_epi32(32767));
-}
-// mulhrs for int16 values in int32 lanes, b in [0, 2^15): vpmaddwd's two
-// 16 x 16 products are a's low half times b and a's sign half times b's
-// zero high half, so it is the exact a * b (one uop; vpmulld is two).
-inline __m256i mulhrs8(__m256i a, __m256i b) {
-  return _mm256_srai_epi32(_mm256_add_epi32(_mm256_madd_epi16(a, b), _mm256_set1_epi32(1 << 14)), 15);
-}
-inline __m256i widen16(const int16_t* v) { return _mm256_cvtepi16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v))); }
+// The 16-bit requantizations (requant_u8, gelu_u8), 16 columns per
+// operation as on AVX-512 with 32: t = sat16((a + b) >> s) from two int32
+// vectors by vpackssdw (saturating; vpermq undoes its 128-bit interleave).
+// AVX2 has no per-lane 16-bit shifts: the left shift by e + 2 is a vpmullw
+// by 2^(e+2) (exact: the capped |x| stays below 2^14 after it), the
+// rescale and the output's rounding shifts are vpmulhrsw (as on AVX-512).
+struct Front16 {
+  __m256i bias_lo, bias_hi, s_lo, s_hi;  // int32
+};
 inline __m256i load8(const int32_t* v) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v)); }
-
-// The output's rounding shift, zero point and clamp: out_shift r, 2^(r-1).
-struct Out8 {
-  __m256i r, rnd, zp;
-};
-inline Out8 out8(const int16_t* out_shift, const uint8_t* zero_point) {
-  Out8 o;
-  o.r = widen16(out_shift);
-  o.rnd = _mm256_srli_epi32(_mm256_sllv_epi32(_mm256_set1_epi32(1), o.r), 1);  // 0 for r = 0
-  o.zp = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(zero_point)));
-  return o;
+inline __m256i load16(const int16_t* v) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v)); }
+inline Front16 front16(const int32_t* bias, const int32_t* in_shift) {
+  return {load8(bias), load8(bias + 8), load8(in_shift), load8(in_shift + 8)};
 }
-inline void store_out8(uint8_t* o, __m256i v, const Out8& c) {
-  const __m256i w = _mm256_add_epi32(_mm256_srav_epi32(_mm256_add_epi32(v, c.rnd), c.r), c.zp);
-  _mm_storel_epi64(reinterpret_cast<__m128i*>(o),
-                   to_u8(_mm256_min_epi32(_mm256_max_epi32(w, _mm256_setzero_si256()), _mm256_set1_epi32(255))));
+template <bool kSub>
+inline __m256i t16(const int32_t* a, __m256i sub, const Front16& f) {
+  __m256i a0 = load8(a), a1 = load8(a + 8);
+  if constexpr (kSub) {
+    a0 = _mm256_sub_epi32(a0, sub);
+    a1 = _mm256_sub_epi32(a1, sub);
+  }
+  const __m256i t0 = _mm256_srav_epi32(_mm256_add_epi32(a0, f.bias_lo), f.s_lo);
+  const __m256i t1 = _mm256_srav_epi32(_mm256_add_epi32(a1, f.bias_hi), f.s_hi);
+  return _mm256_permute4x64_epi64(_mm256_packs_epi32(t0, t1), 0xD8);
 }
 
-// GELU (quant.h's definition); the spline's three coefficients of a piece
-// come packed in one int32 (c0 in bits 0-11, c1 in 17-24, c2 in 25-31, bits
-// 12-16 zero; each shifted out already scaled: 8 c0, 8 c1, 16 c2), looked up
-// by vpermd and blends rather than a gather, which at the end of the input's
-// dependency chain held each row up (4x slower on this CPU).
-struct GeluColumns8 {
-  __m256i bias, s, m, cap, to12, back, om;
-  Out8 o;
+// The output's rounding shift as mulhrs(v, 2^(15 - r)) (2^15 - 1 for r = 0:
+// equal after the clamp, see the AVX-512 file), zero point and clamp.
+struct Out16 {
+  __m256i down, zp;
+};
+inline Out16 out16(const int16_t* out_shift, const uint8_t* zero_point) {
+  const __m256i r = load16(out_shift);
+  const __m256i down = _mm256_sllv_epi32(_mm256_set1_epi32(1), _mm256_sub_epi32(_mm256_set1_epi32(15), _mm256_cvtepi16_epi32(_mm256_castsi256_si128(r))));
+  const __m256i down_hi = _mm256_sllv_epi32(_mm256_set1_epi32(1), _mm256_sub_epi32(_mm256_set1_epi32(15), _mm256_cvtepi16_epi32(_mm256_extracti128_si256(r, 1))));
+  // 2^15 (r = 0) saturates to 2^15 - 1 in the pack.
+  return {_mm256_permute4x64_epi64(_mm256_packs_epi32(down, down_hi), 0xD8),
+          _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(zero_point)))};
+}
+inline void store_out16(uint8_t* o, __m256i v, const Out16& c) {
+  const __m256i w = _mm256_adds_epi16(_mm256_mulhrs_epi16(v, c.down), c.zp);
+  const __m256i b = _mm256_permute4x64_epi64(_mm256_packus_epi16(w, w), 0x08);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(o), _mm256_castsi256_si128(b));
+}
+
+// GELU (quant.h's definition). AVX2 has no vpermw: the spline's
+// coefficients come from byte tables by vpshufb, 16 entries per 128-bit
+// lane, the pieces 16-31 from a second table blended in by bit 4 of the
+// piece; c1 and c2 are bytes, c0 (12 bits) a low and a high byte.
+struct GeluColumns16 {
+  Front16 f;
+  Out16 o;
+  __m256i m, cap, to12, back, om;  // int16
 };
 
-inline GeluColumns8 gelu_columns8(const GeluU8Params& p) {
-  const __m256i one = _mm256_set1_epi32(1);
-  const __m256i e = widen16(p.frac_cut);
-  GeluColumns8 c;
-  c.bias = load8(p.bias);
-  c.s = load8(p.in_shift);
-  c.m = widen16(p.in_mult);
-  c.cap = _mm256_sub_epi32(_mm256_sllv_epi32(one, _mm256_sub_epi32(_mm256_set1_epi32(12), e)), one);
-  c.to12 = _mm256_add_epi32(e, _mm256_set1_epi32(2));
-  c.back = _mm256_sllv_epi32(one, _mm256_sub_epi32(_mm256_set1_epi32(12), e));  // 2^(12 - e)
-  c.om = widen16(p.out_mult);
-  c.o = out8(p.out_shift, p.zero_point);
+inline GeluColumns16 gelu_columns16(const GeluU8Params& p) {
+  GeluColumns16 c;
+  c.f = front16(p.bias, p.in_shift);
+  c.o = out16(p.out_shift, p.zero_point);
+  const __m256i e = load16(p.frac_cut);
+  const __m128i e_lo = _mm256_castsi256_si128(e), e_hi = _mm256_extracti128_si256(e, 1);
+  // 2^k for per-lane k in [0, 14], through int32 lanes.
+  auto pow2 = [](__m128i lo, __m128i hi, int base, int sign) {
+    const __m256i one = _mm256_set1_epi32(1), b = _mm256_set1_epi32(base);
+    const __m256i k_lo = sign > 0 ? _mm256_add_epi32(b, _mm256_cvtepi16_epi32(lo)) : _mm256_sub_epi32(b, _mm256_cvtepi16_epi32(lo));
+    const __m256i k_hi = sign > 0 ? _mm256_add_epi32(b, _mm256_cvtepi16_epi32(hi)) : _mm256_sub_epi32(b, _mm256_cvtepi16_epi32(hi));
+    return _mm256_permute4x64_epi64(_mm256_packs_epi32(_mm256_sllv_epi32(one, k_lo), _mm256_sllv_epi32(one, k_hi)), 0xD8);
+  };
+  c.m = load16(p.in_mult);
+  c.cap = _mm256_sub_epi16(pow2(e_lo, e_hi, 12, -1), _mm256_set1_epi16(1));  // 2^(12-e) - 1
+  c.to12 = pow2(e_lo, e_hi, 2, 1);                                            // 2^(e+2)
+  c.back = pow2(e_lo, e_hi, 12, -1);                                          // 2^(12-e)
+  c.om = load16(p.out_mult);
   return c;
 }
 
-void gelu_rows8(int m, const int32_t* acc, int ld_acc, const GeluColumns8& c, const __m256i* packed, uint8_t* out,
-                int ld_out) {
-  const __m256i zero = _mm256_setzero_si256();
+// 32-entry byte table as two 16-byte tables, each in both 128-bit lanes.
+struct ByteTable {
+  __m256i lo, hi;
+};
+inline ByteTable byte_table(const uint8_t* t) {
+  return {_mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(t))),
+          _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(t + 16)))};
+}
+// Entry piece (0..31, in the low byte of each 16-bit lane; the high byte is
+// entry 0, which the callers shift out) with bit 4 of piece in bit 7 of sel.
+inline __m256i lookup(const ByteTable& t, __m256i piece, __m256i sel) {
+  return _mm256_blendv_epi8(_mm256_shuffle_epi8(t.lo, piece), _mm256_shuffle_epi8(t.hi, piece), sel);
+}
+
+void gelu_rows16(int m, const int32_t* acc, int ld_acc, const GeluColumns16& c, const ByteTable* tables,
+                 uint8_t* out, int ld_out) {
+  const __m256i zero = _mm256_setzero_si256(), low9 = _mm256_set1_epi16(511), byte = _mm256_set1_epi16(0xFF);
   for (int i = 0; i < m; ++i) {
-    const __m256i a = load8(acc + static_cast<int64_t>(i) * ld_acc);
-    const __m256i x = mulhrs8(sat16x8(_mm256_srav_epi32(_mm256_add_epi32(a, c.bias), c.s)), c.m);
-    const __m256i ax = _mm256_sllv_epi32(_mm256_min_epi32(_mm256_abs_epi32(x), c.cap), c.to12);
-    const __m256i piece = _mm256_srli_epi32(ax, 9);
-    const __m256i u = _mm256_slli_epi32(_mm256_and_si256(ax, _mm256_set1_epi32(511)), 6);
-    // packed[piece]: vpermd in each group of 8, then bits 3 and 4 of piece
-    // (moved to the sign bit) pick the group.
-    auto pick = [&](__m256i lo, __m256i hi, __m256i sign) {
-      return _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(lo), _mm256_castsi256_ps(hi), _mm256_castsi256_ps(sign)));
-    };
-    const __m256i bit3 = _mm256_slli_epi32(piece, 28), bit4 = _mm256_slli_epi32(piece, 27);
-    const __m256i w = pick(pick(_mm256_permutevar8x32_epi32(packed[0], piece), _mm256_permutevar8x32_epi32(packed[1], piece), bit3),
-                           pick(_mm256_permutevar8x32_epi32(packed[2], piece), _mm256_permutevar8x32_epi32(packed[3], piece), bit3),
-                           bit4);
-    const __m256i c2 = _mm256_srai_epi32(_mm256_and_si256(w, _mm256_set1_epi32(static_cast<int32_t>(0xFE000000u))), 21);
-    const __m256i c1 = _mm256_srai_epi32(_mm256_slli_epi32(w, 7), 21);
-    const __m256i c0 = _mm256_srai_epi32(_mm256_slli_epi32(w, 20), 17);
-    // u in [0, 2^15) is the non-negative factor (mulhrs8's b).
-    const __m256i y = _mm256_add_epi32(c0, mulhrs8(_mm256_add_epi32(c1, mulhrs8(c2, u)), u));
-    const __m256i g = sat16x8(_mm256_add_epi32(mulhrs8(y, c.back), _mm256_max_epi32(x, zero)));
-    store_out8(out + static_cast<int64_t>(i) * ld_out, mulhrs8(g, c.om), c.o);
+    const __m256i x = _mm256_mulhrs_epi16(t16<false>(acc + static_cast<int64_t>(i) * ld_acc, zero, c.f), c.m);
+    const __m256i ax = _mm256_mullo_epi16(_mm256_min_epi16(_mm256_abs_epi16(x), c.cap), c.to12);
+    const __m256i piece = _mm256_srli_epi16(ax, 9);
+    const __m256i u = _mm256_slli_epi16(_mm256_and_si256(ax, low9), 6);
+    const __m256i sel = _mm256_slli_epi16(piece, 3);
+    // 8 c1 and 16 c2 from signed bytes; 8 c0 from its low and high byte.
+    const __m256i c1 = _mm256_srai_epi16(_mm256_slli_epi16(lookup(tables[0], piece, sel), 8), 5);
+    const __m256i c2 = _mm256_srai_epi16(_mm256_slli_epi16(lookup(tables[1], piece, sel), 8), 4);
+    const __m256i c0 = _mm256_slli_epi16(_mm256_or_si256(_mm256_and_si256(lookup(tables[2], piece, sel), byte),
+                                                         _mm256_slli_epi16(lookup(tables[3], piece, sel), 8)), 3);
+    const __m256i y = _mm256_add_epi16(c0, _mm256_mulhrs_epi16(u, _mm256_add_epi16(c1, _mm256_mulhrs_epi16(u, c2))));
+    const __m256i g = _mm256_adds_epi16(_mm256_mulhrs_epi16(y, c.back), _mm256_max_epi16(x, zero));
+    store_out16(out + static_cast<int64_t>(i) * ld_out, _mm256_mulhrs_epi16(g, c.om), c.o);
   }
 }
 
@@ -455,15 +481,15 @@ inline __m128i narrow_norm(__m256i y, int16_t*) {
 void avx2_requant_u8(int m, int n, const int32_t* acc, int ld_acc, const RequantU8Params& p,
                      uint8_t* out, int ld_out) {
   if (m <= 0 || n <= 0) return;
-  const int full = n / 8 * 8;
-  for (int j0 = 0; j0 < full; j0 += 8) {
-    const __m256i bias = load8(p.bias + j0), s = load8(p.in_shift + j0), mult = widen16(p.mult + j0);
-    const Out8 o = out8(p.out_shift + j0, p.zero_point + j0);
+  const int full = n / 16 * 16;
+  for (int j0 = 0; j0 < full; j0 += 16) {
+    const Front16 f = front16(p.bias + j0, p.in_shift + j0);
+    const Out16 o = out16(p.out_shift + j0, p.zero_point + j0);
+    const __m256i mult = load16(p.mult + j0);
     for (int i = 0; i < m; ++i) {
-      __m256i a = load8(acc + static_cast<int64_t>(i) * ld_acc + j0);
-      if (p.row_sub) a = _mm256_sub_epi32(a, _mm256_set1_epi32(p.row_sub[i]));
-      const __m256i t = sat16x8(_mm256_srav_epi32(_mm256_add_epi32(a, bias), s));
-      store_out8(out + static_cast<int64_t>(i) * ld_out + j0, mulhrs8(t, mult), o);
+      const int32_t* a = acc + static_cast<int64_t>(i) * ld_acc + j0;
+      const __m256i t = p.row_sub ? t16<true>(a, _mm256_set1_epi32(p.row_sub[i]), f) : t16<false>(a, f.bias_lo, f);
+      store_out16(out + static_cast<int64_t>(i) * ld_out + j0, _mm256_mulhrs_epi16(t, mult), o);
     }
   }
   if (full < n) requant_u8_ref(m, n - full, acc + full, ld_acc, p.from(full), out + full, ld_out);
@@ -472,15 +498,18 @@ void avx2_requant_u8(int m, int n, const int32_t* acc, int ld_acc, const Requant
 void avx2_gelu_u8(int m, int n, const int32_t* acc, int ld_acc, const GeluU8Params& p, uint8_t* out,
                   int ld_out) {
   if (m <= 0 || n <= 0) return;
-  alignas(32) int32_t entries[kGeluPieces];
-  for (int j = 0; j < kGeluPieces; ++j)
-    entries[j] = static_cast<int32_t>((static_cast<uint32_t>(p.spline->c0[j]) & 0xFFF) |
-                                      ((static_cast<uint32_t>(p.spline->c1[j]) & 0xFF) << 17) |
-                                      ((static_cast<uint32_t>(p.spline->c2[j]) & 0x7F) << 25));
-  __m256i packed[kGeluPieces / 8];
-  for (int g = 0; g < kGeluPieces / 8; ++g) packed[g] = _mm256_load_si256(reinterpret_cast<const __m256i*>(entries + 8 * g));
-  const int full = n / 8 * 8;
-  for (int j0 = 0; j0 < full; j0 += 8) gelu_rows8(m, acc + j0, ld_acc, gelu_columns8(p.from(j0)), packed, out + j0, ld_out);
+  // Byte tables: c1, c2, c0's low byte, c0's high byte.
+  alignas(32) uint8_t bytes[4][kGeluPieces];
+  for (int j = 0; j < kGeluPieces; ++j) {
+    bytes[0][j] = static_cast<uint8_t>(p.spline->c1[j]);
+    bytes[1][j] = static_cast<uint8_t>(p.spline->c2[j]);
+    bytes[2][j] = static_cast<uint8_t>(p.spline->c0[j] & 0xFF);
+    bytes[3][j] = static_cast<uint8_t>((p.spline->c0[j] >> 8) & 0xFF);
+  }
+  const ByteTable tables[4] = {byte_table(bytes[0]), byte_table(bytes[1]), byte_table(bytes[2]), byte_table(bytes[3])};
+  const int full = n / 16 * 16;
+  for (int j0 = 0; j0 < full; j0 += 16)
+    gelu_rows16(m, acc + j0, ld_acc, gelu_columns16(p.from(j0)), tables, out + j0, ld_out);
   if (full < n) gelu_u8_ref(m, n - full, acc + full, ld_acc, p.from(full), out + full, ld_out);
 }
 

@@ -1,15 +1,18 @@
 // AVX-512 elementwise kernels, bit-exact with ref/quant_ref.cpp.
 //
-// Dyadic requantization: the int64 product of apply_dyadic is formed by
-// vpmuldq on the even and the odd int32 lanes, rounded and shifted
-// arithmetically in 64 bits and truncated back to int32 like the
-// reference's cast. Additive terms are folded into the rounding constant:
-// (a + bias) * mult + 2^(shift-1) = a * mult + c with c = bias * mult +
-// 2^(shift-1), exact in int64 under apply_dyadic's contract (so the 33-bit sum
-// a + bias never has to exist). Per-channel kernels (requant, residual)
-// walk blocks of 16 columns down all rows, preparing the per-column
-// constants once per block; when every shift of a block is >= 32 the result
-// is the high half of the 64-bit sum shifted by shift - 32 (one 32-bit shift).
+// Dyadic requantization (the residual add): the int64 product of
+// apply_dyadic is formed by vpmuldq on the even and the odd int32 lanes,
+// rounded and shifted arithmetically in 64 bits and truncated back to int32
+// like the reference's cast. Additive terms are folded into the rounding
+// constant: (a + bias) * mult + 2^(shift-1) = a * mult + c with c = bias *
+// mult + 2^(shift-1), exact in int64 under apply_dyadic's contract (so the
+// 33-bit sum a + bias never has to exist). The kernel walks blocks of 16
+// columns down all rows, preparing the per-column constants once per block;
+// when every shift of a block is >= 32 the result is the high half of the
+// 64-bit sum shifted by shift - 32 (one 32-bit shift).
+//
+// The uint8 requantizations (requant_u8, gelu_u8) are defined in 16-bit
+// steps: 32 columns per operation from the pack into int16 on.
 //
 // Softmax: three passes over a row kept in stack buffers (int32 logits,
 // then int16 exponentials). From the clamped logit difference on, every

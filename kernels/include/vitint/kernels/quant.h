@@ -86,7 +86,7 @@ void requant_u8_ref(int m, int n, const int32_t* acc, int ld_acc, const RequantU
 // after the input, no table gather). The activation is given as a table of
 // round(f(x / 2^10) * 2^10) for x in [-2^15, 2^15), entry x + 2^15 (what the
 // converter stores: GELU, or QuickGELU for OpenAI-style CLIP towers), of
-// which the definition reads 97 entries: the spline knots at x = -64 k,
+// which the definition reads 65 entries: the spline knots at x = -64 k,
 // k = 0..64. Both activations satisfy f(x) = x + f(-x), which the
 // definition uses for x > 0. With mulhrs(a, b) = (a * b + 2^14) >> 15 (the
 // rounding high half of a 16-bit product), sat16 = clamp to int16 and >>
