@@ -222,6 +222,18 @@ TEST_CASE("model: a mis-shaped tensor and bad metadata values are named") {
       kSameTensors, "'dist'");
 }
 
+TEST_CASE("model: requantizations the 16-bit kernels cannot run are refused, naming the tensor") {
+  // A ratio >= 1 (mult 2^30, shift 30: exactly 1) in qkv and in the attention output.
+  expect_rejected(kSameMeta, set_element<int32_t>("blocks.2.qkv.shift", 5, 30), "requantization 'blocks.2.qkv' element 5");
+  expect_rejected(kSameMeta, set_element<int32_t>("blocks.1.attn.out_shift", 0, 30),
+                  "requantization 'blocks.1.attn.out' element 0");
+  // Biases beyond the int32 headroom of the 16-bit kernels (|bias| <= 2^29).
+  expect_rejected(kSameMeta, set_element<int32_t>("blocks.0.qkv.bias", 3, (1 << 29) + 1),
+                  "tensor 'blocks.0.qkv.bias' element 3 (536870913) is outside [-2^29, 2^29]");
+  expect_rejected(kSameMeta, set_element<int32_t>("blocks.4.fc1.bias", 9, -(1 << 29) - 1),
+                  "tensor 'blocks.4.fc1.bias' element 9");
+}
+
 TEST_CASE("model: the head's scales must be finite, and any int32 head bias gives finite logits") {
   for (const float bad : {std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
                           std::numeric_limits<float>::quiet_NaN(), 1e30f}) {

@@ -133,8 +133,11 @@ bool gelu_spline(const int16_t* table, GeluSpline* spline);
 // s (<= 30) and r (<= 15) then make m (the rounded acc -> 2^-(10-e) ratio
 // times 2^(15+s)) and om (the rounded 2^-(10-e) -> output ratio times
 // 2^(15+r)) as large as fits 15 bits; b is the bias with the rounding term
-// of the shift by s. Exact integer arithmetic: the same file gives the same
-// numbers everywhere.
+// of the shift by s. Where even e = -2 and r = 0 leave om above 15 bits (an
+// output step below 2^-12: a channel whose 256 output levels span less than
+// 0.0625, one GELU holds near 0), om is 2^15 - 1 and such a channel's
+// outputs stay inside that span. Exact integer arithmetic: the same file
+// gives the same numbers everywhere.
 struct GeluChannels {
   std::vector<int32_t> bias;       // b
   std::vector<int32_t> in_shift;   // s
