@@ -135,7 +135,7 @@ struct LinearOp final : Op {
   kernels::RequantChannels requant;     // of linear.bias / mult / shift
   // GELU epilogue (when gelu_spline != nullptr): kernels::gelu_u8
   std::shared_ptr<const kernels::GeluSpline> gelu_spline;  // of the model's table, shared by the blocks
-  kernels::GeluChannels gelu;  // of linear.mult / shift, the file's GELU dyadics and zero_point
+  kernels::GeluChannels gelu;  // of linear.bias / mult / shift, the file's GELU dyadics and zero_point
   // residual epilogue (when skip_mult != nullptr)
   const int32_t* skip_mult = nullptr;
   const int32_t* skip_shift = nullptr;
