@@ -45,7 +45,8 @@ uint32_t isqrt_u64(uint64_t v);
 // per column j (b, s, m, r of requant_channels). With row_sub, a is the
 // attention output's accumulator less V's zero point times the row's
 // probability sum (attn_row_sub). Contract: |a + b| < 2^31 (the vector
-// paths add in int32).
+// paths add in int32), s in [0, 30], m in [0, 2^15), r in [0, 15] (what
+// requant_channels makes).
 struct RequantU8Params {
   const int32_t* bias;        // [n] b
   const int32_t* in_shift;    // [n] s
@@ -105,7 +106,9 @@ void requant_u8_ref(int m, int n, const int32_t* acc, int ld_acc, const RequantU
 // overflows int16 (|c0| < 2^11, |c1| <= 127, |c2| <= 63: gelu_spline
 // refuses other tables, and the kernels require a spline it made).
 // Contract: |acc + b| < 2^31 (the vector paths add in int32; |acc| <= 2^30,
-// i.e. a GEMM with k <= 32896, and |bias| <= 2^29 keep it).
+// i.e. a GEMM with k <= 32896, and |bias| <= 2^29 keep it); s in [0, 30],
+// m and om in [0, 2^15), e in [-2, 7], r in [0, 15] (what gelu_channels
+// makes).
 constexpr int kGeluFracBits = 10;
 constexpr int kGeluTableSize = 1 << 16;
 constexpr int kGeluPieces = 32;
