@@ -107,6 +107,13 @@ int fit15(int64_t v, int base, int limit) {
 int32_t sat16(int64_t v) { return static_cast<int32_t>(std::clamp<int64_t>(v, -32768, 32767)); }
 // The rounding high half of a 16-bit product (vpmulhrsw).
 int32_t mulhrs(int32_t a, int32_t b) { return (a * b + (1 << 14)) >> 15; }
+// The 16-bit requantizations' first and last steps (quant.h): the
+// accumulator (plus b) shifted into int16, and the output's rounding shift,
+// zero point and clamp.
+int32_t to16(int32_t a, int32_t b, int s) { return sat16((int64_t{a} + b) >> s); }
+int32_t to_u8(int32_t v, int r, int32_t zp) {
+  return clamp_i32(zp + ((v + (r > 0 ? 1 << (r - 1) : 0)) >> r), 0, 255);
+}
 }  // namespace
 
 GeluChannels gelu_channels(int n, const int32_t* bias, const int32_t* mult, const int32_t* shift,
@@ -139,15 +146,12 @@ namespace {
 int32_t gelu_one(int32_t acc, const GeluU8Params& p, int j) {
   const GeluSpline& sp = *p.spline;
   const int e = p.frac_cut[j];
-  const int32_t t = sat16((int64_t{acc} + p.bias[j]) >> p.in_shift[j]);
-  const int32_t x = mulhrs(t, p.in_mult[j]);
+  const int32_t x = mulhrs(to16(acc, p.bias[j], p.in_shift[j]), p.in_mult[j]);
   const int32_t a = std::min(x < 0 ? -x : x, (1 << (12 - e)) - 1) << (e + 2);
   const int32_t piece = a >> 9, u = (a & 511) << 6;
   const int32_t y = 8 * sp.c0[piece] + mulhrs(u, 8 * sp.c1[piece] + mulhrs(u, 16 * sp.c2[piece]));
   const int32_t g = sat16(int64_t{mulhrs(y, 1 << (12 - e))} + std::max(x, 0));
-  const int r = p.out_shift[j];
-  const int32_t v = (mulhrs(g, p.out_mult[j]) + (r > 0 ? 1 << (r - 1) : 0)) >> r;
-  return clamp_i32(p.zero_point[j] + v, 0, 255);
+  return to_u8(mulhrs(g, p.out_mult[j]), p.out_shift[j], p.zero_point[j]);
 }
 }  // namespace
 
@@ -183,10 +187,7 @@ void requant_u8_ref(int m, int n, const int32_t* acc, int ld_acc, const RequantU
     const uint32_t sub = p.row_sub ? static_cast<uint32_t>(p.row_sub[i]) : 0;
     for (int j = 0; j < n; ++j) {
       const auto x = static_cast<int32_t>(static_cast<uint32_t>(a[j]) - sub);
-      const int32_t t = sat16((int64_t{x} + p.bias[j]) >> p.in_shift[j]);
-      const int r = p.out_shift[j];
-      const int32_t v = (mulhrs(t, p.mult[j]) + (r > 0 ? 1 << (r - 1) : 0)) >> r;
-      o[j] = static_cast<uint8_t>(clamp_i32(p.zero_point[j] + v, 0, 255));
+      o[j] = static_cast<uint8_t>(to_u8(mulhrs(to16(x, p.bias[j], p.in_shift[j]), p.mult[j]), p.out_shift[j], p.zero_point[j]));
     }
   }
 }
@@ -275,13 +276,7 @@ void layernorm_stream_ref(int rows, const int16_t* in, int ld_in, const LayerNor
 }
 
 SoftmaxExp softmax_exp(int32_t to_exp_mult, int32_t to_exp_shift) {
-  // round(to_exp_mult * 2^k), half up; 0 where the shift passes every bit.
-  auto scaled = [&](int k) -> int64_t {
-    if (k >= 0) return int64_t{to_exp_mult} << k;  // k <= 28: below 2^59
-    if (k < -40) return 0;
-    return (int64_t{to_exp_mult} + (int64_t{1} << (-k - 1))) >> -k;
-  };
-  auto mult = [&](int shift) { return scaled(15 + shift - (kToExpBits - kExpBits) - to_exp_shift); };
+  auto mult = [&](int shift) { return scaled(to_exp_mult, 15 + shift - (kToExpBits - kExpBits) - to_exp_shift); };
   constexpr int32_t kSaturated = 15 << kExpBits;  // nz from which e = 0
   int shift = -15;
   int64_t m = mult(shift);
