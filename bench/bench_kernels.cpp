@@ -165,9 +165,7 @@ enum class Kernel { kRequant, kGelu, kResidual, kLayerNorm, kSoftmaxU8, kSoftmax
 void run_elementwise(benchmark::State& state, vk::Isa isa, Kernel kernel, int cols) {
   Elementwise e(cols);
   const vk::RequantU8Params rq = e.requant.params(e.zp.data());
-  const vk::GeluU8Params gp{e.gelu.bias.data(),      e.gelu.in_shift.data(), e.gelu.in_mult.data(),
-                            e.gelu.frac_cut.data(),  e.gelu.out_mult.data(), e.gelu.out_shift.data(),
-                            e.zp.data(),             &e.spline};
+  const vk::GeluU8Params gp = e.gelu.params(e.zp.data(), &e.spline);
   const vk::ResidualParams rp{e.bias.data(), 0, e.mult.data(), e.shift.data(), e.out_mult.data(), e.out_shift.data(),
                               0, 0, -32768, 32767};
   vk::LayerNormParams lp{cols, {0, -32768, 32767, e.alpha.data()}, 1000, e.gamma.data(), e.beta.data(), 0, nullptr};

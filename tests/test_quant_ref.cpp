@@ -494,8 +494,7 @@ TEST_CASE("gelu_u8_ref: GELU and QuickGELU to within one output step of the real
   for (const Act& a : acts) {
     vk::GeluSpline sp{};
     REQUIRE(vk::gelu_spline(a.table.data(), &sp));
-    const vk::GeluU8Params p{ch.bias.data(), ch.in_shift.data(), ch.in_mult.data(), ch.frac_cut.data(),
-                             ch.out_mult.data(), ch.out_shift.data(), zp, &sp};
+    const vk::GeluU8Params p = ch.params(zp, &sp);
     int off = 0, count = 0;
     for (int32_t acc = -8 * 16384; acc <= 15 * 16384; acc += 7) {
       uint8_t out = 0;

@@ -300,10 +300,8 @@ void LinearOp::epilogue(const LinearOp& op, const ExecContext& ctx, int row, int
                                op.zp_in, op.zp_out, op.qmin, op.qmax};
     k::residual_add(ctx.isa, rows, cols, c, ldc, rp, ctx.buf<int16_t>(op.out) + at, op.out_ld);
   } else if (op.gelu_spline) {
-    const k::GeluU8Params gp{op.gelu.bias.data(),     op.gelu.in_shift.data(),  op.gelu.in_mult.data(),
-                             op.gelu.frac_cut.data(), op.gelu.out_mult.data(), op.gelu.out_shift.data(),
-                             op.zero_point,           op.gelu_spline.get()};
-    k::gelu_u8(ctx.isa, rows, cols, c, ldc, gp.from(j), ctx.buf<uint8_t>(op.out) + at, op.out_ld);
+    k::gelu_u8(ctx.isa, rows, cols, c, ldc, op.gelu.params(op.zero_point, op.gelu_spline.get()).from(j),
+               ctx.buf<uint8_t>(op.out) + at, op.out_ld);
   } else {
     k::requant_u8(ctx.isa, rows, cols, c, ldc, op.requant.params(op.zero_point).from(j), ctx.buf<uint8_t>(op.out) + at,
                   op.out_ld);

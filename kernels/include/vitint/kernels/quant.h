@@ -141,6 +141,7 @@ bool gelu_spline(const int16_t* table, GeluSpline* spline);
 // 0.0625, one GELU holds near 0), om is 2^15 - 1 and such a channel's
 // outputs stay inside that span. Exact integer arithmetic: the same file
 // gives the same numbers everywhere.
+struct GeluU8Params;
 struct GeluChannels {
   std::vector<int32_t> bias;       // b
   std::vector<int32_t> in_shift;   // s
@@ -148,6 +149,7 @@ struct GeluChannels {
   std::vector<int16_t> frac_cut;   // e
   std::vector<int16_t> out_mult;   // om
   std::vector<int16_t> out_shift;  // r
+  GeluU8Params params(const uint8_t* zero_point, const GeluSpline* spline) const;
 };
 GeluChannels gelu_channels(int n, const int32_t* bias, const int32_t* mult, const int32_t* shift,
                            const int32_t* out_mult, const int32_t* out_shift, const uint8_t* zero_point);
@@ -166,6 +168,9 @@ struct GeluU8Params {
     return {bias + j, in_shift + j, in_mult + j, frac_cut + j, out_mult + j, out_shift + j, zero_point + j, spline};
   }
 };
+inline GeluU8Params GeluChannels::params(const uint8_t* zero_point, const GeluSpline* spline) const {
+  return {bias.data(), in_shift.data(), in_mult.data(), frac_cut.data(), out_mult.data(), out_shift.data(), zero_point, spline};
+}
 void gelu_u8_ref(int m, int n, const int32_t* acc, int ld_acc, const GeluU8Params& p, uint8_t* out,
                  int ld_out);
 
