@@ -112,7 +112,7 @@ inline __m256i dyadic8(__m256i x, const Dyadic8& d, const Folded& c) {
 
 // The 16-bit requantizations (requant_u8, gelu_u8), 16 columns per
 // operation as on AVX-512 with 32: t = sat16((a + b) >> s) from two int32
-// vectors by vpackssdw (saturating; vpermq undoes its 128-bit interleave).
+// vectors (pack16).
 // AVX2 has no per-lane 16-bit shifts: the left shift by e + 2 is a vpmullw
 // by 2^(e+2) (exact: the capped |x| stays below 2^14 after it), the
 // rescale and the output's rounding shifts are vpmulhrsw (as on AVX-512).
@@ -121,6 +121,19 @@ struct Front16 {
 };
 inline __m256i load8(const int32_t* v) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v)); }
 inline __m256i load16(const int16_t* v) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v)); }
+// Two vectors of 8 int32 as 16 int16, saturating, in order (vpermq undoes
+// vpackssdw's 128-bit interleave).
+inline __m256i pack16(__m256i lo, __m256i hi) { return _mm256_permute4x64_epi64(_mm256_packs_epi32(lo, hi), 0xD8); }
+// 2^(base + sign * v) for 16 int16 v, the powers in [0, 2^14] (2^15
+// saturates to 2^15 - 1), through int32 lanes.
+inline __m256i pow2_16(__m256i v, int base, int sign) {
+  const __m256i one = _mm256_set1_epi32(1), b = _mm256_set1_epi32(base);
+  auto pow2 = [&](__m128i h) {
+    const __m256i k = _mm256_cvtepi16_epi32(h);
+    return _mm256_sllv_epi32(one, sign > 0 ? _mm256_add_epi32(b, k) : _mm256_sub_epi32(b, k));
+  };
+  return pack16(pow2(_mm256_castsi256_si128(v)), pow2(_mm256_extracti128_si256(v, 1)));
+}
 inline Front16 front16(const int32_t* bias, const int32_t* in_shift) {
   return {load8(bias), load8(bias + 8), load8(in_shift), load8(in_shift + 8)};
 }
@@ -133,7 +146,7 @@ inline __m256i t16(const int32_t* a, __m256i sub, const Front16& f) {
   }
   const __m256i t0 = _mm256_srav_epi32(_mm256_add_epi32(a0, f.bias_lo), f.s_lo);
   const __m256i t1 = _mm256_srav_epi32(_mm256_add_epi32(a1, f.bias_hi), f.s_hi);
-  return _mm256_permute4x64_epi64(_mm256_packs_epi32(t0, t1), 0xD8);
+  return pack16(t0, t1);
 }
 
 // The output's rounding shift as mulhrs(v, 2^(15 - r)) (2^15 - 1 for r = 0:
@@ -142,11 +155,7 @@ struct Out16 {
   __m256i down, zp;
 };
 inline Out16 out16(const int16_t* out_shift, const uint8_t* zero_point) {
-  const __m256i r = load16(out_shift);
-  const __m256i down = _mm256_sllv_epi32(_mm256_set1_epi32(1), _mm256_sub_epi32(_mm256_set1_epi32(15), _mm256_cvtepi16_epi32(_mm256_castsi256_si128(r))));
-  const __m256i down_hi = _mm256_sllv_epi32(_mm256_set1_epi32(1), _mm256_sub_epi32(_mm256_set1_epi32(15), _mm256_cvtepi16_epi32(_mm256_extracti128_si256(r, 1))));
-  // 2^15 (r = 0) saturates to 2^15 - 1 in the pack.
-  return {_mm256_permute4x64_epi64(_mm256_packs_epi32(down, down_hi), 0xD8),
+  return {pow2_16(load16(out_shift), 15, -1),  // 2^15 (r = 0) saturates to 2^15 - 1
           _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(zero_point)))};
 }
 inline void store_out16(uint8_t* o, __m256i v, const Out16& c) {
@@ -170,18 +179,10 @@ inline GeluColumns16 gelu_columns16(const GeluU8Params& p) {
   c.f = front16(p.bias, p.in_shift);
   c.o = out16(p.out_shift, p.zero_point);
   const __m256i e = load16(p.frac_cut);
-  const __m128i e_lo = _mm256_castsi256_si128(e), e_hi = _mm256_extracti128_si256(e, 1);
-  // 2^k for per-lane k in [0, 14], through int32 lanes.
-  auto pow2 = [](__m128i lo, __m128i hi, int base, int sign) {
-    const __m256i one = _mm256_set1_epi32(1), b = _mm256_set1_epi32(base);
-    const __m256i k_lo = sign > 0 ? _mm256_add_epi32(b, _mm256_cvtepi16_epi32(lo)) : _mm256_sub_epi32(b, _mm256_cvtepi16_epi32(lo));
-    const __m256i k_hi = sign > 0 ? _mm256_add_epi32(b, _mm256_cvtepi16_epi32(hi)) : _mm256_sub_epi32(b, _mm256_cvtepi16_epi32(hi));
-    return _mm256_permute4x64_epi64(_mm256_packs_epi32(_mm256_sllv_epi32(one, k_lo), _mm256_sllv_epi32(one, k_hi)), 0xD8);
-  };
   c.m = load16(p.in_mult);
-  c.cap = _mm256_sub_epi16(pow2(e_lo, e_hi, 12, -1), _mm256_set1_epi16(1));  // 2^(12-e) - 1
-  c.to12 = pow2(e_lo, e_hi, 2, 1);                                            // 2^(e+2)
-  c.back = pow2(e_lo, e_hi, 12, -1);                                          // 2^(12-e)
+  c.back = pow2_16(e, 12, -1);                             // 2^(12-e)
+  c.cap = _mm256_sub_epi16(c.back, _mm256_set1_epi16(1));  // 2^(12-e) - 1
+  c.to12 = pow2_16(e, 2, 1);                               // 2^(e+2)
   c.om = load16(p.out_mult);
   return c;
 }

@@ -101,6 +101,12 @@ inline __m512i dyadic16(__m512i x, const Dyadic16& d, const Folded& c) {
 // ---------------------------------------------------------------------------
 // Softmax helpers.
 
+// Two vectors of 16 int32 as 32 int16, saturating, in order: vpackssdw
+// interleaves 128-bit lanes, the qword permutation restores the order.
+inline __m512i pack16(__m512i lo, __m512i hi) {
+  return _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), _mm512_packs_epi32(lo, hi));
+}
+
 // The steps of exp_of (ref/quant_ref.cpp) from x = l - max to i-exp, 32
 // columns in 16-bit lanes. max(l, lo) - max, lo = max(max - 2^(15 + shift),
 // INT32_MIN), is x clamped to where y = floor(x * 2^-shift) reaches -32768:
@@ -114,9 +120,7 @@ inline __m512i exp32(__m512i l0, __m512i l1, __m512i lo, __m512i mx, __m128i cou
   const __m512i x1 = _mm512_sub_epi32(_mm512_max_epi32(l1, lo), mx);
   const __m512i y0 = kLeft ? _mm512_sll_epi32(x0, count) : _mm512_sra_epi32(x0, count);
   const __m512i y1 = kLeft ? _mm512_sll_epi32(x1, count) : _mm512_sra_epi32(x1, count);
-  // vpackssdw interleaves 128-bit lanes; the qword permutation restores order.
-  const __m512i y = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), _mm512_packs_epi32(y0, y1));
-  const __m512i nz = _mm512_mulhrs_epi16(y, neg_mult);
+  const __m512i nz = _mm512_mulhrs_epi16(pack16(y0, y1), neg_mult);
   const __m512i rr = _mm512_and_si512(nz, _mm512_set1_epi16((1 << kExpBits) - 1));
   const __m512i poly = _mm512_add_epi16(_mm512_mullo_epi16(rr, _mm512_sub_epi16(rr, _mm512_set1_epi16(kExpB))),
                                         _mm512_set1_epi16(kExpC));
@@ -283,9 +287,8 @@ inline __m512i norm8(__m512i x64, __m512i gamma64, __m512i beta, const NormRow& 
 }
 
 // The 16-bit requantizations (requant_u8, gelu_u8), 32 columns per
-// operation: t = sat16((a + b) >> s) from two int32 vectors by vpackssdw
-// (saturating; it interleaves 128-bit lanes, which a qword permutation
-// undoes), and the output's rounding shift (v + 2^(r-1)) >> r as mulhrs(v,
+// operation: t = sat16((a + b) >> s) from two int32 vectors (pack16), and
+// the output's rounding shift (v + 2^(r-1)) >> r as mulhrs(v,
 // 2^(15-r)) for r >= 1 (exact, no overflow). For r = 0 it is mulhrs(v,
 // 2^15 - 1), which is v for v in [-16383, 16384] and differs by one only
 // beyond, where zp + v is outside [0, 255] either way.
@@ -315,7 +318,7 @@ inline __m512i t16(const int32_t* a, __m512i sub, const Front32& f) {
   }
   const __m512i t0 = _mm512_srav_epi32(_mm512_add_epi32(a0, f.bias_lo), f.s_lo);
   const __m512i t1 = _mm512_srav_epi32(_mm512_add_epi32(a1, f.bias_hi), f.s_hi);
-  return _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), _mm512_packs_epi32(t0, t1));
+  return pack16(t0, t1);
 }
 
 struct Out32 {
@@ -350,9 +353,9 @@ inline GeluColumns gelu_columns(const GeluU8Params& p, int w) {
   const __m512i one = _mm512_set1_epi16(1);
   const __m512i e = _mm512_maskz_loadu_epi16(c.f.k, p.frac_cut);
   c.m = _mm512_maskz_loadu_epi16(c.f.k, p.in_mult);
-  c.cap = _mm512_sub_epi16(_mm512_sllv_epi16(one, _mm512_sub_epi16(_mm512_set1_epi16(12), e)), one);
-  c.to12 = _mm512_add_epi16(e, _mm512_set1_epi16(2));
   c.back = _mm512_sllv_epi16(one, _mm512_sub_epi16(_mm512_set1_epi16(12), e));  // 2^(12 - e)
+  c.cap = _mm512_sub_epi16(c.back, one);
+  c.to12 = _mm512_add_epi16(e, _mm512_set1_epi16(2));
   c.om = _mm512_maskz_loadu_epi16(c.f.k, p.out_mult);
   return c;
 }
