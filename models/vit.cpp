@@ -251,7 +251,9 @@ class Builder {
   }
 
   // The 16-bit requantizations' contract |acc + b| < 2^31 with |acc| <= 2^30
-  // (any GEMM with k <= 32896) and the rounding term b - bias <= 2^29.
+  // (any GEMM with k <= 32896) and the rounding term b - bias <= 2^29, for
+  // a bias tensor of the file (qkv, fc1; the graph's own biases, pooling's
+  // zero-point term and the attention output's zeros, are far inside).
   void check_bias(const std::string& name, int64_t n, const int32_t* bias) const {
     for (int64_t i = 0; i < n; ++i)
       if (bias[i] < -(1 << 29) || bias[i] > (1 << 29))
@@ -263,7 +265,6 @@ class Builder {
   // output step no finer than the accumulator's).
   kernels::RequantChannels requant(const std::string& name, int n, const int32_t* bias, const int32_t* mult,
                                    const int32_t* shift) const {
-    check_bias(name, n, bias);
     for (int i = 0; i < n; ++i)
       if (!kernels::requant_ratio_ok(mult[i], shift[i]))
         throw Error("model file " + file_.path() + ": requantization '" + name + "' element " + std::to_string(i) +
@@ -425,6 +426,7 @@ class Builder {
 
     auto qkv = make_linear(b("qkv"), 3 * d, d, act_, qkv_, tokens_, 3 * d);
     qkv->zero_point = file_.tensor(b("qkv.zero_point"), DType::kU8, {3 * d}).as<uint8_t>();
+    check_bias(b("qkv"), 3 * d, qkv->linear.bias);
     qkv->requant = requant(b("qkv"), 3 * d, qkv->linear.bias, qkv->linear.mult, qkv->linear.shift);
     add(std::move(qkv), b("qkv"), "linear + requantize");
 
