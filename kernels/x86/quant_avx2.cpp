@@ -489,7 +489,7 @@ void avx2_requant_u8(int m, int n, const int32_t* acc, int ld_acc, const Requant
     const __m256i mult = load16(p.mult + j0);
     for (int i = 0; i < m; ++i) {
       const int32_t* a = acc + static_cast<int64_t>(i) * ld_acc + j0;
-      const __m256i t = p.row_sub ? t16<true>(a, _mm256_set1_epi32(p.row_sub[i]), f) : t16<false>(a, f.bias_lo, f);
+      const __m256i t = p.row_sub ? t16<true>(a, _mm256_set1_epi32(p.row_sub[i]), f) : t16<false>(a, _mm256_setzero_si256(), f);
       store_out16(out + static_cast<int64_t>(i) * ld_out + j0, _mm256_mulhrs_epi16(t, mult), o);
     }
   }

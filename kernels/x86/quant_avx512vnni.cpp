@@ -419,7 +419,7 @@ void avx512_requant_u8(int m, int n, const int32_t* acc, int ld_acc, const Requa
     const __m512i mult = _mm512_maskz_loadu_epi16(f.k, p.mult + j0);
     for (int i = 0; i < m; ++i) {
       const int32_t* a = acc + static_cast<int64_t>(i) * ld_acc + j0;
-      const __m512i t = p.row_sub ? t16<true>(a, _mm512_set1_epi32(p.row_sub[i]), f) : t16<false>(a, f.bias_lo, f);
+      const __m512i t = p.row_sub ? t16<true>(a, _mm512_set1_epi32(p.row_sub[i]), f) : t16<false>(a, _mm512_setzero_si512(), f);
       store_out32(out + static_cast<int64_t>(i) * ld_out + j0, _mm512_mulhrs_epi16(t, mult), o, f.k);
     }
   }
