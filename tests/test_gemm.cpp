@@ -404,14 +404,15 @@ TEST_CASE("gemm: degenerate and invalid arguments") {
 }
 
 // The AMX path reads A's tiles in place where A and its rows are 64-byte
-// aligned and a row's tile reads stay inside its stride (k up to 768),
-// copying a partial last row tile and, for k not a multiple of 64, the tile
-// with A's last row; otherwise it copies A. Both placements, every path,
-// plain and fused, against the reference (garbage in the stride padding,
-// which the in-place reads see past k).
+// aligned (a row's tile reads then stay inside its stride), in one pass over
+// k (k up to 768) or several (832, 1000, 1536), copying a partial last row
+// tile and, for k not a multiple of 64, the tile with A's last row;
+// otherwise it copies A. Both placements, every path, plain and fused,
+// against the reference (garbage in the stride padding, which the in-place
+// reads see past k).
 TEST_CASE("gemm_u8s8s32: A at 64-byte aligned and unaligned addresses") {
   std::mt19937 rng(4242);
-  for (int k : {1, 64, 100, 192, 197, 384, 768, 832}) {
+  for (int k : {1, 64, 100, 192, 197, 384, 768, 832, 1000, 1536}) {
     // 300 rows: two chunks of the AMX driver (256 rows each), both in place.
     for (int m : {1, 15, 16, 17, 31, 32, 33, 197, 300}) {
       for (int n : {17, 197}) {

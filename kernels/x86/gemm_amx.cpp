@@ -200,21 +200,20 @@ const uint8_t* copy_a(int m, int k, const uint8_t* a, int lda, int m_tiles, int 
 
 // The row tiles of A for one chunk of rows. Where A and lda are 64-byte
 // aligned (so a row's tile reads, k rounded up to 64, stay inside its
-// stride) and one pass covers k (k <= 768), the tiles are read in place and
-// only the rest is copied (zero-padded): a partial last row tile, and where
-// k is not a multiple of 64 the tile holding A's last row (whose stride
-// padding need not exist). Bytes read past k multiply the zero rows that pad
-// the packed B, so they add nothing. Otherwise A goes through copy_a. Fused
-// GEMMs with a no-op epilogue, 197 rows: DeiT-T qkv 12.3 -> 10.8 us, fc2
-// (k = 768) 19.4 -> 15.7 us, DeiT-S proj 17.6 -> 14.6 us; attn@v (k = 197,
-// lda = 256) 3.7 -> 2.1 us. (Strided tile loads of rows 1536 bytes apart ran
-// 9% slower than loads from the copy, one reason the multi-pass k > 768
-// keeps it.)
+// stride), the tiles are read in place and only the rest is copied
+// (zero-padded): a partial last row tile, and where k is not a multiple of
+// 64 the tile holding A's last row (whose stride padding need not exist).
+// Bytes read past k multiply the zero rows that pad the packed B, so they
+// add nothing. Otherwise A goes through copy_a. Fused GEMMs with a no-op
+// epilogue, 197 rows: DeiT-T qkv 12.3 -> 10.8 us, fc2 (k = 768) 19.4 -> 15.7
+// us, DeiT-S proj 17.6 -> 14.6 us; attn@v (k = 197, lda = 256) 3.7 -> 2.1
+// us. The multi-pass GEMMs (k > 768) too: DeiT-S fc2 (k = 1536) 84-87 ->
+// 72-76 us alone, DeiT-S 8.0-8.4 -> 7.8-8.2 ms in the model.
 class ARows {
  public:
-  ARows(int m, int k, const uint8_t* a, int lda, int m_tiles, int k_pad, bool one_pass)
+  ARows(int m, int k, const uint8_t* a, int lda, int m_tiles, int k_pad)
       : a_(a), lda_(lda), k_pad_(k_pad),
-        full_(one_pass && lda % 64 == 0 && reinterpret_cast<uintptr_t>(a) % 64 == 0
+        full_(lda % 64 == 0 && reinterpret_cast<uintptr_t>(a) % 64 == 0
                   ? (k == k_pad ? m : m - 1) / kTileRows
                   : 0) {
     if (full_ < m_tiles) {
@@ -284,7 +283,7 @@ void drive(int m, int n, int k, const uint8_t* a, int lda, const void* packed_b,
   for (int r0 = 0; r0 < m; r0 += kRowChunk) {
     const int m_c = std::min(kRowChunk, m - r0);
     const int m_tiles = (m_c + kTileRows - 1) / kTileRows;
-    const ARows rows_a(m_c, k, a + ptrdiff_t{r0} * lda, lda, m_tiles, k_pad, passes == 1);
+    const ARows rows_a(m_c, k, a + ptrdiff_t{r0} * lda, lda, m_tiles, k_pad);
     for (int jt = 0; jt < n_tiles; jt += 2) {
       const int nt = std::min(2, n_tiles - jt);
       const int8_t* b[2] = {packed + ptrdiff_t{jt} * 16 * k_pad, packed + ptrdiff_t{jt + nt - 1} * 16 * k_pad};
