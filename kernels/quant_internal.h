@@ -131,6 +131,17 @@ inline void attn_lis_rescale_rows(int m, int32_t* acc, int ld_acc, int32_t zv, c
 // largest x (layernorm_tracks_range) for the test.
 inline bool layernorm_tracks_range(int channels) { return channels > 256; }
 
+// The prepared per-channel factors of that pass as plain pointers, taken
+// once per row: the pass's output stores (uint8_t may alias anything) would
+// otherwise make the compiler reload the vectors' data pointers for every
+// vector of channels (AVX-512, medians of alternating runs: DeiT-S rows
+// 42.0 -> 40.6 us per LayerNorm, DeiT-T 20.5 -> 19.2 us).
+struct F64Factors {
+  const double *ca, *cz, *gamma, *beta;
+  explicit F64Factors(const LayerNormPrepared& t)
+      : ca(t.ca.data()), cz(t.cz.data()), gamma(t.gamma.data()), beta(t.beta.data()) {}
+};
+
 inline bool layernorm_f64_exact(const LayerNormPrepared& prepared, int64_t sum, int64_t inv, int32_t x_min,
                                 int32_t x_max) {
   if (!prepared.f64_ok || inv <= 0) return false;

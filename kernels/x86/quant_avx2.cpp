@@ -454,16 +454,16 @@ inline __m256i norm8(const int16_t* q, const uint8_t* alpha, const int32_t* gamm
 // so neither the conversion nor the packs see an out-of-range value; for
 // uint8 (lo = 0) truncation is the floor, a stream's negative w needs one.
 template <bool kStream>
-inline __m256i norm8_f64(const int16_t* q, const LayerNormPrepared& t, size_t c, __m256d sum, __m256d inv,
+inline __m256i norm8_f64(const int16_t* q, const F64Factors& t, size_t c, __m256d sum, __m256d inv,
                          __m256d lo, __m256d hi) {
   const __m256i qv = _mm256_cvtepi16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q)));
   __m128i y[2];
   for (int h = 0; h < 2; ++h) {
     const size_t cc = c + 4 * static_cast<size_t>(h);
     const __m256d qd = _mm256_cvtepi32_pd(h == 0 ? _mm256_castsi256_si128(qv) : _mm256_extracti128_si256(qv, 1));
-    const __m256d u = _mm256_sub_pd(_mm256_fmsub_pd(qd, _mm256_loadu_pd(&t.ca[cc]), _mm256_loadu_pd(&t.cz[cc])), sum);
+    const __m256d u = _mm256_sub_pd(_mm256_fmsub_pd(qd, _mm256_loadu_pd(t.ca + cc), _mm256_loadu_pd(t.cz + cc)), sum);
     const __m256d v = _mm256_floor_pd(_mm256_fmadd_pd(u, inv, _mm256_set1_pd(0.5)));
-    __m256d w = _mm256_min_pd(_mm256_max_pd(_mm256_fmadd_pd(v, _mm256_loadu_pd(&t.gamma[cc]), _mm256_loadu_pd(&t.beta[cc])), lo), hi);
+    __m256d w = _mm256_min_pd(_mm256_max_pd(_mm256_fmadd_pd(v, _mm256_loadu_pd(t.gamma + cc), _mm256_loadu_pd(t.beta + cc)), lo), hi);
     if constexpr (kStream) w = _mm256_floor_pd(w);
     y[h] = _mm256_cvttpd_epi32(w);
   }
@@ -624,8 +624,9 @@ void layernorm_rows(int rows, const int16_t* in, int ld_in, const LayerNormParam
       // The tables are zero-padded to 16 channels.
       const __m256d sv = _mm256_set1_pd(static_cast<double>(sum));
       const __m256d iv = _mm256_set1_pd(static_cast<double>(inv) * 0x1p-32);
+      const F64Factors f(*p.prepared);
       store_row([&](int c, bool pad) {
-        return norm8_f64<kStream>(pad ? q_pad : q + c, *p.prepared, static_cast<size_t>(c), sv, iv, lo_d, hi_d);
+        return norm8_f64<kStream>(pad ? q_pad : q + c, f, static_cast<size_t>(c), sv, iv, lo_d, hi_d);
       });
       continue;
     }

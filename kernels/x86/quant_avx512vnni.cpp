@@ -472,11 +472,11 @@ void avx512_residual_add(int m, int n, const int32_t* acc, int ld_acc, const Res
 // saturation clamping at 255; stream output: floor(clamp(w, lo, hi)) (floor
 // commutes with a clamp to integers).
 template <bool kStream>
-inline __m256i norm8_f64(__m512d q, const LayerNormPrepared& t, size_t c, __m512d sum, __m512d inv, __m512d lo,
+inline __m256i norm8_f64(__m512d q, const F64Factors& t, size_t c, __m512d sum, __m512d inv, __m512d lo,
                          __m512d hi) {
-  const __m512d u = _mm512_sub_pd(_mm512_fmsub_pd(q, _mm512_loadu_pd(&t.ca[c]), _mm512_loadu_pd(&t.cz[c])), sum);
+  const __m512d u = _mm512_sub_pd(_mm512_fmsub_pd(q, _mm512_loadu_pd(t.ca + c), _mm512_loadu_pd(t.cz + c)), sum);
   const __m512d v = _mm512_roundscale_pd(_mm512_fmadd_pd(u, inv, _mm512_set1_pd(0.5)), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-  __m512d w = _mm512_max_pd(_mm512_fmadd_pd(v, _mm512_loadu_pd(&t.gamma[c]), _mm512_loadu_pd(&t.beta[c])), lo);
+  __m512d w = _mm512_max_pd(_mm512_fmadd_pd(v, _mm512_loadu_pd(t.gamma + c), _mm512_loadu_pd(t.beta + c)), lo);
   if constexpr (kStream) w = _mm512_min_pd(w, hi);
   return _mm512_cvt_roundpd_epi32(w, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
 }
@@ -540,13 +540,15 @@ class LayerNormRows {
     if (st.exact) {
       const __m512d sv = _mm512_set1_pd(static_cast<double>(st.sum));
       const __m512d iv = _mm512_set1_pd(static_cast<double>(st.inv) * 0x1p-32);
+      const F64Factors f(*p_.prepared);
+      const __m512d lo = lo_, hi = hi_;
       for_vectors(c_count_, [&](int c, __mmask16 k) {
         const __m512i qv = _mm512_cvtepi16_epi32(_mm256_maskz_loadu_epi16(k, q + c));
         const auto cc = static_cast<size_t>(c);
         const __m256i y_lo =
-            norm8_f64<kStream>(_mm512_cvtepi32_pd(_mm512_castsi512_si256(qv)), *p_.prepared, cc, sv, iv, lo_, hi_);
+            norm8_f64<kStream>(_mm512_cvtepi32_pd(_mm512_castsi512_si256(qv)), f, cc, sv, iv, lo, hi);
         const __m256i y_hi =
-            norm8_f64<kStream>(_mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(qv, 1)), *p_.prepared, cc + 8, sv, iv, lo_, hi_);
+            norm8_f64<kStream>(_mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(qv, 1)), f, cc + 8, sv, iv, lo, hi);
         const __m512i y = _mm512_inserti64x4(_mm512_castsi256_si512(y_lo), y_hi, 1);
         if constexpr (kStream) {
           _mm256_mask_storeu_epi16(o + c, k, _mm512_cvtepi32_epi16(y));
