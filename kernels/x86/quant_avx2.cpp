@@ -221,7 +221,9 @@ void gelu_rows16(int m, const int32_t* acc, int ld_acc, const GeluColumns16& c, 
   }
 }
 
-template <bool kHi>
+// kSat: the stream's range is int16's own (every 16-bit stream), so the
+// saturating pack is the clamp (the AVX-512 file does the same).
+template <bool kHi, bool kSat>
 void residual_block(int m, const int32_t* acc, int ld_acc, const ResidualParams& block,
                     const Dyadic8& br, const Dyadic8& sk, int16_t* stream, int ld_stream) {
   const bool skip = block.skip_mult != nullptr;
@@ -243,8 +245,13 @@ void residual_block(int m, const int32_t* acc, int ld_acc, const ResidualParams&
       const __m256i sv = _mm256_cvtepi16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s)));
       v = _mm256_add_epi32(v, dyadic8<kHi>(sv, sk, skip_c));
     }
-    v = _mm256_min_epi32(_mm256_max_epi32(v, qmin), qmax);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(s), to_i16_trunc(v));
+    if constexpr (kSat) {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(s),
+                       _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1)));
+    } else {
+      v = _mm256_min_epi32(_mm256_max_epi32(v, qmin), qmax);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(s), to_i16_trunc(v));
+    }
   }
 }
 
@@ -534,10 +541,17 @@ void avx2_residual_add(int m, int n, const int32_t* acc, int ld_acc, const Resid
     }
     const Dyadic8 br = load_dyadic(p.branch_mult + j0, p.branch_shift + j0);
     const Dyadic8 sk = skip ? load_dyadic(p.skip_mult + j0, p.skip_shift + j0) : br;
-    if (br.hi && sk.hi) {
-      residual_block<true>(m, acc + j0, ld_acc, block, br, sk, stream + j0, ld_stream);
+    const bool hi = br.hi && sk.hi;
+    if (p.qmin_out == INT16_MIN && p.qmax_out == INT16_MAX) {
+      if (hi) {
+        residual_block<true, true>(m, acc + j0, ld_acc, block, br, sk, stream + j0, ld_stream);
+      } else {
+        residual_block<false, true>(m, acc + j0, ld_acc, block, br, sk, stream + j0, ld_stream);
+      }
+    } else if (hi) {
+      residual_block<true, false>(m, acc + j0, ld_acc, block, br, sk, stream + j0, ld_stream);
     } else {
-      residual_block<false>(m, acc + j0, ld_acc, block, br, sk, stream + j0, ld_stream);
+      residual_block<false, false>(m, acc + j0, ld_acc, block, br, sk, stream + j0, ld_stream);
     }
   }
 }
