@@ -341,6 +341,27 @@ inline void store_out32(uint8_t* o, __m512i v, const Out32& c, __mmask32 k) {
   const __m512i w = _mm512_mulhrs_epi16(v, c.down);
   _mm512_mask_cvtusepi16_storeu_epi8(o, k, _mm512_max_epi16(_mm512_adds_epi16(w, c.zp), _mm512_setzero_si512()));
 }
+// The same for two rows: one vpackuswb (signed saturation to [0, 255] is
+// the clamp) and one qword permutation for both, where each row alone takes
+// a max and a two-operation vpmovuswb.
+inline void store_out32x2(uint8_t* o0, uint8_t* o1, __m512i v0, __m512i v1, const Out32& c, __mmask32 k) {
+  const __m512i w0 = _mm512_adds_epi16(_mm512_mulhrs_epi16(v0, c.down), c.zp);
+  const __m512i w1 = _mm512_adds_epi16(_mm512_mulhrs_epi16(v1, c.down), c.zp);
+  const __m512i b = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), _mm512_packus_epi16(w0, w1));
+  _mm256_mask_storeu_epi8(o0, k, _mm512_castsi512_si256(b));
+  _mm256_mask_storeu_epi8(o1, k, _mm512_extracti64x4_epi64(b, 1));
+}
+// Rows in pairs through row(i) (the value before the output step) and
+// store_out32x2, a last odd row alone.
+template <class Row>
+inline void store_rows32(int m, uint8_t* out, int ld_out, const Out32& c, __mmask32 k, Row&& row) {
+  int i = 0;
+  for (; i + 2 <= m; i += 2) {
+    uint8_t* o = out + static_cast<int64_t>(i) * ld_out;
+    store_out32x2(o, o + ld_out, row(i), row(i + 1), c, k);
+  }
+  if (i < m) store_out32(out + static_cast<int64_t>(i) * ld_out, row(i), c, k);
+}
 
 // GELU (quant.h's definition) in 16-bit lanes after the front end; the
 // spline's 32 pieces are one vpermw per coefficient. One per-column shift
@@ -372,7 +393,7 @@ void gelu_rows(int m, const int32_t* acc, int ld_acc, const GeluColumns& c, cons
                 c2 = _mm512_slli_epi16(_mm512_loadu_si512(sp.c2), 4);
   const __m512i zero = _mm512_setzero_si512();
   const __m512i low9 = _mm512_set1_epi16(511);
-  for (int i = 0; i < m; ++i) {
+  store_rows32(m, out, ld_out, c.o, c.f.k, [&](int i) {
     const __m512i x = _mm512_mulhrs_epi16(t16<false>(acc + static_cast<int64_t>(i) * ld_acc, zero, c.f), c.m);
     const __m512i ax = _mm512_sllv_epi16(_mm512_min_epi16(_mm512_abs_epi16(x), c.cap), c.to12);
     const __m512i piece = _mm512_srli_epi16(ax, 9);
@@ -381,8 +402,8 @@ void gelu_rows(int m, const int32_t* acc, int ld_acc, const GeluColumns& c, cons
                                            _mm512_mulhrs_epi16(u, _mm512_permutexvar_epi16(piece, c2)));
     const __m512i y = _mm512_add_epi16(_mm512_permutexvar_epi16(piece, c0), _mm512_mulhrs_epi16(u, inner));
     const __m512i g = _mm512_adds_epi16(_mm512_mulhrs_epi16(y, c.back), _mm512_max_epi16(x, zero));
-    store_out32(out + static_cast<int64_t>(i) * ld_out, _mm512_mulhrs_epi16(g, c.om), c.o, c.f.k);
-  }
+    return _mm512_mulhrs_epi16(g, c.om);
+  });
 }
 
 struct ResidualBlock {
@@ -430,11 +451,12 @@ void avx512_requant_u8(int m, int n, const int32_t* acc, int ld_acc, const Requa
     const Front32 f = front32(p.bias + j0, p.in_shift + j0, n - j0);
     const Out32 o = out32(p.out_shift + j0, p.zero_point + j0, f.k);
     const __m512i mult = _mm512_maskz_loadu_epi16(f.k, p.mult + j0);
-    for (int i = 0; i < m; ++i) {
+    const int32_t* row_sub = p.row_sub;
+    store_rows32(m, out + j0, ld_out, o, f.k, [&](int i) {
       const int32_t* a = acc + static_cast<int64_t>(i) * ld_acc + j0;
-      const __m512i t = p.row_sub ? t16<true>(a, _mm512_set1_epi32(p.row_sub[i]), f) : t16<false>(a, _mm512_setzero_si512(), f);
-      store_out32(out + static_cast<int64_t>(i) * ld_out + j0, _mm512_mulhrs_epi16(t, mult), o, f.k);
-    }
+      const __m512i t = row_sub ? t16<true>(a, _mm512_set1_epi32(row_sub[i]), f) : t16<false>(a, _mm512_setzero_si512(), f);
+      return _mm512_mulhrs_epi16(t, mult);
+    });
   }
 }
 
