@@ -228,12 +228,26 @@ void softmax_rows(const int32_t* acc, int ld_acc, const SoftmaxParams& p, Out* o
       const __m512i rv = _mm512_set1_epi16(static_cast<int16_t>(r.mult));
       const __m512i half = _mm512_set1_epi16(static_cast<int16_t>(r.shift <= 16 ? 1 << (r.shift - 1) : 0));
       const __m128i s = _mm_cvtsi32_si128(std::min(r.shift, 16));
-      for (int j = 0; j < cols; j += 32) {
-        const __m512i v = _mm512_srl_epi16(_mm512_add_epi16(_mm512_mulhi_epu16(_mm512_load_si512(e + j), rv), half), s);
-        const __mmask32 k = j + 32 <= cols ? ~__mmask32{0} : static_cast<__mmask32>((uint64_t{1} << (cols - j)) - 1);
-        _mm512_mask_cvtepi16_storeu_epi8(o + j, k, v);  // 0 past the row's end, where e = 0
-        total = _mm512_add_epi32(total, _mm512_madd_epi16(v, ones));
+      auto prob = [&](int j) {
+        return _mm512_srl_epi16(_mm512_add_epi16(_mm512_mulhi_epu16(_mm512_load_si512(e + j), rv), half), s);
+      };
+      // 64 columns at a time: one vpackuswb and one qword permutation for
+      // the bytes, one vpsadbw for their sum. p <= 255 packs exactly; past
+      // the row's end e = 0 (up to cols32), so p = 0 there.
+      const __m512i order = _mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7);
+      int j = 0;
+      for (; j + 32 < cols; j += 64) {
+        const __m512i b = _mm512_permutexvar_epi64(order, _mm512_packus_epi16(prob(j), prob(j + 32)));
+        const int w = cols - j;
+        _mm512_mask_storeu_epi8(o + j, w >= 64 ? ~__mmask64{0} : (__mmask64{1} << w) - 1, b);
+        total = _mm512_add_epi64(total, _mm512_sad_epu8(b, _mm512_setzero_si512()));
       }
+      if (j < cols) {
+        const __m512i v = prob(j);
+        _mm512_mask_cvtepi16_storeu_epi8(o + j, static_cast<__mmask32>((uint64_t{1} << (cols - j)) - 1), v);
+        total = _mm512_add_epi64(total, _mm512_sad_epu8(_mm512_packus_epi16(v, _mm512_setzero_si512()), _mm512_setzero_si512()));
+      }
+      return static_cast<int32_t>(_mm512_reduce_add_epi64(total));
     }
     return _mm512_reduce_add_epi32(total);
   };
