@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "vitint/kernels/quant.h"
 
@@ -119,6 +120,21 @@ template <class Norm>
 inline void attn_lis_rescale_rows(int m, int32_t* acc, int ld_acc, int32_t zv, const int32_t* rowsum, Norm&& norm) {
   for (int i = 0; i < m; ++i)
     norm(acc + static_cast<int64_t>(i) * ld_acc, int64_t{zv} * rowsum[i], lis_row_recip(rowsum[i]));
+}
+
+// f(std::bool_constant<a>, std::bool_constant<b>): two run-time flags as
+// template arguments of a kernel's block function (residual add: shifts
+// >= 32, int16 clamp).
+template <class F>
+inline void with_flags(bool a, bool b, F&& f) {
+  if (a) {
+    if (b) f(std::true_type{}, std::true_type{});
+    else f(std::true_type{}, std::false_type{});
+  } else if (b) {
+    f(std::false_type{}, std::true_type{});
+  } else {
+    f(std::false_type{}, std::false_type{});
+  }
 }
 
 // When the vector LayerNorms' double-precision second pass (norm8_f64) is

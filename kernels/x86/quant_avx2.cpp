@@ -542,17 +542,9 @@ void avx2_residual_add(int m, int n, const int32_t* acc, int ld_acc, const Resid
     const Dyadic8 br = load_dyadic(p.branch_mult + j0, p.branch_shift + j0);
     const Dyadic8 sk = skip ? load_dyadic(p.skip_mult + j0, p.skip_shift + j0) : br;
     const bool hi = br.hi && sk.hi;
-    if (p.qmin_out == INT16_MIN && p.qmax_out == INT16_MAX) {
-      if (hi) {
-        residual_block<true, true>(m, acc + j0, ld_acc, block, br, sk, stream + j0, ld_stream);
-      } else {
-        residual_block<false, true>(m, acc + j0, ld_acc, block, br, sk, stream + j0, ld_stream);
-      }
-    } else if (hi) {
-      residual_block<true, false>(m, acc + j0, ld_acc, block, br, sk, stream + j0, ld_stream);
-    } else {
-      residual_block<false, false>(m, acc + j0, ld_acc, block, br, sk, stream + j0, ld_stream);
-    }
+    with_flags(hi, p.qmin_out == INT16_MIN && p.qmax_out == INT16_MAX, [&](auto k_hi, auto k_sat) {
+      residual_block<decltype(k_hi)::value, decltype(k_sat)::value>(m, acc + j0, ld_acc, block, br, sk, stream + j0, ld_stream);
+    });
   }
 }
 

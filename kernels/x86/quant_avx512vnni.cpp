@@ -495,17 +495,9 @@ void avx512_residual_add(int m, int n, const int32_t* acc, int ld_acc, const Res
     b.bias = p.bias + j0;
     b.bias_stride = p.bias_ld;
     const bool hi = b.branch.hi && (!skip || b.skip.hi);
-    if (p.qmin_out == INT16_MIN && p.qmax_out == INT16_MAX) {
-      if (hi) {
-        residual_block<true, true>(m, acc + j0, ld_acc, p, b, skip, stream + j0, ld_stream);
-      } else {
-        residual_block<false, true>(m, acc + j0, ld_acc, p, b, skip, stream + j0, ld_stream);
-      }
-    } else if (hi) {
-      residual_block<true, false>(m, acc + j0, ld_acc, p, b, skip, stream + j0, ld_stream);
-    } else {
-      residual_block<false, false>(m, acc + j0, ld_acc, p, b, skip, stream + j0, ld_stream);
-    }
+    with_flags(hi, p.qmin_out == INT16_MIN && p.qmax_out == INT16_MAX, [&](auto k_hi, auto k_sat) {
+      residual_block<decltype(k_hi)::value, decltype(k_sat)::value>(m, acc + j0, ld_acc, p, b, skip, stream + j0, ld_stream);
+    });
   }
 }
 
