@@ -101,11 +101,14 @@ inline __m512i dyadic16(__m512i x, const Dyadic16& d, const Folded& c) {
 // ---------------------------------------------------------------------------
 // Softmax helpers.
 
-// Two vectors of 16 int32 as 32 int16, saturating, in order: vpackssdw
-// interleaves 128-bit lanes, the qword permutation restores the order.
-inline __m512i pack16(__m512i lo, __m512i hi) {
-  return _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), _mm512_packs_epi32(lo, hi));
+// The result of a vpack* of two vectors in order: the packs interleave the
+// operands' halves of each 128-bit lane (a qword each), the qword
+// permutation puts the first operand's before the second's.
+inline __m512i pack_order(__m512i packed) {
+  return _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), packed);
 }
+// Two vectors of 16 int32 as 32 int16, saturating, in order.
+inline __m512i pack16(__m512i lo, __m512i hi) { return pack_order(_mm512_packs_epi32(lo, hi)); }
 
 // The steps of exp_of (ref/quant_ref.cpp) from x = l - max to i-exp, 32
 // columns in 16-bit lanes. max(l, lo) - max, lo = max(max - 2^(15 + shift),
@@ -234,10 +237,9 @@ void softmax_rows(const int32_t* acc, int ld_acc, const SoftmaxParams& p, Out* o
       // 64 columns at a time: one vpackuswb and one qword permutation for
       // the bytes, one vpsadbw for their sum. p <= 255 packs exactly; past
       // the row's end e = 0 (up to cols32), so p = 0 there.
-      const __m512i order = _mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7);
       int j = 0;
       for (; j + 32 < cols; j += 64) {
-        const __m512i b = _mm512_permutexvar_epi64(order, _mm512_packus_epi16(prob(j), prob(j + 32)));
+        const __m512i b = pack_order(_mm512_packus_epi16(prob(j), prob(j + 32)));
         const int w = cols - j;
         _mm512_mask_storeu_epi8(o + j, w >= 64 ? ~__mmask64{0} : (__mmask64{1} << w) - 1, b);
         total = _mm512_add_epi64(total, _mm512_sad_epu8(b, _mm512_setzero_si512()));
@@ -350,18 +352,17 @@ inline Out32 out32(const int16_t* out_shift, const uint8_t* zero_point, __mmask3
   return {_mm512_mask_mov_epi16(down, _mm512_cmpeq_epi16_mask(r, _mm512_setzero_si512()), _mm512_set1_epi16(32767)),
           _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(k, zero_point))};
 }
+// zp + ((v + 2^(r-1)) >> r), saturated to int16 (the clamp to [0, 255] follows).
+inline __m512i out_step(__m512i v, const Out32& c) { return _mm512_adds_epi16(_mm512_mulhrs_epi16(v, c.down), c.zp); }
 // clamp(zp + ((v + 2^(r-1)) >> r), 0, 255) stored as 32 bytes (k of them).
 inline void store_out32(uint8_t* o, __m512i v, const Out32& c, __mmask32 k) {
-  const __m512i w = _mm512_mulhrs_epi16(v, c.down);
-  _mm512_mask_cvtusepi16_storeu_epi8(o, k, _mm512_max_epi16(_mm512_adds_epi16(w, c.zp), _mm512_setzero_si512()));
+  _mm512_mask_cvtusepi16_storeu_epi8(o, k, _mm512_max_epi16(out_step(v, c), _mm512_setzero_si512()));
 }
 // The same for two rows: one vpackuswb (signed saturation to [0, 255] is
 // the clamp) and one qword permutation for both, where each row alone takes
 // a max and a two-operation vpmovuswb.
 inline void store_out32x2(uint8_t* o0, uint8_t* o1, __m512i v0, __m512i v1, const Out32& c, __mmask32 k) {
-  const __m512i w0 = _mm512_adds_epi16(_mm512_mulhrs_epi16(v0, c.down), c.zp);
-  const __m512i w1 = _mm512_adds_epi16(_mm512_mulhrs_epi16(v1, c.down), c.zp);
-  const __m512i b = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), _mm512_packus_epi16(w0, w1));
+  const __m512i b = pack_order(_mm512_packus_epi16(out_step(v0, c), out_step(v1, c)));
   _mm256_mask_storeu_epi8(o0, k, _mm512_castsi512_si256(b));
   _mm256_mask_storeu_epi8(o1, k, _mm512_extracti64x4_epi64(b, 1));
 }
