@@ -262,7 +262,7 @@ class Builder {
   }
 
   // requant_u8's numbers for `name`'s dyadics, which must be below 1 (an
-  // output step no finer than the accumulator's).
+  // output step no finer than the accumulator's), and bias (null: none).
   kernels::RequantChannels requant(const std::string& name, int n, const int32_t* bias, const int32_t* mult,
                                    const int32_t* shift) const {
     for (int i = 0; i < n; ++i)
@@ -451,7 +451,7 @@ class Builder {
     attn->exp_shift = se.shift;
     const int32_t *out_mult = nullptr, *out_shift = nullptr;
     dyadic(b("attn.out"), "_", d, &out_mult, &out_shift);
-    attn->out_requant = requant(b("attn.out"), d, std::vector<int32_t>(static_cast<size_t>(d), 0).data(), out_mult, out_shift);
+    attn->out_requant = requant(b("attn.out"), d, nullptr, out_mult, out_shift);  // no bias
     attn->out_zp = file_.tensor(b("attn.out_zero_point"), DType::kU8, {d}).as<uint8_t>();
     attn->qkv = qkv_;
     attn->out = act_;

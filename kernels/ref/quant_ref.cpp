@@ -169,7 +169,7 @@ RequantChannels requant_channels(int n, const int32_t* bias, const int32_t* mult
   for (int c = 0; c < n; ++c) {
     const int r = fit15(mult[c], 15 - shift[c], 6);
     const int s = fit15(mult[c], 15 + r - shift[c], 30);
-    q.bias.push_back(bias[c] + (s > 0 ? 1 << (s - 1) : 0));
+    q.bias.push_back((bias ? bias[c] : 0) + (s > 0 ? 1 << (s - 1) : 0));
     q.in_shift.push_back(s);
     q.mult.push_back(to_i16(scaled(mult[c], 15 + s + r - shift[c])));
     q.out_shift.push_back(static_cast<int16_t>(r));
@@ -177,7 +177,10 @@ RequantChannels requant_channels(int n, const int32_t* bias, const int32_t* mult
   return q;
 }
 
-bool requant_ratio_ok(int32_t mult, int32_t shift) { return mult >= 0 && shift >= 0 && shift <= 62 && (shift >= 31 || mult < (int64_t{1} << shift)); }
+bool requant_ratio_ok(int32_t mult, int32_t shift) {
+  // mult < 2^31 <= 2^shift from shift 31 on.
+  return mult >= 0 && shift >= 0 && shift <= 62 && (shift >= 31 || mult < (int64_t{1} << shift));
+}
 
 void requant_u8_ref(int m, int n, const int32_t* acc, int ld_acc, const RequantU8Params& p,
                     uint8_t* out, int ld_out) {

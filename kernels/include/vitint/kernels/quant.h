@@ -76,6 +76,7 @@ struct RequantChannels {
     return {bias.data(), in_shift.data(), mult.data(), out_shift.data(), zero_point, row_sub};
   }
 };
+// bias may be null (no bias: the attention output's requantization).
 RequantChannels requant_channels(int n, const int32_t* bias, const int32_t* mult, const int32_t* shift);
 // mult * 2^-shift < 1.
 bool requant_ratio_ok(int32_t mult, int32_t shift);
