@@ -3,7 +3,7 @@
 
 Runs, interleaved over several rounds so that every contender sees the same
 background load:
-  libvitint            vitint-bench on a random-weight model (best ISA, AMX here)
+  libvitint            vitint-bench on a random-weight model (the CPU's best ISA)
   libvitint VNNI       the same model with --isa avx512vnni (AMX disabled)
   PyTorch FP32         bench/peers_torch.py --mode fp32
   PyTorch int8 dyn     bench/peers_torch.py --mode int8dyn (quantize_dynamic)
@@ -11,6 +11,11 @@ background load:
   oneDNN chain VNNI    the same with oneDNN limited to avx512_core_vnni
 for each architecture, thread count and batch size, then prints a Markdown
 table of latencies and ratios, writes JSON and draws a chart.
+
+The contenders named after an ISA are labelled with the ISA their runs
+report: on a CPU without AMX the unrestricted ones say which ISA they used,
+and a restricted one the CPU cannot run (AVX-512 VNNI on an AVX2-only CPU)
+is left out after a probe, with a line saying so.
 
   /usr/bin/python3 bench/compare.py --build /tmp/build-bench --out /tmp/speed \\
       --chart docs/speed.svg --update-doc docs/speed.md
@@ -64,6 +69,9 @@ GMACS = {"deit_tiny_patch16_224": 1.25, "deit_small_patch16_224": 4.60, "deit_ba
 # Contenders run with a restricted ISA: tool key -> the --isa value its program takes.
 ISA_ARG = {"vitint_vnni": "avx512vnni", "vitint_avxvnni": "avxvnni",
            "onednn_vnni": "avx512_core_vnni", "onednn_avxvnni": "avx2_vnni"}
+# The ISA in a contender's label: tool key -> (the label's text, a substring of the ISA its runs report).
+LABEL_ISA = {"vitint": ("AMX", "amx"), "onednn_amx": ("AMX", "amx")}
+LABEL_ISA.update({t: (None, isa) for t, isa in ISA_ARG.items()})
 
 
 def log(msg):
@@ -201,7 +209,18 @@ def aggregate(runs):
     return out
 
 
-def markdown(agg, args, meta):
+def labels(agg):
+    """TOOLS, except that an unrestricted contender whose runs used another ISA
+    than its label names (a CPU without AMX) names the ISA it used."""
+    out = dict(TOOLS)
+    for tool, (text, isa) in LABEL_ISA.items():
+        used = sorted({v["isa"] for k, v in agg.items() if k[0] == tool and v.get("isa")})
+        if text and used and not all(isa in u for u in used):
+            out[tool] = out[tool].replace(text, "/".join(used))
+    return out
+
+
+def markdown(agg, args, meta, names):
     archs, lines = args.archs, []
     head = "| | " + " | ".join(SHORT.get(a, a) for a in archs) + " |"
     sep = "|---" * (len(archs) + 1) + "|"
@@ -230,7 +249,7 @@ def markdown(agg, args, meta):
                 for a in archs:
                     v = agg.get((tool, a, t, b))
                     cells.append(f"{fmt_ms(v['median_ms'])} ({fmt_ms(v['best_p10_ms'])[:-3]})" if v else "-")
-                lines.append(f"| {TOOLS[tool]}, {t} thread{'s' if t > 1 else ''} | " + " | ".join(cells) + " |")
+                lines.append(f"| {names[tool]}, {t} thread{'s' if t > 1 else ''} | " + " | ".join(cells) + " |")
         lines.append("")
 
         lines += [f"### Ratios, batch {b}: on the medians (on the lowest p10s)", "", head, sep]
@@ -238,20 +257,20 @@ def markdown(agg, args, meta):
             ts = f"{t} thread{'s' if t > 1 else ''}"
             if "vitint" in args.tools:
                 for peer in [p for p in args.tools if p.startswith("torch")]:
-                    lines.append(f"| speed-up of libvitint vs {TOOLS[peer]}, {ts} | "
+                    lines.append(f"| speed-up of libvitint vs {names[peer]}, {ts} | "
                                  + ratio_cells((peer, t), ("vitint", t), t, b) + " |")
             for mine, chain in (("vitint", "onednn_amx"), ("vitint_vnni", "onednn_vnni"),
                                 ("vitint_avxvnni", "onednn_avxvnni")):
                 if mine in args.tools and chain in args.tools:
-                    lines.append(f"| {TOOLS[mine]} / {TOOLS[chain]}, {ts} | "
+                    lines.append(f"| {names[mine]} / {names[chain]}, {ts} | "
                                  + ratio_cells((mine, t), (chain, t), t, b) + " |")
             if "vitint" in args.tools and "vitint_vnni" in args.tools:
-                lines.append(f"| libvitint AMX speed-up over VNNI, {ts} | "
+                lines.append(f"| {names['vitint']} speed-up over {names['vitint_vnni']}, {ts} | "
                              + ratio_cells(("vitint_vnni", t), ("vitint", t), t, b) + " |")
         if len(args.threads) > 1:
             t1, t2 = args.threads[0], args.threads[-1]
             for tool in args.tools:
-                lines.append(f"| {t2}-thread vs {t1}-thread speed-up, {TOOLS[tool]} | "
+                lines.append(f"| {t2}-thread vs {t1}-thread speed-up, {names[tool]} | "
                              + ratio_cells((tool, t1), (tool, t2), t1, b) + " |")
         lines.append("")
     lines += [f"Measured {meta['date']} on {meta['cpu']} ({meta['cores']} cores), libvitint {meta['git']}, "
@@ -260,7 +279,7 @@ def markdown(agg, args, meta):
     return "\n".join(lines)
 
 
-def chart(agg, args, path):
+def chart(agg, args, path, names):
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -286,7 +305,7 @@ def chart(agg, args, path):
                     xs.append(j + (i - (len(tools) - 1) / 2) * width)
                     ys.append(v["median_ms"])
                     p10s.append(v["best_p10_ms"])
-            bars = ax.bar(xs, ys, width, label=TOOLS[tool], color=colors.get(tool))
+            bars = ax.bar(xs, ys, width, label=names[tool], color=colors.get(tool))
             ax.scatter(xs, p10s, marker="_", color="black", s=40, linewidths=1, zorder=3,
                        label="lowest p10" if i == 0 else None)
             for bar, y in zip(bars, ys):
@@ -329,6 +348,18 @@ def measure(args):
     meta = {"date": datetime.date.today().isoformat(), "cpu": cpu_model(), "cores": os.cpu_count(),
             "git": git_describe(), "rounds": args.rounds, "argv": sys.argv[1:], "load_before": os.getloadavg()[0],
             "python_torch": runner.py, "env": args.env}
+    for tool in [t for t in args.tools if t in ISA_ARG]:
+        # A restricted contender the CPU cannot run fails, or (oneDNN) runs another ISA: probe once.
+        try:
+            isa = runner.run(tool, args.archs[0], 1, 1, 1).get("isa") or ""
+            why = None if LABEL_ISA[tool][1] in isa else f"it ran {isa or 'an unreported ISA'}"
+        except (RuntimeError, ValueError) as e:
+            why = str(e).splitlines()[-1]
+        if why:
+            log(f"{TOOLS[tool]}: left out, this CPU lacks {ISA_ARG[tool]} ({why})")
+            args.tools.remove(tool)
+    if not args.tools:
+        sys.exit("compare.py: this CPU can run none of the contenders asked for")
     grid = [(a, t, b) for b in args.batches for a in args.archs for t in args.threads]
     estimate = {}  # (tool, arch, threads, batch) -> ms, refined after every run
     runs = []
@@ -454,7 +485,8 @@ def main():
         meta, runs = measure(args)
 
     agg = aggregate(runs)
-    table = markdown(agg, args, meta)
+    names = labels(agg)
+    table = markdown(agg, args, meta, names)
     print(table)
     with open(os.path.join(args.out, "table.md"), "w") as f:
         f.write(table)
@@ -463,7 +495,7 @@ def main():
                    "summary": [dict(zip(("tool", "architecture", "threads", "batch"), k), **v)
                                for k, v in sorted(agg.items())],
                    "runs": runs}, f, indent=2)
-    drew = chart(agg, args, chart_path)
+    drew = chart(agg, args, chart_path, names)
     if drew:
         log(f"chart: {chart_path}")
     if args.update_doc:

@@ -37,4 +37,28 @@ if [ "$rc" -ne 2 ] || ! grep -qF "holds an earlier run; pass --force" "$dir/stde
   echo "FAIL: an earlier run was not refused (status $rc):"; cat "$dir/stderr"; exit 1
 fi
 [ "$(cat "$dir/prev/results.json")" = "earlier run" ] || { echo "FAIL: the earlier results were changed"; exit 1; }
+
+# Labels name the ISA a run reports where it is not the one the label names
+# (a CPU without AMX); from a saved run, so nothing is measured.
+labels() {  # labels ISA: the table of a saved run whose unrestricted contenders ran ISA
+  mkdir -p "$dir/$1"
+  cat > "$dir/$1/in.json" <<JSON
+{"meta": {"rounds": 1, "date": "2026-11-23", "cpu": "test", "cores": 2, "git": "test", "argv": [],
+          "load_before": 0.0, "load_after": 0.0},
+ "runs": [{"tool_key": "vitint", "architecture": "deit_tiny_patch16_224", "threads": 1, "batch": 1,
+           "median_ms": 2.0, "p10_ms": 1.9, "isa": "$1"},
+          {"tool_key": "onednn_amx", "architecture": "deit_tiny_patch16_224", "threads": 1, "batch": 1,
+           "median_ms": 3.0, "p10_ms": 2.9, "isa": "$2"}]}
+JSON
+  "$py" "$compare" --from-json "$dir/$1/in.json" --out "$dir/$1" 2> "$dir/stderr" || {
+    echo "FAIL: --from-json of a saved run:"; cat "$dir/stderr"; exit 1; }
+}
+table=$(labels avx2 avx2)
+for want in "| libvitint (avx2), 1 thread | 2.00 ms (1.90) |" "| oneDNN int8 matmuls only (avx2), 1 thread |" \
+            "| libvitint (avx2) / oneDNN int8 matmuls only (avx2), 1 thread | 0.67x (0.66x) |"; do
+  grep -qF -- "$want" <<< "$table" || { echo "FAIL: no '$want' in:"; echo "$table"; exit 1; }
+done
+table=$(labels amx avx512_core_amx)
+grep -qF "| libvitint (AMX) / oneDNN int8 matmuls only (AMX), 1 thread |" <<< "$table" || {
+  echo "FAIL: AMX runs not labelled AMX:"; echo "$table"; exit 1; }
 echo "ok"
