@@ -69,9 +69,9 @@ GMACS = {"deit_tiny_patch16_224": 1.25, "deit_small_patch16_224": 4.60, "deit_ba
 # Contenders run with a restricted ISA: tool key -> the --isa value its program takes.
 ISA_ARG = {"vitint_vnni": "avx512vnni", "vitint_avxvnni": "avxvnni",
            "onednn_vnni": "avx512_core_vnni", "onednn_avxvnni": "avx2_vnni"}
-# The ISA in a contender's label: tool key -> (the label's text, a substring of the ISA its runs report).
-LABEL_ISA = {"vitint": ("AMX", "amx"), "onednn_amx": ("AMX", "amx")}
-LABEL_ISA.update({t: (None, isa) for t, isa in ISA_ARG.items()})
+# Unrestricted contenders whose label names an ISA: tool key -> that ISA, as a
+# substring of the ISA their runs report (upper-case in the label).
+LABEL_ISA = {"vitint": "amx", "onednn_amx": "amx"}
 
 
 def log(msg):
@@ -213,10 +213,10 @@ def labels(agg):
     """TOOLS, except that an unrestricted contender whose runs used another ISA
     than its label names (a CPU without AMX) names the ISA it used."""
     out = dict(TOOLS)
-    for tool, (text, isa) in LABEL_ISA.items():
+    for tool, isa in LABEL_ISA.items():
         used = sorted({v["isa"] for k, v in agg.items() if k[0] == tool and v.get("isa")})
-        if text and used and not all(isa in u for u in used):
-            out[tool] = out[tool].replace(text, "/".join(used))
+        if used and not all(isa in u for u in used):
+            out[tool] = out[tool].replace(isa.upper(), "/".join(used))
     return out
 
 
@@ -352,7 +352,7 @@ def measure(args):
         # A restricted contender the CPU cannot run fails, or (oneDNN) runs another ISA: probe once.
         try:
             isa = runner.run(tool, args.archs[0], 1, 1, 1).get("isa") or ""
-            why = None if LABEL_ISA[tool][1] in isa else f"it ran {isa or 'an unreported ISA'}"
+            why = None if ISA_ARG[tool] in isa else f"it ran {isa or 'an unreported ISA'}"
         except (RuntimeError, ValueError) as e:
             why = str(e).splitlines()[-1]
         if why:

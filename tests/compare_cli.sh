@@ -40,7 +40,7 @@ fi
 
 # Labels name the ISA a run reports where it is not the one the label names
 # (a CPU without AMX); from a saved run, so nothing is measured.
-labels() {  # labels ISA: the table of a saved run whose unrestricted contenders ran ISA
+labels() {  # labels VITINT_ISA ONEDNN_ISA: the table of a saved run of the unrestricted contenders
   mkdir -p "$dir/$1"
   cat > "$dir/$1/in.json" <<JSON
 {"meta": {"rounds": 1, "date": "2026-11-23", "cpu": "test", "cores": 2, "git": "test", "argv": [],
