@@ -381,7 +381,7 @@ def measure(args):
                 r["load1"] = os.getloadavg()[0]
                 runs.append(r)
                 estimate[key] = r["median_ms"]
-                log(f"  {TOOLS[tool]:34s} {SHORT[a]:6s} t={t} b={b}: median {r['median_ms']:.3f} ms "
+                log(f"  {labels({key: r})[tool]:44s} {SHORT[a]:6s} t={t} b={b}: median {r['median_ms']:.3f} ms "
                     f"(p10 {r['p10_ms']:.3f}, {iters} it)")
     meta["load_after"] = os.getloadavg()[0]
     shutil.rmtree(runner.tmp, ignore_errors=True)
