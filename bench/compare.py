@@ -209,15 +209,19 @@ def aggregate(runs):
     return out
 
 
+def label(tool, used):
+    """TOOLS[tool], except that an unrestricted contender whose runs used (a
+    collection of reported ISAs) another ISA than its label names (a CPU
+    without AMX) names the ISA it used."""
+    isa, used = LABEL_ISA.get(tool), sorted(set(used) - {None})
+    if isa and used and not all(isa in u for u in used):
+        return TOOLS[tool].replace(isa.upper(), "/".join(used))
+    return TOOLS[tool]
+
+
 def labels(agg):
-    """TOOLS, except that an unrestricted contender whose runs used another ISA
-    than its label names (a CPU without AMX) names the ISA it used."""
-    out = dict(TOOLS)
-    for tool, isa in LABEL_ISA.items():
-        used = sorted({v["isa"] for k, v in agg.items() if k[0] == tool and v.get("isa")})
-        if used and not all(isa in u for u in used):
-            out[tool] = out[tool].replace(isa.upper(), "/".join(used))
-    return out
+    """label() of every contender, from the ISAs its aggregated runs report."""
+    return {tool: label(tool, [v.get("isa") for k, v in agg.items() if k[0] == tool]) for tool in TOOLS}
 
 
 def markdown(agg, args, meta, names):
@@ -381,7 +385,7 @@ def measure(args):
                 r["load1"] = os.getloadavg()[0]
                 runs.append(r)
                 estimate[key] = r["median_ms"]
-                log(f"  {labels({key: r})[tool]:44s} {SHORT[a]:6s} t={t} b={b}: median {r['median_ms']:.3f} ms "
+                log(f"  {label(tool, [r.get('isa')]):44s} {SHORT[a]:6s} t={t} b={b}: median {r['median_ms']:.3f} ms "
                     f"(p10 {r['p10_ms']:.3f}, {iters} it)")
     meta["load_after"] = os.getloadavg()[0]
     shutil.rmtree(runner.tmp, ignore_errors=True)
