@@ -205,23 +205,28 @@ def aggregate(runs):
             "best_p10_ms": min(r["p10_ms"] for r in rs),
             "round_medians_ms": [r["median_ms"] for r in rs],
             "isa": rs[0].get("isa"),
+            # vitint-onednn-chain's probe: False where its int8 products saturate.
+            "int8_exact": all(r.get("int8_exact", True) for r in rs),
         }
     return out
 
 
-def label(tool, used):
+def label(tool, used, exact=True):
     """TOOLS[tool], except that an unrestricted contender whose runs used (a
     collection of reported ISAs) another ISA than its label names (a CPU
-    without AMX) names the ISA it used."""
+    without AMX) names the ISA it used, and one whose int8 products are not
+    exact (oneDNN without VNNI) says so."""
     isa, used = LABEL_ISA.get(tool), sorted(set(used) - {None})
+    name = TOOLS[tool]
     if isa and used and not all(isa in u for u in used):
-        return TOOLS[tool].replace(isa.upper(), "/".join(used))
-    return TOOLS[tool]
+        name = name.replace(isa.upper(), "/".join(used))
+    return name if exact else name[:-1] + ", saturating)"
 
 
 def labels(agg):
-    """label() of every contender, from the ISAs its aggregated runs report."""
-    return {tool: label(tool, [v.get("isa") for k, v in agg.items() if k[0] == tool]) for tool in TOOLS}
+    """label() of every contender, from the ISAs and the exactness its aggregated runs report."""
+    return {tool: label(tool, [v.get("isa") for k, v in agg.items() if k[0] == tool],
+                        all(v.get("int8_exact", True) for k, v in agg.items() if k[0] == tool)) for tool in TOOLS}
 
 
 def markdown(agg, args, meta, names):
@@ -277,6 +282,11 @@ def markdown(agg, args, meta, names):
                 lines.append(f"| {t2}-thread vs {t1}-thread speed-up, {names[tool]} | "
                              + ratio_cells((tool, t1), (tool, t2), t1, b) + " |")
         lines.append("")
+    if any("saturating)" in names[t] for t in args.tools):
+        lines += ["\"saturating\": on this ISA oneDNN adds the u8 x s8 products in pairs into saturating int16 "
+                  "(vpmaddubsw; oneDNN's \"Nuances of int8 computations\"), so its matmuls are not exact: "
+                  "vitint-onednn-chain's probe (255 x -128 summed over k) gets a wrong sum. libvitint's products "
+                  "are exact on every path, at 4 instead of 3 vector operations per 32 products on AVX2.", ""]
     lines += [f"Measured {meta['date']} on {meta['cpu']} ({meta['cores']} cores), libvitint {meta['git']}, "
               f"{meta['rounds']} rounds, load average {meta['load_before']:.1f} before / "
               f"{meta['load_after']:.1f} after; `bench/compare.py {' '.join(meta['argv'])}`.", ""]
@@ -385,7 +395,8 @@ def measure(args):
                 r["load1"] = os.getloadavg()[0]
                 runs.append(r)
                 estimate[key] = r["median_ms"]
-                log(f"  {label(tool, [r.get('isa')]):44s} {SHORT[a]:6s} t={t} b={b}: median {r['median_ms']:.3f} ms "
+                name = label(tool, [r.get("isa")], r.get("int8_exact", True))
+                log(f"  {name:44s} {SHORT[a]:6s} t={t} b={b}: median {r['median_ms']:.3f} ms "
                     f"(p10 {r['p10_ms']:.3f}, {iters} it)")
     meta["load_after"] = os.getloadavg()[0]
     shutil.rmtree(runner.tmp, ignore_errors=True)

@@ -3,7 +3,9 @@
 // weights prepacked in the layout the primitive asks for), and nothing else:
 // no softmax, LayerNorm, GELU, residual adds, im2col or token rearrangement.
 // It is a lower bound that a full int8 engine built on oneDNN could not beat,
-// and the yardstick for libvitint's GEMMs (docs/speed.md).
+// and the yardstick for libvitint's GEMMs (docs/speed.md). Without VNNI its
+// products are not exact (Chain::probe_exact): every run reports whether they
+// are ("int8_exact").
 //
 // Per block (12 blocks, distinct weights): qkv [T,D]x[D,3D] -> u8; q.k^T as a
 // batched matmul over batch*heads [N,dh]x[dh,N] -> s32 (softmax input);
@@ -168,6 +170,39 @@ class Chain {
   }
   size_t weight_bytes() const { return weight_bytes_; }
 
+  // Whether the chain's int8 products are exact: an fc2-shaped matmul
+  // ([T, 4D] x [4D, D] -> s32, as in the chain) on A = 255 everywhere and
+  // weights -128 / 127 in alternate columns, against the exact int32 sums
+  // 255 * 4D * w. Without VNNI (avx2, avx512_core), oneDNN adds u8 x s8
+  // products in pairs into saturating int16 (vpmaddubsw; its "Nuances of
+  // int8 computations"), so these sums come out wrong there.
+  struct Probe {
+    bool exact;
+    int32_t got, want;  // column 0 of row 0
+    std::string impl;
+  };
+  Probe probe_exact(int64_t m, int64_t k, int64_t n) {
+    const dnnl::memory::desc src_md({m, k}, dt::u8, tag::ab);
+    const dnnl::memory::desc w_any({k, n}, dt::s8, tag::any);
+    const dnnl::memory::desc dst_md({m, n}, dt::s32, tag::ab);
+    const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src_md, w_any, dst_md), eng_);
+    std::vector<uint8_t> a(static_cast<size_t>(m * k), 255);
+    std::vector<int8_t> w(static_cast<size_t>(k * n));
+    for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<int8_t>(i % static_cast<size_t>(n) % 2 ? 127 : -128);
+    std::vector<int32_t> c(static_cast<size_t>(m * n));
+    dnnl::memory w_user({{k, n}, dt::s8, tag::ab}, eng_, w.data());
+    dnnl::memory w_packed(pd.weights_desc(), eng_);
+    dnnl::reorder(w_user, w_packed).execute(stream_, w_user, w_packed);
+    dnnl::matmul(pd).execute(stream_, {{DNNL_ARG_SRC, dnnl::memory(src_md, eng_, a.data())},
+                                       {DNNL_ARG_WEIGHTS, w_packed},
+                                       {DNNL_ARG_DST, dnnl::memory(dst_md, eng_, c.data())}});
+    stream_.wait();
+    bool exact = true;
+    for (size_t i = 0; i < c.size(); ++i)
+      exact = exact && c[i] == static_cast<int32_t>(255 * k * (i % static_cast<size_t>(n) % 2 ? 127 : -128));
+    return {exact, c[0], static_cast<int32_t>(255 * k * -128), pd.impl_info_str()};
+  }
+
  private:
   Buffer& buffer(size_t n) {
     buffers_.push_back(std::make_unique<Buffer>(n, rng_));
@@ -319,6 +354,9 @@ int main(int argc, char** argv) {
     omp_set_num_threads(threads);
 
     Chain chain(arch_it->second, batch);
+    const Arch& arch = arch_it->second;
+    const Chain::Probe probe =
+        chain.probe_exact(int64_t{batch} * ((kImage / kPatch) * (kImage / kPatch) + 1), 4 * arch.embed_dim, arch.embed_dim);
     const std::string effective_isa = isa_name(dnnl::get_effective_cpu_isa());
     const std::vector<double> ms = time_ms(warmup, iterations, [&] { chain.run(); });
     const double median = percentile(ms, 0.5), p10 = percentile(ms, 0.1), p90 = percentile(ms, 0.9);
@@ -342,6 +380,8 @@ int main(int argc, char** argv) {
       std::printf("  \"median_ms\": %.6f,\n  \"p10_ms\": %.6f,\n  \"p90_ms\": %.6f,\n", median, p10, p90);
       std::printf("  \"images_per_s\": %.3f,\n  \"gmacs_per_s\": %.3f,\n", 1000.0 * batch / median,
                   macs / median * 1e-6);
+      std::printf("  \"int8_exact\": %s,\n  \"int8_probe\": {\"impl\": \"%s\", \"got\": %d, \"exact\": %d},\n",
+                  probe.exact ? "true" : "false", json_escape(probe.impl).c_str(), probe.got, probe.want);
       std::printf("  \"impls\": {");
       bool first = true;
       for (const auto& [kind, names] : impls) {
@@ -366,6 +406,13 @@ int main(int argc, char** argv) {
         std::string joined;
         for (const auto& nm : names) joined += (joined.empty() ? "" : ", ") + nm;
         std::printf("  %-6s %s\n", kind.c_str(), joined.c_str());
+      }
+      if (probe.exact) {
+        std::printf("int8 products: exact (255 x -128 summed over k = %d: %d)\n", 4 * arch.embed_dim, probe.got);
+      } else {
+        std::printf("int8 products: NOT exact on this ISA (%s): 255 x -128 summed over k = %d gave %d, exact %d "
+                    "(u8 x s8 pairs added in saturating int16)\n",
+                    probe.impl.c_str(), 4 * arch.embed_dim, probe.got, probe.want);
       }
       for (const auto& [kind, t] : per_op)
         std::printf("  %-6s %8.3f ms  %6.1f GMAC/s\n", kind.c_str(), t, chain.macs(kind) / t * 1e-6);

@@ -40,22 +40,32 @@ fi
 
 # Labels name the ISA a run reports where it is not the one the label names
 # (a CPU without AMX); from a saved run, so nothing is measured.
-labels() {  # labels VITINT_ISA ONEDNN_ISA: the table of a saved run of the unrestricted contenders
-  mkdir -p "$dir/$1"
-  cat > "$dir/$1/in.json" <<JSON
+labels() {  # labels VITINT_ISA ONEDNN_ISA [EXACT]: the table of a saved run of the unrestricted contenders
+  local out=$dir/$1${3:-} exact=${3:+, \"int8_exact\": $3}
+  mkdir -p "$out"
+  cat > "$out/in.json" <<JSON
 {"meta": {"rounds": 1, "date": "2026-11-23", "cpu": "test", "cores": 2, "git": "test", "argv": [],
           "load_before": 0.0, "load_after": 0.0},
  "runs": [{"tool_key": "vitint", "architecture": "deit_tiny_patch16_224", "threads": 1, "batch": 1,
            "median_ms": 2.0, "p10_ms": 1.9, "isa": "$1"},
           {"tool_key": "onednn_amx", "architecture": "deit_tiny_patch16_224", "threads": 1, "batch": 1,
-           "median_ms": 3.0, "p10_ms": 2.9, "isa": "$2"}]}
+           "median_ms": 3.0, "p10_ms": 2.9, "isa": "$2"$exact}]}
 JSON
-  "$py" "$compare" --from-json "$dir/$1/in.json" --out "$dir/$1" 2> "$dir/stderr" || {
+  "$py" "$compare" --from-json "$out/in.json" --out "$out" 2> "$dir/stderr" || {
     echo "FAIL: --from-json of a saved run:"; cat "$dir/stderr"; exit 1; }
 }
 table=$(labels avx2 avx2)
 for want in "| libvitint (avx2), 1 thread | 2.00 ms (1.90) |" "| oneDNN int8 matmuls only (avx2), 1 thread |" \
             "| libvitint (avx2) / oneDNN int8 matmuls only (avx2), 1 thread | 0.67x (0.66x) |"; do
+  grep -qF -- "$want" <<< "$table" || { echo "FAIL: no '$want' in:"; echo "$table"; exit 1; }
+done
+if grep -qF "saturating" <<< "$table"; then echo "FAIL: runs without int8_exact called saturating:"; echo "$table"; exit 1; fi
+# A chain whose probe found its int8 products inexact (oneDNN without VNNI)
+# is labelled so, with the reason under the table.
+table=$(labels avx2 avx2 false)
+for want in "| oneDNN int8 matmuls only (avx2, saturating), 1 thread |" \
+            "| libvitint (avx2) / oneDNN int8 matmuls only (avx2, saturating), 1 thread |" \
+            '"saturating": on this ISA oneDNN adds the u8 x s8 products in pairs into saturating int16'; do
   grep -qF -- "$want" <<< "$table" || { echo "FAIL: no '$want' in:"; echo "$table"; exit 1; }
 done
 table=$(labels amx avx512_core_amx)
