@@ -216,6 +216,28 @@ TEST_CASE("preprocess: torchvision Resize(int) then CenterCrop") {
   CHECK_THROWS_AS(vitint::preprocess(sq, 224, 0.0, Interpolation::kBicubic), vitint::Error);
 }
 
+// preprocess computes only the crop's pixels of the resized image: the same
+// bytes as resizing all of it and cropping, for each way the passes run
+// (none, both; 3, 5 and more taps per output pixel; odd crop offsets).
+TEST_CASE("preprocess: the crop's pixels alone equal resize then crop") {
+  struct Case {
+    int w, h, size;
+    double crop_pct;
+    Interpolation interp;
+    int new_w, new_h;
+  };
+  for (const Case& c : {Case{256, 301, 224, 0.875, Interpolation::kBicubic, 256, 301},  // no resampling
+                        Case{640, 481, 224, 0.875, Interpolation::kBicubic, 340, 256},  // shrinking: 9 taps
+                        Case{121, 100, 224, 0.9, Interpolation::kBilinear, 300, 248},   // enlarging: 3 taps
+                        Case{97, 150, 64, 0.8, Interpolation::kBicubic, 80, 123}}) {    // enlarging: 5 taps
+    CAPTURE(c.w);
+    CAPTURE(c.h);
+    const Image src = pattern_image(c.w, c.h);
+    const Image out = vitint::preprocess(src, c.size, c.crop_pct, c.interp);
+    CHECK(out.rgb == vitint::center_crop(vitint::resize(src, c.new_w, c.new_h, c.interp), c.size, c.size).rgb);
+  }
+}
+
 TEST_CASE("load_image: errors name the file") {
   const vitint::test::TempDir dir;
   const std::string missing = dir.file("does_not_exist.jpg");
