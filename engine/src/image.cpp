@@ -236,22 +236,22 @@ Image resize_window(const Image& src, int width, int height, Interpolation inter
                   src.rgb.data() + static_cast<size_t>(y0 + y) * src_stride + static_cast<size_t>(x0) * 3, out_bytes);
     return out;
   }
+  if (!need_v) {
+    const Coeffs horiz = precompute_coeffs(src.width, width, filter);
+    resample_horizontal(src.rgb.data(), src.width, y0, h, x0, w, horiz, out.rgb.data());
+    return out;
+  }
   const Coeffs vert = precompute_coeffs(src.height, height, filter);
-  // The source rows that output rows [y0, y0 + h) read (windows move down
-  // monotonically); all rows when the height does not change.
-  const int ybox_first = need_v ? vert.start[static_cast<size_t>(y0)] : y0;
-  const int ybox_last = need_v ? vert.start[static_cast<size_t>(y0 + h - 1)] + vert.count[static_cast<size_t>(y0 + h - 1)]
-                               : y0 + h;
   if (!need_h) {
     resample_vertical(src.rgb.data() + static_cast<size_t>(x0) * 3, src_stride, out_bytes, y0, h, vert, 0,
                       out.rgb.data());
     return out;
   }
+  // The source rows that output rows [y0, y0 + h) read: windows move down
+  // monotonically.
+  const int ybox_first = vert.start[static_cast<size_t>(y0)];
+  const int ybox_last = vert.start[static_cast<size_t>(y0 + h - 1)] + vert.count[static_cast<size_t>(y0 + h - 1)];
   const Coeffs horiz = precompute_coeffs(src.width, width, filter);
-  if (!need_v) {
-    resample_horizontal(src.rgb.data(), src.width, y0, h, x0, w, horiz, out.rgb.data());
-    return out;
-  }
   std::vector<uint8_t> tmp(static_cast<size_t>(ybox_last - ybox_first) * out_bytes);
   resample_horizontal(src.rgb.data(), src.width, ybox_first, ybox_last - ybox_first, x0, w, horiz, tmp.data());
   resample_vertical(tmp.data(), out_bytes, out_bytes, y0, h, vert, ybox_first, out.rgb.data());
