@@ -106,6 +106,8 @@ class Chain {
     const int n = patches + 1;
     const int64_t t = static_cast<int64_t>(batch) * n, bh = static_cast<int64_t>(batch) * h;
     const int64_t pk = kChannels * kPatch * kPatch;
+    tokens_ = t;
+    dim_ = d;
 
     // Activation arenas shared by all blocks (as an engine's would be).
     Buffer& im2col = buffer(static_cast<size_t>(batch * patches * pk));
@@ -178,17 +180,20 @@ class Chain {
   // int8 computations"), so these sums come out wrong there.
   struct Probe {
     bool exact;
+    int64_t k;
     int32_t got, want;  // column 0 of row 0
     std::string impl;
   };
-  Probe probe_exact(int64_t m, int64_t k, int64_t n) {
+  Probe probe_exact() {
+    const int64_t m = tokens_, k = 4 * dim_, n = dim_;
+    auto weight = [n](size_t i) { return static_cast<int8_t>(i % static_cast<size_t>(n) % 2 ? 127 : -128); };
     const dnnl::memory::desc src_md({m, k}, dt::u8, tag::ab);
     const dnnl::memory::desc w_any({k, n}, dt::s8, tag::any);
     const dnnl::memory::desc dst_md({m, n}, dt::s32, tag::ab);
     const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src_md, w_any, dst_md), eng_);
     std::vector<uint8_t> a(static_cast<size_t>(m * k), 255);
     std::vector<int8_t> w(static_cast<size_t>(k * n));
-    for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<int8_t>(i % static_cast<size_t>(n) % 2 ? 127 : -128);
+    for (size_t i = 0; i < w.size(); ++i) w[i] = weight(i);
     std::vector<int32_t> c(static_cast<size_t>(m * n));
     dnnl::memory w_user({{k, n}, dt::s8, tag::ab}, eng_, w.data());
     dnnl::memory w_packed(pd.weights_desc(), eng_);
@@ -197,10 +202,12 @@ class Chain {
                                        {DNNL_ARG_WEIGHTS, w_packed},
                                        {DNNL_ARG_DST, dnnl::memory(dst_md, eng_, c.data())}});
     stream_.wait();
+    // C[i][j] = 255 * k * w(j) (w is the same in every row, and the row
+    // stride of C is n like B's).
+    auto want = [&](size_t i) { return static_cast<int32_t>(255 * k * weight(i)); };
     bool exact = true;
-    for (size_t i = 0; i < c.size(); ++i)
-      exact = exact && c[i] == static_cast<int32_t>(255 * k * (i % static_cast<size_t>(n) % 2 ? 127 : -128));
-    return {exact, c[0], static_cast<int32_t>(255 * k * -128), pd.impl_info_str()};
+    for (size_t i = 0; i < c.size(); ++i) exact = exact && c[i] == want(i);
+    return {exact, k, c[0], want(0), pd.impl_info_str()};
   }
 
  private:
@@ -271,6 +278,8 @@ class Chain {
   std::vector<std::unique_ptr<Buffer>> buffers_;
   std::vector<Op> ops_;
   size_t weight_bytes_ = 0;
+  int64_t tokens_ = 0;  // rows of the linear layers (batch x tokens)
+  int dim_ = 0;         // embedding width
 };
 
 using vitint::bench::percentile;
@@ -354,9 +363,7 @@ int main(int argc, char** argv) {
     omp_set_num_threads(threads);
 
     Chain chain(arch_it->second, batch);
-    const Arch& arch = arch_it->second;
-    const Chain::Probe probe =
-        chain.probe_exact(int64_t{batch} * ((kImage / kPatch) * (kImage / kPatch) + 1), 4 * arch.embed_dim, arch.embed_dim);
+    const Chain::Probe probe = chain.probe_exact();
     const std::string effective_isa = isa_name(dnnl::get_effective_cpu_isa());
     const std::vector<double> ms = time_ms(warmup, iterations, [&] { chain.run(); });
     const double median = percentile(ms, 0.5), p10 = percentile(ms, 0.1), p90 = percentile(ms, 0.9);
@@ -408,11 +415,12 @@ int main(int argc, char** argv) {
         std::printf("  %-6s %s\n", kind.c_str(), joined.c_str());
       }
       if (probe.exact) {
-        std::printf("int8 products: exact (255 x -128 summed over k = %d: %d)\n", 4 * arch.embed_dim, probe.got);
+        std::printf("int8 products: exact (255 x -128 summed over k = %lld: %d)\n", static_cast<long long>(probe.k),
+                    probe.got);
       } else {
-        std::printf("int8 products: NOT exact on this ISA (%s): 255 x -128 summed over k = %d gave %d, exact %d "
+        std::printf("int8 products: NOT exact on this ISA (%s): 255 x -128 summed over k = %lld gave %d, exact %d "
                     "(u8 x s8 pairs added in saturating int16)\n",
-                    probe.impl.c_str(), 4 * arch.embed_dim, probe.got, probe.want);
+                    probe.impl.c_str(), static_cast<long long>(probe.k), probe.got, probe.want);
       }
       for (const auto& [kind, t] : per_op)
         std::printf("  %-6s %8.3f ms  %6.1f GMAC/s\n", kind.c_str(), t, chain.macs(kind) / t * 1e-6);
