@@ -226,7 +226,7 @@ def label(tool, used, exact=True):
 def labels(agg):
     """label() of every contender, from the ISAs and the exactness its aggregated runs report."""
     return {tool: label(tool, [v.get("isa") for k, v in agg.items() if k[0] == tool],
-                        all(v.get("int8_exact", True) for k, v in agg.items() if k[0] == tool)) for tool in TOOLS}
+                        all(v["int8_exact"] for k, v in agg.items() if k[0] == tool)) for tool in TOOLS}
 
 
 def markdown(agg, args, meta, names):
@@ -282,7 +282,7 @@ def markdown(agg, args, meta, names):
                 lines.append(f"| {t2}-thread vs {t1}-thread speed-up, {names[tool]} | "
                              + ratio_cells((tool, t1), (tool, t2), t1, b) + " |")
         lines.append("")
-    if any("saturating)" in names[t] for t in args.tools):
+    if not all(v["int8_exact"] for v in agg.values()):
         lines += ["\"saturating\": on this ISA oneDNN adds the u8 x s8 products in pairs into saturating int16 "
                   "(vpmaddubsw; oneDNN's \"Nuances of int8 computations\"), so its matmuls are not exact: "
                   "vitint-onednn-chain's probe (255 x -128 summed over k) gets a wrong sum. libvitint's products "
