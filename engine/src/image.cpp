@@ -215,6 +215,20 @@ int crop_offset(int diff) {
   return (diff % 2 == 0 || half % 2 == 0) ? half : half + 1;
 }
 
+// The pixels [x0, x0 + w) x [y0, y0 + h) of src.
+Image copy_window(const Image& src, int x0, int y0, int w, int h) {
+  Image out;
+  out.width = w;
+  out.height = h;
+  out.rgb.resize(static_cast<size_t>(w) * static_cast<size_t>(h) * 3);
+  const size_t row_bytes = static_cast<size_t>(w) * 3;
+  for (int y = 0; y < h; ++y)
+    std::memcpy(out.rgb.data() + static_cast<size_t>(y) * row_bytes,
+                src.rgb.data() + (static_cast<size_t>(y0 + y) * static_cast<size_t>(src.width) + static_cast<size_t>(x0)) * 3,
+                row_bytes);
+  return out;
+}
+
 // The columns [x0, x0 + w) and rows [y0, y0 + h) of resize(src, width,
 // height, interp): the same bytes, computing only those outputs.
 Image resize_window(const Image& src, int width, int height, Interpolation interp, int x0, int y0, int w, int h) {
@@ -224,18 +238,13 @@ Image resize_window(const Image& src, int width, int height, Interpolation inter
   // rows that the vertical pass will read.
   const bool need_h = width != src.width;
   const bool need_v = height != src.height;
+  if (!need_h && !need_v) return copy_window(src, x0, y0, w, h);
   const size_t src_stride = static_cast<size_t>(src.width) * 3;
   Image out;
   out.width = w;
   out.height = h;
   out.rgb.resize(static_cast<size_t>(w) * static_cast<size_t>(h) * 3);
   const size_t out_bytes = static_cast<size_t>(w) * 3;
-  if (!need_h && !need_v) {
-    for (int y = 0; y < h; ++y)
-      std::memcpy(out.rgb.data() + static_cast<size_t>(y) * out_bytes,
-                  src.rgb.data() + static_cast<size_t>(y0 + y) * src_stride + static_cast<size_t>(x0) * 3, out_bytes);
-    return out;
-  }
   if (!need_v) {
     const Coeffs horiz = precompute_coeffs(src.width, width, filter);
     resample_horizontal(src.rgb.data(), src.width, y0, h, x0, w, horiz, out.rgb.data());
@@ -436,20 +445,7 @@ Image center_crop(const Image& src, int width, int height) {
     throw Error("center_crop: a " + std::to_string(width) + "x" + std::to_string(height) +
                 " crop does not fit in a " + std::to_string(src.width) + "x" +
                 std::to_string(src.height) + " image");
-  const int top = crop_offset(src.height - height);
-  const int left = crop_offset(src.width - width);
-  Image out;
-  out.width = width;
-  out.height = height;
-  out.rgb.resize(static_cast<size_t>(width) * static_cast<size_t>(height) * 3);
-  const size_t row_bytes = static_cast<size_t>(width) * 3;
-  for (int y = 0; y < height; ++y) {
-    const uint8_t* from = src.rgb.data() +
-                          (static_cast<size_t>(top + y) * static_cast<size_t>(src.width) +
-                           static_cast<size_t>(left)) * 3;
-    std::memcpy(out.rgb.data() + static_cast<size_t>(y) * row_bytes, from, row_bytes);
-  }
-  return out;
+  return copy_window(src, crop_offset(src.width - width), crop_offset(src.height - height), width, height);
 }
 
 Image preprocess(const Image& src, int input_size, double crop_pct, Interpolation interp) {
