@@ -73,7 +73,11 @@ Filter filter_for(Interpolation interp) {
 }
 
 // One output position's source window [start, start + count) and its
-// fixed-point weights (Pillow's precompute_coeffs + normalize_coeffs_8bpc).
+// fixed-point weights (Pillow's precompute_coeffs + normalize_coeffs_8bpc),
+// zero past count up to ksize. Where ksize <= in_size, a window that would
+// end past the input starts earlier, its weights moved right behind zeros
+// (the sums are Pillow's), so every [start, start + ksize) lies inside the
+// input: the horizontal pass reads ksize taps for every output pixel.
 struct Coeffs {
   int ksize = 0;
   std::vector<int> start;
@@ -116,8 +120,13 @@ Coeffs precompute_coeffs(int in_size, int out_size, const Filter& filter) {
       const double scaled = v * (1 << kPrecisionBits);
       out[x] = static_cast<int32_t>(v < 0 ? -0.5 + scaled : 0.5 + scaled);
     }
-    c.start[static_cast<size_t>(xx)] = xmin;
-    c.count[static_cast<size_t>(xx)] = xmax;
+    const int shift = c.ksize <= in_size ? std::max(0, xmin + c.ksize - in_size) : 0;
+    if (shift > 0) {
+      std::copy_backward(out, out + xmax, out + xmax + shift);
+      std::fill(out, out + shift, 0);
+    }
+    c.start[static_cast<size_t>(xx)] = xmin - shift;
+    c.count[static_cast<size_t>(xx)] = xmax + shift;
   }
   return c;
 }
@@ -127,19 +136,20 @@ inline uint8_t clip8(int32_t acc) {
   return static_cast<uint8_t>(v < 0 ? 0 : (v > 255 ? 255 : v));
 }
 
-// Output pixels [0, out_w) of rows of `taps` taps from rows of width src_w:
-// pixel xx sums k[xx * taps + j] times source pixel start[xx] + j. With K =
-// taps fixed at compile time (K = 0: not), the 3 x K products of a pixel are
-// straight-line code.
+// Source rows [row0, row0 + out_h) of width src_w -> out_w pixels from
+// windows start[xx], count[xx] with weights k[xx * ksize ..]. K > 0: every
+// window read as K = ksize taps (Coeffs keeps them inside the row, zero
+// weights past count), so the 3 x K products of a pixel are straight-line
+// code; K = 0: count[xx] taps.
 template <int K>
 void horizontal_rows(const uint8_t* src, int src_w, int row0, int out_h, int out_w, const int* start,
-                     const int32_t* k, int taps, uint8_t* dst) {
-  const int n = K > 0 ? K : taps;
+                     const int* count, const int32_t* k, int ksize, uint8_t* dst) {
   for (int yy = 0; yy < out_h; ++yy) {
     const uint8_t* in_row = src + static_cast<size_t>(yy + row0) * static_cast<size_t>(src_w) * 3;
     uint8_t* out_row = dst + static_cast<size_t>(yy) * static_cast<size_t>(out_w) * 3;
     for (int xx = 0; xx < out_w; ++xx) {
-      const int32_t* kx = k + static_cast<size_t>(xx) * static_cast<size_t>(n);
+      const int n = K > 0 ? K : count[xx];
+      const int32_t* kx = k + static_cast<size_t>(xx) * static_cast<size_t>(ksize);
       const uint8_t* p = in_row + static_cast<size_t>(start[xx]) * 3;
       int32_t s0 = 1 << (kPrecisionBits - 1), s1 = s0, s2 = s0;
       for (int x = 0; x < n; ++x) {
@@ -156,31 +166,25 @@ void horizontal_rows(const uint8_t* src, int src_w, int row0, int out_h, int out
 
 // Source rows [row0, row0 + out_h) of width src_w -> the output columns
 // [col0, col0 + out_w) of the resized width (coefficients c), out_w wide.
-// Every window is widened to c.ksize taps with zero weights (moved left where
-// it would pass the row's end), which leaves each sum unchanged, so that the
-// usual tap counts (3: bilinear, 5: bicubic when enlarging) have a fixed-size
-// inner loop.
+// The usual tap counts (3: bilinear, 5: bicubic when enlarging) run a
+// fixed-size inner loop.
 void resample_horizontal(const uint8_t* src, int src_w, int row0, int out_h, int col0, int out_w,
                          const Coeffs& c, uint8_t* dst) {
-  const int kk = std::min(c.ksize, src_w);
-  std::vector<int> start(static_cast<size_t>(out_w));
-  std::vector<int32_t> k(static_cast<size_t>(out_w) * static_cast<size_t>(kk), 0);
-  for (int xx = 0; xx < out_w; ++xx) {
-    const auto at = static_cast<size_t>(xx + col0);
-    const int first = std::min(c.start[at], src_w - kk);  // count <= kk, so the window fits
-    start[static_cast<size_t>(xx)] = first;
-    for (int x = 0; x < c.count[at]; ++x)
-      k[static_cast<size_t>(xx) * static_cast<size_t>(kk) + static_cast<size_t>(c.start[at] - first + x)] =
-          c.weights[at * static_cast<size_t>(c.ksize) + static_cast<size_t>(x)];
+  const auto at = static_cast<size_t>(col0);
+  const int* start = c.start.data() + at;
+  const int* count = c.count.data() + at;
+  const int32_t* k = c.weights.data() + at * static_cast<size_t>(c.ksize);
+  if (c.ksize <= src_w) {
+    switch (c.ksize) {
+      case 3:
+        return horizontal_rows<3>(src, src_w, row0, out_h, out_w, start, count, k, c.ksize, dst);
+      case 5:
+        return horizontal_rows<5>(src, src_w, row0, out_h, out_w, start, count, k, c.ksize, dst);
+      default:
+        break;
+    }
   }
-  switch (kk) {
-    case 3:
-      return horizontal_rows<3>(src, src_w, row0, out_h, out_w, start.data(), k.data(), kk, dst);
-    case 5:
-      return horizontal_rows<5>(src, src_w, row0, out_h, out_w, start.data(), k.data(), kk, dst);
-    default:
-      return horizontal_rows<0>(src, src_w, row0, out_h, out_w, start.data(), k.data(), kk, dst);
-  }
+  horizontal_rows<0>(src, src_w, row0, out_h, out_w, start, count, k, c.ksize, dst);
 }
 
 // The output rows [row0, row0 + out_h) of the resized height (coefficients
