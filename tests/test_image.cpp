@@ -1,7 +1,15 @@
 #include <doctest/doctest.h>
 
+// stb_image_write crafts the PNG, BMP and TGA fixtures; static, as nothing
+// else in the test binary has it.
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#define STB_IMAGE_WRITE_STATIC
+#include <stb/stb_image_write.h>
+
 #include <fstream>
+#include <iterator>
 #include <string>
+#include <utility>
 
 #include "shared_data.h"
 #include "temp_files.h"
@@ -42,6 +50,174 @@ Image pattern_image(int w, int h) {
 }
 
 using vitint::test::fnv1a;
+
+using Bytes = std::vector<uint8_t>;
+
+// w x h pixels of `comp` channels, in runs of three equal pixels (which TGA's
+// RLE packs).
+Bytes blocky_pixels(int w, int h, int comp) {
+  Bytes out;
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x)
+      for (int c = 0; c < comp; ++c)
+        out.push_back(static_cast<uint8_t>((static_cast<uint32_t>((y * 1000 + x / 3) * 4 + c) * 2654435761u) >> 24));
+  return out;
+}
+
+// What decoding `comp`-channel pixels gives: grey replicated, alpha dropped.
+Bytes to_rgb(const Bytes& pixels, int comp) {
+  Bytes out;
+  for (size_t i = 0; i < pixels.size(); i += static_cast<size_t>(comp))
+    for (size_t c = 0; c < 3; ++c) out.push_back(pixels[i + (comp == 1 ? 0 : c)]);
+  return out;
+}
+
+void append_bytes(void* context, void* data, int size) {
+  const auto* p = static_cast<const uint8_t*>(data);
+  static_cast<Bytes*>(context)->insert(static_cast<Bytes*>(context)->end(), p, p + size);
+}
+
+void put_be32(Bytes& out, uint32_t v) {
+  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<uint8_t>(v >> shift));
+}
+
+// A PNG of these chunks, each with its CRC (stb_image_write's).
+Bytes png_file(const std::vector<std::pair<std::string, Bytes>>& chunks) {
+  Bytes out = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+  for (const auto& [type, data] : chunks) {
+    Bytes body(type.begin(), type.end());
+    body.insert(body.end(), data.begin(), data.end());
+    put_be32(out, static_cast<uint32_t>(data.size()));
+    out.insert(out.end(), body.begin(), body.end());
+    put_be32(out, stbiw__crc32(body.data(), static_cast<int>(body.size())));
+  }
+  return out;
+}
+
+Bytes png_ihdr(uint32_t w, uint32_t h, uint8_t depth, uint8_t colour_type) {
+  Bytes out;
+  put_be32(out, w);
+  put_be32(out, h);
+  out.insert(out.end(), {depth, colour_type, 0, 0, 0});
+  return out;
+}
+
+// IDAT's data: rows of row_bytes from `samples`, each after filter type 0, deflated.
+Bytes png_idat(const Bytes& samples, size_t row_bytes) {
+  Bytes raw;
+  for (size_t at = 0; at < samples.size(); at += row_bytes) {
+    raw.push_back(0);
+    raw.insert(raw.end(), samples.begin() + static_cast<std::ptrdiff_t>(at),
+               samples.begin() + static_cast<std::ptrdiff_t>(at + row_bytes));
+  }
+  int len = 0;
+  unsigned char* z = stbi_zlib_compress(raw.data(), static_cast<int>(raw.size()), &len, 8);
+  Bytes out(z, z + len);
+  STBIW_FREE(z);
+  return out;
+}
+
+// A GIF of w x h pixels of a 4-colour palette: LZW with 3-bit codes, a clear
+// code before every two pixels so that the code table never grows.
+Bytes gif_file(int w, int h, const Bytes& palette, const Bytes& index) {
+  const auto le16 = [](int v) { return Bytes{static_cast<uint8_t>(v), static_cast<uint8_t>(v >> 8)}; };
+  Bytes out = {'G', 'I', 'F', '8', '9', 'a'};
+  for (const Bytes& part : {le16(w), le16(h), Bytes{0x81, 0, 0}, palette, Bytes{0x2C}, le16(0), le16(0), le16(w),
+                            le16(h), Bytes{0, 2}})
+    out.insert(out.end(), part.begin(), part.end());
+  Bytes lzw;
+  uint32_t bits = 0, nbits = 0;
+  const auto code = [&](uint32_t c) {
+    bits |= c << nbits;
+    for (nbits += 3; nbits >= 8; nbits -= 8, bits >>= 8) lzw.push_back(static_cast<uint8_t>(bits));
+  };
+  for (size_t i = 0; i < index.size(); ++i) {
+    if (i % 2 == 0) code(4);  // clear
+    code(index[i]);
+  }
+  code(5);  // end of information
+  if (nbits > 0) lzw.push_back(static_cast<uint8_t>(bits));
+  for (size_t at = 0; at < lzw.size(); at += 255) {
+    const size_t n = std::min<size_t>(255, lzw.size() - at);
+    out.push_back(static_cast<uint8_t>(n));
+    out.insert(out.end(), lzw.begin() + static_cast<std::ptrdiff_t>(at),
+               lzw.begin() + static_cast<std::ptrdiff_t>(at + n));
+  }
+  out.insert(out.end(), {0, ';'});  // block terminator, trailer
+  return out;
+}
+
+struct Fixture {
+  std::string name;
+  Bytes file;
+  Bytes rgb;  // its pixels
+};
+
+// Well-formed w x h files of every format that stb_image decodes for us.
+std::vector<Fixture> stb_fixtures(int w, int h) {
+  std::vector<Fixture> out;
+  const Bytes rgb = blocky_pixels(w, h, 3);
+  for (int comp : {1, 3, 4}) {
+    const Bytes pixels = blocky_pixels(w, h, comp);
+    int len = 0;
+    unsigned char* png = stbi_write_png_to_mem(pixels.data(), w * comp, w, h, comp, &len);
+    out.push_back({"PNG " + std::to_string(comp) + " channels", Bytes(png, png + len), to_rgb(pixels, comp)});
+    STBIW_FREE(png);
+    for (int rle : {0, 1}) {
+      stbi_write_tga_with_rle = rle;
+      Bytes tga;
+      stbi_write_tga_to_func(append_bytes, &tga, w, h, comp, pixels.data());
+      out.push_back(
+          {"TGA " + std::to_string(comp) + " channels, RLE " + std::to_string(rle), tga, to_rgb(pixels, comp)});
+    }
+    if (comp == 1) continue;
+    Bytes bmp;
+    stbi_write_bmp_to_func(append_bytes, &bmp, w, h, comp, pixels.data());
+    out.push_back({"BMP " + std::to_string(comp * 8) + "-bit", bmp, to_rgb(pixels, comp)});
+  }
+  const std::string size = std::to_string(w) + " " + std::to_string(h);
+  const std::string ppm = "P6\n" + size + "\n255\n";
+  Bytes file(ppm.begin(), ppm.end());
+  file.insert(file.end(), rgb.begin(), rgb.end());
+  out.push_back({"PPM", file, rgb});
+  const std::string pgm = "P5\n# a comment\n" + size + "\n255\n";
+  const Bytes grey = blocky_pixels(w, h, 1);
+  file.assign(pgm.begin(), pgm.end());
+  file.insert(file.end(), grey.begin(), grey.end());
+  out.push_back({"PGM", file, to_rgb(grey, 1)});
+  // 16-bit RGB: stb keeps the high bytes.
+  Bytes wide;
+  for (uint8_t v : rgb) wide.insert(wide.end(), {v, static_cast<uint8_t>(v ^ 0x5A)});
+  out.push_back({"PNG 16-bit",
+                 png_file({{"IHDR", png_ihdr(static_cast<uint32_t>(w), static_cast<uint32_t>(h), 16, 2)},
+                           {"IDAT", png_idat(wide, static_cast<size_t>(w) * 6)},
+                           {"IEND", {}}}),
+                 rgb});
+  const Bytes palette = {200, 10, 20, 30, 220, 40, 50, 60, 240, 250, 250, 250};
+  Bytes index, indexed_rgb;
+  for (uint8_t v : grey) {
+    index.push_back(v % 4);
+    indexed_rgb.insert(indexed_rgb.end(), &palette[v % 4 * 3], &palette[v % 4 * 3] + 3);
+  }
+  out.push_back({"PNG palette",
+                 png_file({{"IHDR", png_ihdr(static_cast<uint32_t>(w), static_cast<uint32_t>(h), 8, 3)},
+                           {"PLTE", palette},
+                           {"IDAT", png_idat(index, static_cast<size_t>(w))},
+                           {"IEND", {}}}),
+                 indexed_rgb});
+  out.push_back({"GIF", gif_file(w, h, palette, index), indexed_rgb});
+  return out;
+}
+
+Image decode(const Bytes& file, const std::string& what = "test image") {
+  return vitint::decode_image(file.data(), file.size(), what);
+}
+
+Bytes read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  REQUIRE(in.good());
+  return Bytes(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
 
 }  // namespace
 
@@ -259,6 +435,9 @@ TEST_CASE("load_image: errors name the file") {
     CHECK(std::string(e.what()).find(garbage) != std::string::npos);
   }
   CHECK_THROWS_WITH_AS(vitint::load_image(dir.path), doctest::Contains((dir.path + ": it is a directory").c_str()), vitint::Error);
+  // A device never ends: refused before reading, not read until memory runs out.
+  CHECK_THROWS_WITH_AS(vitint::load_image("/dev/zero"), doctest::Contains("/dev/zero: it is a device or socket, not a file"),
+                       vitint::Error);
   // A truncated JPEG: the first 300 bytes of a real one.
   const std::string real = vitint::test::val_dir() + "/ILSVRC2012_val_00000347.JPEG";
   std::ifstream in(real, std::ios::binary);
@@ -284,4 +463,118 @@ TEST_CASE("load_image: a real JPEG") {
   const bool pil_exact = fnv1a(img.rgb) == vitint::test::kPilProbeHash;
   WARN_MESSAGE(pil_exact, "JPEG decoding is not PIL-exact: this build decodes JPEGs with stb_image");
   if (pil_exact) CHECK(fnv1a(p.rgb) == 0x9d658a3c1959caa3ull);  // PIL resize + crop
+}
+
+TEST_CASE("decode_image: well-formed PNG, BMP, PPM/PGM, TGA and GIF files decode exactly") {
+  for (const auto& [w, h] : {std::pair{1, 1}, std::pair{37, 11}, std::pair{64, 64}})
+    for (const Fixture& f : stb_fixtures(w, h)) {
+      CAPTURE(f.name);
+      CAPTURE(f.file.size());
+      const Image img = decode(f.file);
+      CHECK(img.width == w);
+      CHECK(img.height == h);
+      CHECK(img.rgb == f.rgb);
+    }
+}
+
+// stb_image pads a truncated file with zeros and succeeds.
+TEST_CASE("decode_image: truncated BMP, PPM/PGM, TGA, GIF and PNG files are refused") {
+  for (const auto& [w, h] : {std::pair{37, 11}, std::pair{64, 64}})
+    for (const Fixture& f : stb_fixtures(w, h)) {
+      // stb stops at the GIF's last data block, before the one-byte trailer.
+      const bool gif = f.name == "GIF";
+      const size_t end = f.file.size() - (gif ? 1 : 0);
+      const auto head = [&](size_t n) {
+        return Bytes(f.file.begin(), f.file.begin() + static_cast<std::ptrdiff_t>(n));
+      };
+      if (gif) CHECK(decode(head(end)).rgb == f.rgb);
+      for (size_t cut : {size_t{100}, end * 2 / 5, end - 1}) {
+        CAPTURE(f.name);
+        CAPTURE(cut);
+        CHECK_THROWS_WITH_AS(decode(head(cut), "cut.img"),
+                             doctest::Contains("cannot decode image cut.img: the file ends early (truncated?)"),
+                             vitint::Error);
+      }
+    }
+}
+
+TEST_CASE("decode_image: PNG chunks must be whole, match their CRC and end in IEND") {
+  const std::vector<Fixture> fixtures = stb_fixtures(37, 11);
+  const auto find = [&](const std::string& name) {
+    for (const Fixture& f : fixtures)
+      if (f.name == name) return f.file;
+    FAIL("no fixture " << name);
+    return Bytes();
+  };
+  // stb ignores CRCs: a changed palette entry would give wrong colours.
+  Bytes png = find("PNG palette");
+  png[33 + 8 + 4] ^= 0x40;  // PLTE follows the 8-byte signature and 25-byte IHDR
+  CHECK_THROWS_WITH_AS(decode(png), doctest::Contains("corrupt PNG: chunk PLTE at byte 33 has a bad CRC"),
+                       vitint::Error);
+  png = find("PNG 3 channels");
+  png[png.size() - 13] ^= 1;  // the last byte of IDAT's CRC
+  CHECK_THROWS_WITH_AS(decode(png), doctest::Contains("corrupt PNG: chunk IDAT at byte 33 has a bad CRC"),
+                       vitint::Error);
+  png = find("PNG 3 channels");
+  png.resize(png.size() - 12);
+  CHECK_THROWS_WITH_AS(decode(png), doctest::Contains("the file ends early (truncated?): the PNG has no IEND chunk"),
+                       vitint::Error);
+  png.resize(200);
+  CHECK_THROWS_WITH_AS(
+      decode(png),
+      doctest::Contains("the file ends early (truncated?): PNG chunk IDAT at byte 33 runs past the end of the file"),
+      vitint::Error);
+  // Valid, but too big: stb would call it an "unknown image type".
+  const Bytes huge = png_file({{"IHDR", png_ihdr(40000, 40000, 8, 2)}, {"IDAT", png_idat(Bytes(3), 3)}, {"IEND", {}}});
+  CHECK_THROWS_WITH_AS(decode(huge), doctest::Contains("its size 40000x40000 is absurd"), vitint::Error);
+}
+
+TEST_CASE("decode_image: stb's terse or empty reasons are put in words") {
+  // "not enough pixels": the image data inflates short.
+  const Bytes half = png_file({{"IHDR", png_ihdr(37, 11, 8, 2)},
+                               {"IDAT", png_idat(blocky_pixels(37, 5, 3), 37 * 3)},
+                               {"IEND", {}}});
+  CHECK_THROWS_WITH_AS(decode(half, "half.png"),
+                       doctest::Contains("cannot decode image half.png: the file ends early (truncated?)"),
+                       vitint::Error);
+  // A GIF with a palette but no image: stb fails with the reason "".
+  Bytes gif = gif_file(2, 2, Bytes(12), {0, 1, 2, 3});
+  gif.resize(6 + 7 + 12);
+  gif.push_back(';');
+  CHECK_THROWS_WITH_AS(decode(gif, "empty.gif"),
+                       doctest::Contains("cannot decode image empty.gif: stb_image could not decode it"),
+                       vitint::Error);
+}
+
+// libjpeg only warns about these, and invents pixels where the data is missing
+// or wrong.
+TEST_CASE("decode_image: corrupt JPEG data is refused") {
+  const Bytes jpeg = read_bytes(vitint::test::val_dir() + "/" + vitint::test::kPilProbeImage);
+  // A baseline JPEG of 227x227 pixels; its only scan starts at byte 623.
+  REQUIRE(jpeg.size() > 20000);
+  REQUIRE(jpeg[158] == 0xFF);
+  REQUIRE(jpeg[159] == 0xC0);
+  REQUIRE(jpeg[609] == 0xFF);
+  REQUIRE(jpeg[610] == 0xDA);
+  const auto refused = [](const Bytes& file, const std::string& reason) {
+    const std::string message = "cannot decode image bad.jpg: Corrupt JPEG data: " + reason;
+    CHECK_THROWS_WITH_AS(decode(file, "bad.jpg"), doctest::Contains(message.c_str()), vitint::Error);
+  };
+  Bytes half(jpeg.begin(), jpeg.begin() + static_cast<std::ptrdiff_t>(jpeg.size() / 2));
+  half.insert(half.end(), {0xFF, 0xD9});
+  refused(half, "premature end of data segment");
+  Bytes taller = jpeg;
+  taller[163] = 0x01;  // the height: 227 -> 483
+  taller[164] = 0xE3;
+  refused(taller, "premature end of data segment");
+  // 200 bytes of garbage in the middle of the scan, without 0xFF (a marker,
+  // which libjpeg refuses anyway): libjpeg-turbo decodes garbage without a
+  // word, and only the bytes left over before EOI give it away.
+  Bytes scribbled = jpeg;
+  uint32_t s = 7;
+  for (size_t i = 0; i < 200; ++i) {
+    s = s * 1664525u + 1013904223u;
+    scribbled[(623 + jpeg.size()) / 2 + i] = static_cast<uint8_t>((s >> 24) & 0xFE);
+  }
+  refused(scribbled, "");
 }

@@ -19,10 +19,14 @@
 #include <jerror.h>
 #endif
 
+#include <zlib.h>
+
 #include <algorithm>
+#include <cctype>
 #include <climits>
 #include <cmath>
 #include <cstring>
+#include <memory>
 
 #include "engine/src/read_file.h"
 #include "vitint/error.h"
@@ -286,6 +290,85 @@ void check_dimensions(long long w, long long h, const std::string& what) {
                 " pixels a side and " + std::to_string(kMaxImagePixels) + " pixels)");
 }
 
+constexpr const char* kTruncated = "the file ends early (truncated?)";
+
+// stb_image ignores the CRCs of a PNG's chunks (decoding a corrupted file
+// into wrong pixels), and refuses a huge IHDR as "unknown image type". Each
+// chunk must fit in the file and match its CRC, up to IEND.
+void check_png(const uint8_t* bytes, size_t size, const std::string& what) {
+  constexpr uint8_t kSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+  if (size < 8 || std::memcmp(bytes, kSignature, 8) != 0) return;
+  const auto be32 = [](const uint8_t* p) {
+    return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | uint32_t{p[3]};
+  };
+  const std::string fail = "cannot decode image " + what + ": ";
+  for (size_t at = 8;; ) {
+    const size_t left = size - at;
+    if (left == 0) throw Error(fail + kTruncated + ": the PNG has no IEND chunk");
+    std::string type = left < 8 ? "" : std::string(bytes + at + 4, bytes + at + 8);
+    for (char& c : type)
+      if (!std::isalpha(static_cast<unsigned char>(c))) c = '?';
+    const std::string chunk = "chunk " + type + (type.empty() ? "" : " ") + "at byte " + std::to_string(at);
+    const uint32_t length = left < 8 ? 0 : be32(bytes + at);
+    if (left < 12 || length > left - 12)
+      throw Error(fail + kTruncated + ": PNG " + chunk + " runs past the end of the file");
+    const uint8_t* data = bytes + at + 8;
+    if (crc32(0, data - 4, length + 4) != be32(data + length))
+      throw Error(fail + "corrupt PNG: " + chunk + " has a bad CRC");
+    if (type == "IHDR" && length >= 8) check_dimensions(be32(data), be32(data + 4), what);
+    if (type == "IEND") return;
+    at += 12 + size_t{length};
+  }
+}
+
+// stb_image reads the other formats through these callbacks, which note when
+// it wants bytes past the end: stb pads a truncated file with zeros and
+// succeeds. Its first read fills its own 128-byte buffer, and so does every
+// read into that address later; such a read gets whatever is left, and only
+// one that gets nothing is truncation. Any other read (stbi__getn: PPM/PGM
+// data, TGA rows, PNG IDAT) needs every byte it asks for, and so does a skip
+// (BMP row padding, GIF blocks).
+struct StbReader {
+  const uint8_t* bytes;
+  size_t size;
+  size_t pos = 0;
+  const char* stb_buffer = nullptr;
+  bool past_end = false;
+};
+
+extern "C" int vitint_stb_read(void* user, char* data, int n) {
+  auto& r = *static_cast<StbReader*>(user);
+  if (r.stb_buffer == nullptr) r.stb_buffer = data;
+  const size_t count = std::min(static_cast<size_t>(n), r.size - r.pos);
+  if (count < static_cast<size_t>(n) && (count == 0 || data != r.stb_buffer)) r.past_end = true;
+  std::memcpy(data, r.bytes + r.pos, count);
+  r.pos += count;
+  return static_cast<int>(count);
+}
+
+extern "C" void vitint_stb_skip(void* user, int n) {
+  auto& r = *static_cast<StbReader*>(user);
+  if (n < 0 || static_cast<size_t>(n) > r.size - r.pos) r.past_end = true;
+  r.pos = n < 0 ? r.size : std::min(r.size, r.pos + static_cast<size_t>(n));
+}
+
+extern "C" int vitint_stb_eof(void* user) {
+  const auto& r = *static_cast<StbReader*>(user);
+  return r.pos >= r.size;
+}
+
+const stbi_io_callbacks kStbCallbacks = {vitint_stb_read, vitint_stb_skip, vitint_stb_eof};
+
+// stb's reason for its last failure, in words where it is terse about a
+// truncated file.
+std::string stb_failure() {
+  const char* reason = stbi_failure_reason();
+  if (reason == nullptr || *reason == '\0') return "stb_image could not decode it";
+  for (const char* short_data : {"outofdata", "read past buffer", "not enough pixels"})
+    if (std::strcmp(reason, short_data) == 0) return kTruncated;
+  return reason;
+}
+
 #ifdef VITINT_HAVE_LIBJPEG
 struct JpegErrorManager {
   jpeg_error_mgr pub;
@@ -299,10 +382,25 @@ extern "C" void vitint_jpeg_error_exit(j_common_ptr cinfo) {
   std::longjmp(err->jump, 1);
 }
 
-// libjpeg warns and pads with grey on a truncated file; PIL refuses it
-// ("image file is truncated"), and so do we. Other warnings are ignored.
+// libjpeg warns and goes on where the data is cut short or corrupt, padding
+// with grey or decoding garbage; PIL refuses a truncated file ("image file is
+// truncated"), and we refuse both. Other warnings are ignored.
 extern "C" void vitint_jpeg_emit_message(j_common_ptr cinfo, int level) {
-  if (level < 0 && cinfo->err->msg_code == JWRN_JPEG_EOF) vitint_jpeg_error_exit(cinfo);
+  if (level >= 0) return;
+  switch (cinfo->err->msg_code) {
+    case JWRN_JPEG_EOF:           // premature end of JPEG file
+    case JWRN_HIT_MARKER:         // premature end of data segment
+    case JWRN_HUFF_BAD_CODE:
+    case JWRN_ARITH_BAD_CODE:
+    case JWRN_MUST_RESYNC:        // a restart marker out of place
+    case JWRN_EXTRANEOUS_DATA:    // bytes left over before a marker
+    case JWRN_NOT_SEQUENTIAL:
+    case JWRN_BOGUS_PROGRESSION:
+      vitint_jpeg_error_exit(cinfo);
+      break;
+    default:
+      break;
+  }
 }
 
 bool is_jpeg(const uint8_t* bytes, size_t size) {
@@ -412,21 +510,30 @@ Image decode_image(const uint8_t* bytes, size_t size, const std::string& what) {
 #ifdef VITINT_HAVE_LIBJPEG
   if (is_jpeg(bytes, size)) return decode_jpeg(bytes, size, what);
 #endif
-  const int len = static_cast<int>(size);
+  check_png(bytes, size, what);
+  const std::string fail = "cannot decode image " + what + ": ";
+  const std::string truncated =
+      fail + kTruncated + ": its " + std::to_string(size) + " bytes stop before the image does";
   int w = 0, h = 0, channels = 0;
-  if (!stbi_info_from_memory(bytes, len, &w, &h, &channels))
-    throw Error("cannot decode image " + what + ": " + stbi_failure_reason() +
+  StbReader info_reader{bytes, size};
+  const int known = stbi_info_from_callbacks(&kStbCallbacks, &info_reader, &w, &h, &channels);
+  // Where no format took the file, a read past its end may be another
+  // format's probe on a short file (stb does not always rewind after one).
+  if (!known)
+    throw Error(fail + stb_failure() + (info_reader.past_end ? std::string(", or ") + kTruncated : "") +
                 " (supported formats: JPEG, PNG, BMP, PPM/PGM, TGA, GIF)");
+  if (info_reader.past_end) throw Error(truncated);
   check_dimensions(w, h, what);
   // Forcing 3 channels replicates grey and drops alpha, as PIL's convert("RGB").
-  stbi_uc* pixels = stbi_load_from_memory(bytes, len, &w, &h, &channels, 3);
-  if (pixels == nullptr)
-    throw Error("cannot decode image " + what + ": " + stbi_failure_reason());
+  StbReader reader{bytes, size};
+  const std::unique_ptr<stbi_uc, void (*)(void*)> pixels(
+      stbi_load_from_callbacks(&kStbCallbacks, &reader, &w, &h, &channels, 3), stbi_image_free);
+  if (reader.past_end) throw Error(truncated);
+  if (pixels == nullptr) throw Error(fail + stb_failure());
   Image img;
   img.width = w;
   img.height = h;
-  img.rgb.assign(pixels, pixels + static_cast<size_t>(w) * static_cast<size_t>(h) * 3);
-  stbi_image_free(pixels);
+  img.rgb.assign(pixels.get(), pixels.get() + static_cast<size_t>(w) * static_cast<size_t>(h) * 3);
   return img;
 }
 

@@ -11,8 +11,13 @@
 namespace vitint {
 
 std::vector<char> read_file(const std::string& path, const std::string& what) {
+  namespace fs = std::filesystem;
   std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) throw Error("cannot read " + what + " " + path + ": it is a directory");
+  const fs::file_type type = fs::status(path, ec).type();
+  if (type == fs::file_type::directory) throw Error("cannot read " + what + " " + path + ": it is a directory");
+  // A device never ends (/dev/zero, /dev/urandom): reading it would fill memory.
+  if (type == fs::file_type::character || type == fs::file_type::block || type == fs::file_type::socket)
+    throw Error("cannot read " + what + " " + path + ": it is a device or socket, not a file");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error("cannot open " + what + " " + path + ": " + std::strerror(errno));
   std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
