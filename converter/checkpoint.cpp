@@ -1,5 +1,6 @@
 #include "converter/checkpoint.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -7,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include "engine/src/read_file.h"
 #include "vitint/error.h"
@@ -42,6 +44,20 @@ constexpr std::array<float, 3> kClipStd{0.26862954f, 0.26130258f, 0.27577711f};
 // Largest safetensors header we accept (the format's reference reader uses
 // 100 MB as well); larger means a corrupt or hostile file.
 constexpr uint64_t kMaxHeaderBytes = 100u * 1000u * 1000u;
+
+// `v` for an error message: its JSON if short and flat, else what it is (a
+// deeply nested value would overflow dump()'s recursion, a huge one the message).
+std::string brief(const json& v) {
+  const bool flat = std::none_of(v.begin(), v.end(), [](const json& e) { return e.is_structured(); });
+  if (v.is_structured() && (!flat || v.size() > 8))
+    return (v.is_object() ? "an object with " : "an array with ") + std::to_string(v.size()) +
+           (v.size() == 1 ? " entry" : " entries");
+  std::string s = v.dump();
+  if (s.size() <= 80) return s;
+  size_t cut = 77;
+  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xc0) == 0x80) --cut;  // not inside a UTF-8 character
+  return s.substr(0, cut) + "...";
+}
 
 std::string shape_str(const std::vector<int64_t>& shape) {
   std::string s = "[";
@@ -130,32 +146,32 @@ class ConfigReader {
   int get_int(const json& obj, const char* key, const std::string& where) const {
     const json& v = obj.at(key);
     if (!v.is_number_integer() && !(v.is_number_float() && std::floor(v.get<double>()) == v.get<double>()))
-      fail(where + key, "must be an integer, got " + v.dump());
+      fail(where + key, "must be an integer, got " + brief(v));
     const double d = v.get<double>();
-    if (d < 1 || d > 1e6) fail(where + key, "is out of range: " + v.dump());
+    if (d < 1 || d > 1e6) fail(where + key, "is out of range: " + brief(v));
     return static_cast<int>(d);
   }
   double get_double(const json& obj, const char* key, const std::string& where) const {
     const json& v = obj.at(key);
-    if (!v.is_number()) fail(where + key, "must be a number, got " + v.dump());
+    if (!v.is_number()) fail(where + key, "must be a number, got " + brief(v));
     return v.get<double>();
   }
   bool get_bool(const json& obj, const char* key, const std::string& where) const {
     const json& v = obj.at(key);
-    if (!v.is_boolean()) fail(where + key, "must be true or false, got " + v.dump());
+    if (!v.is_boolean()) fail(where + key, "must be true or false, got " + brief(v));
     return v.get<bool>();
   }
   std::string get_string(const json& obj, const char* key, const std::string& where) const {
     const json& v = obj.at(key);
-    if (!v.is_string()) fail(where + key, "must be a string, got " + v.dump());
+    if (!v.is_string()) fail(where + key, "must be a string, got " + brief(v));
     return v.get<std::string>();
   }
   std::array<float, 3> get_vec3(const json& obj, const char* key, const std::string& where) const {
     const json& v = obj.at(key);
-    if (!v.is_array() || v.size() != 3) fail(where + key, "must be a list of 3 numbers, got " + v.dump());
+    if (!v.is_array() || v.size() != 3) fail(where + key, "must be a list of 3 numbers, got " + brief(v));
     std::array<float, 3> out{};
     for (size_t i = 0; i < 3; ++i) {
-      if (!v[i].is_number()) fail(where + key, "must be a list of 3 numbers, got " + v.dump());
+      if (!v[i].is_number()) fail(where + key, "must be a list of 3 numbers, got " + brief(v));
       out[i] = v[i].get<float>();
     }
     return out;
@@ -171,7 +187,7 @@ void read_global_pool(const ConfigReader& rd, const json& obj, const std::string
   const json& gp = obj["global_pool"];
   if (!gp.is_string() || (gp.get<std::string>() != "token" && gp.get<std::string>() != "avg"))
     rd.fail(where + "global_pool",
-            "is " + gp.dump() + ": only class-token (\"token\") and average (\"avg\") pooling are supported");
+            "is " + brief(gp) + ": only class-token (\"token\") and average (\"avg\") pooling are supported");
   *avg = gp.get<std::string>() == "avg";
 }
 
@@ -297,7 +313,7 @@ VitConfig parse_config(const std::string& path) {
       continue;
     }
     if (key == "init_values") {  // null or 0: no LayerScale; a number: LayerScale
-      if (!value.is_null() && !value.is_number()) rd.fail(ma + key, "must be a number or null, got " + value.dump());
+      if (!value.is_null() && !value.is_number()) rd.fail(ma + key, "must be a number or null, got " + brief(value));
       c.layer_scale = value.is_number() && value.get<double>() != 0.0;
       continue;
     }
@@ -336,11 +352,11 @@ VitConfig parse_config(const std::string& path) {
                           ? (value.is_boolean() && value.get<bool>())
                           : is_default;
       if (ok) continue;
-      rd.fail(ma + key, "= " + value.dump() +
+      rd.fail(ma + key, "= " + brief(value) +
                             " is not supported (libvitint implements the timm ViT with a class "
                             "token, no register tokens, pre-norm blocks)");
     }
-    rd.fail(ma + key, "= " + value.dump() + " is not a model argument libvitint understands");
+    rd.fail(ma + key, "= " + brief(value) + " is not a model argument libvitint understands");
   }
 
   auto int_arg = [&](const char* key, int fallback, bool have_fallback) {
@@ -377,17 +393,16 @@ VitConfig parse_config(const std::string& path) {
     if (!is.is_array() || is.size() != 3 || !is[0].is_number_integer() ||
         !is[1].is_number_integer() || !is[2].is_number_integer() || is[0].get<int>() != 3 ||
         is[1].get<int>() != is[2].get<int>() || is[1].get<int>() <= 0)
-      rd.fail(pc + "input_size", "must be [3, S, S] (square RGB input), got " + is.dump());
+      rd.fail(pc + "input_size", "must be [3, S, S] (square RGB input), got " + brief(is));
     c.image_size = is[1].get<int>();
   }
   c.tag = pcfg.contains("tag") ? rd.get_string(pcfg, "tag", pc) : "";
   c.interpolation = Interpolation::kBicubic;
   if (pcfg.contains("interpolation")) {
-    try {
-      c.interpolation = parse_interpolation(rd.get_string(pcfg, "interpolation", pc));
-    } catch (const Error& e) {
-      rd.fail(pc + "interpolation", e.what());
-    }
+    const std::string name = rd.get_string(pcfg, "interpolation", pc);
+    if (name != "bicubic" && name != "bilinear")
+      rd.fail(pc + "interpolation", "is \"" + name + "\": only \"bicubic\" and \"bilinear\" are supported");
+    c.interpolation = parse_interpolation(name);
   }
   set_default_preprocess(is_deit, named.clip, &c);
   if (pcfg.contains("crop_pct")) c.crop_pct = rd.get_double(pcfg, "crop_pct", pc);
@@ -396,8 +411,13 @@ VitConfig parse_config(const std::string& path) {
     rd.fail(pc + "crop_mode", "must be \"center\" (the only eval crop libvitint implements)");
   if (pcfg.contains("mean")) c.mean = rd.get_vec3(pcfg, "mean", pc);
   if (pcfg.contains("std")) c.std = rd.get_vec3(pcfg, "std", pc);
+  // They normalize pixels in [0, 1]; far beyond these bounds the FP32 forward
+  // overflows or the folded patch embedding no longer fits the integer format.
+  for (float m : c.mean)
+    if (!(m >= 0.0f && m <= 1.0f)) rd.fail(pc + "mean", "must hold values in [0, 1], got " + brief(pcfg.at("mean")));
   for (float s : c.std)
-    if (!(s > 0.0f)) rd.fail(pc + "std", "must be positive");
+    if (!(s >= 1e-3f && s <= 1e3f))
+      rd.fail(pc + "std", "must hold values in [0.001, 1000], got " + brief(pcfg.at("std")));
 
   c.num_classes = 1000;
   if (cfg.contains("num_classes")) c.num_classes = rd.get_int(cfg, "num_classes", "");
@@ -516,8 +536,14 @@ std::map<std::string, Tensor> read_safetensors(const std::string& path) {
                 " bytes) runs past the end of the file (" + std::to_string(bytes.size()) +
                 " bytes): truncated or not a safetensors file");
   json header;
+  std::set<std::string> names;  // a duplicate key would silently replace the first entry
+  const auto no_duplicates = [&](int depth, json::parse_event_t event, json& parsed) {
+    if (depth == 1 && event == json::parse_event_t::key && !names.insert(parsed.get<std::string>()).second)
+      throw Error(where + ": the header has two entries '" + parsed.get<std::string>() + "'");
+    return true;
+  };
   try {
-    header = json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<std::ptrdiff_t>(header_len));
+    header = json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<std::ptrdiff_t>(header_len), no_duplicates);
   } catch (const json::exception& e) {
     throw Error(where + ": the header is not valid JSON (" + e.what() + "): not a safetensors file?");
   }
@@ -526,12 +552,13 @@ std::map<std::string, Tensor> read_safetensors(const std::string& path) {
   const uint64_t data_size = bytes.size() - data_start;
 
   std::map<std::string, Tensor> tensors;
+  std::vector<std::tuple<uint64_t, uint64_t, std::string>> ranges;  // data_offsets
   for (const auto& [name, info] : header.items()) {
     if (name == "__metadata__") continue;
     const std::string tw = where + ", tensor '" + name + "'";
     if (!info.is_object() || !info.contains("dtype") || !info.contains("shape") ||
         !info.contains("data_offsets"))
-      throw Error(tw + ": header entry lacks dtype/shape/data_offsets: " + info.dump());
+      throw Error(tw + ": header entry lacks dtype/shape/data_offsets: " + brief(info));
     const json& dtype_name = info["dtype"];
     if (!dtype_name.is_string()) throw Error(tw + ": dtype is not a string");
     const DType* dtype = nullptr;
@@ -545,17 +572,17 @@ std::map<std::string, Tensor> read_safetensors(const std::string& path) {
     if (!shape.is_array()) throw Error(tw + ": shape is not a list");
     uint64_t numel = 1;
     for (const json& dim : shape) {
-      if (!dim.is_number_unsigned()) throw Error(tw + ": bad shape " + shape.dump());
+      if (!dim.is_number_unsigned()) throw Error(tw + ": bad shape " + brief(shape));
       const uint64_t dv = dim.get<uint64_t>();
       if (dv != 0 && numel > (data_size / dtype->bytes) / dv + 1)
-        throw Error(tw + ": shape " + shape.dump() + " is larger than the file");
+        throw Error(tw + ": shape " + brief(shape) + " is larger than the file");
       numel *= dv;
       t.shape.push_back(static_cast<int64_t>(dv));
     }
     const json& off = info["data_offsets"];
     if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() ||
         !off[1].is_number_unsigned())
-      throw Error(tw + ": data_offsets must be [begin, end], got " + off.dump());
+      throw Error(tw + ": data_offsets must be [begin, end], got " + brief(off));
     const uint64_t begin = off[0].get<uint64_t>(), end = off[1].get<uint64_t>();
     if (begin > end || end > data_size)
       throw Error(tw + ": data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
@@ -564,6 +591,7 @@ std::map<std::string, Tensor> read_safetensors(const std::string& path) {
     if (end - begin != numel * dtype->bytes)
       throw Error(tw + ": data_offsets span " + std::to_string(end - begin) + " bytes but shape " +
                   shape_str(t.shape) + " in " + dtype->name + " needs " + std::to_string(numel * dtype->bytes));
+    ranges.emplace_back(begin, end, name);
     t.data.resize(static_cast<size_t>(numel));
     const char* src = bytes.data() + data_start + begin;
     for (size_t i = 0; i < t.data.size(); ++i) {
@@ -575,6 +603,26 @@ std::map<std::string, Tensor> read_safetensors(const std::string& path) {
     }
     tensors.emplace(name, std::move(t));
   }
+  // The format's rule: sorted by begin, the tensors' bytes tile the data
+  // section exactly, so that no tensor reads another's bytes.
+  std::sort(ranges.begin(), ranges.end());
+  uint64_t covered = 0;
+  std::string last;
+  for (const auto& [begin, end, name] : ranges) {
+    if (begin < covered)
+      throw Error(where + ": tensors '" + last + "' and '" + name + "' overlap (the second's data_offsets begin at " +
+                  std::to_string(begin) + ", before the first's end at " + std::to_string(covered) +
+                  "): the file is corrupt");
+    if (begin > covered)
+      throw Error(where + ": bytes [" + std::to_string(covered) + ", " + std::to_string(begin) +
+                  ") of the data section belong to no tensor (" + (last.empty() ? "" : "after '" + last + "', ") +
+                  "before '" + name + "'): the file is corrupt");
+    covered = end;
+    last = name;
+  }
+  if (covered != data_size)
+    throw Error(where + ": the last " + std::to_string(data_size - covered) +
+                " bytes of the data section belong to no tensor: the file is corrupt");
   return tensors;
 }
 
@@ -776,6 +824,11 @@ std::vector<std::string> read_class_names(const std::string& path) {
   while (!lines.empty() && lines.back().empty()) lines.pop_back();  // trailing blank lines
   for (const std::string& l : lines) {
     ++lineno;
+    try {
+      (void)json(l).dump();  // the check the model file's metadata makes
+    } catch (const json::type_error&) {
+      throw Error("class names file " + path + ":" + std::to_string(lineno) + ": not valid UTF-8");
+    }
     const size_t sp = l.find(' ');
     if (sp == std::string::npos || sp == 0 || sp + 1 >= l.size())
       throw Error("class names file " + path + ", line " + std::to_string(lineno) +

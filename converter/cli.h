@@ -3,11 +3,15 @@
 // tools' other shared bits of text. Built for any x86-64 (vitint_cli, no
 // AVX2), so that vitint-classify runs wherever the library does.
 #pragma once
+#include <cstddef>
 #include <initializer_list>
 #include <map>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include <nlohmann/json_fwd.hpp>
 
 namespace vitint::convert {
 
@@ -33,9 +37,49 @@ class Args {
 
 // For an output the tool is about to write: throws vitint::Error ("<what>
 // PATH already exists; pass --force to overwrite it") if PATH exists and
-// `force` is false, and ("<what> PATH is a directory; name a file") for a
-// directory whatever `force`. Tools call it before their long work, not after.
+// `force` is false, ("<what> PATH is a directory; name a file") for a
+// directory whatever `force`, and ("cannot write <what> PATH: directory DIR:
+// REASON") where its directory is missing or not writable. Tools call it
+// before their long work, not after.
 void refuse_existing(const std::string& path, const std::string& what, bool force);
+
+// For an output the tool is about to write: throws vitint::Error ("<what>
+// PATH is the same file as <other what> OTHER") if PATH names the same file
+// as one of `others` ({what, path}: the other outputs and the inputs), by
+// the absolute, lexically normalized path or, for files that exist, by
+// device and inode.
+void refuse_same_file(const std::string& path, const std::string& what,
+                      const std::vector<std::pair<std::string, std::string>>& others);
+
+// A tool's output files, written so that a failure leaves none of them
+// behind: add() writes each to a temporary file beside it, commit() then
+// moves them all into place. The destructor removes the temporaries left;
+// a failed commit() also removes the files it had already moved that did
+// not replace an existing one.
+class OutputFiles {
+ public:
+  OutputFiles() = default;
+  OutputFiles(const OutputFiles&) = delete;
+  OutputFiles& operator=(const OutputFiles&) = delete;
+  ~OutputFiles();
+  // Writes `size` bytes to a new temporary file in PATH's directory and
+  // returns its path; throws vitint::Error ("cannot write <what> PATH: REASON").
+  std::string add(const std::string& path, const std::string& what, const void* data, size_t size);
+  // Renames the temporaries to their paths; without `overwrite`, an existing
+  // file is an error ("<what> PATH already exists; pass --force to overwrite it").
+  void commit(bool overwrite);
+
+ private:
+  struct File {
+    std::string path, what, temp;  // temp: empty once committed
+    bool replaced = false;         // commit() replaced an existing file
+  };
+  std::vector<File> files_;
+};
+
+// A tool's JSON output, indented by 2: strings that are not UTF-8 (a path
+// a user named) print with U+FFFD instead of failing after the work is done.
+std::string json_text(const nlohmann::json& j);
 
 // One line for people: a model's calibration recipe (JSON) without the
 // per-layer details.

@@ -211,7 +211,9 @@ class VitQuantizer {
     m["calibration"] = recipe_json(info_.recipe);
     m["calibration"]["weights"] = "int8 symmetric per output channel";
     m["calibration"]["images"] = info_.calib_count;
-    m["calibration"]["list"] = info_.calib_list;
+    // A path as given, where JSON (UTF-8) can hold it: other bytes become U+FFFD.
+    m["calibration"]["list"] =
+        json::parse(json(info_.calib_list).dump(-1, ' ', false, json::error_handler_t::replace)).get<std::string>();
     m["converter"] = {{"name", "vitint-convert"}, {"version", VITINT_CONVERTER_VERSION}};
     m["quant"] = quant_;
     m["calibration"]["channel_folding"] = folding_;

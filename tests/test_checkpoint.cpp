@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -50,8 +51,30 @@ struct ScratchCheckpoint {
     fn(file.header, file.data);
     write_all(dir / "model.safetensors", file.bytes());
   }
+  // fn(header) edits the header; the data section is then laid out anew in
+  // the order of the offsets, so that an entry erased or added (with the
+  // offsets of another's bytes) leaves it tiled as the format requires.
   void edit_header(const std::function<void(nlohmann::json&)>& fn) {
-    edit_safetensors([&](nlohmann::json& header, std::string&) { fn(header); });
+    edit_safetensors([&](nlohmann::json& header, std::string& data) {
+      fn(header);
+      std::vector<std::pair<std::vector<uint64_t>, std::string>> ranges;
+      for (const auto& [name, info] : header.items())
+        if (name != "__metadata__") ranges.emplace_back(info["data_offsets"].get<std::vector<uint64_t>>(), name);
+      std::sort(ranges.begin(), ranges.end());
+      std::string packed;
+      for (const auto& [offsets, name] : ranges) {
+        header[name]["data_offsets"] = {packed.size(), packed.size() + offsets[1] - offsets[0]};
+        packed += data.substr(offsets[0], offsets[1] - offsets[0]);
+      }
+      data = packed;
+    });
+  }
+  // Replaces the safetensors header with the text `header` (any bytes).
+  void write_header_text(const std::string& header) {
+    const auto file = vitint::test::SafetensorsFile::parse(read_all(dir / "model.safetensors"));
+    std::string length(8, '\0');
+    for (int i = 0; i < 8; ++i) length[static_cast<size_t>(i)] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
+    write_all(dir / "model.safetensors", length + header + file.data);
   }
   void edit_config(const std::function<void(nlohmann::json&)>& fn) {
     nlohmann::json cfg = nlohmann::json::parse(read_all(dir / "config.json"));
@@ -313,6 +336,81 @@ TEST_CASE("checkpoint: broken checkpoints give errors that name the tensor and t
   }
 }
 
+TEST_CASE("checkpoint: the tensors' bytes must tile the data section, and no name may repeat") {
+  ScratchCheckpoint s;
+  const std::string st = (s.dir / "model.safetensors").string();
+  SUBCASE("a tensor aliasing another's bytes") {
+    s.edit_safetensors([](nlohmann::json& h, std::string&) { h["head.bias"]["data_offsets"] = {0, 4000}; });
+    CHECK(s.load_error() == "checkpoint " + st +
+                                ": tensors 'head.bias' and 'patch_embed.proj.weight' overlap (the second's "
+                                "data_offsets begin at 0, before the first's end at 4000): the file is corrupt");
+  }
+  SUBCASE("bytes of no tensor, after and inside the data") {
+    s.edit_safetensors([](nlohmann::json&, std::string& data) { data += "trailing"; });
+    CHECK(s.load_error() == "checkpoint " + st +
+                                ": the last 8 bytes of the data section belong to no tensor: the file is corrupt");
+    s.edit_safetensors([](nlohmann::json& h, std::string&) { h.erase("norm.bias"); });
+    const std::string msg = s.load_error();
+    CHECK(contains(msg, ") of the data section belong to no tensor (after '"));
+    CHECK(contains(msg, st));
+    s.edit_header([](nlohmann::json&) {});  // the data laid out anew: a file without norm.bias
+    CHECK(contains(s.load_error(), "missing tensor 'norm.bias'"));
+  }
+  SUBCASE("a duplicate key") {
+    std::string header = vitint::test::SafetensorsFile::parse(read_all(s.dir / "model.safetensors")).header.dump();
+    header.insert(1, R"("head.bias":{"dtype":"F32","shape":[1000],"data_offsets":[0,4000]},)");
+    s.write_header_text(header);
+    CHECK(s.load_error() == "checkpoint " + st + ": the header has two entries 'head.bias'");
+  }
+}
+
+// Error messages quote a value briefly: dump() recurses, and 100000 levels
+// of nesting overflowed the stack.
+TEST_CASE("checkpoint: deeply nested and long JSON values give short errors, not a crash") {
+  ScratchCheckpoint s;
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  const std::string header = vitint::test::SafetensorsFile::parse(read_all(s.dir / "model.safetensors")).header.dump();
+  s.write_header_text("{\"a\":" + deep + "," + header.substr(1));
+  CHECK(s.load_error() == "checkpoint " + (s.dir / "model.safetensors").string() +
+                              ", tensor 'a': header entry lacks dtype/shape/data_offsets: an array with 1 entry");
+  s.write_header_text(header);
+  const std::string cfg = read_all(s.dir / "config.json");
+  const std::string cfg_path = (s.dir / "config.json").string();
+  std::string text = nlohmann::json::parse(cfg).dump();
+  text.insert(text.find("\"model_args\":{") + 14, "\"frobnicate\":" + deep + ",");
+  write_all(s.dir / "config.json", text);
+  CHECK(s.load_error() == "config " + cfg_path +
+                              ": model_args.frobnicate = an array with 1 entry is not a model argument libvitint "
+                              "understands");
+  write_all(s.dir / "config.json", cfg);
+  s.edit_config([](nlohmann::json& c) { c["model_args"]["qk_norm"] = std::string(100000, 'x'); });
+  const std::string msg = s.load_error();
+  CHECK(contains(msg, "model_args.qk_norm = \"xxxxx"));
+  CHECK(msg.size() < 300);
+}
+
+TEST_CASE("checkpoint: preprocessing values in config.json are named where wrong") {
+  ScratchCheckpoint s;
+  const std::string where = "config " + (s.dir / "config.json").string() + ": pretrained_cfg.";
+  s.edit_config([](nlohmann::json& c) { c["pretrained_cfg"]["interpolation"] = 3; });
+  CHECK(s.load_error() == where + "interpolation must be a string, got 3");
+  s.edit_config([](nlohmann::json& c) { c["pretrained_cfg"]["interpolation"] = "lanczos"; });
+  CHECK(s.load_error() == where + "interpolation is \"lanczos\": only \"bicubic\" and \"bilinear\" are supported");
+  // Not blamed on the weights by the calibration or the quantization later.
+  s.edit_config([](nlohmann::json& c) {
+    c["pretrained_cfg"]["interpolation"] = "bilinear";
+    c["pretrained_cfg"]["mean"] = {1e38, 0.5, 0.5};
+  });
+  CHECK(s.load_error() == where + "mean must hold values in [0, 1], got [1e+38,0.5,0.5]");
+  s.edit_config([](nlohmann::json& c) {
+    c["pretrained_cfg"]["mean"] = {0.5, 0.5, 0.5};
+    c["pretrained_cfg"]["std"] = {0.5, 1e38, 0.5};
+  });
+  CHECK(s.load_error() == where + "std must hold values in [0.001, 1000], got [0.5,1e+38,0.5]");
+  s.edit_config([](nlohmann::json& c) { c["pretrained_cfg"]["std"] = {0.25, 0.5, 1}; });
+  CHECK(s.load_error().empty());
+}
+
 TEST_CASE("convert: finite but absurd weights stop the conversion, naming where") {
   // Two fc1 weights of block 3 at 3e38 overflow the FP32 forward; one at 1e30
   // stays finite but leaves no representable requantization multiplier.
@@ -480,6 +578,11 @@ TEST_CASE("read_class_names") {
   const vitint::test::TempDir dir;
   CHECK_THROWS_WITH_AS(vitint::convert::read_class_names(dir.path),
                        ("cannot read class names file " + dir.path + ": it is a directory").c_str(), vitint::Error);
+  // The names go into the model's JSON metadata, which must be UTF-8.
+  const std::string latin1 = dir.file("latin1.txt");
+  std::ofstream(latin1, std::ios::binary) << "n01 tench\nn02 caf\xe9\nn03 goldfish\n";
+  CHECK_THROWS_WITH_AS(vitint::convert::read_class_names(latin1),
+                       ("class names file " + latin1 + ":2: not valid UTF-8").c_str(), vitint::Error);
 }
 
 // Every binary16 pattern widens like the F16C instruction does (normal,
