@@ -91,7 +91,7 @@ int main(int argc, char** argv) {
     }
     const bool quiet = args.has("quiet");
     const bool json = args.has("json");
-    const int threads = args.get_int("threads", 1, 1, 1024);
+    const int threads = args.get_int("threads", 1, 1, 256);  // SessionOptions::threads
     const int batch = args.get_int("batch", 1, 1, 4096);
     const int iterations = args.get_int("iterations", 100, 1, 10000000);
     const int warmup = args.get_int("warmup", std::max(5, iterations / 10), 0, 10000000);
@@ -203,7 +203,7 @@ int main(int argc, char** argv) {
           per_op.push_back({{"name", o.name}, {"kind", o.kind}, {"ms_per_run", o.total_ms / static_cast<double>(o.runs)}});
         j["profile"] = {{"ms_per_run", profiled_ms}, {"by_kind", by_kind}, {"ops", per_op}};
       }
-      std::cout << j.dump(2) << "\n";
+      std::cout << vitint::convert::json_text(j) << "\n";
     } else {
       std::printf("%s  isa=%s  threads=%d  batch=%d  iterations=%d (+%d warm-up)\n", info.architecture.c_str(),
                   model->isa().c_str(), threads, batch, iterations, warmup);

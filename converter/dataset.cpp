@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <exception>
 #include <mutex>
 #include <sstream>
@@ -14,6 +15,8 @@ namespace vitint::convert {
 
 std::vector<LabeledImage> read_image_list(const std::string& path) {
   const std::vector<char> bytes = read_file(path, "image list");
+  if (std::find(bytes.begin(), bytes.end(), '\0') != bytes.end())
+    throw Error("image list " + path + " is not a text file (it holds NUL bytes); expected 'FILE LABEL' lines");
   std::istringstream in(std::string(bytes.begin(), bytes.end()));
   std::vector<LabeledImage> out;
   std::string line;
@@ -31,6 +34,8 @@ std::vector<LabeledImage> read_image_list(const std::string& path) {
         size_t used = 0;
         item.label = std::stoi(label, &used);
         if (used != label.size() || item.label < 0) throw std::invalid_argument(label);
+      } catch (const std::out_of_range&) {
+        throw Error(path + ":" + std::to_string(lineno) + ": label '" + label + "' is too large");
       } catch (const std::exception&) {
         throw Error(path + ":" + std::to_string(lineno) + ": label '" + label + "' is not a non-negative integer");
       }

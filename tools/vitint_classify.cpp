@@ -60,7 +60,7 @@ int main(int argc, char** argv) {
           std::printf("  %6.2f%%  %4d  %s\n", 100.0 * p.probability, p.class_index, p.label.c_str());
       }
     }
-    if (args.has("json")) std::cout << out.dump(2) << "\n";
+    if (args.has("json")) std::cout << vitint::convert::json_text(out) << "\n";
     return failures ? 1 : 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "vitint-classify: error: %s\n", e.what());

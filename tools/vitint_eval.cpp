@@ -1,7 +1,6 @@
 // vitint-eval: accuracy of an integer model (.vti) or of the FP32 reference
 // (checkpoint directory) on a labeled image list.
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <thread>
 
@@ -60,23 +59,28 @@ int main(int argc, char** argv) {
     if (args.has("reference-logits")) {
       ref = read_npy_f32(args.get("reference-logits"));
       if (ref.shape.size() != 2 || ref.shape[1] != engine.input.num_classes ||
-          ref.shape[0] != static_cast<int64_t>(full_list.size()))
+          ref.shape[0] != static_cast<int64_t>(full_list.size())) {
+        std::string shape;
+        for (int64_t d : ref.shape) shape += (shape.empty() ? "" : ", ") + std::to_string(d);
         throw vitint::Error("reference logits " + args.get("reference-logits") + " must be float32 [" +
                             std::to_string(full_list.size()) + ", " + std::to_string(engine.input.num_classes) +
-                            "] (one row per line of " + list_path + ")");
+                            "] (one row per line of " + list_path + "), not [" + shape + "]");
+      }
     }
     const float* ref_rows = ref.data.empty() ? nullptr : ref.data.data() + static_cast<size_t>(skip) * engine.input.num_classes;
     const EvalResult r = evaluate(items, args.require("root"), engine.input, engine.factory, ref_rows, threads,
                                   !args.has("quiet"));
 
     if (args.has("predictions")) {
-      std::ofstream f(args.get("predictions"));
-      if (!f) throw vitint::Error("cannot write predictions file " + args.get("predictions"));
+      std::string text;
       for (size_t i = 0; i < items.size(); ++i) {
-        f << items[i].file;
-        for (int c : r.predictions[i]) f << ' ' << c;
-        f << '\n';
+        text += items[i].file;
+        for (int c : r.predictions[i]) text += ' ' + std::to_string(c);
+        text += '\n';
       }
+      OutputFiles out;
+      out.add(args.get("predictions"), "predictions file", text.data(), text.size());
+      out.commit(args.has("force"));
     }
     if (args.has("json")) {
       // top1 / top5: percent of the labeled images; null when none has a label.
@@ -87,7 +91,7 @@ int main(int argc, char** argv) {
       j["top5"] = r.labeled ? nlohmann::json(r.top5) : nlohmann::json(nullptr);
       if (r.agreement >= 0) j["agreement"] = r.agreement;
       if (!engine.recipe.empty()) j["recipe"] = nlohmann::json::parse(engine.recipe);
-      std::cout << j.dump(2) << "\n";
+      std::cout << json_text(j) << "\n";
     } else {
       std::printf("%s (%s): %d images", model_path.c_str(), engine.name.c_str(), r.images);
       if (r.labeled == 0) {
