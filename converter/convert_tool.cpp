@@ -137,8 +137,7 @@ void convert_tool(int argc, char** argv) {
   std::vector<std::vector<uint8_t>> images;
   Progress load("loading calibration images", static_cast<int>(list.size()), !quiet);
   for (const auto& item : list) {
-    const Image img = preprocess(load_image(calib_root + "/" + item.file), cfg.image_size, cfg.crop_pct,
-                                 cfg.interpolation);
+    const Image img = load_preprocessed(calib_root + "/" + item.file, cfg.image_size, cfg.crop_pct, cfg.interpolation);
     images.push_back(img.rgb);
     load.update(static_cast<int>(images.size()));
   }

@@ -47,6 +47,15 @@ std::vector<LabeledImage> read_image_list(const std::string& path) {
   return out;
 }
 
+Image load_preprocessed(const std::string& path, int image_size, double crop_pct, Interpolation interp) {
+  const Image raw = load_image(path);
+  try {
+    return preprocess(raw, image_size, crop_pct, interp);
+  } catch (const Error& e) {
+    throw Error("image " + path + ": " + e.what());
+  }
+}
+
 std::vector<LabeledImage> slice(const std::vector<LabeledImage>& list, int skip, int limit,
                                 const std::string& what) {
   if (skip < 0 || static_cast<size_t>(skip) >= list.size())

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "vitint/image.h"
+
 namespace vitint::convert {
 
 struct LabeledImage {
@@ -20,6 +22,11 @@ std::vector<LabeledImage> read_image_list(const std::string& path);
 // The slice [skip, skip + limit) (limit < 0: to the end), checked against the size.
 std::vector<LabeledImage> slice(const std::vector<LabeledImage>& list, int skip, int limit,
                                 const std::string& what);
+
+// The model's input from image file `path`: decoded, resized and center-cropped
+// (vitint::preprocess). Every error names the file, those of the
+// preprocessing too (e.g. an absurd aspect ratio).
+Image load_preprocessed(const std::string& path, int image_size, double crop_pct, Interpolation interp);
 
 // Runs body(t) on `threads` threads (t in [0, threads)) and joins them. The
 // first exception thrown by a body is rethrown here after calling stop() once

@@ -53,8 +53,7 @@ EvalResult evaluate(const std::vector<LabeledImage>& items, const std::string& r
     std::vector<float> logits(static_cast<size_t>(input.num_classes));
     for (int i; (i = next++) < n;) {
       const auto& item = items[static_cast<size_t>(i)];
-      const Image img = preprocess(load_image(root + "/" + item.file), input.image_size, input.crop_pct,
-                                   input.interpolation);
+      const Image img = load_preprocessed(root + "/" + item.file, input.image_size, input.crop_pct, input.interpolation);
       classify(img.rgb.data(), logits.data());
       r.predictions[static_cast<size_t>(i)] = top5(logits.data(), input.num_classes);
       ++done;

@@ -40,6 +40,14 @@ expect_error "No such file or directory" \
   head -c 40 /dev/zero; } > "$dir/logits.npy"
 expect_error "not [2, 5]" "$eval" "$dir/m.vti" --list "$dir/list.txt" --root "$dir" --reference-logits "$dir/logits.npy"
 
+# An image the preprocessing refuses: the message names the file.
+{ printf 'P6\n600 1\n255\n'; head -c 1800 /dev/zero; } > "$dir/thin.ppm"
+printf 'thin.ppm 1\n' > "$dir/thin.txt"
+expect_error "image $dir/thin.ppm: preprocess: a 600x1 image has an absurd aspect ratio" \
+  "$classify" "$dir/m.vti" "$dir/thin.ppm"
+expect_error "image $dir/thin.ppm: preprocess: a 600x1 image has an absurd aspect ratio" \
+  "$eval" "$dir/m.vti" --list "$dir/thin.txt" --root "$dir"
+
 # A binary file as the list, a label too large for an int.
 expect_error "is not a text file" "$eval" "$dir/m.vti" --list "$dir/m.vti" --root "$dir"
 printf 'grey.ppm 99999999999\n' > "$dir/big.txt"

@@ -43,7 +43,7 @@ int main(int argc, char** argv) {
       try {
         const vitint::Image img = vitint::load_image(path);
         st = session->classify(img, top, &preds);
-        if (!st) throw vitint::Error(st.message());
+        if (!st) throw vitint::Error("image " + path + ": " + st.message());
       } catch (const std::exception& e) {
         std::fprintf(stderr, "vitint-classify: error: %s\n", e.what());
         ++failures;
