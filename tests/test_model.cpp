@@ -63,6 +63,24 @@ TEST_CASE("model: a converted model loads, describes itself and classifies") {
   for (size_t i = 1; i < preds.size(); ++i) CHECK(preds[i - 1].logit >= preds[i].logit);
   CHECK(preds[0].probability > 0.0f);
   CHECK(preds[0].probability <= 1.0f);
+
+  // Model::preprocess gives Session::run the input that classify() uses: the
+  // same logits, and a batch of two is two copies of them.
+  const size_t bytes = static_cast<size_t>(info.image_size) * static_cast<size_t>(info.image_size) * 3;
+  std::vector<uint8_t> input(2 * bytes);
+  const vitint::Status ps = model->preprocess(img, input.data());
+  REQUIRE_MESSAGE(ps.ok(), ps.message());
+  std::copy(input.begin(), input.begin() + static_cast<std::ptrdiff_t>(bytes), input.begin() + static_cast<std::ptrdiff_t>(bytes));
+  vitint::SessionOptions two;
+  two.max_batch = 2;
+  std::unique_ptr<vitint::Session> batch_session;
+  REQUIRE(vitint::Session::create(model, two, &batch_session).ok());
+  std::vector<float> logits(2 * 1000);
+  REQUIRE(batch_session->run(input.data(), 2, logits.data()).ok());
+  for (const auto& p : preds) {
+    CHECK(logits[static_cast<size_t>(p.class_index)] == p.logit);
+    CHECK(logits[1000 + static_cast<size_t>(p.class_index)] == p.logit);
+  }
 }
 
 TEST_CASE("model: missing, truncated and corrupted files are refused with a message") {
@@ -273,8 +291,17 @@ TEST_CASE("session: bad arguments are refused, not crashed on") {
   std::vector<vitint::Prediction> preds(3);  // a failed call leaves no predictions behind
   const vitint::Status st = session->classify(empty, 5, &preds);
   CHECK_FALSE(st.ok());
-  CHECK(!st.message().empty());
+  CHECK(st.message().rfind("Session::classify: preprocess: invalid image (0x0", 0) == 0);
   CHECK(preds.empty());
+  std::vector<uint8_t> input(224 * 224 * 3);
+  CHECK(model->preprocess(empty, input.data()).message().rfind("Model::preprocess: preprocess: invalid image", 0) == 0);
+  vitint::Image thin;
+  thin.width = 1000;
+  thin.height = 1;
+  thin.rgb.assign(3000, 7);
+  CHECK(model->preprocess(thin, input.data()).message() ==
+        "Model::preprocess: preprocess: a 1000x1 image has an absurd aspect ratio");
+  CHECK(model->preprocess(thin, nullptr).message() == "Model::preprocess: out must not be null");
   CHECK(session->top_k(nullptr, 5).empty());
   CHECK(session->top_k(logits.data(), 0).empty());
   CHECK(session->top_k(logits.data(), 5000).size() == 1000);

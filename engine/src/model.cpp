@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <exception>
 #include <new>
 
@@ -24,6 +25,15 @@ Status guarded(F&& f) {
     return Status::error(e.what());
   }
 }
+
+// The network's input from an any-size image; errors name the API call.
+Image model_input(const ModelInfo& info, const Image& image, const char* where) {
+  try {
+    return preprocess(image, info.image_size, info.crop_pct, info.interpolation);
+  } catch (const Error& e) {
+    throw Error(std::string(where) + ": " + e.what());
+  }
+}
 }  // namespace
 
 const char* version() { return VITINT_VERSION; }
@@ -39,6 +49,14 @@ Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Model::~Model() = default;
 const ModelInfo& Model::info() const { return impl_->info; }
 std::string Model::isa() const { return kernels::isa_name(impl_->isa); }
+
+Status Model::preprocess(const Image& image, uint8_t* out) const {
+  return guarded([&] {
+    if (!out) throw Error("Model::preprocess: out must not be null");
+    const Image pre = model_input(impl_->info, image, "Model::preprocess");
+    std::memcpy(out, pre.rgb.data(), pre.rgb.size());
+  });
+}
 
 Status Model::load(const std::string& path, const LoadOptions& options, std::shared_ptr<const Model>* out) {
   return guarded([&] {
@@ -123,7 +141,11 @@ Status Session::create(std::shared_ptr<const Model> model, const SessionOptions&
     impl->arena = engine::AlignedBuffer(total);
     for (size_t off : offsets) impl->ctx.buffers.push_back(impl->arena.data() + off);
     impl->ctx.isa = impl->model->impl().isa;
-    impl->pool = std::make_unique<engine::ThreadPool>(options.threads);
+    try {
+      impl->pool = std::make_unique<engine::ThreadPool>(options.threads);
+    } catch (const Error& e) {
+      throw Error(std::string("Session::create: ") + e.what());
+    }
     impl->ctx.pool = impl->pool.get();
     const ModelInfo& info = impl->model->info();
     impl->logits.resize(static_cast<size_t>(info.num_classes));
@@ -174,8 +196,7 @@ Status Session::classify(const Image& image, int top_k_count, std::vector<Predic
   return guarded([&] {
     if (!out) throw Error("Session::classify: out must not be null");
     out->clear();  // no earlier call's predictions after a failure
-    const ModelInfo& info = impl_->model->info();
-    const Image pre = preprocess(image, info.image_size, info.crop_pct, info.interpolation);
+    const Image pre = model_input(impl_->model->info(), image, "Session::classify");
     impl_->run(pre.rgb.data(), 1, impl_->logits.data());
     *out = top_k(impl_->logits.data(), top_k_count);
   });

@@ -1,6 +1,10 @@
 #include "engine/src/thread_pool.h"
 
 #include <chrono>
+#include <string>
+#include <exception>
+
+#include "vitint/error.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -54,10 +58,22 @@ bool spin_until(Ready ready) {
 
 ThreadPool::ThreadPool(int threads) : threads_(threads < 1 ? 1 : threads) {
   workers_.reserve(static_cast<size_t>(threads_ - 1));
-  for (int t = 1; t < threads_; ++t) workers_.emplace_back([this, t] { worker_loop(t); });
+  for (int t = 1; t < threads_; ++t) {
+    try {
+      workers_.emplace_back([this, t] { worker_loop(t); });
+    } catch (const std::exception& e) {  // std::system_error, or bad_alloc for the thread's state
+      // The destructor does not run for a constructor that throws, and a
+      // joinable std::thread destroyed unjoined ends the process.
+      stop_workers();
+      throw Error("cannot start thread " + std::to_string(t + 1) + " of " + std::to_string(threads_) + ": " +
+                  e.what());
+    }
+  }
 }
 
-ThreadPool::~ThreadPool() {
+ThreadPool::~ThreadPool() { stop_workers(); }
+
+void ThreadPool::stop_workers() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;

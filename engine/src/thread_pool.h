@@ -18,7 +18,8 @@ namespace vitint::engine {
 
 class ThreadPool {
  public:
-  // threads >= 1 (1: no workers, run() calls the function inline).
+  // threads >= 1 (1: no workers, run() calls the function inline). Throws
+  // vitint::Error, with no thread left running, if one cannot be started.
   explicit ThreadPool(int threads);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
@@ -47,6 +48,7 @@ class ThreadPool {
   void dispatch(int tasks, TaskFn fn, void* ctx);
   void worker_loop(int thread);
   void run_share(int thread);
+  void stop_workers();  // ends and joins the workers started so far
 
   int threads_;
   std::vector<std::thread> workers_;

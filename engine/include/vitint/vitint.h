@@ -67,6 +67,11 @@ class Model {
   const ModelInfo& info() const;
   // The kernel path this model was prepared for.
   std::string isa() const;
+  // timm's eval preprocessing for this model, as classify() does it (resize
+  // the shorter side, center crop; Pillow's integer arithmetic): writes one
+  // input of Session::run, image_size * image_size * 3 bytes (HWC), to `out`.
+  // Refused: an image whose resized longer side would exceed 32768 pixels.
+  Status preprocess(const Image& image, uint8_t* out) const;
 
   struct Impl;
   const Impl& impl() const { return *impl_; }
@@ -109,11 +114,13 @@ class Session {
                        std::unique_ptr<Session>* out);
   ~Session();
 
-  // Any-size RGB image: timm's eval preprocessing, then the network. `out`
-  // gets the top_k predictions (see top_k()); it is empty after a failure.
+  // Any RGB image (see Model::preprocess): timm's eval preprocessing, then
+  // the network. `out` gets the top_k predictions (see top_k()); it is empty
+  // after a failure.
   Status classify(const Image& image, int top_k, std::vector<Prediction>* out);
   // Preprocessed images: `batch` RGB uint8 images of image_size x image_size
-  // (HWC, the output of vitint::preprocess). Writes batch * num_classes logits.
+  // (HWC, as Model::preprocess writes them, one after the other). Writes
+  // batch * num_classes logits.
   Status run(const uint8_t* images, int batch, float* logits);
   // Top-k of one logit vector (num_classes floats): min(k, num_classes)
   // predictions, none for k <= 0 or null logits.
