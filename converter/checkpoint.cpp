@@ -535,6 +535,10 @@ std::map<std::string, Tensor> read_safetensors(const std::string& path) {
     throw Error(where + ": the header length (" + std::to_string(header_len) +
                 " bytes) runs past the end of the file (" + std::to_string(bytes.size()) +
                 " bytes): truncated or not a safetensors file");
+  // nlohmann's parser stops at a NUL byte; safetensors pads its header with spaces only.
+  const auto header_end = bytes.begin() + 8 + static_cast<std::ptrdiff_t>(header_len);
+  if (std::find(bytes.begin() + 8, header_end, '\0') != header_end)
+    throw Error(where + ": the header holds a NUL byte (its padding must be spaces): corrupt or not a safetensors file");
   json header;
   std::set<std::string> names;  // a duplicate key would silently replace the first entry
   const auto no_duplicates = [&](int depth, json::parse_event_t event, json& parsed) {
@@ -543,7 +547,7 @@ std::map<std::string, Tensor> read_safetensors(const std::string& path) {
     return true;
   };
   try {
-    header = json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<std::ptrdiff_t>(header_len), no_duplicates);
+    header = json::parse(bytes.begin() + 8, header_end, no_duplicates);
   } catch (const json::exception& e) {
     throw Error(where + ": the header is not valid JSON (" + e.what() + "): not a safetensors file?");
   }

@@ -362,6 +362,14 @@ TEST_CASE("checkpoint: the tensors' bytes must tile the data section, and no nam
     s.write_header_text(header);
     CHECK(s.load_error() == "checkpoint " + st + ": the header has two entries 'head.bias'");
   }
+  SUBCASE("padding with NUL bytes, where the parser would stop reading") {
+    const std::string header = vitint::test::SafetensorsFile::parse(read_all(s.dir / "model.safetensors")).header.dump();
+    s.write_header_text(header + std::string(6, '\0'));
+    CHECK(s.load_error() == "checkpoint " + st +
+                                ": the header holds a NUL byte (its padding must be spaces): corrupt or not a safetensors file");
+    s.write_header_text(header + std::string(6, ' '));
+    CHECK(s.load_error().empty());
+  }
 }
 
 // Error messages quote a value briefly: dump() recurses, and 100000 levels

@@ -496,6 +496,11 @@ TEST_CASE("decode_image: truncated BMP, PPM/PGM, TGA, GIF and PNG files are refu
                              vitint::Error);
       }
     }
+  // A PPM header cut after its width: stb reads a height of 0 without asking for more bytes.
+  const std::string cut_header = "P6\n64 ";
+  CHECK_THROWS_WITH_AS(decode(Bytes(cut_header.begin(), cut_header.end()), "cut.ppm"),
+                       doctest::Contains("its header gives the size 64x0 (a truncated or corrupt header?)"),
+                       vitint::Error);
 }
 
 TEST_CASE("decode_image: PNG chunks must be whole, match their CRC and end in IEND") {

@@ -284,7 +284,10 @@ void check_image(const Image& img, const char* what) {
 }
 
 void check_dimensions(long long w, long long h, const std::string& what) {
-  if (w <= 0 || h <= 0 || w > kMaxImageSide || h > kMaxImageSide || w * h > kMaxImagePixels)
+  if (w <= 0 || h <= 0)  // e.g. a PPM header cut after its width
+    throw Error("cannot decode image " + what + ": its header gives the size " + std::to_string(w) + "x" +
+                std::to_string(h) + " (a truncated or corrupt header?)");
+  if (w > kMaxImageSide || h > kMaxImageSide || w * h > kMaxImagePixels)
     throw Error("cannot decode image " + what + ": its size " + std::to_string(w) + "x" +
                 std::to_string(h) + " is absurd (at most " + std::to_string(kMaxImageSide) +
                 " pixels a side and " + std::to_string(kMaxImagePixels) + " pixels)");
