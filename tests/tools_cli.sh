@@ -43,7 +43,7 @@ expect_error "not [2, 5]" "$eval" "$dir/m.vti" --list "$dir/list.txt" --root "$d
 # An image the preprocessing refuses: the message names the file.
 { printf 'P6\n600 1\n255\n'; head -c 1800 /dev/zero; } > "$dir/thin.ppm"
 printf 'thin.ppm 1\n' > "$dir/thin.txt"
-expect_error "image $dir/thin.ppm: preprocess: a 600x1 image has an absurd aspect ratio" \
+expect_error "image $dir/thin.ppm: Session::classify: preprocess: a 600x1 image has an absurd aspect ratio" \
   "$classify" "$dir/m.vti" "$dir/thin.ppm"
 expect_error "image $dir/thin.ppm: preprocess: a 600x1 image has an absurd aspect ratio" \
   "$eval" "$dir/m.vti" --list "$dir/thin.txt" --root "$dir"
