@@ -59,12 +59,6 @@ std::string brief(const json& v) {
   return s.substr(0, cut) + "...";
 }
 
-std::string shape_str(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
 // Standard timm hyper-parameters, used when config.json's model_args lacks a
 // value and by Checkpoint::random.
 struct KnownArch {
@@ -841,6 +835,12 @@ std::vector<std::string> read_class_names(const std::string& path) {
   }
   if (names.empty()) throw Error("class names file " + path + " is empty");
   return names;
+}
+
+std::string shape_str(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
 }
 
 }  // namespace vitint::convert

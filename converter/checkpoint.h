@@ -104,4 +104,7 @@ class Checkpoint {
 // and returns the human-readable part ("tench, Tinca tinca").
 std::vector<std::string> read_class_names(const std::string& path);
 
+// A tensor shape for messages: "[197, 192]".
+std::string shape_str(const std::vector<int64_t>& shape);
+
 }  // namespace vitint::convert

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "converter/checkpoint.h"
 #include "converter/cli.h"
 #include "converter/evaluate.h"
 #include "converter/npy.h"
@@ -59,13 +60,10 @@ int main(int argc, char** argv) {
     if (args.has("reference-logits")) {
       ref = read_npy_f32(args.get("reference-logits"));
       if (ref.shape.size() != 2 || ref.shape[1] != engine.input.num_classes ||
-          ref.shape[0] != static_cast<int64_t>(full_list.size())) {
-        std::string shape;
-        for (int64_t d : ref.shape) shape += (shape.empty() ? "" : ", ") + std::to_string(d);
+          ref.shape[0] != static_cast<int64_t>(full_list.size()))
         throw vitint::Error("reference logits " + args.get("reference-logits") + " must be float32 [" +
                             std::to_string(full_list.size()) + ", " + std::to_string(engine.input.num_classes) +
-                            "] (one row per line of " + list_path + "), not [" + shape + "]");
-      }
+                            "] (one row per line of " + list_path + "), not " + shape_str(ref.shape));
     }
     const float* ref_rows = ref.data.empty() ? nullptr : ref.data.data() + static_cast<size_t>(skip) * engine.input.num_classes;
     const EvalResult r = evaluate(items, args.require("root"), engine.input, engine.factory, ref_rows, threads,
