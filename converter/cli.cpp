@@ -166,15 +166,16 @@ void OutputFiles::commit(bool overwrite) {
     struct stat st {};
     f.replaced = ::stat(f.path.c_str(), &st) == 0;
     int err = 0;
-    if (overwrite) {
-      if (::rename(f.temp.c_str(), f.path.c_str()) != 0) err = errno;
-    } else if (f.replaced || ::link(f.temp.c_str(), f.path.c_str()) != 0) {
-      // link() refuses a file that appeared since the check, where rename()
-      // would replace it; filesystems without hard links rename all the same.
-      err = f.replaced ? EEXIST : errno;
-      if (err != EEXIST) err = ::rename(f.temp.c_str(), f.path.c_str()) == 0 ? 0 : errno;
-    } else {
+    // Without overwrite, link() refuses a file that appeared since the check,
+    // where rename() would replace it; filesystems without hard links rename.
+    if (!overwrite && f.replaced) {
+      err = EEXIST;
+    } else if (!overwrite && ::link(f.temp.c_str(), f.path.c_str()) == 0) {
       ::unlink(f.temp.c_str());
+    } else if (!overwrite && errno == EEXIST) {
+      err = EEXIST;
+    } else if (::rename(f.temp.c_str(), f.path.c_str()) != 0) {
+      err = errno;
     }
     if (err != 0) {
       for (const File& done : files_)
