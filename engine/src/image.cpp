@@ -308,18 +308,21 @@ void check_png(const uint8_t* bytes, size_t size, const std::string& what) {
   for (size_t at = 8;; ) {
     const size_t left = size - at;
     if (left == 0) throw Error(fail + kTruncated + ": the PNG has no IEND chunk");
-    std::string type = left < 8 ? "" : std::string(bytes + at + 4, bytes + at + 8);
-    for (char& c : type)
-      if (!std::isalpha(static_cast<unsigned char>(c))) c = '?';
-    const std::string chunk = "chunk " + type + (type.empty() ? "" : " ") + "at byte " + std::to_string(at);
+    const uint8_t* type = bytes + at + 4;
+    const auto chunk = [&] {  // "chunk IDAT at byte 33", for a message
+      std::string name = left < 8 ? "" : std::string(type, type + 4) + " ";
+      for (char& c : name)
+        if (c != ' ' && !std::isalpha(static_cast<unsigned char>(c))) c = '?';
+      return "chunk " + name + "at byte " + std::to_string(at);
+    };
     const uint32_t length = left < 8 ? 0 : be32(bytes + at);
     if (left < 12 || length > left - 12)
-      throw Error(fail + kTruncated + ": PNG " + chunk + " runs past the end of the file");
+      throw Error(fail + kTruncated + ": PNG " + chunk() + " runs past the end of the file");
     const uint8_t* data = bytes + at + 8;
     if (crc32(0, data - 4, length + 4) != be32(data + length))
-      throw Error(fail + "corrupt PNG: " + chunk + " has a bad CRC");
-    if (type == "IHDR" && length >= 8) check_dimensions(be32(data), be32(data + 4), what);
-    if (type == "IEND") return;
+      throw Error(fail + "corrupt PNG: " + chunk() + " has a bad CRC");
+    if (std::memcmp(type, "IHDR", 4) == 0 && length >= 8) check_dimensions(be32(data), be32(data + 4), what);
+    if (std::memcmp(type, "IEND", 4) == 0) return;
     at += 12 + size_t{length};
   }
 }
