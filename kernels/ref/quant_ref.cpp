@@ -209,6 +209,75 @@ void residual_add_ref(int m, int n, const int32_t* acc, int ld_acc, const Residu
   }
 }
 
+namespace {
+int bit_length(uint64_t v) { return v == 0 ? 0 : 64 - __builtin_clzll(v); }
+
+// round(v * 2^k) (k < 0: half rounds up), clamped to [-32767, 32767]; sets
+// *clamped when it had to.
+int16_t scaled16(int64_t v, int k, bool* clamped) {
+  int64_t r;
+  if (k >= 0) {
+    r = k > 20 ? (v > 0 ? INT64_MAX : (v < 0 ? INT64_MIN : 0)) : v * (int64_t{1} << k);
+  } else {
+    r = k < -62 ? (v < 0 ? -1 : 0) : ((v >> (-k - 1)) + 1) >> 1;
+  }
+  if (r > 32767 || r < -32767) {
+    *clamped = true;
+    r = r > 0 ? 32767 : -32767;
+  }
+  return static_cast<int16_t>(r);
+}
+
+// floor(v / 2^k) for k > 0, clamped like scaled16.
+int16_t floor16(int64_t v, int k, bool* clamped) {
+  int64_t r = k > 62 ? (v < 0 ? -1 : 0) : v >> k;
+  if (r > 32767 || r < -32767) {
+    *clamped = true;
+    r = r > 0 ? 32767 : -32767;
+  }
+  return static_cast<int16_t>(r);
+}
+
+// The statistics of one row (see quant.h): S and sigma.
+struct RowStats {
+  int64_t sum;
+  uint32_t sigma;
+};
+
+RowStats row_stats(const int16_t* q, const LayerNormParams& p) {
+  int64_t sum = 0;
+  int64_t sum_sq = 0;
+  for (int c = 0; c < p.channels; ++c) {
+    const int64_t x = int64_t{q[c] - p.in.zero_point} * (int64_t{1} << p.in.alpha[c]);
+    sum += x;
+    sum_sq += x * x;
+  }
+  const int64_t d = int64_t{p.channels} * sum_sq - sum * sum + p.eps_term;
+  return {sum, isqrt_u64(static_cast<uint64_t>(d))};
+}
+}  // namespace
+
+LayerNormU8 layernorm_u8_factors(const LayerNormParams& p) {
+  LayerNormU8 f;
+  const auto c_count = static_cast<uint64_t>(std::max(p.channels, 1));
+  f.csqrt = static_cast<int32_t>(isqrt_u64(c_count));
+  if (static_cast<uint64_t>(f.csqrt) * static_cast<uint64_t>(f.csqrt) < c_count) ++f.csqrt;
+  f.t_bits = 14 - bit_length(static_cast<uint64_t>(f.csqrt));
+  const auto n = static_cast<size_t>(std::max(p.channels, 0));
+  for (int e = 7; e >= 0; --e) {
+    bool clamped = false;
+    f.g.assign(n, 0);
+    f.b.assign(n, 0);
+    for (size_t c = 0; c < n; ++c) {
+      f.g[c] = scaled16(p.gamma[c], 15 + e - f.t_bits - p.g_shift, &clamped);
+      f.b[c] = floor16(p.beta[c], 16 + p.g_shift - e, &clamped);
+    }
+    f.out_shift = e;
+    if (!clamped) break;
+  }
+  return f;
+}
+
 LayerNormPrepared layernorm_prepare(const LayerNormParams& p) {
   LayerNormPrepared r;
   r.channels = p.channels;
@@ -220,7 +289,35 @@ LayerNormPrepared layernorm_prepare(const LayerNormParams& p) {
     r.f64_ok = r.f64_ok && p.gamma[c] < (1 << 30) && p.gamma[c] > -(1 << 30) && p.beta[c] < (int64_t{1} << 52) &&
                p.beta[c] > -(int64_t{1} << 52);
   }
-  if (!r.vector_ok || !r.f64_ok) return r;
+  r.u8 = layernorm_u8_factors(p);
+  if (!r.vector_ok) return r;
+  r.u8_vector_ok = p.channels <= 2047;
+  if (r.u8_vector_ok) {
+    const size_t padded = (static_cast<size_t>(p.channels) + 63) / 64 * 64;
+    for (auto* v : {&r.even, &r.odd, &r.zeven, &r.zodd}) v->assign(padded / 2, 0);
+    r.gp.assign(padded, 0);
+    r.bp.assign(padded, 0);
+    for (int c = 0; c < p.channels; ++c) {
+      const auto i = static_cast<size_t>(c) / 2;
+      const int32_t m = p.channels << p.in.alpha[c];
+      const int32_t z = -p.in.zero_point * m;
+      if (c % 2 == 0) {
+        r.even[i] = m;
+        r.zeven[i] = z;
+      } else {
+        r.odd[i] = static_cast<int32_t>(static_cast<uint32_t>(m) << 16);
+        r.zodd[i] = z;
+      }
+    }
+    constexpr int kPackOrder[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+    for (size_t w = 0; w < padded; ++w) {
+      const size_t c = w / 8 * 8 + static_cast<size_t>(kPackOrder[w % 8]);
+      if (c >= static_cast<size_t>(p.channels)) continue;
+      r.gp[w] = r.u8.g[c];
+      r.bp[w] = r.u8.b[c];
+    }
+  }
+  if (!r.f64_ok) return r;
   const size_t padded = (static_cast<size_t>(p.channels) + 15) / 16 * 16;
   for (auto* v : {&r.ca, &r.cz, &r.gamma, &r.beta}) v->assign(padded, 0.0);
   const double scale = std::ldexp(1.0, -(16 + p.g_shift));
@@ -234,48 +331,68 @@ LayerNormPrepared layernorm_prepare(const LayerNormParams& p) {
   return r;
 }
 
-namespace {
-// The reference LayerNorm's rows; store(o, c, y) clamps and stores output c
-// of row o, y = floor((t * gamma + beta) / 2^(16+g)).
-template <class Out, class Store>
-void layernorm_rows(int rows, const int16_t* in, int ld_in, const LayerNormParams& p, Out* out, int ld_out,
-                    Store&& store) {
-  const int c_count = p.channels;
-  const int out_shift = 16 + p.g_shift;
-  for (int i = 0; i < rows; ++i) {
-    const int16_t* q = in + static_cast<int64_t>(i) * ld_in;
-    Out* o = out + static_cast<int64_t>(i) * ld_out;
-    int64_t sum = 0;
-    int64_t sum_sq = 0;
-    for (int c = 0; c < c_count; ++c) {
-      const int64_t x = int64_t{q[c] - p.in.zero_point} * (int64_t{1} << p.in.alpha[c]);
-      sum += x;
-      sum_sq += x * x;
-    }
-    const int64_t d = int64_t{c_count} * sum_sq - sum * sum + p.eps_term;
-    const uint32_t sigma = isqrt_u64(static_cast<uint64_t>(d));
-    const int64_t inv = sigma ? (int64_t{1} << 48) / sigma : 0;
-    for (int c = 0; c < c_count; ++c) {
-      const int64_t x = int64_t{q[c] - p.in.zero_point} * (int64_t{1} << p.in.alpha[c]);
-      const int64_t t = ((int64_t{c_count} * x - sum) * inv + (int64_t{1} << 31)) >> 32;
-      store(o, c, (t * p.gamma[c] + p.beta[c]) >> out_shift);
-    }
+LayerNormRowScale layernorm_row_scale(const LayerNormU8& f, uint32_t sigma) {
+  const uint64_t bound = static_cast<uint64_t>(f.csqrt) * (uint64_t{sigma} + 1);
+  LayerNormRowScale s;
+  s.shift = bit_length(bound) - 15;
+  if (sigma == 0) {
+    s.mult = 0;
+    return s;
   }
+  // floor(2^k / sigma) from the double quotient (within 1 of it: 2^k and
+  // sigma are exact, the division is correctly rounded) and exact integer
+  // steps; an int64 division has a long latency on the per-row chain.
+  const int k = f.t_bits + 15 + s.shift;
+  const double q = std::ldexp(1.0, k) / sigma;
+  if (q >= 32768.0) {
+    s.mult = 32767;
+    return s;
+  }
+  const uint64_t one = uint64_t{1} << k;
+  auto m = static_cast<uint64_t>(q);
+  while (m * sigma > one) --m;
+  while ((m + 1) * sigma <= one) ++m;
+  s.mult = static_cast<int32_t>(std::min<uint64_t>(m, 32767));
+  return s;
 }
-}  // namespace
 
 void layernorm_ref(int rows, const int16_t* in, int ld_in, const LayerNormParams& p, uint8_t* out,
                    int ld_out) {
-  layernorm_rows(rows, in, ld_in, p, out, ld_out, [](uint8_t* o, int c, int64_t y) {
-    o[c] = static_cast<uint8_t>(y < 0 ? 0 : (y > 255 ? 255 : y));
-  });
+  LayerNormU8 local;
+  const LayerNormU8& f = p.prepared ? p.prepared->u8 : (local = layernorm_u8_factors(p));
+  for (int i = 0; i < rows; ++i) {
+    const int16_t* q = in + static_cast<int64_t>(i) * ld_in;
+    uint8_t* o = out + static_cast<int64_t>(i) * ld_out;
+    const RowStats st = row_stats(q, p);
+    const LayerNormRowScale rs = layernorm_row_scale(f, st.sigma);
+    for (int c = 0; c < p.channels; ++c) {
+      const int64_t x = int64_t{q[c] - p.in.zero_point} * (int64_t{1} << p.in.alpha[c]);
+      const int64_t u = int64_t{p.channels} * x - st.sum;
+      const int64_t u1 = rs.shift >= 0 ? u >> rs.shift : u * (int64_t{1} << -rs.shift);
+      const int64_t t = (u1 * rs.mult + (1 << 14)) >> 15;
+      const int64_t pc = (t * f.g[static_cast<size_t>(c)] + (1 << 14)) >> 15;
+      const int64_t y = (pc + f.b[static_cast<size_t>(c)]) >> f.out_shift;
+      o[c] = static_cast<uint8_t>(y < 0 ? 0 : (y > 255 ? 255 : y));
+    }
+  }
 }
 
 void layernorm_stream_ref(int rows, const int16_t* in, int ld_in, const LayerNormParams& p, int32_t qmin,
                           int32_t qmax, int16_t* out, int ld_out) {
-  layernorm_rows(rows, in, ld_in, p, out, ld_out, [qmin, qmax](int16_t* o, int c, int64_t y) {
-    o[c] = static_cast<int16_t>(y < qmin ? qmin : (y > qmax ? qmax : y));
-  });
+  const int c_count = p.channels;
+  const int out_shift = 16 + p.g_shift;
+  for (int i = 0; i < rows; ++i) {
+    const int16_t* q = in + static_cast<int64_t>(i) * ld_in;
+    int16_t* o = out + static_cast<int64_t>(i) * ld_out;
+    const RowStats st = row_stats(q, p);
+    const int64_t inv = st.sigma ? (int64_t{1} << 48) / st.sigma : 0;
+    for (int c = 0; c < c_count; ++c) {
+      const int64_t x = int64_t{q[c] - p.in.zero_point} * (int64_t{1} << p.in.alpha[c]);
+      const int64_t t = ((int64_t{c_count} * x - st.sum) * inv + (int64_t{1} << 31)) >> 32;
+      const int64_t y = (t * p.gamma[c] + p.beta[c]) >> out_shift;
+      o[c] = static_cast<int16_t>(y < qmin ? qmin : (y > qmax ? qmax : y));
+    }
+  }
 }
 
 SoftmaxExp softmax_exp(int32_t to_exp_mult, int32_t to_exp_shift) {

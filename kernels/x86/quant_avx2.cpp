@@ -454,13 +454,11 @@ inline __m256i norm8(const int16_t* q, const uint8_t* alpha, const int32_t* gamm
   return _mm256_permute4x64_epi64(lo32, _MM_SHUFFLE(3, 1, 2, 0));
 }
 
-// The exact double-precision second pass of the AVX-512 LayerNorm (see
-// norm8_f64 there for why nothing rounds), for 8 channels from c on: q as
-// int16, t's per-channel factors, sum S and inv / 2^32 broadcast. w is
-// clamped to [lo, hi] before the conversion (floor commutes with that clamp),
-// so neither the conversion nor the packs see an out-of-range value; for
-// uint8 (lo = 0) truncation is the floor, a stream's negative w needs one.
-template <bool kStream>
+// The exact double-precision second pass of the AVX-512 stream LayerNorm
+// (see norm8_f64 there for why nothing rounds), for 8 channels from c on: q
+// as int16, t's per-channel factors, sum S and inv / 2^32 broadcast. w is
+// clamped to [lo, hi] before the conversion (floor commutes with that
+// clamp), so neither the conversion nor the pack sees an out-of-range value.
 inline __m256i norm8_f64(const int16_t* q, const F64Factors& t, size_t c, __m256d sum, __m256d inv,
                          __m256d lo, __m256d hi) {
   const __m256i qv = _mm256_cvtepi16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q)));
@@ -470,18 +468,54 @@ inline __m256i norm8_f64(const int16_t* q, const F64Factors& t, size_t c, __m256
     const __m256d qd = _mm256_cvtepi32_pd(h == 0 ? _mm256_castsi256_si128(qv) : _mm256_extracti128_si256(qv, 1));
     const __m256d u = _mm256_sub_pd(_mm256_fmsub_pd(qd, _mm256_loadu_pd(t.ca + cc), _mm256_loadu_pd(t.cz + cc)), sum);
     const __m256d v = _mm256_floor_pd(_mm256_fmadd_pd(u, inv, _mm256_set1_pd(0.5)));
-    __m256d w = _mm256_min_pd(_mm256_max_pd(_mm256_fmadd_pd(v, _mm256_loadu_pd(t.gamma + cc), _mm256_loadu_pd(t.beta + cc)), lo), hi);
-    if constexpr (kStream) w = _mm256_floor_pd(w);
-    y[h] = _mm256_cvttpd_epi32(w);
+    const __m256d w = _mm256_min_pd(_mm256_max_pd(_mm256_fmadd_pd(v, _mm256_loadu_pd(t.gamma + cc), _mm256_loadu_pd(t.beta + cc)), lo), hi);
+    y[h] = _mm256_cvttpd_epi32(_mm256_floor_pd(w));
   }
   return _mm256_inserti128_si256(_mm256_castsi128_si256(y[0]), y[1], 1);
 }
 
-// 8 clamped int32 outputs -> 8 bytes (uint8) or 8 int16 (a stream), in the
-// low 64 or 128 bits.
-inline __m128i narrow_norm(__m256i y, uint8_t*) { return to_u8(y); }
-inline __m128i narrow_norm(__m256i y, int16_t*) {
-  return _mm_packs_epi32(_mm256_castsi256_si128(y), _mm256_extracti128_si256(y, 1));
+// The uint8 LayerNorm's second pass for 16 channels from c on, in pack order
+// (see the AVX-512 norm32_u8): u = C x - S in the even and the odd channels'
+// 32-bit lanes from the raw q vector (vpmaddwd with C 2^alpha, plus
+// -zp C 2^alpha - S), u' = u >> r (or << -r), then in 16-bit lanes
+// t = mulhrs(u', R), p = mulhrs(t, G), sat16(p + B) >> e.
+// 8 clamped int32 outputs -> 8 int16 (a stream).
+inline __m128i narrow_norm(__m256i y) { return _mm_packs_epi32(_mm256_castsi256_si128(y), _mm256_extracti128_si256(y, 1)); }
+
+struct U8Row {
+  __m256i neg_s, shift, mult;
+  __m128i e;
+  bool left;
+};
+
+inline __m256i norm16_u8(const int16_t* q, const LayerNormPrepared& t, size_t c, const U8Row& r) {
+  const __m256i qv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q));
+  auto load32 = [](const std::vector<int32_t>& v, size_t i) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v.data() + i));
+  };
+  __m256i ue = _mm256_add_epi32(_mm256_madd_epi16(qv, load32(t.even, c / 2)), _mm256_add_epi32(load32(t.zeven, c / 2), r.neg_s));
+  __m256i uo = _mm256_add_epi32(_mm256_madd_epi16(qv, load32(t.odd, c / 2)), _mm256_add_epi32(load32(t.zodd, c / 2), r.neg_s));
+  if (r.left) {
+    ue = _mm256_sllv_epi32(ue, r.shift);
+    uo = _mm256_sllv_epi32(uo, r.shift);
+  } else {
+    ue = _mm256_srav_epi32(ue, r.shift);
+    uo = _mm256_srav_epi32(uo, r.shift);
+  }
+  const __m256i tv = _mm256_mulhrs_epi16(_mm256_packs_epi32(ue, uo), r.mult);
+  const __m256i pv = _mm256_mulhrs_epi16(tv, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.gp.data() + c)));
+  return _mm256_sra_epi16(_mm256_adds_epi16(pv, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.bp.data() + c))), r.e);
+}
+
+// 32 uint8 outputs from channels c on (q: the row's channels from c, 32 of
+// them readable).
+inline __m256i norm32_u8(const int16_t* q, const LayerNormPrepared& t, size_t c, const U8Row& r) {
+  // vpackuswb's order (per 128-bit lane: eight words of each vector, each
+  // eight in pack order) back to channels.
+  const __m256i order = _mm256_setr_epi8(0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15,
+                                         0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15);
+  const __m256i y = _mm256_packus_epi16(norm16_u8(q, t, c, r), norm16_u8(q + 16, t, c + 16, r));
+  return _mm256_permute4x64_epi64(_mm256_shuffle_epi8(y, order), _MM_SHUFFLE(3, 1, 2, 0));
 }
 
 }  // namespace
@@ -549,8 +583,8 @@ void avx2_residual_add(int m, int n, const int32_t* acc, int ld_acc, const Resid
 }
 
 namespace {
-// The AVX2 LayerNorm to uint8 or (Out = int16_t) onto a stream, the output
-// clamped to [lo, hi].
+// The AVX2 LayerNorm to uint8 or (Out = int16_t) onto a stream clamped to
+// [lo, hi].
 template <class Out>
 void layernorm_rows(int rows, const int16_t* in, int ld_in, const LayerNormParams& p, int32_t lo, int32_t hi, Out* out,
                     int ld_out) {
@@ -568,6 +602,7 @@ void layernorm_rows(int rows, const int16_t* in, int ld_in, const LayerNormParam
   std::memcpy(alpha_pad, p.in.alpha + full, static_cast<size_t>(rest));
   std::memcpy(gamma_pad, p.gamma + full, sizeof(int32_t) * static_cast<size_t>(rest));
   std::memcpy(beta_pad, p.beta + full, sizeof(int64_t) * static_cast<size_t>(rest));
+  const LayerNormPrepared& prep = *p.prepared;
   NormRow r;
   r.c = _mm256_set1_epi64x(c_count);
   r.half = _mm256_set1_epi64x(int64_t{1} << 31);
@@ -575,9 +610,16 @@ void layernorm_rows(int rows, const int16_t* in, int ld_in, const LayerNormParam
   r.hi = _mm256_set1_epi64x(hi);
   r.out_shift = _mm_cvtsi32_si128(16 + p.g_shift);
   const __m256d lo_d = _mm256_set1_pd(lo), hi_d = _mm256_set1_pd(hi);
-  // The double pass where it is exact for the row (layernorm_f64_exact), the
-  // int64 pass otherwise.
-  const bool track = layernorm_tracks_range(c_count);
+  U8Row u8;
+  u8.e = _mm_cvtsi32_si128(prep.u8.out_shift);
+  // The uint8 pass's last < 32 channels: a zero-padded copy of q (the padded
+  // channels' table entries are zero) and of the outputs.
+  const int full32 = c_count / 32 * 32;
+  alignas(32) int16_t q32[32] = {};
+  alignas(32) uint8_t o32[32];
+  // The stream's double pass where it is exact for the row
+  // (layernorm_f64_exact), the int64 pass otherwise.
+  const bool track = kStream && layernorm_tracks_range(c_count);
   for (int i = 0; i < rows; ++i) {
     const int16_t* q = in + static_cast<int64_t>(i) * ld_in;
     Out* o = out + static_cast<int64_t>(i) * ld_out;
@@ -607,42 +649,52 @@ void layernorm_rows(int rows, const int16_t* in, int ld_in, const LayerNormParam
     const int64_t sum_sq = hsum64(sq);
     const int64_t d = int64_t{c_count} * sum_sq - sum * sum + p.eps_term;
     const uint32_t sigma = isqrt_fast(static_cast<uint64_t>(d));
-    const int64_t inv = sigma ? inv_fast(sigma) : 0;
-    // eight(c, pad): the outputs of channels c..c+7, from the zero-padded
-    // copies for the last partial group (pad), whose padded lanes' outputs
-    // are dropped.
-    auto store_row = [&](auto&& eight) {
-      for (int c = 0; c < full; c += 8) {
-        const __m128i v = narrow_norm(eight(c, false), o);
-        if constexpr (kStream) {
-          _mm_storeu_si128(reinterpret_cast<__m128i*>(o + c), v);
-        } else {
-          _mm_storel_epi64(reinterpret_cast<__m128i*>(o + c), v);
+    if constexpr (!kStream) {
+      const LayerNormRowScale rs = layernorm_row_scale(prep.u8, sigma);
+      u8.neg_s = _mm256_set1_epi32(static_cast<int32_t>(-sum));
+      u8.left = rs.shift < 0;
+      u8.shift = _mm256_set1_epi32(u8.left ? -rs.shift : rs.shift);
+      u8.mult = _mm256_set1_epi16(static_cast<int16_t>(rs.mult));
+      for (int c = 0; c < full32; c += 32)
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + c), norm32_u8(q + c, prep, static_cast<size_t>(c), u8));
+      if (full32 < c_count) {
+        const auto n = static_cast<size_t>(c_count - full32);
+        std::memcpy(q32, q + full32, sizeof(int16_t) * n);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(o32), norm32_u8(q32, prep, static_cast<size_t>(full32), u8));
+        std::memcpy(o + full32, o32, n);
+      }
+    } else {
+      const int64_t inv = sigma ? inv_fast(sigma) : 0;
+      // eight(c, pad): the outputs of channels c..c+7, from the zero-padded
+      // copies for the last partial group (pad), whose padded lanes' outputs
+      // are dropped.
+      auto store_row = [&](auto&& eight) {
+        for (int c = 0; c < full; c += 8)
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(o + c), narrow_norm(eight(c, false)));
+        if (rest) {
+          alignas(16) int16_t tmp[8];
+          _mm_store_si128(reinterpret_cast<__m128i*>(tmp), narrow_norm(eight(full, true)));
+          std::memcpy(o + full, tmp, sizeof(int16_t) * static_cast<size_t>(rest));
         }
+      };
+      if (layernorm_f64_exact(prep, sum, inv, track ? hmin(x_lo) : 0, track ? hmax(x_hi) : 0)) {
+        // The tables are zero-padded to 16 channels.
+        const __m256d sv = _mm256_set1_pd(static_cast<double>(sum));
+        const __m256d iv = _mm256_set1_pd(static_cast<double>(inv) * 0x1p-32);
+        const F64Factors f(prep);
+        store_row([&](int c, bool pad) {
+          return norm8_f64(pad ? q_pad : q + c, f, static_cast<size_t>(c), sv, iv, lo_d, hi_d);
+        });
+        continue;
       }
-      if (rest) {
-        alignas(16) Out tmp[16 / sizeof(Out)];
-        _mm_store_si128(reinterpret_cast<__m128i*>(tmp), narrow_norm(eight(full, true), o));
-        std::memcpy(o + full, tmp, sizeof(Out) * static_cast<size_t>(rest));
-      }
-    };
-    if (layernorm_f64_exact(*p.prepared, sum, inv, track ? hmin(x_lo) : 0, track ? hmax(x_hi) : 0)) {
-      // The tables are zero-padded to 16 channels.
-      const __m256d sv = _mm256_set1_pd(static_cast<double>(sum));
-      const __m256d iv = _mm256_set1_pd(static_cast<double>(inv) * 0x1p-32);
-      const F64Factors f(*p.prepared);
+      r.sum = _mm256_set1_epi64x(sum);
+      r.inv_lo = _mm256_set1_epi64x(inv & 0xFFFFFFFF);
+      r.inv_hi = _mm256_set1_epi64x(inv >> 32);
       store_row([&](int c, bool pad) {
-        return norm8_f64<kStream>(pad ? q_pad : q + c, f, static_cast<size_t>(c), sv, iv, lo_d, hi_d);
+        return pad ? norm8(q_pad, alpha_pad, gamma_pad, beta_pad, zp, r)
+                   : norm8(q + c, p.in.alpha + c, p.gamma + c, p.beta + c, zp, r);
       });
-      continue;
     }
-    r.sum = _mm256_set1_epi64x(sum);
-    r.inv_lo = _mm256_set1_epi64x(inv & 0xFFFFFFFF);
-    r.inv_hi = _mm256_set1_epi64x(inv >> 32);
-    store_row([&](int c, bool pad) {
-      return pad ? norm8(q_pad, alpha_pad, gamma_pad, beta_pad, zp, r)
-                 : norm8(q + c, p.in.alpha + c, p.gamma + c, p.beta + c, zp, r);
-    });
   }
 }
 
@@ -651,7 +703,7 @@ void layernorm_rows(int rows, const int16_t* in, int ld_in, const LayerNormParam
 void avx2_layernorm(int rows, const int16_t* in, int ld_in, const LayerNormParams& p, uint8_t* out,
                     int ld_out) {
   if (rows <= 0) return;
-  if (!p.prepared->vector_ok) return layernorm_ref(rows, in, ld_in, p, out, ld_out);
+  if (!p.prepared->vector_ok || !p.prepared->u8_vector_ok) return layernorm_ref(rows, in, ld_in, p, out, ld_out);
   layernorm_rows(rows, in, ld_in, p, 0, 255, out, ld_out);
 }
 

@@ -291,21 +291,18 @@ inline __m512i load_x(__mmask16 k, const int16_t* q, const uint8_t* alpha, __m51
 
 struct NormRow {
   __m512i c, sum, inv, half;
-  __m512i lo, hi;  // the output's clamp (uint8: lo = 0, hi unused)
+  __m512i lo, hi;  // the stream's clamp [qmin, qmax]
   __m128i out_shift;
 };
 
-// max(((C x - S) * inv + 2^31) >> 32) * gamma + beta) >> (16 + g), lo) for 8
-// channels in 64-bit lanes, and min(.., hi) for a stream (uint8: the caller's
-// unsigned saturation to bytes is the clamp at 255). |t| <= 2^17 sqrt(C)
-// (|C x - S| <= sqrt(C D), sigma >= sqrt(D) - 1), so t * gamma is one vpmuldq.
-template <bool kStream>
+// clamp(((C x - S) * inv + 2^31) >> 32) * gamma + beta) >> (16 + g), lo, hi)
+// for 8 channels in 64-bit lanes. |t| <= 2^17 sqrt(C) (|C x - S| <=
+// sqrt(C D), sigma >= sqrt(D) - 1), so t * gamma is one vpmuldq.
 inline __m512i norm8(__m512i x64, __m512i gamma64, __m512i beta, const NormRow& r) {
   const __m512i u = _mm512_sub_epi64(_mm512_mul_epi32(x64, r.c), r.sum);
   const __m512i t = _mm512_srai_epi64(_mm512_add_epi64(_mm512_mullo_epi64(u, r.inv), r.half), 32);
   const __m512i y = _mm512_max_epi64(_mm512_sra_epi64(_mm512_add_epi64(_mm512_mul_epi32(t, gamma64), beta), r.out_shift), r.lo);
-  if constexpr (kStream) return _mm512_min_epi64(y, r.hi);
-  return y;
+  return _mm512_min_epi64(y, r.hi);
 }
 
 // The 16-bit requantizations (requant_u8, gelu_u8), 32 columns per
@@ -502,44 +499,72 @@ void avx512_residual_add(int m, int n, const int32_t* acc, int ld_acc, const Res
   }
 }
 
-// The second LayerNorm pass in double precision, exactly. With
+namespace {
+// The stream LayerNorm's second pass in double precision, exactly. With
 // u = C x - S and |u| * inv <= 2^53 - 2^32 (layernorm_f64_exact: deviations of up
 // to ~32 standard deviations), every value is an integer multiple of a power
 // of two that fits 53 bits, so each FMA's exact result is representable and
 // nothing rounds:
 //   v = u * (inv / 2^32) + 1/2 = (u * inv + 2^31) / 2^32,  t = floor(v)
 //   (|t| < 2^21), w = t * (gamma / 2^s) + beta / 2^s = (t * gamma + beta) / 2^s
-//   (|t * gamma + beta| < 2^51 + 2^52), out = clamp(floor(w), 0, 255)
-// which is the reference's integer formula term by term. The stream's alpha
-// shift and zero point fold into per-channel factors (C x = q C 2^alpha -
-// C 2^alpha zp), so the pass takes about 12 vector operations per 8 channels
-// where the int64 form (norm8, with load_x) takes 20. Rows outside the bound
-// (near-constant rows, where inv is large) take norm8.
+//   (|t * gamma + beta| < 2^51 + 2^52), out = clamp(floor(w), lo, hi)
+// which is the reference's integer formula term by term (floor commutes with
+// a clamp to integers). The stream's alpha shift and zero point fold into
+// per-channel factors (C x = q C 2^alpha - C 2^alpha zp), so the pass takes
+// about 12 vector operations per 8 channels where the int64 form (norm8,
+// with load_x) takes 20. Rows outside the bound (near-constant rows, where
+// inv is large) take norm8.
 // 8 channels: q (int16 widened to double) to the clamped output, as int32.
 // u = q * C 2^alpha - C 2^alpha zp - S = C x - S (integers below 2^41).
-// uint8 output (kStream false): floor(max(w, 0)), the caller's unsigned
-// saturation clamping at 255; stream output: floor(clamp(w, lo, hi)) (floor
-// commutes with a clamp to integers).
-template <bool kStream>
 inline __m256i norm8_f64(__m512d q, const F64Factors& t, size_t c, __m512d sum, __m512d inv, __m512d lo,
                          __m512d hi) {
   const __m512d u = _mm512_sub_pd(_mm512_fmsub_pd(q, _mm512_loadu_pd(t.ca + c), _mm512_loadu_pd(t.cz + c)), sum);
   const __m512d v = _mm512_roundscale_pd(_mm512_fmadd_pd(u, inv, _mm512_set1_pd(0.5)), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-  __m512d w = _mm512_max_pd(_mm512_fmadd_pd(v, _mm512_loadu_pd(t.gamma + c), _mm512_loadu_pd(t.beta + c)), lo);
-  if constexpr (kStream) w = _mm512_min_pd(w, hi);
+  const __m512d w = _mm512_min_pd(_mm512_max_pd(_mm512_fmadd_pd(v, _mm512_loadu_pd(t.gamma + c), _mm512_loadu_pd(t.beta + c)), lo), hi);
   return _mm512_cvt_roundpd_epi32(w, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
 }
 
 // A LayerNorm row's statistics (pass 1), from which its outputs (pass 2).
 struct NormStats {
-  int64_t sum, inv;
-  bool exact;  // the double pass applies
+  int64_t sum;
+  uint32_t sigma;
+  int32_t x_min, x_max;  // tracked for wide rows only (layernorm_tracks_range)
 };
+
+// The uint8 LayerNorm's second pass for 32 channels from c on, in pack order
+// (see LayerNormPrepared): u = C x - S in the even and the odd channels'
+// 32-bit lanes straight from the raw q vector (vpdpwssd of q with C 2^alpha
+// onto -zp C 2^alpha - S), u' = u >> r (or << -r), then in 16-bit lanes
+// t = mulhrs(u', R), p = mulhrs(t, G), (p + B) >> e; the int16 additions
+// saturate, which for e <= 7 clamps the same as the reference's clamp to
+// [0, 255] after the shift.
+struct U8Row {
+  __m512i neg_s, shift, mult, e;
+  bool left;
+};
+
+inline __m512i norm32_u8(const int16_t* q, __mmask32 k, const LayerNormPrepared& t, size_t c, const U8Row& r) {
+  const __m512i qv = _mm512_maskz_loadu_epi16(k, q);
+  __m512i ue = _mm512_dpwssd_epi32(_mm512_add_epi32(_mm512_loadu_si512(t.zeven.data() + c / 2), r.neg_s), qv,
+                                   _mm512_loadu_si512(t.even.data() + c / 2));
+  __m512i uo = _mm512_dpwssd_epi32(_mm512_add_epi32(_mm512_loadu_si512(t.zodd.data() + c / 2), r.neg_s), qv,
+                                   _mm512_loadu_si512(t.odd.data() + c / 2));
+  if (r.left) {
+    ue = _mm512_sllv_epi32(ue, r.shift);
+    uo = _mm512_sllv_epi32(uo, r.shift);
+  } else {
+    ue = _mm512_srav_epi32(ue, r.shift);
+    uo = _mm512_srav_epi32(uo, r.shift);
+  }
+  const __m512i tv = _mm512_mulhrs_epi16(_mm512_packs_epi32(ue, uo), r.mult);
+  const __m512i pv = _mm512_mulhrs_epi16(tv, _mm512_loadu_si512(t.gp.data() + c));
+  return _mm512_srav_epi16(_mm512_adds_epi16(pv, _mm512_loadu_si512(t.bp.data() + c)), r.e);
+}
 
 // The vector LayerNorm for one parameter set: stats() then out() per row.
 class LayerNormRows {
  public:
-  // Output clamped to [lo, hi]: [0, 255] for uint8, a stream's [qmin, qmax].
+  // A stream's output is clamped to [lo, hi].
   LayerNormRows(const LayerNormParams& p, int32_t lo, int32_t hi)
       : p_(p), c_count_(p.channels), zp_(_mm512_set1_epi32(p.in.zero_point)), track_(layernorm_tracks_range(p.channels)),
         lo_(_mm512_set1_pd(lo)), hi_(_mm512_set1_pd(hi)) {
@@ -575,57 +600,71 @@ class LayerNormRows {
     });
     const int64_t sum_sq = _mm512_reduce_add_epi64(sq);
     const int64_t d = int64_t{c_count_} * sum_sq - sum * sum + p_.eps_term;
-    const uint32_t sigma = isqrt_fast(static_cast<uint64_t>(d));
-    const int64_t inv = sigma ? inv_fast(sigma) : 0;
-    return {sum, inv,
-            layernorm_f64_exact(*p_.prepared, sum, inv, track_ ? _mm512_reduce_min_epi32(lo) : 0,
-                                track_ ? _mm512_reduce_max_epi32(hi) : 0)};
+    return {sum, isqrt_fast(static_cast<uint64_t>(d)), track_ ? _mm512_reduce_min_epi32(lo) : 0,
+            track_ ? _mm512_reduce_max_epi32(hi) : 0};
   }
 
-  // Outputs of one row: uint8 (o: uint8_t*) or a stream's int16 (int16_t*).
-  template <class Out>
-  void out(const int16_t* q, const NormStats& st, Out* o) const {
-    constexpr bool kStream = std::is_same_v<Out, int16_t>;
-    if (st.exact) {
+  // uint8 outputs of one row, 64 channels per store.
+  void out(const int16_t* q, const NormStats& st, uint8_t* o) const {
+    const LayerNormPrepared& t = *p_.prepared;
+    const LayerNormRowScale rs = layernorm_row_scale(t.u8, st.sigma);
+    U8Row r;
+    r.neg_s = _mm512_set1_epi32(static_cast<int32_t>(-st.sum));
+    r.left = rs.shift < 0;
+    r.shift = _mm512_set1_epi32(r.left ? -rs.shift : rs.shift);
+    r.mult = _mm512_set1_epi16(static_cast<int16_t>(rs.mult));
+    r.e = _mm512_set1_epi16(static_cast<int16_t>(t.u8.out_shift));
+    // vpacksswb's order (per 128-bit lane: eight words of the first vector,
+    // eight of the second, each eight in pack order) back to channels.
+    alignas(64) static constexpr uint8_t kOrder[64] = {
+        0,  4,  1,  5,  2,  6,  3,  7,  16, 20, 17, 21, 18, 22, 19, 23, 32, 36, 33, 37, 34, 38,
+        35, 39, 48, 52, 49, 53, 50, 54, 51, 55, 8,  12, 9,  13, 10, 14, 11, 15, 24, 28, 25, 29,
+        26, 30, 27, 31, 40, 44, 41, 45, 42, 46, 43, 47, 56, 60, 57, 61, 58, 62, 59, 63};
+    const __m512i order = _mm512_load_si512(kOrder);
+    for (int c = 0; c < c_count_; c += 64) {
+      const int w = c_count_ - c;
+      const auto k_lo = w >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((uint64_t{1} << w) - 1);
+      const auto k_hi = w >= 64 ? ~__mmask32{0} : w <= 32 ? __mmask32{0} : static_cast<__mmask32>((uint64_t{1} << (w - 32)) - 1);
+      const auto k = w >= 64 ? ~__mmask64{0} : static_cast<__mmask64>((uint64_t{1} << w) - 1);
+      const auto cc = static_cast<size_t>(c);
+      const __m512i y = _mm512_packus_epi16(norm32_u8(q + c, k_lo, t, cc, r), norm32_u8(q + c + 32, k_hi, t, cc + 32, r));
+      _mm512_mask_storeu_epi8(o + c, k, _mm512_permutexvar_epi8(order, y));
+    }
+  }
+
+  // int16 outputs of one row onto a stream.
+  void out(const int16_t* q, const NormStats& st, int16_t* o) const {
+    const int64_t inv = st.sigma ? inv_fast(st.sigma) : 0;
+    if (layernorm_f64_exact(*p_.prepared, st.sum, inv, st.x_min, st.x_max)) {
       const __m512d sv = _mm512_set1_pd(static_cast<double>(st.sum));
-      const __m512d iv = _mm512_set1_pd(static_cast<double>(st.inv) * 0x1p-32);
+      const __m512d iv = _mm512_set1_pd(static_cast<double>(inv) * 0x1p-32);
       const F64Factors f(*p_.prepared);
       const __m512d lo = lo_, hi = hi_;
       for_vectors(c_count_, [&](int c, __mmask16 k) {
         const __m512i qv = _mm512_cvtepi16_epi32(_mm256_maskz_loadu_epi16(k, q + c));
         const auto cc = static_cast<size_t>(c);
-        const __m256i y_lo =
-            norm8_f64<kStream>(_mm512_cvtepi32_pd(_mm512_castsi512_si256(qv)), f, cc, sv, iv, lo, hi);
-        const __m256i y_hi =
-            norm8_f64<kStream>(_mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(qv, 1)), f, cc + 8, sv, iv, lo, hi);
+        const __m256i y_lo = norm8_f64(_mm512_cvtepi32_pd(_mm512_castsi512_si256(qv)), f, cc, sv, iv, lo, hi);
+        const __m256i y_hi = norm8_f64(_mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(qv, 1)), f, cc + 8, sv, iv, lo, hi);
         const __m512i y = _mm512_inserti64x4(_mm512_castsi256_si512(y_lo), y_hi, 1);
-        if constexpr (kStream) {
-          _mm256_mask_storeu_epi16(o + c, k, _mm512_cvtepi32_epi16(y));
-        } else {
-          _mm_mask_storeu_epi8(o + c, k, _mm512_cvtusepi32_epi8(y));
-        }
+        _mm256_mask_storeu_epi16(o + c, k, _mm512_cvtepi32_epi16(y));
       });
       return;
     }
     NormRow r = r_;
     r.sum = _mm512_set1_epi64(st.sum);
-    r.inv = _mm512_set1_epi64(st.inv);
+    r.inv = _mm512_set1_epi64(inv);
     for_vectors(c_count_, [&](int c, __mmask16 k) {
       const __m512i x = load_x(k, q + c, p_.in.alpha + c, zp_);
       const __m512i g = _mm512_maskz_loadu_epi32(k, p_.gamma + c);
-      const __m512i y_lo = norm8<kStream>(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(x)),
-                                          _mm512_cvtepi32_epi64(_mm512_castsi512_si256(g)),
-                                          _mm512_maskz_loadu_epi64(static_cast<__mmask8>(k), p_.beta + c), r);
-      const __m512i y_hi = norm8<kStream>(_mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(x, 1)),
-                                          _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(g, 1)),
-                                          _mm512_maskz_loadu_epi64(static_cast<__mmask8>(k >> 8), p_.beta + c + 8), r);
-      if constexpr (kStream) {
-        const __m256i y16 = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm512_cvtepi64_epi16(y_lo)),
-                                                    _mm512_cvtepi64_epi16(y_hi), 1);
-        _mm256_mask_storeu_epi16(o + c, k, y16);
-      } else {
-        _mm_mask_storeu_epi8(o + c, k, _mm_unpacklo_epi64(_mm512_cvtusepi64_epi8(y_lo), _mm512_cvtusepi64_epi8(y_hi)));
-      }
+      const __m512i y_lo = norm8(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(x)),
+                                 _mm512_cvtepi32_epi64(_mm512_castsi512_si256(g)),
+                                 _mm512_maskz_loadu_epi64(static_cast<__mmask8>(k), p_.beta + c), r);
+      const __m512i y_hi = norm8(_mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(x, 1)),
+                                 _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(g, 1)),
+                                 _mm512_maskz_loadu_epi64(static_cast<__mmask8>(k >> 8), p_.beta + c + 8), r);
+      const __m256i y16 = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm512_cvtepi64_epi16(y_lo)),
+                                                  _mm512_cvtepi64_epi16(y_hi), 1);
+      _mm256_mask_storeu_epi16(o + c, k, y16);
     });
   }
 
@@ -652,10 +691,12 @@ void layernorm_groups(const LayerNormRows& ln, int rows, const int16_t* in, int 
   }
 }
 
+}  // namespace
+
 void avx512_layernorm(int rows, const int16_t* in, int ld_in, const LayerNormParams& p,
                       uint8_t* out, int ld_out) {
   if (rows <= 0) return;
-  if (!p.prepared->vector_ok) return layernorm_ref(rows, in, ld_in, p, out, ld_out);
+  if (!p.prepared->vector_ok || !p.prepared->u8_vector_ok) return layernorm_ref(rows, in, ld_in, p, out, ld_out);
   layernorm_groups(LayerNormRows(p, 0, 255), rows, in, ld_in, out, ld_out);
 }
 

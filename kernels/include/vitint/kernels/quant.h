@@ -210,17 +210,37 @@ void residual_add_ref(int m, int n, const int32_t* acc, int ld_acc, const Residu
                       int16_t* stream, int ld_stream);
 
 // ---------------------------------------------------------------------------
-// Integer LayerNorm on a PTS stream row, uint8 output.
+// Integer LayerNorm on a PTS stream row. Both forms share the statistics:
 // x_c = (q_c - zp) << alpha_c; S = sum x_c; D = C * sum x_c^2 - S^2 + eps_term;
-// sigma = isqrt(D); t_c = round((C*x_c - S) * floor(2^48 / sigma) / 2^32)
-// (the normalized value in Q16); out_c = clamp(floor((t_c * gamma_c + beta_c) / 2^(16+g)), 0, 255)
+// sigma = isqrt(D); u_c = C x_c - S (sigma ~ C * std, u_c / sigma the
+// normalized value).
+//
+// uint8 output (layernorm), in 16-bit steps after the statistics:
+//   cs = ceil(sqrt(C)), T = 14 - bitlen(cs), r = bitlen(cs * (sigma + 1)) - 15
+//   u'_c = floor(u_c / 2^r) (r >= 0) or u_c * 2^-r (r < 0)   |u'| < 2^15
+//   R = sigma ? min(floor(2^(T + 15 + r) / sigma), 32767) : 0
+//   t_c = floor((u'_c * R + 2^14) / 2^15)      the normalized value in Q(T)
+//   p_c = floor((t_c * G_c + 2^14) / 2^15)
+//   out_c = clamp(floor((p_c + B_c) / 2^e), 0, 255)
+// (|u_c| <= sqrt(C * D) < cs * (sigma + 1) bounds u', and R < 2^15 (sigma + 1)
+// / sigma, so R's clamp only acts on rows whose sigma is below 64; each
+// multiply is a vpmulhrsw.) G_c, B_c (int16) and e (0..7) come from gamma_c, beta_c and g
+// below (layernorm_u8_factors): G_c = round(gamma_c * 2^(15 + e - T - g)),
+// B_c = floor(beta_c / 2^(16 + g - e)), both clamped to [-32767, 32767], e the
+// largest that needs no clamp (0 if every e does). Against the exact
+// normalized value the output is off by at most ~0.1 of its step for the
+// scales real models have (t and u' carry 12 or more significant bits).
+//
+// int16 stream output (layernorm_stream: a pre-norm ViT's norm_pre), exactly:
+// t_c = round(u_c * floor(2^48 / sigma) / 2^32) (the normalized value in Q16);
+// out_c = clamp(floor((t_c * gamma_c + beta_c) / 2^(16+g)), qmin, qmax)
 // where gamma_c = round(gamma / s_out * 2^g) and beta_c already holds
 // (beta / s_out + zp_out + 1/2) * 2^(16+g). sigma = 0 (a constant row and
 // eps_term = 0) gives t = 0.
 struct LayerNormPrepared;
 // Contract: C^2 * max|x|^2 + eps_term < 2^63 for x = (q - zp) << alpha (the
-// reference's int64 statistics); the model loader's bounds (|q - zp| < 2^16,
-// alpha <= 3, C <= 4096, eps_term <= 2^40) keep it.
+// reference's int64 statistics) and eps_term >= 0; the model loader's bounds
+// (|q - zp| < 2^16, alpha <= 3, C <= 4096, 0 <= eps_term <= 2^40) keep it.
 struct LayerNormParams {
   int channels;
   StreamQuant in;
@@ -231,6 +251,15 @@ struct LayerNormParams {
   const LayerNormPrepared* prepared;  // layernorm_prepare(*this): required by the vector paths
 };
 
+// The uint8 LayerNorm's constants (see above).
+struct LayerNormU8 {
+  int t_bits = 0;    // T
+  int out_shift = 0; // e
+  int32_t csqrt = 0; // cs = ceil(sqrt(C))
+  std::vector<int16_t> g, b;  // G_c, B_c
+};
+LayerNormU8 layernorm_u8_factors(const LayerNormParams& p);
+
 // What the vector LayerNorm kernels derive from the parameters, made once per
 // parameter set (the engine does it when it loads a model):
 struct LayerNormPrepared {
@@ -239,14 +268,34 @@ struct LayerNormPrepared {
   // eps_term >= 0 (sigma >= sqrt(D)): the vector kernels' per-element
   // products stay inside their lanes; otherwise they run the reference.
   bool vector_ok = false;
-  // |gamma| < 2^30 and |beta| < 2^52 (the model loader enforces both): the
-  // AVX-512 kernel's double-precision pass is exact (see there).
-  bool f64_ok = false;
-  // For that pass, per channel and zero-padded to a multiple of 16:
+  LayerNormU8 u8;
+  // The uint8 kernels' tables, zero-padded to a multiple of 64 channels, for
+  // 32-bit lanes of channel pairs (2i, 2i+1) and 16-bit lanes in pack order
+  // (vpackssdw of the even and the odd channels' lanes: channels
+  // 8j + 0, 2, 4, 6, 1, 3, 5, 7 in the j-th eight words):
+  //   even[i] = C 2^alpha of channel 2i, odd[i] = the same of channel 2i+1
+  //   shifted into the high word (vpmaddwd / vpdpwssd factors of the raw q
+  //   vector); zeven[i], zodd[i] = -zp C 2^alpha of those channels;
+  //   gp, bp = G and B in pack order.
+  // C 2^alpha < 2^15 and |u| < 2^31 need C <= 2047; wider rows' uint8
+  // outputs run the reference (u8_vector_ok false).
+  bool u8_vector_ok = false;
+  std::vector<int32_t> even, odd, zeven, zodd;
+  std::vector<int16_t> gp, bp;
+  // The stream form's exact double-precision pass: |gamma| < 2^30 and
+  // |beta| < 2^52 (the model loader enforces both), per channel and
+  // zero-padded to a multiple of 16:
   // C * 2^alpha, C * 2^alpha * zp, gamma / 2^(16 + g), beta / 2^(16 + g).
+  bool f64_ok = false;
   std::vector<double> ca, cz, gamma, beta;
 };
 LayerNormPrepared layernorm_prepare(const LayerNormParams& p);
+// A uint8 LayerNorm row's shift r and multiplier R from its sigma.
+struct LayerNormRowScale {
+  int shift;     // r
+  int32_t mult;  // R
+};
+LayerNormRowScale layernorm_row_scale(const LayerNormU8& f, uint32_t sigma);
 void layernorm_ref(int rows, const int16_t* in, int ld_in, const LayerNormParams& p, uint8_t* out,
                    int ld_out);
 // The same LayerNorm onto a residual stream (a pre-norm ViT's norm_pre):
