@@ -116,13 +116,15 @@ inline __m512i pack16(__m512i lo, __m512i hi) { return pack_order(_mm512_packs_e
 // exact in int32 (|x| <= 2^30), so y fits int16 and vpackssdw does not
 // saturate. vpmulhrsw is (y * -mult + 2^14) >> 15; r * (r + b) =
 // rr * (rr - b) for rr = nz & 63 fits int16 (vpmullw), and vpsrlvw gives 0
-// for the shifts q >= 16.
+// for the shifts q >= 16. The shift by exp_shift takes its count from a
+// vector (vpsravd / vpsllvd: one uop) rather than from an xmm register
+// (vpsrad zmm, xmm: two uops on Intel, one on port 5).
 template <bool kLeft>
-inline __m512i exp32(__m512i l0, __m512i l1, __m512i lo, __m512i mx, __m128i count, __m512i neg_mult) {
+inline __m512i exp32(__m512i l0, __m512i l1, __m512i lo, __m512i mx, __m512i count, __m512i neg_mult) {
   const __m512i x0 = _mm512_sub_epi32(_mm512_max_epi32(l0, lo), mx);
   const __m512i x1 = _mm512_sub_epi32(_mm512_max_epi32(l1, lo), mx);
-  const __m512i y0 = kLeft ? _mm512_sll_epi32(x0, count) : _mm512_sra_epi32(x0, count);
-  const __m512i y1 = kLeft ? _mm512_sll_epi32(x1, count) : _mm512_sra_epi32(x1, count);
+  const __m512i y0 = kLeft ? _mm512_sllv_epi32(x0, count) : _mm512_srav_epi32(x0, count);
+  const __m512i y1 = kLeft ? _mm512_sllv_epi32(x1, count) : _mm512_srav_epi32(x1, count);
   const __m512i nz = _mm512_mulhrs_epi16(pack16(y0, y1), neg_mult);
   const __m512i rr = _mm512_and_si512(nz, _mm512_set1_epi16((1 << kExpBits) - 1));
   const __m512i poly = _mm512_add_epi16(_mm512_mullo_epi16(rr, _mm512_sub_epi16(rr, _mm512_set1_epi16(kExpB))),
@@ -177,7 +179,7 @@ void softmax_rows(const int32_t* acc, int ld_acc, const SoftmaxParams& p, Out* o
   const __m512i zq = _mm512_set1_epi32(p.zq);
   for (int j = 0; j < cols32; j += 16)
     _mm512_store_si512(zc + j, _mm512_mullo_epi32(zq, _mm512_maskz_loadu_epi32(tail_mask(cols - j), p.colsum_k + j)));
-  const __m128i count = _mm_cvtsi32_si128(kLeft ? -p.exp_shift : p.exp_shift);
+  const __m512i count = _mm512_set1_epi32(kLeft ? -p.exp_shift : p.exp_shift);
   const __m512i neg_mult = _mm512_set1_epi16(static_cast<int16_t>(-p.exp_mult));
   const int64_t reach = int64_t{1} << (15 + p.exp_shift);  // |x| from which y = -32768
   const __m512i ones = _mm512_set1_epi16(1);
@@ -230,9 +232,9 @@ void softmax_rows(const int32_t* acc, int ld_acc, const SoftmaxParams& p, Out* o
       const SoftmaxRecip r = softmax_recip(sum);
       const __m512i rv = _mm512_set1_epi16(static_cast<int16_t>(r.mult));
       const __m512i half = _mm512_set1_epi16(static_cast<int16_t>(r.shift <= 16 ? 1 << (r.shift - 1) : 0));
-      const __m128i s = _mm_cvtsi32_si128(std::min(r.shift, 16));
+      const __m512i s = _mm512_set1_epi16(static_cast<int16_t>(std::min(r.shift, 16)));
       auto prob = [&](int j) {
-        return _mm512_srl_epi16(_mm512_add_epi16(_mm512_mulhi_epu16(_mm512_load_si512(e + j), rv), half), s);
+        return _mm512_srlv_epi16(_mm512_add_epi16(_mm512_mulhi_epu16(_mm512_load_si512(e + j), rv), half), s);
       };
       // 64 columns at a time: one vpackuswb and one qword permutation for
       // the bytes, one vpsadbw for their sum. p <= 255 packs exactly; past
