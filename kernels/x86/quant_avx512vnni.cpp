@@ -530,7 +530,7 @@ inline __m256i norm8_f64(__m512d q, const F64Factors& t, size_t c, __m512d sum, 
 struct NormStats {
   int64_t sum;
   uint32_t sigma;
-  int32_t x_min, x_max;  // tracked for wide rows only (layernorm_tracks_range)
+  int32_t x_min, x_max;  // tracked for a stream's wide rows only (layernorm_tracks_range)
 };
 
 // The uint8 LayerNorm's second pass for 32 channels from c on, in pack order
@@ -566,9 +566,11 @@ inline __m512i norm32_u8(const int16_t* q, __mmask32 k, const LayerNormPrepared&
 // The vector LayerNorm for one parameter set: stats() then out() per row.
 class LayerNormRows {
  public:
-  // A stream's output is clamped to [lo, hi].
-  LayerNormRows(const LayerNormParams& p, int32_t lo, int32_t hi)
-      : p_(p), c_count_(p.channels), zp_(_mm512_set1_epi32(p.in.zero_point)), track_(layernorm_tracks_range(p.channels)),
+  // For the uint8 output (lo and hi unused) or a stream's, clamped to
+  // [lo, hi]; only the stream's double pass needs wide rows' x range.
+  LayerNormRows(const LayerNormParams& p, bool stream, int32_t lo, int32_t hi)
+      : p_(p), c_count_(p.channels), zp_(_mm512_set1_epi32(p.in.zero_point)),
+        track_(stream && layernorm_tracks_range(p.channels)),
         lo_(_mm512_set1_pd(lo)), hi_(_mm512_set1_pd(hi)) {
     r_.c = _mm512_set1_epi64(c_count_);
     r_.half = _mm512_set1_epi64(int64_t{1} << 31);
@@ -699,14 +701,14 @@ void avx512_layernorm(int rows, const int16_t* in, int ld_in, const LayerNormPar
                       uint8_t* out, int ld_out) {
   if (rows <= 0) return;
   if (!p.prepared->vector_ok || !p.prepared->u8_vector_ok) return layernorm_ref(rows, in, ld_in, p, out, ld_out);
-  layernorm_groups(LayerNormRows(p, 0, 255), rows, in, ld_in, out, ld_out);
+  layernorm_groups(LayerNormRows(p, false, 0, 255), rows, in, ld_in, out, ld_out);
 }
 
 void avx512_layernorm_stream(int rows, const int16_t* in, int ld_in, const LayerNormParams& p, int32_t qmin,
                              int32_t qmax, int16_t* out, int ld_out) {
   if (rows <= 0) return;
   if (!p.prepared->vector_ok) return layernorm_stream_ref(rows, in, ld_in, p, qmin, qmax, out, ld_out);
-  layernorm_groups(LayerNormRows(p, qmin, qmax), rows, in, ld_in, out, ld_out);
+  layernorm_groups(LayerNormRows(p, true, qmin, qmax), rows, in, ld_in, out, ld_out);
 }
 
 void avx512_softmax_u8(const int32_t* acc, int ld_acc, const SoftmaxParams& p, uint8_t* probs,
