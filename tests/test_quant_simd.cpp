@@ -560,7 +560,9 @@ TEST_CASE("residual_add: every path equals the reference") {
 
 TEST_CASE("layernorm: every path equals the reference") {
   Rng rng(303);
-  const int sizes[] = {1, 15, 16, 17, 31, 32, 33, 192, 197, 384, 768, 3072};
+  // 63-65: the uint8 pass's 64-channel steps; 2047 and 2048: the widest
+  // rows its 32-bit lanes take and the first it leaves to the reference.
+  const int sizes[] = {1, 15, 16, 17, 31, 32, 33, 63, 64, 65, 192, 197, 384, 768, 2047, 2048, 3072};
   for (int ch : sizes) {
     for (int flavour = 0; flavour < 8; ++flavour) {
       const int rows = ch >= 768 ? 3 : 7;
