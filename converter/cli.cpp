@@ -1,6 +1,5 @@
 #include "converter/cli.h"
 
-#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,6 +11,7 @@
 #include <optional>
 #include <string>
 
+#include "engine/src/output_files.h"
 #include "vitint/error.h"
 
 namespace vitint::convert {
@@ -96,19 +96,6 @@ std::string Args::require(const std::string& name) const {
   return it->second;
 }
 
-namespace {
-
-std::string directory_of(const std::string& path) {
-  const std::string dir = std::filesystem::path(path).parent_path().string();
-  return dir.empty() ? "." : dir;
-}
-
-[[noreturn]] void throw_exists(const std::string& path, const std::string& what) {
-  throw Error(what + " " + path + " already exists; pass --force to overwrite it");
-}
-
-}  // namespace
-
 void refuse_existing(const std::string& path, const std::string& what, bool force) {
   if (path.empty()) throw Error(what + " path is empty");
   struct stat st {};
@@ -133,58 +120,6 @@ void refuse_same_file(const std::string& path, const std::string& what,
         (exists && ::stat(other.c_str(), &other_st) == 0 && st.st_dev == other_st.st_dev &&
          st.st_ino == other_st.st_ino))
       throw Error(what + " " + path + " is the same file as " + other_what + " " + other);
-}
-
-OutputFiles::~OutputFiles() {
-  for (const File& f : files_)
-    if (!f.temp.empty()) ::unlink(f.temp.c_str());
-}
-
-std::string OutputFiles::add(const std::string& path, const std::string& what, const void* data, size_t size) {
-  const std::string fail = "cannot write " + what + " " + path + ": ";
-  // In the same directory, so that commit()'s rename is atomic.
-  std::string temp = directory_of(path) + "/." + std::filesystem::path(path).filename().string() + ".tmp-XXXXXX";
-  const int fd = ::mkstemp(temp.data());
-  if (fd < 0)
-    throw Error(fail + "cannot create a temporary file in " + directory_of(path) + ": " + std::strerror(errno));
-  files_.push_back({path, what, temp});
-  ::fchmod(fd, 0644);  // mkstemp creates 0600
-  int err = 0;
-  for (size_t done = 0; done < size && err == 0;) {
-    const ssize_t n = ::write(fd, static_cast<const char*>(data) + done, size - done);
-    if (n > 0) done += static_cast<size_t>(n);
-    else if (n == 0 || errno != EINTR) err = n == 0 ? EIO : errno;
-  }
-  if (err == 0 && ::fsync(fd) != 0) err = errno;
-  if (::close(fd) != 0 && err == 0) err = errno;
-  if (err != 0) throw Error(fail + std::strerror(err));
-  return temp;
-}
-
-void OutputFiles::commit(bool overwrite) {
-  for (File& f : files_) {
-    struct stat st {};
-    f.replaced = ::stat(f.path.c_str(), &st) == 0;
-    int err = 0;
-    // Without overwrite, link() refuses a file that appeared since the check,
-    // where rename() would replace it; filesystems without hard links rename.
-    if (!overwrite && f.replaced) {
-      err = EEXIST;
-    } else if (!overwrite && ::link(f.temp.c_str(), f.path.c_str()) == 0) {
-      ::unlink(f.temp.c_str());
-    } else if (!overwrite && errno == EEXIST) {
-      err = EEXIST;
-    } else if (::rename(f.temp.c_str(), f.path.c_str()) != 0) {
-      err = errno;
-    }
-    if (err != 0) {
-      for (const File& done : files_)
-        if (done.temp.empty() && !done.replaced) ::unlink(done.path.c_str());
-      if (err == EEXIST && !overwrite) throw_exists(f.path, f.what);
-      throw Error("cannot write " + f.what + " " + f.path + ": " + std::strerror(err));
-    }
-    f.temp.clear();
-  }
 }
 
 std::string json_text(const nlohmann::json& j) {

@@ -3,7 +3,6 @@
 // tools' other shared bits of text. Built for any x86-64 (vitint_cli, no
 // AVX2), so that vitint-classify runs wherever the library does.
 #pragma once
-#include <cstddef>
 #include <initializer_list>
 #include <map>
 #include <set>
@@ -50,32 +49,6 @@ void refuse_existing(const std::string& path, const std::string& what, bool forc
 // device and inode.
 void refuse_same_file(const std::string& path, const std::string& what,
                       const std::vector<std::pair<std::string, std::string>>& others);
-
-// A tool's output files, written so that a failure leaves none of them
-// behind: add() writes each to a temporary file beside it, commit() then
-// moves them all into place. The destructor removes the temporaries left;
-// a failed commit() also removes the files it had already moved that did
-// not replace an existing one.
-class OutputFiles {
- public:
-  OutputFiles() = default;
-  OutputFiles(const OutputFiles&) = delete;
-  OutputFiles& operator=(const OutputFiles&) = delete;
-  ~OutputFiles();
-  // Writes `size` bytes to a new temporary file in PATH's directory and
-  // returns its path; throws vitint::Error ("cannot write <what> PATH: REASON").
-  std::string add(const std::string& path, const std::string& what, const void* data, size_t size);
-  // Renames the temporaries to their paths; without `overwrite`, an existing
-  // file is an error ("<what> PATH already exists; pass --force to overwrite it").
-  void commit(bool overwrite);
-
- private:
-  struct File {
-    std::string path, what, temp;  // temp: empty once committed
-    bool replaced = false;         // commit() replaced an existing file
-  };
-  std::vector<File> files_;
-};
 
 // A tool's JSON output, indented by 2: strings that are not UTF-8 (a path
 // a user named) print with U+FFFD instead of failing after the work is done.

@@ -12,6 +12,7 @@
 #include "converter/quantize.h"
 #include "converter/report.h"
 #include "engine/src/format.h"
+#include "engine/src/output_files.h"
 #include "vitint/error.h"
 
 namespace vitint::convert {

@@ -14,6 +14,7 @@
 #include "converter/cli.h"
 #include "converter/convert_tool.h"
 #include "engine/src/format.h"
+#include "engine/src/output_files.h"
 #include "safetensors_files.h"
 #include "shared_data.h"
 #include "temp_files.h"
@@ -130,7 +131,7 @@ TEST_CASE("cli: OutputFiles writes all files or none") {
   const std::string model = dir.file("m.vti"), report = dir.file("r.json");
   auto text = [](const std::string& path) { return vitint::test::read_text(path); };
   SUBCASE("all committed") {
-    vitint::convert::OutputFiles out;
+    vitint::OutputFiles out;
     const std::string temp = out.add(model, "output", "model", 5);
     out.add(report, "report", "report", 6);
     CHECK(text(temp) == "model");
@@ -142,7 +143,7 @@ TEST_CASE("cli: OutputFiles writes all files or none") {
   }
   SUBCASE("a failed add leaves nothing") {
     {
-      vitint::convert::OutputFiles out;
+      vitint::OutputFiles out;
       out.add(model, "output", "model", 5);
       CHECK_THROWS_WITH_AS(out.add(dir.file("absent/r.json"), "report", "report", 6),
                            doctest::Contains(("cannot write report " + dir.file("absent/r.json") +
@@ -156,7 +157,7 @@ TEST_CASE("cli: OutputFiles writes all files or none") {
   SUBCASE("a failed commit removes what it created, keeps what was there") {
     std::ofstream(model) << "old model";
     {
-      vitint::convert::OutputFiles out;
+      vitint::OutputFiles out;
       out.add(model, "output", "model", 5);
       out.add(report, "report", "report", 6);
       CHECK_THROWS_WITH_AS(out.commit(false),
@@ -169,7 +170,7 @@ TEST_CASE("cli: OutputFiles writes all files or none") {
     // is gone, the model replaced with --force stays replaced.
     const std::string other = dir.file("o.vti");
     {
-      vitint::convert::OutputFiles out;
+      vitint::OutputFiles out;
       out.add(other, "output", "other", 5);
       out.add(model, "output", "model", 5);
       out.add(report, "report", "report", 6);

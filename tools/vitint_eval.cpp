@@ -10,6 +10,7 @@
 #include "converter/cli.h"
 #include "converter/evaluate.h"
 #include "converter/npy.h"
+#include "engine/src/output_files.h"
 #include "vitint/error.h"
 
 namespace {
@@ -76,7 +77,7 @@ int main(int argc, char** argv) {
         for (int c : r.predictions[i]) text += ' ' + std::to_string(c);
         text += '\n';
       }
-      OutputFiles out;
+      vitint::OutputFiles out;
       out.add(args.get("predictions"), "predictions file", text.data(), text.size());
       out.commit(args.has("force"));
     }

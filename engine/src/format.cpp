@@ -16,6 +16,8 @@
 #include <new>
 #include <utility>
 
+#include "engine/src/output_files.h"
+
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "libvitint maps little-endian tensor data in place; big-endian hosts are not supported"
 #endif
@@ -193,51 +195,9 @@ bool overlap(const Interval& a, const Interval& b) {
 }
 
 // Writes all n bytes, retrying short writes and EINTR.
-void write_all(int fd, const void* data, size_t n, const std::string& path) {
-  const auto* p = static_cast<const uint8_t*>(data);
-  while (n > 0) {
-    const size_t chunk = std::min<size_t>(n, size_t{1} << 30);
-    const ssize_t w = ::write(fd, p, chunk);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      throw Error("cannot write model file " + path + ": " + errno_text(errno));
-    }
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-}
-
-// A temporary file that is removed unless release() was called.
-class TempFile {
- public:
-  TempFile(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
-  ~TempFile() {
-    if (fd_ >= 0) ::close(fd_);
-    if (!path_.empty()) ::unlink(path_.c_str());
-  }
-  TempFile(const TempFile&) = delete;
-  TempFile& operator=(const TempFile&) = delete;
-  int fd() const { return fd_; }
-  const std::string& path() const { return path_; }
-  int close() {
-    const int rc = ::close(fd_);
-    fd_ = -1;
-    return rc;
-  }
-  void release() { path_.clear(); }
-
- private:
-  std::string path_;
-  int fd_;
-};
-
 bool path_exists(const std::string& path) {
   struct stat st;
   return ::lstat(path.c_str(), &st) == 0;
-}
-
-[[noreturn]] void throw_exists(const std::string& path) {
-  throw Error("model file " + path + " already exists; pass --force to overwrite it");
 }
 
 }  // namespace
@@ -452,56 +412,12 @@ std::vector<uint8_t> Writer::to_bytes() const {
 
 void Writer::write(const std::string& path, bool overwrite) const {
   if (path.empty()) throw Error("model file path is empty");
-  if (!overwrite && path_exists(path)) throw_exists(path);
-
-  const size_t slash = path.find_last_of('/');
-  const std::string dir =
-      slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-  const std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
-  if (base.empty()) throw Error("model file path " + path + " names a directory, not a file");
-
+  if (!overwrite && path_exists(path)) throw_exists(path, "model file");
+  if (path.back() == '/') throw Error("model file path " + path + " names a directory, not a file");
   const Layout l = plan();
-
-  // Same directory as the target so the final rename is atomic (same filesystem).
-  std::string tmpl = (slash == std::string::npos ? std::string() : path.substr(0, slash + 1)) +
-                     "." + base + ".tmp-XXXXXX";
-  const int fd = ::mkstemp(tmpl.data());
-  if (fd < 0)
-    throw Error("cannot create a temporary file in " + dir + " to write model file " + path +
-                ": " + errno_text(errno));
-  TempFile tmp(tmpl, fd);
-  ::fchmod(fd, 0644);  // mkstemp creates 0600; models are meant to be shared
-
-  emit(l, [&](const void* p, size_t n) { write_all(tmp.fd(), p, n, path); });
-  if (::fsync(tmp.fd()) != 0)
-    throw Error("cannot write model file " + path + ": fsync failed: " + errno_text(errno));
-  if (tmp.close() != 0)
-    throw Error("cannot write model file " + path + ": " + errno_text(errno));
-
-  if (overwrite) {
-    if (::rename(tmp.path().c_str(), path.c_str()) != 0)
-      throw Error("cannot write model file " + path + ": " + errno_text(errno));
-    tmp.release();
-  } else {
-    // link() fails with EEXIST instead of replacing a file that appeared since
-    // the check above; the temporary name is removed by ~TempFile either way.
-    if (::link(tmp.path().c_str(), path.c_str()) != 0) {
-      const int err = errno;
-      if (err == EEXIST) throw_exists(path);
-      // Filesystems without hard links: fall back to check-then-rename.
-      if (path_exists(path)) throw_exists(path);
-      if (::rename(tmp.path().c_str(), path.c_str()) != 0)
-        throw Error("cannot write model file " + path + ": " + errno_text(errno));
-      tmp.release();
-    }
-  }
-
-  // Make the rename itself durable; failure here does not lose data already written.
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  OutputFiles out;
+  out.add(path, "model file", [&](const OutputFiles::Sink& sink) { emit(l, sink); });
+  out.commit(overwrite);
 }
 
 // ---- Reader -----------------------------------------------------------------
