@@ -149,15 +149,10 @@ void convert_tool(int argc, char** argv) {
   quantize_vit(ckpt, cal, info, &writer);
   // Both outputs go to temporary files first and replace their paths together.
   OutputFiles outputs;
-  std::string model_temp;
-  {
-    const std::vector<uint8_t> bytes = writer.to_bytes();
-    model_temp = outputs.add(output, "output", bytes.data(), bytes.size());
-  }
+  writer.add_to(outputs, output, "output");
   std::string table;
   if (args.has("report")) {
-    const Report report =
-        build_report(model, images, cal, info.recipe, format::Reader::open(model_temp)->metadata(), !quiet);
+    const Report report = build_report(model, images, cal, info.recipe, writer.metadata(), !quiet);
     const std::string text = json_text(report_json(report)) + "\n";
     outputs.add(report_path, "report", text.data(), text.size());
     table = report_table(report);

@@ -285,6 +285,8 @@ void Writer::set_metadata(nlohmann::json metadata) {
   }
 }
 
+nlohmann::json Writer::metadata() const { return nlohmann::json::parse(metadata_text_); }
+
 void Writer::add_tensor(const std::string& name, DType dtype, std::vector<int64_t> shape,
                         const void* data, size_t nbytes) {
   const std::string where = "cannot add tensor '" + name + "' to the model file: ";
@@ -414,10 +416,14 @@ void Writer::write(const std::string& path, bool overwrite) const {
   if (path.empty()) throw Error("model file path is empty");
   if (!overwrite && path_exists(path)) throw_exists(path, "model file");
   if (path.back() == '/') throw Error("model file path " + path + " names a directory, not a file");
-  const Layout l = plan();
   OutputFiles out;
-  out.add(path, "model file", [&](const OutputFiles::Sink& sink) { emit(l, sink); });
+  add_to(out, path, "model file");
   out.commit(overwrite);
+}
+
+void Writer::add_to(OutputFiles& out, const std::string& path, const std::string& what) const {
+  const Layout l = plan();
+  out.add(path, what, [&](const OutputFiles::Sink& sink) { emit(l, sink); });
 }
 
 // ---- Reader -----------------------------------------------------------------

@@ -27,6 +27,10 @@
 #undef minor
 #endif
 
+namespace vitint {
+class OutputFiles;
+}
+
 namespace vitint::format {
 
 constexpr uint16_t kMajorVersion = 1;
@@ -110,6 +114,8 @@ class Writer {
   // Must be a JSON object; its content is the caller's (architecture,
   // hyper-parameters, preprocessing, class names, calibration, converter version).
   void set_metadata(nlohmann::json metadata);
+  // What set_metadata() stored (an empty object before).
+  nlohmann::json metadata() const;
 
   // Copies the data. Throws Error for an invalid or duplicate name, an unknown
   // dtype, more than kMaxDims dims, a negative dim, or nbytes != numel * size.
@@ -123,6 +129,9 @@ class Writer {
 
   // The exact bytes write() would store.
   std::vector<uint8_t> to_bytes() const;
+  // Adds the file to `out` (OutputFiles::add), written piece by piece as
+  // write() does, to be committed with the tool's other outputs.
+  void add_to(OutputFiles& out, const std::string& path, const std::string& what) const;
 
   size_t tensor_count() const { return tensors_.size(); }
 
