@@ -126,6 +126,11 @@ std::string json_text(const nlohmann::json& j) {
   return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+std::string utf8_text(const std::string& s) {
+  return nlohmann::json::parse(nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))
+      .get<std::string>();
+}
+
 std::string recipe_summary(const std::string& recipe_json) {
   nlohmann::json j = nlohmann::json::parse(recipe_json, nullptr, false);
   if (!j.is_object()) return recipe_json;

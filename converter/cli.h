@@ -54,6 +54,10 @@ void refuse_same_file(const std::string& path, const std::string& what,
 // a user named) print with U+FFFD instead of failing after the work is done.
 std::string json_text(const nlohmann::json& j);
 
+// `s` with every byte sequence that is not UTF-8 replaced by U+FFFD (what
+// JSON, and so a model file's metadata, can hold).
+std::string utf8_text(const std::string& s);
+
 // One line for people: a model's calibration recipe (JSON) without the
 // per-layer details.
 std::string recipe_summary(const std::string& recipe_json);

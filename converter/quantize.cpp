@@ -9,6 +9,7 @@
 #include <Eigen/Dense>
 #include <nlohmann/json.hpp>
 
+#include "converter/cli.h"
 #include "models/vit_spec.h"
 #include "vitint/error.h"
 #include "vitint/kernels/quant.h"
@@ -211,9 +212,7 @@ class VitQuantizer {
     m["calibration"] = recipe_json(info_.recipe);
     m["calibration"]["weights"] = "int8 symmetric per output channel";
     m["calibration"]["images"] = info_.calib_count;
-    // A path as given, where JSON (UTF-8) can hold it: other bytes become U+FFFD.
-    m["calibration"]["list"] =
-        json::parse(json(info_.calib_list).dump(-1, ' ', false, json::error_handler_t::replace)).get<std::string>();
+    m["calibration"]["list"] = utf8_text(info_.calib_list);  // a path as given
     m["converter"] = {{"name", "vitint-convert"}, {"version", VITINT_CONVERTER_VERSION}};
     m["quant"] = quant_;
     m["calibration"]["channel_folding"] = folding_;
