@@ -583,26 +583,108 @@ void avx2_residual_add(int m, int n, const int32_t* acc, int ld_acc, const Resid
 }
 
 namespace {
-// The AVX2 LayerNorm to uint8 or (Out = int16_t) onto a stream clamped to
-// [lo, hi].
-template <class Out>
-void layernorm_rows(int rows, const int16_t* in, int ld_in, const LayerNormParams& p, int32_t lo, int32_t hi, Out* out,
-                    int ld_out) {
-  constexpr bool kStream = std::is_same_v<Out, int16_t>;
+// A LayerNorm row's statistics (the first pass of both forms).
+struct NormStats {
+  int64_t sum;
+  uint32_t sigma;
+  int32_t x_min, x_max;  // tracked for a stream's wide rows only (layernorm_tracks_range)
+};
+
+class NormStatsPass {
+ public:
+  NormStatsPass(const LayerNormParams& p, bool track)
+      : p_(p), full_(p.channels / 8 * 8), rest_(p.channels - full_), zp_(_mm256_set1_epi32(p.in.zero_point)),
+        track_(track) {
+    std::memcpy(alpha_pad_, p.in.alpha + full_, static_cast<size_t>(rest_));
+  }
+
+  NormStats operator()(const int16_t* q) {
+    // The last < 8 channels go through padded copies: q = zp and alpha = 0
+    // make x = 0, which adds nothing to the sums (and can only widen the
+    // tracked range, which only sends a row to the int64 pass).
+    for (int c = 0; c < 8; ++c) q_pad_[c] = c < rest_ ? q[full_ + c] : static_cast<int16_t>(p_.in.zero_point);
+    int64_t sum = 0;
+    __m256i s32 = _mm256_setzero_si256();
+    __m256i sq = _mm256_setzero_si256();
+    __m256i x_lo = _mm256_set1_epi32(INT32_MAX), x_hi = _mm256_set1_epi32(INT32_MIN);
+    int in_lane = 0;
+    for (int c = 0; c < p_.channels; c += 8) {
+      const __m256i x = c < full_ ? load_x(q + c, p_.in.alpha + c, zp_) : load_x(q_pad_, alpha_pad_, zp_);
+      const __m256i xo = _mm256_srli_epi64(x, 32);
+      if (track_) {
+        x_lo = _mm256_min_epi32(x_lo, x);
+        x_hi = _mm256_max_epi32(x_hi, x);
+      }
+      s32 = _mm256_add_epi32(s32, x);
+      sq = _mm256_add_epi64(sq, _mm256_add_epi64(_mm256_mul_epi32(x, x), _mm256_mul_epi32(xo, xo)));
+      if (++in_lane == 2048 || c + 8 >= p_.channels) {  // |x| < 2^19
+        sum += hsum32(s32);
+        s32 = _mm256_setzero_si256();
+        in_lane = 0;
+      }
+    }
+    const int64_t d = int64_t{p_.channels} * hsum64(sq) - sum * sum + p_.eps_term;
+    return {sum, isqrt_fast(static_cast<uint64_t>(d)), track_ ? hmin(x_lo) : 0, track_ ? hmax(x_hi) : 0};
+  }
+
+  // The padded copies of the row's last < 8 channels, as the last call left them.
+  const int16_t* q_pad() const { return q_pad_; }
+  const uint8_t* alpha_pad() const { return alpha_pad_; }
+
+ private:
+  const LayerNormParams& p_;
+  const int full_, rest_;
+  const __m256i zp_;
+  const bool track_;
+  alignas(32) int16_t q_pad_[8];
+  alignas(32) uint8_t alpha_pad_[8] = {};
+};
+
+void layernorm_u8_rows(int rows, const int16_t* in, int ld_in, const LayerNormParams& p, uint8_t* out, int ld_out) {
+  const LayerNormPrepared& prep = *p.prepared;
+  NormStatsPass stats(p, false);
+  U8Row u8;
+  u8.e = _mm_cvtsi32_si128(prep.u8.out_shift);
+  // The last < 32 channels: a zero-padded copy of q (the padded channels'
+  // table entries are zero) and of the outputs.
+  const int full32 = p.channels / 32 * 32;
+  alignas(32) int16_t q32[32] = {};
+  alignas(32) uint8_t o32[32];
+  for (int i = 0; i < rows; ++i) {
+    const int16_t* q = in + static_cast<int64_t>(i) * ld_in;
+    uint8_t* o = out + static_cast<int64_t>(i) * ld_out;
+    const NormStats st = stats(q);
+    const LayerNormRowScale rs = layernorm_row_scale(prep.u8, st.sigma);
+    u8.neg_s = _mm256_set1_epi32(static_cast<int32_t>(-st.sum));
+    u8.left = rs.shift < 0;
+    u8.shift = _mm256_set1_epi32(u8.left ? -rs.shift : rs.shift);
+    u8.mult = _mm256_set1_epi16(static_cast<int16_t>(rs.mult));
+    for (int c = 0; c < full32; c += 32)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + c), norm32_u8(q + c, prep, static_cast<size_t>(c), u8));
+    if (full32 < p.channels) {
+      const auto n = static_cast<size_t>(p.channels - full32);
+      std::memcpy(q32, q + full32, sizeof(int16_t) * n);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(o32), norm32_u8(q32, prep, static_cast<size_t>(full32), u8));
+      std::memcpy(o + full32, o32, n);
+    }
+  }
+}
+
+// The stream LayerNorm, its outputs clamped to [lo, hi]: the exact double
+// pass where it is exact for the row (layernorm_f64_exact), the int64 pass
+// otherwise.
+void layernorm_stream_rows(int rows, const int16_t* in, int ld_in, const LayerNormParams& p, int32_t lo, int32_t hi,
+                           int16_t* out, int ld_out) {
+  const LayerNormPrepared& prep = *p.prepared;
   const int c_count = p.channels;
   const int full = c_count / 8 * 8;
   const int rest = c_count - full;
   const __m256i zp = _mm256_set1_epi32(p.in.zero_point);
-  // The last < 8 channels go through padded copies: q = zp and alpha = 0
-  // make x = 0, which adds nothing to the sums.
-  alignas(32) int16_t q_pad[8];
-  alignas(32) uint8_t alpha_pad[8] = {};
+  NormStatsPass stats(p, layernorm_tracks_range(c_count));
   alignas(32) int32_t gamma_pad[8] = {};
   alignas(32) int64_t beta_pad[8] = {};
-  std::memcpy(alpha_pad, p.in.alpha + full, static_cast<size_t>(rest));
   std::memcpy(gamma_pad, p.gamma + full, sizeof(int32_t) * static_cast<size_t>(rest));
   std::memcpy(beta_pad, p.beta + full, sizeof(int64_t) * static_cast<size_t>(rest));
-  const LayerNormPrepared& prep = *p.prepared;
   NormRow r;
   r.c = _mm256_set1_epi64x(c_count);
   r.half = _mm256_set1_epi64x(int64_t{1} << 31);
@@ -610,91 +692,40 @@ void layernorm_rows(int rows, const int16_t* in, int ld_in, const LayerNormParam
   r.hi = _mm256_set1_epi64x(hi);
   r.out_shift = _mm_cvtsi32_si128(16 + p.g_shift);
   const __m256d lo_d = _mm256_set1_pd(lo), hi_d = _mm256_set1_pd(hi);
-  U8Row u8;
-  u8.e = _mm_cvtsi32_si128(prep.u8.out_shift);
-  // The uint8 pass's last < 32 channels: a zero-padded copy of q (the padded
-  // channels' table entries are zero) and of the outputs.
-  const int full32 = c_count / 32 * 32;
-  alignas(32) int16_t q32[32] = {};
-  alignas(32) uint8_t o32[32];
-  // The stream's double pass where it is exact for the row
-  // (layernorm_f64_exact), the int64 pass otherwise.
-  const bool track = kStream && layernorm_tracks_range(c_count);
   for (int i = 0; i < rows; ++i) {
     const int16_t* q = in + static_cast<int64_t>(i) * ld_in;
-    Out* o = out + static_cast<int64_t>(i) * ld_out;
-    for (int c = 0; c < 8; ++c) q_pad[c] = c < rest ? q[full + c] : static_cast<int16_t>(p.in.zero_point);
-    int64_t sum = 0;
-    __m256i s32 = _mm256_setzero_si256();
-    __m256i sq = _mm256_setzero_si256();
-    // Padded lanes hold x = 0, which can only widen the tracked range (and
-    // so only send a row to the int64 pass).
-    __m256i x_lo = _mm256_set1_epi32(INT32_MAX), x_hi = _mm256_set1_epi32(INT32_MIN);
-    int in_lane = 0;
-    for (int c = 0; c < c_count; c += 8) {
-      const __m256i x = c < full ? load_x(q + c, p.in.alpha + c, zp) : load_x(q_pad, alpha_pad, zp);
-      const __m256i xo = _mm256_srli_epi64(x, 32);
-      if (track) {
-        x_lo = _mm256_min_epi32(x_lo, x);
-        x_hi = _mm256_max_epi32(x_hi, x);
+    int16_t* o = out + static_cast<int64_t>(i) * ld_out;
+    const NormStats st = stats(q);
+    const int64_t inv = st.sigma ? inv_fast(st.sigma) : 0;
+    // eight(c, pad): the outputs of channels c..c+7, from the zero-padded
+    // copies for the last partial group (pad), whose padded lanes' outputs
+    // are dropped.
+    auto store_row = [&](auto&& eight) {
+      for (int c = 0; c < full; c += 8)
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(o + c), narrow_norm(eight(c, false)));
+      if (rest) {
+        alignas(16) int16_t tmp[8];
+        _mm_store_si128(reinterpret_cast<__m128i*>(tmp), narrow_norm(eight(full, true)));
+        std::memcpy(o + full, tmp, sizeof(int16_t) * static_cast<size_t>(rest));
       }
-      s32 = _mm256_add_epi32(s32, x);
-      sq = _mm256_add_epi64(sq, _mm256_add_epi64(_mm256_mul_epi32(x, x), _mm256_mul_epi32(xo, xo)));
-      if (++in_lane == 2048 || c + 8 >= c_count) {  // |x| < 2^19
-        sum += hsum32(s32);
-        s32 = _mm256_setzero_si256();
-        in_lane = 0;
-      }
-    }
-    const int64_t sum_sq = hsum64(sq);
-    const int64_t d = int64_t{c_count} * sum_sq - sum * sum + p.eps_term;
-    const uint32_t sigma = isqrt_fast(static_cast<uint64_t>(d));
-    if constexpr (!kStream) {
-      const LayerNormRowScale rs = layernorm_row_scale(prep.u8, sigma);
-      u8.neg_s = _mm256_set1_epi32(static_cast<int32_t>(-sum));
-      u8.left = rs.shift < 0;
-      u8.shift = _mm256_set1_epi32(u8.left ? -rs.shift : rs.shift);
-      u8.mult = _mm256_set1_epi16(static_cast<int16_t>(rs.mult));
-      for (int c = 0; c < full32; c += 32)
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + c), norm32_u8(q + c, prep, static_cast<size_t>(c), u8));
-      if (full32 < c_count) {
-        const auto n = static_cast<size_t>(c_count - full32);
-        std::memcpy(q32, q + full32, sizeof(int16_t) * n);
-        _mm256_store_si256(reinterpret_cast<__m256i*>(o32), norm32_u8(q32, prep, static_cast<size_t>(full32), u8));
-        std::memcpy(o + full32, o32, n);
-      }
-    } else {
-      const int64_t inv = sigma ? inv_fast(sigma) : 0;
-      // eight(c, pad): the outputs of channels c..c+7, from the zero-padded
-      // copies for the last partial group (pad), whose padded lanes' outputs
-      // are dropped.
-      auto store_row = [&](auto&& eight) {
-        for (int c = 0; c < full; c += 8)
-          _mm_storeu_si128(reinterpret_cast<__m128i*>(o + c), narrow_norm(eight(c, false)));
-        if (rest) {
-          alignas(16) int16_t tmp[8];
-          _mm_store_si128(reinterpret_cast<__m128i*>(tmp), narrow_norm(eight(full, true)));
-          std::memcpy(o + full, tmp, sizeof(int16_t) * static_cast<size_t>(rest));
-        }
-      };
-      if (layernorm_f64_exact(prep, sum, inv, track ? hmin(x_lo) : 0, track ? hmax(x_hi) : 0)) {
-        // The tables are zero-padded to 16 channels.
-        const __m256d sv = _mm256_set1_pd(static_cast<double>(sum));
-        const __m256d iv = _mm256_set1_pd(static_cast<double>(inv) * 0x1p-32);
-        const F64Factors f(prep);
-        store_row([&](int c, bool pad) {
-          return norm8_f64(pad ? q_pad : q + c, f, static_cast<size_t>(c), sv, iv, lo_d, hi_d);
-        });
-        continue;
-      }
-      r.sum = _mm256_set1_epi64x(sum);
-      r.inv_lo = _mm256_set1_epi64x(inv & 0xFFFFFFFF);
-      r.inv_hi = _mm256_set1_epi64x(inv >> 32);
+    };
+    if (layernorm_f64_exact(prep, st.sum, inv, st.x_min, st.x_max)) {
+      // The tables are zero-padded to 16 channels.
+      const __m256d sv = _mm256_set1_pd(static_cast<double>(st.sum));
+      const __m256d iv = _mm256_set1_pd(static_cast<double>(inv) * 0x1p-32);
+      const F64Factors f(prep);
       store_row([&](int c, bool pad) {
-        return pad ? norm8(q_pad, alpha_pad, gamma_pad, beta_pad, zp, r)
-                   : norm8(q + c, p.in.alpha + c, p.gamma + c, p.beta + c, zp, r);
+        return norm8_f64(pad ? stats.q_pad() : q + c, f, static_cast<size_t>(c), sv, iv, lo_d, hi_d);
       });
+      continue;
     }
+    r.sum = _mm256_set1_epi64x(st.sum);
+    r.inv_lo = _mm256_set1_epi64x(inv & 0xFFFFFFFF);
+    r.inv_hi = _mm256_set1_epi64x(inv >> 32);
+    store_row([&](int c, bool pad) {
+      return pad ? norm8(stats.q_pad(), stats.alpha_pad(), gamma_pad, beta_pad, zp, r)
+                 : norm8(q + c, p.in.alpha + c, p.gamma + c, p.beta + c, zp, r);
+    });
   }
 }
 
@@ -704,14 +735,14 @@ void avx2_layernorm(int rows, const int16_t* in, int ld_in, const LayerNormParam
                     int ld_out) {
   if (rows <= 0) return;
   if (!p.prepared->vector_ok || !p.prepared->u8_vector_ok) return layernorm_ref(rows, in, ld_in, p, out, ld_out);
-  layernorm_rows(rows, in, ld_in, p, 0, 255, out, ld_out);
+  layernorm_u8_rows(rows, in, ld_in, p, out, ld_out);
 }
 
 void avx2_layernorm_stream(int rows, const int16_t* in, int ld_in, const LayerNormParams& p, int32_t qmin,
                            int32_t qmax, int16_t* out, int ld_out) {
   if (rows <= 0) return;
   if (!p.prepared->vector_ok) return layernorm_stream_ref(rows, in, ld_in, p, qmin, qmax, out, ld_out);
-  layernorm_rows(rows, in, ld_in, p, qmin, qmax, out, ld_out);
+  layernorm_stream_rows(rows, in, ld_in, p, qmin, qmax, out, ld_out);
 }
 
 void avx2_softmax_u8(const int32_t* acc, int ld_acc, const SoftmaxParams& p, uint8_t* probs,
