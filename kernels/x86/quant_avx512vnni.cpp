@@ -110,6 +110,39 @@ inline __m512i pack_order(__m512i packed) {
 // Two vectors of 16 int32 as 32 int16, saturating, in order.
 inline __m512i pack16(__m512i lo, __m512i hi) { return pack_order(_mm512_packs_epi32(lo, hi)); }
 
+// Pack order: vpackssdw(a, b) of columns 0-15 (a) and 16-31 (b) leaves in
+// word w = 8 L + p (128-bit lane L) column packed_column(w). The uint8
+// epilogues and softmax_u8 keep that order from the pack to the store
+// instead of a qword permutation per pack: their per-column numbers are
+// permuted into it once per block of columns (vpermw), and a vpackuswb of
+// two such vectors goes back to column order by one vpermb per 64 bytes,
+// which takes the place of the permutation vpackuswb needs anyway.
+constexpr int packed_column(int w) { return (w & 3) + ((w >> 3) << 2) + ((w & 4) << 2); }
+constexpr int packed_word(int c) { return (c & 3) + (((c >> 2) & 3) << 3) + ((c >> 4) << 2); }
+struct PackTables {
+  alignas(64) int16_t to_packed[32];   // vpermw: column order -> pack order
+  alignas(64) int16_t to_columns[32];  // vpermw: pack order -> column order
+  alignas(64) uint8_t bytes[64];       // vpermb: vpackuswb(x, y) -> x's 32 columns, then y's
+};
+constexpr PackTables make_pack_tables() {
+  PackTables t{};
+  for (int i = 0; i < 32; ++i) {
+    t.to_packed[i] = static_cast<int16_t>(packed_column(i));
+    t.to_columns[i] = static_cast<int16_t>(packed_word(i));
+    const int w = packed_word(i);
+    t.bytes[i] = static_cast<uint8_t>(16 * (w >> 3) + (w & 7));
+    t.bytes[32 + i] = static_cast<uint8_t>(16 * (w >> 3) + 8 + (w & 7));
+  }
+  return t;
+}
+constexpr PackTables kPack = make_pack_tables();
+inline __m512i to_packed(__m512i v) { return _mm512_permutexvar_epi16(_mm512_load_si512(kPack.to_packed), v); }
+inline __m512i to_columns(__m512i v) { return _mm512_permutexvar_epi16(_mm512_load_si512(kPack.to_columns), v); }
+// 32 + 32 bytes in column order from two vectors of 32 words in pack order.
+inline __m512i packus_columns(__m512i x, __m512i y) {
+  return _mm512_permutexvar_epi8(_mm512_load_si512(kPack.bytes), _mm512_packus_epi16(x, y));
+}
+
 // The steps of exp_of (ref/quant_ref.cpp) from x = l - max to i-exp, 32
 // columns in 16-bit lanes. max(l, lo) - max, lo = max(max - 2^(15 + shift),
 // INT32_MIN), is x clamped to where y = floor(x * 2^-shift) reaches -32768:
@@ -119,13 +152,14 @@ inline __m512i pack16(__m512i lo, __m512i hi) { return pack_order(_mm512_packs_e
 // for the shifts q >= 16. The shift by exp_shift takes its count from a
 // vector (vpsravd / vpsllvd: one uop) rather than from an xmm register
 // (vpsrad zmm, xmm: two uops on Intel, one on port 5).
-template <bool kLeft>
+// kPacked: the 32 results in pack order (softmax_u8), else in column order.
+template <bool kLeft, bool kPacked>
 inline __m512i exp32(__m512i l0, __m512i l1, __m512i lo, __m512i mx, __m512i count, __m512i neg_mult) {
   const __m512i x0 = _mm512_sub_epi32(_mm512_max_epi32(l0, lo), mx);
   const __m512i x1 = _mm512_sub_epi32(_mm512_max_epi32(l1, lo), mx);
   const __m512i y0 = kLeft ? _mm512_sllv_epi32(x0, count) : _mm512_srav_epi32(x0, count);
   const __m512i y1 = kLeft ? _mm512_sllv_epi32(x1, count) : _mm512_srav_epi32(x1, count);
-  const __m512i nz = _mm512_mulhrs_epi16(pack16(y0, y1), neg_mult);
+  const __m512i nz = _mm512_mulhrs_epi16(kPacked ? _mm512_packs_epi32(y0, y1) : pack16(y0, y1), neg_mult);
   const __m512i rr = _mm512_and_si512(nz, _mm512_set1_epi16((1 << kExpBits) - 1));
   const __m512i poly = _mm512_add_epi16(_mm512_mullo_epi16(rr, _mm512_sub_epi16(rr, _mm512_set1_epi16(kExpB))),
                                         _mm512_set1_epi16(kExpC));
@@ -200,16 +234,22 @@ void softmax_rows(const int32_t* acc, int ld_acc, const SoftmaxParams& p, Out* o
     }
     return _mm512_reduce_max_epi32(mx);
   };
-  // Pass 2: exponentials into e, their sum (< kMaxSimdCols * 2^15).
+  // Pass 2: exponentials into e (each 32 in pack order for the uint8
+  // probabilities, see PackTables; in column order for the Log-Int-Softmax
+  // weights), their sum (< kMaxSimdCols * 2^15).
+  constexpr bool kPacked = !kLis;
+  __mmask32 last = 0;  // the last 32's columns before the row's end, in e's order
+  for (int c = 0; c < 32; ++c)
+    if (cols32 - 32 + c < cols) last |= __mmask32{1} << (kPacked ? packed_word(c) : c);
   auto exps = [&](const int32_t* b, int32_t row_max, int16_t* e) {
     const __m512i mx = _mm512_set1_epi32(row_max);
     const __m512i lo = _mm512_set1_epi32(static_cast<int32_t>(std::max<int64_t>(int64_t{row_max} - reach, INT32_MIN)));
     __m512i sumv = _mm512_setzero_si512();
     for (int j = 0; j < cols32; j += 32) {
-      __m512i v = exp32<kLeft>(_mm512_load_si512(b + j), _mm512_load_si512(b + j + 16), lo, mx, count, neg_mult);
-      if (j + 32 > cols) v = _mm512_maskz_mov_epi16(static_cast<__mmask32>((uint64_t{1} << (cols - j)) - 1), v);
+      __m512i v = exp32<kLeft, kPacked>(_mm512_load_si512(b + j), _mm512_load_si512(b + j + 16), lo, mx, count, neg_mult);
+      if (j + 32 > cols) v = _mm512_maskz_mov_epi16(last, v);
       _mm512_store_si512(e + j, v);
-      sumv = _mm512_add_epi32(sumv, _mm512_madd_epi16(v, ones));
+      sumv = _mm512_dpwssd_epi32(sumv, v, ones);
     }
     return int64_t{_mm512_reduce_add_epi32(sumv)};
   };
@@ -236,18 +276,18 @@ void softmax_rows(const int32_t* acc, int ld_acc, const SoftmaxParams& p, Out* o
       auto prob = [&](int j) {
         return _mm512_srlv_epi16(_mm512_add_epi16(_mm512_mulhi_epu16(_mm512_load_si512(e + j), rv), half), s);
       };
-      // 64 columns at a time: one vpackuswb and one qword permutation for
-      // the bytes, one vpsadbw for their sum. p <= 255 packs exactly; past
-      // the row's end e = 0 (up to cols32), so p = 0 there.
+      // 64 columns at a time: one vpackuswb and one vpermb for the bytes
+      // (packus_columns), one vpsadbw for their sum. p <= 255 packs exactly;
+      // past the row's end e = 0 (up to cols32), so p = 0 there.
       int j = 0;
       for (; j + 32 < cols; j += 64) {
-        const __m512i b = pack_order(_mm512_packus_epi16(prob(j), prob(j + 32)));
+        const __m512i b = packus_columns(prob(j), prob(j + 32));
         const int w = cols - j;
         _mm512_mask_storeu_epi8(o + j, w >= 64 ? ~__mmask64{0} : (__mmask64{1} << w) - 1, b);
         total = _mm512_add_epi64(total, _mm512_sad_epu8(b, _mm512_setzero_si512()));
       }
       if (j < cols) {
-        const __m512i v = prob(j);
+        const __m512i v = to_columns(prob(j));
         _mm512_mask_cvtepi16_storeu_epi8(o + j, static_cast<__mmask32>((uint64_t{1} << (cols - j)) - 1), v);
         total = _mm512_add_epi64(total, _mm512_sad_epu8(_mm512_packus_epi16(v, _mm512_setzero_si512()), _mm512_setzero_si512()));
       }
@@ -308,7 +348,8 @@ inline __m512i norm8(__m512i x64, __m512i gamma64, __m512i beta, const NormRow& 
 }
 
 // The 16-bit requantizations (requant_u8, gelu_u8), 32 columns per
-// operation: t = sat16((a + b) >> s) from two int32 vectors (pack16), and
+// operation in pack order (see PackTables): t = sat16((a + b) >> s) from two
+// int32 vectors (one vpackssdw), and
 // the output's rounding shift (v + 2^(r-1)) >> r as mulhrs(v,
 // 2^(15-r)) for r >= 1 (exact, no overflow). For r = 0 it is mulhrs(v,
 // 2^15 - 1), which is v for v in [-16383, 16384] and differs by one only
@@ -329,7 +370,7 @@ inline Front32 front32(const int32_t* bias, const int32_t* in_shift, int w) {
   f.s_hi = _mm512_maskz_loadu_epi32(f.k_hi, in_shift + 16);
   return f;
 }
-// a - sub (kSub) or a, plus b, shifted and packed.
+// a - sub (kSub) or a, plus b, shifted and packed (pack order).
 template <bool kSub>
 inline __m512i t16(const int32_t* a, __m512i sub, const Front32& f) {
   __m512i a0 = _mm512_maskz_loadu_epi32(f.k_lo, a), a1 = _mm512_maskz_loadu_epi32(f.k_hi, a + 16);
@@ -339,29 +380,29 @@ inline __m512i t16(const int32_t* a, __m512i sub, const Front32& f) {
   }
   const __m512i t0 = _mm512_srav_epi32(_mm512_add_epi32(a0, f.bias_lo), f.s_lo);
   const __m512i t1 = _mm512_srav_epi32(_mm512_add_epi32(a1, f.bias_hi), f.s_hi);
-  return pack16(t0, t1);
+  return _mm512_packs_epi32(t0, t1);
 }
 
 struct Out32 {
-  __m512i down, zp;  // int16: 2^(15 - r) (2^15 - 1 for r = 0), zero points
+  __m512i down, zp;  // int16 in pack order: 2^(15 - r) (2^15 - 1 for r = 0), zero points
 };
 inline Out32 out32(const int16_t* out_shift, const uint8_t* zero_point, __mmask32 k) {
   const __m512i r = _mm512_maskz_loadu_epi16(k, out_shift);
   const __m512i down = _mm512_sllv_epi16(_mm512_set1_epi16(1), _mm512_sub_epi16(_mm512_set1_epi16(15), r));
-  return {_mm512_mask_mov_epi16(down, _mm512_cmpeq_epi16_mask(r, _mm512_setzero_si512()), _mm512_set1_epi16(32767)),
-          _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(k, zero_point))};
+  return {to_packed(_mm512_mask_mov_epi16(down, _mm512_cmpeq_epi16_mask(r, _mm512_setzero_si512()), _mm512_set1_epi16(32767))),
+          to_packed(_mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(k, zero_point)))};
 }
 // zp + ((v + 2^(r-1)) >> r), saturated to int16 (the clamp to [0, 255] follows).
 inline __m512i out_step(__m512i v, const Out32& c) { return _mm512_adds_epi16(_mm512_mulhrs_epi16(v, c.down), c.zp); }
 // clamp(zp + ((v + 2^(r-1)) >> r), 0, 255) stored as 32 bytes (k of them).
 inline void store_out32(uint8_t* o, __m512i v, const Out32& c, __mmask32 k) {
-  _mm512_mask_cvtusepi16_storeu_epi8(o, k, _mm512_max_epi16(out_step(v, c), _mm512_setzero_si512()));
+  _mm512_mask_cvtusepi16_storeu_epi8(o, k, _mm512_max_epi16(to_columns(out_step(v, c)), _mm512_setzero_si512()));
 }
 // The same for two rows: one vpackuswb (signed saturation to [0, 255] is
-// the clamp) and one qword permutation for both, where each row alone takes
+// the clamp) and one vpermb for both, where each row alone takes a vpermw,
 // a max and a two-operation vpmovuswb.
 inline void store_out32x2(uint8_t* o0, uint8_t* o1, __m512i v0, __m512i v1, const Out32& c, __mmask32 k) {
-  const __m512i b = pack_order(_mm512_packus_epi16(out_step(v0, c), out_step(v1, c)));
+  const __m512i b = packus_columns(out_step(v0, c), out_step(v1, c));
   _mm256_mask_storeu_epi8(o0, k, _mm512_castsi512_si256(b));
   _mm256_mask_storeu_epi8(o1, k, _mm512_extracti64x4_epi64(b, 1));
 }
@@ -384,7 +425,7 @@ inline void store_rows32(int m, uint8_t* out, int ld_out, const Out32& c, __mmas
 struct GeluColumns {
   Front32 f;
   Out32 o;
-  __m512i m, cap, to12, back, om;  // int16
+  __m512i m, cap, to12, back, om;  // int16, pack order
 };
 
 inline GeluColumns gelu_columns(const GeluU8Params& p, int w) {
@@ -392,12 +433,12 @@ inline GeluColumns gelu_columns(const GeluU8Params& p, int w) {
   c.f = front32(p.bias, p.in_shift, w);
   c.o = out32(p.out_shift, p.zero_point, c.f.k);
   const __m512i one = _mm512_set1_epi16(1);
-  const __m512i e = _mm512_maskz_loadu_epi16(c.f.k, p.frac_cut);
-  c.m = _mm512_maskz_loadu_epi16(c.f.k, p.in_mult);
+  const __m512i e = to_packed(_mm512_maskz_loadu_epi16(c.f.k, p.frac_cut));
+  c.m = to_packed(_mm512_maskz_loadu_epi16(c.f.k, p.in_mult));
   c.back = _mm512_sllv_epi16(one, _mm512_sub_epi16(_mm512_set1_epi16(12), e));  // 2^(12 - e)
   c.cap = _mm512_sub_epi16(c.back, one);
   c.to12 = _mm512_add_epi16(e, _mm512_set1_epi16(2));
-  c.om = _mm512_maskz_loadu_epi16(c.f.k, p.out_mult);
+  c.om = to_packed(_mm512_maskz_loadu_epi16(c.f.k, p.out_mult));
   return c;
 }
 
@@ -464,7 +505,7 @@ void avx512_requant_u8(int m, int n, const int32_t* acc, int ld_acc, const Requa
   for (int j0 = 0; j0 < n; j0 += 32) {
     const Front32 f = front32(p.bias + j0, p.in_shift + j0, n - j0);
     const Out32 o = out32(p.out_shift + j0, p.zero_point + j0, f.k);
-    const __m512i mult = _mm512_maskz_loadu_epi16(f.k, p.mult + j0);
+    const __m512i mult = to_packed(_mm512_maskz_loadu_epi16(f.k, p.mult + j0));
     const int32_t* row_sub = p.row_sub;
     store_rows32(m, out + j0, ld_out, o, f.k, [&](int i) {
       const int32_t* a = acc + static_cast<int64_t>(i) * ld_acc + j0;
