@@ -122,9 +122,17 @@ inline void attn_lis_rescale_rows(int m, int32_t* acc, int ld_acc, int32_t zv, c
     norm(acc + static_cast<int64_t>(i) * ld_acc, int64_t{zv} * rowsum[i], lis_row_recip(rowsum[i]));
 }
 
+// f(std::bool_constant<a>): a run-time flag as a template argument (the
+// AVX-512 epilogues: a whole block of columns, loaded and stored unmasked).
+template <class F>
+inline void with_flag(bool a, F&& f) {
+  if (a) f(std::true_type{});
+  else f(std::false_type{});
+}
+
 // f(std::bool_constant<a>, std::bool_constant<b>): two run-time flags as
 // template arguments of a kernel's block function (residual add: shifts
-// >= 32, int16 clamp).
+// >= 32, int16 clamp; requantization: whole block, a row term).
 template <class F>
 inline void with_flags(bool a, bool b, F&& f) {
   if (a) {

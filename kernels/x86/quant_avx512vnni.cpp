@@ -279,17 +279,23 @@ void softmax_rows(const int32_t* acc, int ld_acc, const SoftmaxParams& p, Out* o
       // 64 columns at a time: one vpackuswb and one vpermb for the bytes
       // (packus_columns), one vpsadbw for their sum. p <= 255 packs exactly;
       // past the row's end e = 0 (up to cols32), so p = 0 there.
+      auto add_bytes = [&](__m512i b) { total = _mm512_add_epi64(total, _mm512_sad_epu8(b, _mm512_setzero_si512())); };
       int j = 0;
-      for (; j + 32 < cols; j += 64) {
+      for (; j + 64 <= cols; j += 64) {
         const __m512i b = packus_columns(prob(j), prob(j + 32));
-        const int w = cols - j;
-        _mm512_mask_storeu_epi8(o + j, w >= 64 ? ~__mmask64{0} : (__mmask64{1} << w) - 1, b);
-        total = _mm512_add_epi64(total, _mm512_sad_epu8(b, _mm512_setzero_si512()));
+        _mm512_storeu_si512(o + j, b);
+        add_bytes(b);
+      }
+      if (j + 32 < cols) {
+        const __m512i b = packus_columns(prob(j), prob(j + 32));
+        _mm512_mask_storeu_epi8(o + j, (__mmask64{1} << (cols - j)) - 1, b);
+        add_bytes(b);
+        j += 64;
       }
       if (j < cols) {
         const __m512i v = to_columns(prob(j));
         _mm512_mask_cvtepi16_storeu_epi8(o + j, static_cast<__mmask32>((uint64_t{1} << (cols - j)) - 1), v);
-        total = _mm512_add_epi64(total, _mm512_sad_epu8(_mm512_packus_epi16(v, _mm512_setzero_si512()), _mm512_setzero_si512()));
+        add_bytes(_mm512_packus_epi16(v, _mm512_setzero_si512()));
       }
       return static_cast<int32_t>(_mm512_reduce_add_epi64(total));
     }
@@ -370,10 +376,13 @@ inline Front32 front32(const int32_t* bias, const int32_t* in_shift, int w) {
   f.s_hi = _mm512_maskz_loadu_epi32(f.k_hi, in_shift + 16);
   return f;
 }
-// a - sub (kSub) or a, plus b, shifted and packed (pack order).
-template <bool kSub>
+// a - sub (kSub) or a, plus b, shifted and packed (pack order). kFull: all
+// 32 columns are there, and the loads need no mask (a masked load is one
+// vector operation more than a load on Intel's cores).
+template <bool kSub, bool kFull>
 inline __m512i t16(const int32_t* a, __m512i sub, const Front32& f) {
-  __m512i a0 = _mm512_maskz_loadu_epi32(f.k_lo, a), a1 = _mm512_maskz_loadu_epi32(f.k_hi, a + 16);
+  __m512i a0 = kFull ? _mm512_loadu_si512(a) : _mm512_maskz_loadu_epi32(f.k_lo, a);
+  __m512i a1 = kFull ? _mm512_loadu_si512(a + 16) : _mm512_maskz_loadu_epi32(f.k_hi, a + 16);
   if constexpr (kSub) {
     a0 = _mm512_sub_epi32(a0, sub);
     a1 = _mm512_sub_epi32(a1, sub);
@@ -401,19 +410,25 @@ inline void store_out32(uint8_t* o, __m512i v, const Out32& c, __mmask32 k) {
 // The same for two rows: one vpackuswb (signed saturation to [0, 255] is
 // the clamp) and one vpermb for both, where each row alone takes a vpermw,
 // a max and a two-operation vpmovuswb.
+template <bool kFull>
 inline void store_out32x2(uint8_t* o0, uint8_t* o1, __m512i v0, __m512i v1, const Out32& c, __mmask32 k) {
   const __m512i b = packus_columns(out_step(v0, c), out_step(v1, c));
-  _mm256_mask_storeu_epi8(o0, k, _mm512_castsi512_si256(b));
-  _mm256_mask_storeu_epi8(o1, k, _mm512_extracti64x4_epi64(b, 1));
+  if constexpr (kFull) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(o0), _mm512_castsi512_si256(b));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(o1), _mm512_extracti64x4_epi64(b, 1));
+  } else {
+    _mm256_mask_storeu_epi8(o0, k, _mm512_castsi512_si256(b));
+    _mm256_mask_storeu_epi8(o1, k, _mm512_extracti64x4_epi64(b, 1));
+  }
 }
 // Rows in pairs through row(i) (the value before the output step) and
 // store_out32x2, a last odd row alone.
-template <class Row>
+template <bool kFull, class Row>
 inline void store_rows32(int m, uint8_t* out, int ld_out, const Out32& c, __mmask32 k, Row&& row) {
   int i = 0;
   for (; i + 2 <= m; i += 2) {
     uint8_t* o = out + static_cast<int64_t>(i) * ld_out;
-    store_out32x2(o, o + ld_out, row(i), row(i + 1), c, k);
+    store_out32x2<kFull>(o, o + ld_out, row(i), row(i + 1), c, k);
   }
   if (i < m) store_out32(out + static_cast<int64_t>(i) * ld_out, row(i), c, k);
 }
@@ -442,14 +457,15 @@ inline GeluColumns gelu_columns(const GeluU8Params& p, int w) {
   return c;
 }
 
+template <bool kFull>
 void gelu_rows(int m, const int32_t* acc, int ld_acc, const GeluColumns& c, const GeluSpline& sp, uint8_t* out,
                int ld_out) {
   const __m512i c0 = _mm512_slli_epi16(_mm512_loadu_si512(sp.c0), 3), c1 = _mm512_slli_epi16(_mm512_loadu_si512(sp.c1), 3),
                 c2 = _mm512_slli_epi16(_mm512_loadu_si512(sp.c2), 4);
   const __m512i zero = _mm512_setzero_si512();
   const __m512i low9 = _mm512_set1_epi16(511);
-  store_rows32(m, out, ld_out, c.o, c.f.k, [&](int i) {
-    const __m512i x = _mm512_mulhrs_epi16(t16<false>(acc + static_cast<int64_t>(i) * ld_acc, zero, c.f), c.m);
+  store_rows32<kFull>(m, out, ld_out, c.o, c.f.k, [&](int i) {
+    const __m512i x = _mm512_mulhrs_epi16(t16<false, kFull>(acc + static_cast<int64_t>(i) * ld_acc, zero, c.f), c.m);
     const __m512i ax = _mm512_sllv_epi16(_mm512_min_epi16(_mm512_abs_epi16(x), c.cap), c.to12);
     const __m512i piece = _mm512_srli_epi16(ax, 9);
     const __m512i u = _mm512_slli_epi16(_mm512_and_si512(ax, low9), 6);
@@ -471,8 +487,8 @@ struct ResidualBlock {
 
 // kSat: the stream's range is int16's own ([-32768, 32767], every 16-bit
 // stream), so the saturating narrowing store is the clamp (two operations
-// fewer per 16 lanes).
-template <bool kHi, bool kSat>
+// fewer per 16 lanes). kFull: all 16 columns are there (no masks).
+template <bool kHi, bool kSat, bool kFull>
 void residual_block(int m, const int32_t* acc, int ld_acc, const ResidualParams& p, const ResidualBlock& b,
                     bool skip, int16_t* stream, int ld_stream) {
   const __m512i zp_out = _mm512_set1_epi32(p.zp_out);
@@ -482,17 +498,19 @@ void residual_block(int m, const int32_t* acc, int ld_acc, const ResidualParams&
   for (int i = 0; i < m; ++i) {
     int16_t* s = stream + static_cast<int64_t>(i) * ld_stream;
     if (b.bias_stride != 0 && i > 0) bias_c = fold(b.branch, _mm512_maskz_loadu_epi32(b.k, b.bias + i * b.bias_stride), false);
-    const __m512i x = _mm512_maskz_loadu_epi32(b.k, acc + static_cast<int64_t>(i) * ld_acc);
+    const int32_t* a = acc + static_cast<int64_t>(i) * ld_acc;
+    const __m512i x = kFull ? _mm512_loadu_si512(a) : _mm512_maskz_loadu_epi32(b.k, a);
     __m512i v = _mm512_add_epi32(zp_out, dyadic16<kHi>(x, b.branch, bias_c));
     if (skip) {
-      const __m512i sv = _mm512_cvtepi16_epi32(_mm256_maskz_loadu_epi16(b.k, s));
-      v = _mm512_add_epi32(v, dyadic16<kHi>(sv, b.skip, b.skip_c));
+      const __m256i s16 = kFull ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s)) : _mm256_maskz_loadu_epi16(b.k, s);
+      v = _mm512_add_epi32(v, dyadic16<kHi>(_mm512_cvtepi16_epi32(s16), b.skip, b.skip_c));
     }
-    if constexpr (kSat) {
-      _mm256_mask_storeu_epi16(s, b.k, _mm512_cvtsepi32_epi16(v));
+    if constexpr (!kSat) v = _mm512_min_epi32(_mm512_max_epi32(v, qmin), qmax);
+    const __m256i out = kSat ? _mm512_cvtsepi32_epi16(v) : _mm512_cvtepi32_epi16(v);
+    if constexpr (kFull) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(s), out);
     } else {
-      v = _mm512_min_epi32(_mm512_max_epi32(v, qmin), qmax);
-      _mm256_mask_storeu_epi16(s, b.k, _mm512_cvtepi32_epi16(v));
+      _mm256_mask_storeu_epi16(s, b.k, out);
     }
   }
 }
@@ -507,10 +525,13 @@ void avx512_requant_u8(int m, int n, const int32_t* acc, int ld_acc, const Requa
     const Out32 o = out32(p.out_shift + j0, p.zero_point + j0, f.k);
     const __m512i mult = to_packed(_mm512_maskz_loadu_epi16(f.k, p.mult + j0));
     const int32_t* row_sub = p.row_sub;
-    store_rows32(m, out + j0, ld_out, o, f.k, [&](int i) {
-      const int32_t* a = acc + static_cast<int64_t>(i) * ld_acc + j0;
-      const __m512i t = row_sub ? t16<true>(a, _mm512_set1_epi32(row_sub[i]), f) : t16<false>(a, _mm512_setzero_si512(), f);
-      return _mm512_mulhrs_epi16(t, mult);
+    with_flags(n - j0 >= 32, row_sub != nullptr, [&](auto full, auto sub) {
+      constexpr bool kFull = decltype(full)::value, kSub = decltype(sub)::value;
+      store_rows32<kFull>(m, out + j0, ld_out, o, f.k, [&](int i) {
+        const int32_t* a = acc + static_cast<int64_t>(i) * ld_acc + j0;
+        const __m512i t = t16<kSub, kFull>(a, kSub ? _mm512_set1_epi32(row_sub[i]) : _mm512_setzero_si512(), f);
+        return _mm512_mulhrs_epi16(t, mult);
+      });
     });
   }
 }
@@ -519,7 +540,9 @@ void avx512_gelu_u8(int m, int n, const int32_t* acc, int ld_acc, const GeluU8Pa
                     int ld_out) {
   if (m <= 0 || n <= 0) return;
   for (int j0 = 0; j0 < n; j0 += 32)
-    gelu_rows(m, acc + j0, ld_acc, gelu_columns(p.from(j0), n - j0), *p.spline, out + j0, ld_out);
+    with_flag(n - j0 >= 32, [&](auto full) {
+      gelu_rows<decltype(full)::value>(m, acc + j0, ld_acc, gelu_columns(p.from(j0), n - j0), *p.spline, out + j0, ld_out);
+    });
 }
 
 void avx512_residual_add(int m, int n, const int32_t* acc, int ld_acc, const ResidualParams& p,
@@ -537,7 +560,10 @@ void avx512_residual_add(int m, int n, const int32_t* acc, int ld_acc, const Res
     b.bias_stride = p.bias_ld;
     const bool hi = b.branch.hi && (!skip || b.skip.hi);
     with_flags(hi, p.qmin_out == INT16_MIN && p.qmax_out == INT16_MAX, [&](auto k_hi, auto k_sat) {
-      residual_block<decltype(k_hi)::value, decltype(k_sat)::value>(m, acc + j0, ld_acc, p, b, skip, stream + j0, ld_stream);
+      with_flag(n - j0 >= 16, [&](auto full) {
+        residual_block<decltype(k_hi)::value, decltype(k_sat)::value, decltype(full)::value>(m, acc + j0, ld_acc, p, b,
+                                                                                             skip, stream + j0, ld_stream);
+      });
     });
   }
 }
@@ -586,8 +612,9 @@ struct U8Row {
   bool left;
 };
 
+template <bool kFull>
 inline __m512i norm32_u8(const int16_t* q, __mmask32 k, const LayerNormPrepared& t, size_t c, const U8Row& r) {
-  const __m512i qv = _mm512_maskz_loadu_epi16(k, q);
+  const __m512i qv = kFull ? _mm512_loadu_si512(q) : _mm512_maskz_loadu_epi16(k, q);
   __m512i ue = _mm512_dpwssd_epi32(_mm512_add_epi32(_mm512_loadu_si512(t.zeven.data() + c / 2), r.neg_s), qv,
                                    _mm512_loadu_si512(t.even.data() + c / 2));
   __m512i uo = _mm512_dpwssd_epi32(_mm512_add_epi32(_mm512_loadu_si512(t.zodd.data() + c / 2), r.neg_s), qv,
@@ -666,13 +693,19 @@ class LayerNormRows {
         35, 39, 48, 52, 49, 53, 50, 54, 51, 55, 8,  12, 9,  13, 10, 14, 11, 15, 24, 28, 25, 29,
         26, 30, 27, 31, 40, 44, 41, 45, 42, 46, 43, 47, 56, 60, 57, 61, 58, 62, 59, 63};
     const __m512i order = _mm512_load_si512(kOrder);
-    for (int c = 0; c < c_count_; c += 64) {
+    int c = 0;
+    for (; c + 64 <= c_count_; c += 64) {  // whole blocks: no masks
+      const auto cc = static_cast<size_t>(c);
+      const __m512i y = _mm512_packus_epi16(norm32_u8<true>(q + c, 0, t, cc, r), norm32_u8<true>(q + c + 32, 0, t, cc + 32, r));
+      _mm512_storeu_si512(o + c, _mm512_permutexvar_epi8(order, y));
+    }
+    if (c < c_count_) {
       const int w = c_count_ - c;
       const auto k_lo = w >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((uint64_t{1} << w) - 1);
-      const auto k_hi = w >= 64 ? ~__mmask32{0} : w <= 32 ? __mmask32{0} : static_cast<__mmask32>((uint64_t{1} << (w - 32)) - 1);
-      const auto k = w >= 64 ? ~__mmask64{0} : static_cast<__mmask64>((uint64_t{1} << w) - 1);
+      const auto k_hi = w <= 32 ? __mmask32{0} : static_cast<__mmask32>((uint64_t{1} << (w - 32)) - 1);
+      const auto k = static_cast<__mmask64>((uint64_t{1} << w) - 1);
       const auto cc = static_cast<size_t>(c);
-      const __m512i y = _mm512_packus_epi16(norm32_u8(q + c, k_lo, t, cc, r), norm32_u8(q + c + 32, k_hi, t, cc + 32, r));
+      const __m512i y = _mm512_packus_epi16(norm32_u8<false>(q + c, k_lo, t, cc, r), norm32_u8<false>(q + c + 32, k_hi, t, cc + 32, r));
       _mm512_mask_storeu_epi8(o + c, k, _mm512_permutexvar_epi8(order, y));
     }
   }
