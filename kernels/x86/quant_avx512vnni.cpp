@@ -464,17 +464,39 @@ void gelu_rows(int m, const int32_t* acc, int ld_acc, const GeluColumns& c, cons
                 c2 = _mm512_slli_epi16(_mm512_loadu_si512(sp.c2), 4);
   const __m512i zero = _mm512_setzero_si512();
   const __m512i low9 = _mm512_set1_epi16(511);
-  store_rows32<kFull>(m, out, ld_out, c.o, c.f.k, [&](int i) {
+  // A row's steps up to the spline's piece and position, then the rest.
+  struct In {
+    __m512i x, piece, u;
+  };
+  auto front = [&](int i) {
     const __m512i x = _mm512_mulhrs_epi16(t16<false, kFull>(acc + static_cast<int64_t>(i) * ld_acc, zero, c.f), c.m);
     const __m512i ax = _mm512_sllv_epi16(_mm512_min_epi16(_mm512_abs_epi16(x), c.cap), c.to12);
-    const __m512i piece = _mm512_srli_epi16(ax, 9);
-    const __m512i u = _mm512_slli_epi16(_mm512_and_si512(ax, low9), 6);
-    const __m512i inner = _mm512_add_epi16(_mm512_permutexvar_epi16(piece, c1),
-                                           _mm512_mulhrs_epi16(u, _mm512_permutexvar_epi16(piece, c2)));
-    const __m512i y = _mm512_add_epi16(_mm512_permutexvar_epi16(piece, c0), _mm512_mulhrs_epi16(u, inner));
-    const __m512i g = _mm512_adds_epi16(_mm512_mulhrs_epi16(y, c.back), _mm512_max_epi16(x, zero));
+    return In{x, _mm512_srli_epi16(ax, 9), _mm512_slli_epi16(_mm512_and_si512(ax, low9), 6)};
+  };
+  auto back = [&](const In& a) {
+    const __m512i inner = _mm512_add_epi16(_mm512_permutexvar_epi16(a.piece, c1),
+                                           _mm512_mulhrs_epi16(a.u, _mm512_permutexvar_epi16(a.piece, c2)));
+    const __m512i y = _mm512_add_epi16(_mm512_permutexvar_epi16(a.piece, c0), _mm512_mulhrs_epi16(a.u, inner));
+    const __m512i g = _mm512_adds_epi16(_mm512_mulhrs_epi16(y, c.back), _mm512_max_epi16(a.x, zero));
     return _mm512_mulhrs_epi16(g, c.om);
-  });
+  };
+  // Software-pipelined by one row pair: the next pair's front is issued
+  // before this pair's back, so the out-of-order window holds two pairs'
+  // independent work rather than one pair's chain (~60 cycles of latency).
+  auto o = [&](int i) { return out + static_cast<int64_t>(i) * ld_out; };
+  int i = 0;
+  if (m >= 2) {
+    In a0 = front(0), a1 = front(1);
+    for (; i + 4 <= m; i += 2) {
+      const In n0 = front(i + 2), n1 = front(i + 3);
+      store_out32x2<kFull>(o(i), o(i + 1), back(a0), back(a1), c.o, c.f.k);
+      a0 = n0;
+      a1 = n1;
+    }
+    store_out32x2<kFull>(o(i), o(i + 1), back(a0), back(a1), c.o, c.f.k);
+    i += 2;
+  }
+  if (i < m) store_out32(o(i), back(front(i)), c.o, c.f.k);
 }
 
 struct ResidualBlock {
