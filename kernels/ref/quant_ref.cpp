@@ -212,15 +212,8 @@ void residual_add_ref(int m, int n, const int32_t* acc, int ld_acc, const Residu
 namespace {
 int bit_length(uint64_t v) { return v == 0 ? 0 : 64 - __builtin_clzll(v); }
 
-// round(v * 2^k) (k < 0: half rounds up), clamped to [-32767, 32767]; sets
-// *clamped when it had to.
-int16_t scaled16(int64_t v, int k, bool* clamped) {
-  int64_t r;
-  if (k >= 0) {
-    r = k > 20 ? (v > 0 ? INT64_MAX : (v < 0 ? INT64_MIN : 0)) : v * (int64_t{1} << k);
-  } else {
-    r = k < -62 ? (v < 0 ? -1 : 0) : ((v >> (-k - 1)) + 1) >> 1;
-  }
+// r clamped to [-32767, 32767]; sets *clamped when it had to.
+int16_t clamp16(int64_t r, bool* clamped) {
   if (r > 32767 || r < -32767) {
     *clamped = true;
     r = r > 0 ? 32767 : -32767;
@@ -228,15 +221,14 @@ int16_t scaled16(int64_t v, int k, bool* clamped) {
   return static_cast<int16_t>(r);
 }
 
-// floor(v / 2^k) for k > 0, clamped like scaled16.
-int16_t floor16(int64_t v, int k, bool* clamped) {
-  int64_t r = k > 62 ? (v < 0 ? -1 : 0) : v >> k;
-  if (r > 32767 || r < -32767) {
-    *clamped = true;
-    r = r > 0 ? 32767 : -32767;
-  }
-  return static_cast<int16_t>(r);
+// round(v * 2^k) (k < 0: half rounds up), clamped by clamp16.
+int16_t scaled16(int64_t v, int k, bool* clamped) {
+  if (k >= 0) return clamp16(k > 20 ? (v > 0 ? INT64_MAX : (v < 0 ? INT64_MIN : 0)) : v * (int64_t{1} << k), clamped);
+  return clamp16(k < -62 ? (v < 0 ? -1 : 0) : ((v >> (-k - 1)) + 1) >> 1, clamped);
 }
+
+// floor(v / 2^k) for k > 0, clamped by clamp16.
+int16_t floor16(int64_t v, int k, bool* clamped) { return clamp16(k > 62 ? (v < 0 ? -1 : 0) : v >> k, clamped); }
 
 // The statistics of one row (see quant.h): S and sigma.
 struct RowStats {
@@ -423,7 +415,7 @@ SoftmaxRecip softmax_recip(int64_t sum) {
   // limit: the largest such s, from a guess by bit length (255 * 2^(16+s) has
   // 24 + s bits), corrected by a step or two.
   const int64_t limit = sum * 65536 - sum / 2;
-  int s = std::max(1, 64 - __builtin_clzll(static_cast<uint64_t>(limit)) - 25);
+  int s = std::max(1, bit_length(static_cast<uint64_t>(limit)) - 25);
   while (s > 1 && (int64_t{255} << (16 + s)) >= limit) --s;
   while ((int64_t{255} << (17 + s)) < limit) ++s;
   return {static_cast<int32_t>(((int64_t{255} << (16 + s)) + sum / 2) / sum), s};
