@@ -474,11 +474,6 @@ inline __m256i norm8_f64(const int16_t* q, const F64Factors& t, size_t c, __m256
   return _mm256_inserti128_si256(_mm256_castsi128_si256(y[0]), y[1], 1);
 }
 
-// The uint8 LayerNorm's second pass for 16 channels from c on, in pack order
-// (see the AVX-512 norm32_u8): u = C x - S in the even and the odd channels'
-// 32-bit lanes from the raw q vector (vpmaddwd with C 2^alpha, plus
-// -zp C 2^alpha - S), u' = u >> r (or << -r), then in 16-bit lanes
-// t = mulhrs(u', R), p = mulhrs(t, G), sat16(p + B) >> e.
 // 8 clamped int32 outputs -> 8 int16 (a stream).
 inline __m128i narrow_norm(__m256i y) { return _mm_packs_epi32(_mm256_castsi256_si128(y), _mm256_extracti128_si256(y, 1)); }
 
@@ -488,6 +483,11 @@ struct U8Row {
   bool left;
 };
 
+// The uint8 LayerNorm's second pass for 16 channels from c on, in pack order
+// (see the AVX-512 norm32_u8): u = C x - S in the even and the odd channels'
+// 32-bit lanes from the raw q vector (vpmaddwd with C 2^alpha, plus
+// -zp C 2^alpha - S), u' = u >> r (or << -r), then in 16-bit lanes
+// t = mulhrs(u', R), p = mulhrs(t, G), sat16(p + B) >> e.
 inline __m256i norm16_u8(const int16_t* q, const LayerNormPrepared& t, size_t c, const U8Row& r) {
   const __m256i qv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q));
   auto load32 = [](const std::vector<int32_t>& v, size_t i) {
