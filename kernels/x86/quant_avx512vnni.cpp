@@ -421,16 +421,27 @@ inline void store_out32x2(uint8_t* o0, uint8_t* o1, __m512i v0, __m512i v1, cons
     _mm256_mask_storeu_epi8(o1, k, _mm512_extracti64x4_epi64(b, 1));
   }
 }
-// Rows in pairs through row(i) (the value before the output step) and
-// store_out32x2, a last odd row alone.
-template <bool kFull, class Row>
-inline void store_rows32(int m, uint8_t* out, int ld_out, const Out32& c, __mmask32 k, Row&& row) {
+// Rows in pairs, a row's value before the output step being back(front(i)),
+// then store_out32x2; a last odd row alone. Software-pipelined by one pair:
+// the next pair's front is issued before this pair's back, so the
+// out-of-order window holds two pairs' independent work rather than one
+// pair's chain (GELU's is ~60 cycles).
+template <bool kFull, class Front, class Back>
+inline void store_rows32(int m, uint8_t* out, int ld_out, const Out32& c, __mmask32 k, Front&& front, Back&& back) {
+  auto o = [&](int i) { return out + static_cast<int64_t>(i) * ld_out; };
   int i = 0;
-  for (; i + 2 <= m; i += 2) {
-    uint8_t* o = out + static_cast<int64_t>(i) * ld_out;
-    store_out32x2<kFull>(o, o + ld_out, row(i), row(i + 1), c, k);
+  if (m >= 2) {
+    auto a0 = front(0), a1 = front(1);
+    for (; i + 4 <= m; i += 2) {
+      const auto n0 = front(i + 2), n1 = front(i + 3);
+      store_out32x2<kFull>(o(i), o(i + 1), back(a0), back(a1), c, k);
+      a0 = n0;
+      a1 = n1;
+    }
+    store_out32x2<kFull>(o(i), o(i + 1), back(a0), back(a1), c, k);
+    i += 2;
   }
-  if (i < m) store_out32(out + static_cast<int64_t>(i) * ld_out, row(i), c, k);
+  if (i < m) store_out32(o(i), back(front(i)), c, k);
 }
 
 // GELU (quant.h's definition) in 16-bit lanes after the front end; the
@@ -480,23 +491,7 @@ void gelu_rows(int m, const int32_t* acc, int ld_acc, const GeluColumns& c, cons
     const __m512i g = _mm512_adds_epi16(_mm512_mulhrs_epi16(y, c.back), _mm512_max_epi16(a.x, zero));
     return _mm512_mulhrs_epi16(g, c.om);
   };
-  // Software-pipelined by one row pair: the next pair's front is issued
-  // before this pair's back, so the out-of-order window holds two pairs'
-  // independent work rather than one pair's chain (~60 cycles of latency).
-  auto o = [&](int i) { return out + static_cast<int64_t>(i) * ld_out; };
-  int i = 0;
-  if (m >= 2) {
-    In a0 = front(0), a1 = front(1);
-    for (; i + 4 <= m; i += 2) {
-      const In n0 = front(i + 2), n1 = front(i + 3);
-      store_out32x2<kFull>(o(i), o(i + 1), back(a0), back(a1), c.o, c.f.k);
-      a0 = n0;
-      a1 = n1;
-    }
-    store_out32x2<kFull>(o(i), o(i + 1), back(a0), back(a1), c.o, c.f.k);
-    i += 2;
-  }
-  if (i < m) store_out32(o(i), back(front(i)), c.o, c.f.k);
+  store_rows32<kFull>(m, out, ld_out, c.o, c.f.k, front, back);
 }
 
 struct ResidualBlock {
@@ -549,11 +544,12 @@ void avx512_requant_u8(int m, int n, const int32_t* acc, int ld_acc, const Requa
     const int32_t* row_sub = p.row_sub;
     with_flags(n - j0 >= 32, row_sub != nullptr, [&](auto full, auto sub) {
       constexpr bool kFull = decltype(full)::value, kSub = decltype(sub)::value;
-      store_rows32<kFull>(m, out + j0, ld_out, o, f.k, [&](int i) {
+      auto row = [&](int i) {
         const int32_t* a = acc + static_cast<int64_t>(i) * ld_acc + j0;
         const __m512i t = t16<kSub, kFull>(a, kSub ? _mm512_set1_epi32(row_sub[i]) : _mm512_setzero_si512(), f);
         return _mm512_mulhrs_epi16(t, mult);
-      });
+      };
+      store_rows32<kFull>(m, out + j0, ld_out, o, f.k, row, [](__m512i v) { return v; });
     });
   }
 }
