@@ -135,14 +135,7 @@ inline void with_flag(bool a, F&& f) {
 // >= 32, int16 clamp; requantization: whole block, a row term).
 template <class F>
 inline void with_flags(bool a, bool b, F&& f) {
-  if (a) {
-    if (b) f(std::true_type{}, std::true_type{});
-    else f(std::true_type{}, std::false_type{});
-  } else if (b) {
-    f(std::false_type{}, std::true_type{});
-  } else {
-    f(std::false_type{}, std::false_type{});
-  }
+  with_flag(a, [&](auto x) { with_flag(b, [&](auto y) { f(x, y); }); });
 }
 
 // When the vector LayerNorms' double-precision second pass (norm8_f64) is
