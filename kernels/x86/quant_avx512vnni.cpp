@@ -652,18 +652,10 @@ inline __m512i norm32_u8(const int16_t* q, __mmask32 k, const LayerNormPrepared&
 // The vector LayerNorm for one parameter set: stats() then out() per row.
 class LayerNormRows {
  public:
-  // For the uint8 output (lo and hi unused) or a stream's, clamped to
-  // [lo, hi]; only the stream's double pass needs wide rows' x range.
-  LayerNormRows(const LayerNormParams& p, bool stream, int32_t lo, int32_t hi)
-      : p_(p), c_count_(p.channels), zp_(_mm512_set1_epi32(p.in.zero_point)),
-        track_(stream && layernorm_tracks_range(p.channels)),
-        lo_(_mm512_set1_pd(lo)), hi_(_mm512_set1_pd(hi)) {
-    r_.c = _mm512_set1_epi64(c_count_);
-    r_.half = _mm512_set1_epi64(int64_t{1} << 31);
-    r_.lo = _mm512_set1_epi64(lo);
-    r_.hi = _mm512_set1_epi64(hi);
-    r_.out_shift = _mm_cvtsi32_si128(16 + p.g_shift);
-  }
+  // For the uint8 output.
+  explicit LayerNormRows(const LayerNormParams& p) : LayerNormRows(p, false, 0, 0) {}
+  // For a stream's output, clamped to [lo, hi].
+  LayerNormRows(const LayerNormParams& p, int32_t lo, int32_t hi) : LayerNormRows(p, true, lo, hi) {}
 
   NormStats stats(const int16_t* q) const {
     // |x| < 2^19: 2048 vectors per int32 lane before a flush into int64.
@@ -703,14 +695,8 @@ class LayerNormRows {
     r.left = rs.shift < 0;
     r.shift = _mm512_set1_epi32(r.left ? -rs.shift : rs.shift);
     r.mult = _mm512_set1_epi16(static_cast<int16_t>(rs.mult));
-    r.e = _mm512_set1_epi16(static_cast<int16_t>(t.u8.out_shift));
-    // vpacksswb's order (per 128-bit lane: eight words of the first vector,
-    // eight of the second, each eight in pack order) back to channels.
-    alignas(64) static constexpr uint8_t kOrder[64] = {
-        0,  4,  1,  5,  2,  6,  3,  7,  16, 20, 17, 21, 18, 22, 19, 23, 32, 36, 33, 37, 34, 38,
-        35, 39, 48, 52, 49, 53, 50, 54, 51, 55, 8,  12, 9,  13, 10, 14, 11, 15, 24, 28, 25, 29,
-        26, 30, 27, 31, 40, 44, 41, 45, 42, 46, 43, 47, 56, 60, 57, 61, 58, 62, 59, 63};
-    const __m512i order = _mm512_load_si512(kOrder);
+    r.e = u8_e_;
+    const __m512i order = u8_order_;
     int c = 0;
     for (; c + 64 <= c_count_; c += 64) {  // whole blocks: no masks
       const auto cc = static_cast<size_t>(c);
@@ -771,6 +757,29 @@ class LayerNormRows {
   const bool track_;
   const __m512d lo_, hi_;
   NormRow r_;
+  __m512i u8_e_;      // the uint8 output's shift e
+  __m512i u8_order_;  // vpermb: norm32_u8's vpackuswb back to channels
+
+  // stream: the output is a stream's int16, clamped to [lo, hi] (only the
+  // stream's double pass needs wide rows' x range); else uint8.
+  LayerNormRows(const LayerNormParams& p, bool stream, int32_t lo, int32_t hi)
+      : p_(p), c_count_(p.channels), zp_(_mm512_set1_epi32(p.in.zero_point)),
+        track_(stream && layernorm_tracks_range(p.channels)),
+        lo_(_mm512_set1_pd(lo)), hi_(_mm512_set1_pd(hi)) {
+    r_.c = _mm512_set1_epi64(c_count_);
+    r_.half = _mm512_set1_epi64(int64_t{1} << 31);
+    r_.lo = _mm512_set1_epi64(lo);
+    r_.hi = _mm512_set1_epi64(hi);
+    r_.out_shift = _mm_cvtsi32_si128(16 + p.g_shift);
+    u8_e_ = _mm512_set1_epi16(static_cast<int16_t>(p.prepared->u8.out_shift));
+    // vpackuswb's order (per 128-bit lane: eight words of the first vector,
+    // eight of the second, each eight in pack order) back to channels.
+    alignas(64) static constexpr uint8_t kOrder[64] = {
+        0,  4,  1,  5,  2,  6,  3,  7,  16, 20, 17, 21, 18, 22, 19, 23, 32, 36, 33, 37, 34, 38,
+        35, 39, 48, 52, 49, 53, 50, 54, 51, 55, 8,  12, 9,  13, 10, 14, 11, 15, 24, 28, 25, 29,
+        26, 30, 27, 31, 40, 44, 41, 45, 42, 46, 43, 47, 56, 60, 57, 61, 58, 62, 59, 63};
+    u8_order_ = _mm512_load_si512(kOrder);
+  }
 };
 
 // Rows in groups: the statistics passes of a group's later rows run while
@@ -793,14 +802,14 @@ void avx512_layernorm(int rows, const int16_t* in, int ld_in, const LayerNormPar
                       uint8_t* out, int ld_out) {
   if (rows <= 0) return;
   if (!p.prepared->vector_ok || !p.prepared->u8_vector_ok) return layernorm_ref(rows, in, ld_in, p, out, ld_out);
-  layernorm_groups(LayerNormRows(p, false, 0, 255), rows, in, ld_in, out, ld_out);
+  layernorm_groups(LayerNormRows(p), rows, in, ld_in, out, ld_out);
 }
 
 void avx512_layernorm_stream(int rows, const int16_t* in, int ld_in, const LayerNormParams& p, int32_t qmin,
                              int32_t qmax, int16_t* out, int ld_out) {
   if (rows <= 0) return;
   if (!p.prepared->vector_ok) return layernorm_stream_ref(rows, in, ld_in, p, qmin, qmax, out, ld_out);
-  layernorm_groups(LayerNormRows(p, true, qmin, qmax), rows, in, ld_in, out, ld_out);
+  layernorm_groups(LayerNormRows(p, qmin, qmax), rows, in, ld_in, out, ld_out);
 }
 
 void avx512_softmax_u8(const int32_t* acc, int ld_acc, const SoftmaxParams& p, uint8_t* probs,
