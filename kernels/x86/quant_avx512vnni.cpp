@@ -116,7 +116,9 @@ inline __m512i pack16(__m512i lo, __m512i hi) { return pack_order(_mm512_packs_e
 // instead of a qword permutation per pack: their per-column numbers are
 // permuted into it once per block of columns (vpermw), and a vpackuswb of
 // two such vectors goes back to column order by one vpermb per 64 bytes,
-// which takes the place of the permutation vpackuswb needs anyway.
+// which takes the place of the permutation vpackuswb needs anyway. (The
+// uint8 LayerNorm packs its even and odd channels instead and has an order
+// of its own: LayerNormPrepared.)
 constexpr int packed_column(int w) { return (w & 3) + ((w >> 3) << 2) + ((w & 4) << 2); }
 constexpr int packed_word(int c) { return (c & 3) + (((c >> 2) & 3) << 3) + ((c >> 4) << 2); }
 struct PackTables {
