@@ -261,26 +261,32 @@ def markdown(agg, args, meta, names):
                 lines.append(f"| {names[tool]}, {t} thread{'s' if t > 1 else ''} | " + " | ".join(cells) + " |")
         lines.append("")
 
-        lines += [f"### Ratios, batch {b}: on the medians (on the lowest p10s)", "", head, sep]
+        rows = []
         for t in args.threads:
             ts = f"{t} thread{'s' if t > 1 else ''}"
             if "vitint" in args.tools:
                 for peer in [p for p in args.tools if p.startswith("torch")]:
-                    lines.append(f"| speed-up of libvitint vs {names[peer]}, {ts} | "
-                                 + ratio_cells((peer, t), ("vitint", t), t, b) + " |")
+                    rows.append(f"| speed-up of libvitint vs {names[peer]}, {ts} | "
+                                + ratio_cells((peer, t), ("vitint", t), t, b) + " |")
             for mine, chain in (("vitint", "onednn_amx"), ("vitint_vnni", "onednn_vnni"),
                                 ("vitint_avxvnni", "onednn_avxvnni")):
                 if mine in args.tools and chain in args.tools:
-                    lines.append(f"| {names[mine]} / {names[chain]}, {ts} | "
-                                 + ratio_cells((mine, t), (chain, t), t, b) + " |")
+                    rows.append(f"| {names[mine]} / {names[chain]}, {ts} | "
+                                + ratio_cells((mine, t), (chain, t), t, b) + " |")
             if "vitint" in args.tools and "vitint_vnni" in args.tools:
-                lines.append(f"| {names['vitint']} speed-up over {names['vitint_vnni']}, {ts} | "
-                             + ratio_cells(("vitint_vnni", t), ("vitint", t), t, b) + " |")
+                rows.append(f"| {names['vitint']} speed-up over {names['vitint_vnni']}, {ts} | "
+                            + ratio_cells(("vitint_vnni", t), ("vitint", t), t, b) + " |")
         if len(args.threads) > 1:
             t1, t2 = args.threads[0], args.threads[-1]
             for tool in args.tools:
-                lines.append(f"| {t2}-thread vs {t1}-thread speed-up, {names[tool]} | "
-                             + ratio_cells((tool, t1), (tool, t2), t1, b) + " |")
+                rows.append(f"| {t2}-thread vs {t1}-thread speed-up, {names[tool]} | "
+                            + ratio_cells((tool, t1), (tool, t2), t1, b) + " |")
+        if rows:
+            lines += [f"### Ratios, batch {b}: on the medians (on the lowest p10s)", "", head, sep] + rows
+        else:
+            lines.append(f"No ratios for batch {b}: --tools names no pair to compare (a PyTorch peer with vitint, "
+                         "vitint with onednn_amx, vitint_vnni with onednn_vnni, vitint_avxvnni with "
+                         "onednn_avxvnni, or a second thread count).")
         lines.append("")
     if not all(v["int8_exact"] for v in agg.values()):
         lines += ["\"saturating\": on this ISA oneDNN adds the u8 x s8 products in pairs into saturating int16 "

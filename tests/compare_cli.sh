@@ -68,6 +68,21 @@ for want in "| oneDNN int8 matmuls only (avx2, saturating), 1 thread |" \
             '"saturating": on this ISA oneDNN adds the u8 x s8 products in pairs into saturating int16'; do
   grep -qF -- "$want" <<< "$table" || { echo "FAIL: no '$want' in:"; echo "$table"; exit 1; }
 done
+# Contenders with no pair among them: a sentence instead of an empty ratio table.
+mkdir -p "$dir/nopair"
+cat > "$dir/nopair/in.json" <<JSON
+{"meta": {"rounds": 1, "date": "2026-11-24", "cpu": "test", "cores": 2, "git": "test", "argv": [],
+          "load_before": 0.0, "load_after": 0.0},
+ "runs": [{"tool_key": "vitint", "architecture": "deit_tiny_patch16_224", "threads": 1, "batch": 1,
+           "median_ms": 2.0, "p10_ms": 1.9, "isa": "avx512vnni"},
+          {"tool_key": "onednn_vnni", "architecture": "deit_tiny_patch16_224", "threads": 1, "batch": 1,
+           "median_ms": 3.0, "p10_ms": 2.9, "isa": "avx512_core_vnni"}]}
+JSON
+table=$("$py" "$compare" --from-json "$dir/nopair/in.json" --out "$dir/nopair" 2> "$dir/stderr") || {
+  echo "FAIL: --from-json of a run without pairs:"; cat "$dir/stderr"; exit 1; }
+if grep -qF "### Ratios" <<< "$table" || ! grep -qF "No ratios for batch 1: --tools names no pair" <<< "$table"; then
+  echo "FAIL: a run without pairs did not say so:"; echo "$table"; exit 1
+fi
 table=$(labels amx avx512_core_amx)
 grep -qF "| libvitint (AMX) / oneDNN int8 matmuls only (AMX), 1 thread |" <<< "$table" || {
   echo "FAIL: AMX runs not labelled AMX:"; echo "$table"; exit 1; }
