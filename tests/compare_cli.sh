@@ -38,21 +38,26 @@ if [ "$rc" -ne 2 ] || ! grep -qF "holds an earlier run; pass --force" "$dir/stde
 fi
 [ "$(cat "$dir/prev/results.json")" = "earlier run" ] || { echo "FAIL: the earlier results were changed"; exit 1; }
 
-# Labels name the ISA a run reports where it is not the one the label names
-# (a CPU without AMX); from a saved run, so nothing is measured.
-labels() {  # labels VITINT_ISA ONEDNN_ISA [EXACT]: the table of a saved run of the unrestricted contenders
-  local out=$dir/$1${3:-} exact=${3:+, \"int8_exact\": $3}
+# saved_table NAME CHAIN VITINT_ISA CHAIN_ISA [EXACT]: the table of a saved run
+# of vitint and one oneDNN chain contender (nothing is measured).
+saved_table() {
+  local out=$dir/$1 exact=${5:+, \"int8_exact\": $5}
   mkdir -p "$out"
   cat > "$out/in.json" <<JSON
 {"meta": {"rounds": 1, "date": "2026-11-23", "cpu": "test", "cores": 2, "git": "test", "argv": [],
           "load_before": 0.0, "load_after": 0.0},
  "runs": [{"tool_key": "vitint", "architecture": "deit_tiny_patch16_224", "threads": 1, "batch": 1,
-           "median_ms": 2.0, "p10_ms": 1.9, "isa": "$1"},
-          {"tool_key": "onednn_amx", "architecture": "deit_tiny_patch16_224", "threads": 1, "batch": 1,
-           "median_ms": 3.0, "p10_ms": 2.9, "isa": "$2"$exact}]}
+           "median_ms": 2.0, "p10_ms": 1.9, "isa": "$3"},
+          {"tool_key": "$2", "architecture": "deit_tiny_patch16_224", "threads": 1, "batch": 1,
+           "median_ms": 3.0, "p10_ms": 2.9, "isa": "$4"$exact}]}
 JSON
   "$py" "$compare" --from-json "$out/in.json" --out "$out" 2> "$dir/stderr" || {
     echo "FAIL: --from-json of a saved run:"; cat "$dir/stderr"; exit 1; }
+}
+# Labels name the ISA a run reports where it is not the one the label names
+# (a CPU without AMX).
+labels() {  # labels VITINT_ISA ONEDNN_ISA [EXACT]: the unrestricted contenders
+  saved_table "$1${3:-}" onednn_amx "$1" "$2" "${3:-}"
 }
 table=$(labels avx2 avx2)
 for want in "| libvitint (avx2), 1 thread | 2.00 ms (1.90) |" "| oneDNN int8 matmuls only (avx2), 1 thread |" \
@@ -69,17 +74,7 @@ for want in "| oneDNN int8 matmuls only (avx2, saturating), 1 thread |" \
   grep -qF -- "$want" <<< "$table" || { echo "FAIL: no '$want' in:"; echo "$table"; exit 1; }
 done
 # Contenders with no pair among them: a sentence instead of an empty ratio table.
-mkdir -p "$dir/nopair"
-cat > "$dir/nopair/in.json" <<JSON
-{"meta": {"rounds": 1, "date": "2026-11-24", "cpu": "test", "cores": 2, "git": "test", "argv": [],
-          "load_before": 0.0, "load_after": 0.0},
- "runs": [{"tool_key": "vitint", "architecture": "deit_tiny_patch16_224", "threads": 1, "batch": 1,
-           "median_ms": 2.0, "p10_ms": 1.9, "isa": "avx512vnni"},
-          {"tool_key": "onednn_vnni", "architecture": "deit_tiny_patch16_224", "threads": 1, "batch": 1,
-           "median_ms": 3.0, "p10_ms": 2.9, "isa": "avx512_core_vnni"}]}
-JSON
-table=$("$py" "$compare" --from-json "$dir/nopair/in.json" --out "$dir/nopair" 2> "$dir/stderr") || {
-  echo "FAIL: --from-json of a run without pairs:"; cat "$dir/stderr"; exit 1; }
+table=$(saved_table nopair onednn_vnni avx512vnni avx512_core_vnni)
 if grep -qF "### Ratios" <<< "$table" || ! grep -qF "No ratios for batch 1: --tools names no pair" <<< "$table"; then
   echo "FAIL: a run without pairs did not say so:"; echo "$table"; exit 1
 fi
