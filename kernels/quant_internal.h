@@ -122,6 +122,14 @@ inline void attn_lis_rescale_rows(int m, int32_t* acc, int ld_acc, int32_t zv, c
     norm(acc + static_cast<int64_t>(i) * ld_acc, int64_t{zv} * rowsum[i], lis_row_recip(rowsum[i]));
 }
 
+// A vector LayerNorm row's statistics (its first pass), from which its
+// outputs (the second).
+struct NormStats {
+  int64_t sum;
+  uint32_t sigma;
+  int32_t x_min, x_max;  // tracked for a stream's wide rows only (layernorm_tracks_range)
+};
+
 // f(std::bool_constant<a>): a run-time flag as a template argument (the
 // AVX-512 epilogues: a whole block of columns, loaded and stored unmasked).
 template <class F>

@@ -583,13 +583,6 @@ void avx2_residual_add(int m, int n, const int32_t* acc, int ld_acc, const Resid
 }
 
 namespace {
-// A LayerNorm row's statistics (the first pass of both forms).
-struct NormStats {
-  int64_t sum;
-  uint32_t sigma;
-  int32_t x_min, x_max;  // tracked for a stream's wide rows only (layernorm_tracks_range)
-};
-
 class NormStatsPass {
  public:
   NormStatsPass(const LayerNormParams& p, bool track)

@@ -101,14 +101,12 @@ inline __m512i dyadic16(__m512i x, const Dyadic16& d, const Folded& c) {
 // ---------------------------------------------------------------------------
 // Softmax helpers.
 
-// The result of a vpack* of two vectors in order: the packs interleave the
-// operands' halves of each 128-bit lane (a qword each), the qword
-// permutation puts the first operand's before the second's.
-inline __m512i pack_order(__m512i packed) {
-  return _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), packed);
+// Two vectors of 16 int32 as 32 int16, saturating, in order: vpackssdw
+// interleaves the operands' halves of each 128-bit lane (a qword each), the
+// qword permutation puts the first operand's before the second's.
+inline __m512i pack16(__m512i lo, __m512i hi) {
+  return _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), _mm512_packs_epi32(lo, hi));
 }
-// Two vectors of 16 int32 as 32 int16, saturating, in order.
-inline __m512i pack16(__m512i lo, __m512i hi) { return pack_order(_mm512_packs_epi32(lo, hi)); }
 
 // Pack order: vpackssdw(a, b) of columns 0-15 (a) and 16-31 (b) leaves in
 // word w = 8 L + p (128-bit lane L) column packed_column(w). The uint8
@@ -613,13 +611,6 @@ inline __m256i norm8_f64(__m512d q, const F64Factors& t, size_t c, __m512d sum, 
   return _mm512_cvt_roundpd_epi32(w, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
 }
 
-// A LayerNorm row's statistics (pass 1), from which its outputs (pass 2).
-struct NormStats {
-  int64_t sum;
-  uint32_t sigma;
-  int32_t x_min, x_max;  // tracked for a stream's wide rows only (layernorm_tracks_range)
-};
-
 // The uint8 LayerNorm's second pass for 32 channels from c on, in pack order
 // (see LayerNormPrepared): u = C x - S in the even and the odd channels'
 // 32-bit lanes straight from the raw q vector (vpdpwssd of q with C 2^alpha
@@ -699,20 +690,21 @@ class LayerNormRows {
     r.mult = _mm512_set1_epi16(static_cast<int16_t>(rs.mult));
     r.e = u8_e_;
     const __m512i order = u8_order_;
-    int c = 0;
-    for (; c + 64 <= c_count_; c += 64) {  // whole blocks: no masks
+    // The 64 outputs from channel c on, in channel order; loads masked by
+    // k_lo / k_hi unless full.
+    auto block = [&](auto full, int c, __mmask32 k_lo, __mmask32 k_hi) {
+      constexpr bool kFull = decltype(full)::value;
       const auto cc = static_cast<size_t>(c);
-      const __m512i y = _mm512_packus_epi16(norm32_u8<true>(q + c, 0, t, cc, r), norm32_u8<true>(q + c + 32, 0, t, cc + 32, r));
-      _mm512_storeu_si512(o + c, _mm512_permutexvar_epi8(order, y));
-    }
+      return _mm512_permutexvar_epi8(order, _mm512_packus_epi16(norm32_u8<kFull>(q + c, k_lo, t, cc, r),
+                                                                 norm32_u8<kFull>(q + c + 32, k_hi, t, cc + 32, r)));
+    };
+    int c = 0;
+    for (; c + 64 <= c_count_; c += 64) _mm512_storeu_si512(o + c, block(std::true_type{}, c, 0, 0));
     if (c < c_count_) {
       const int w = c_count_ - c;
       const auto k_lo = w >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((uint64_t{1} << w) - 1);
       const auto k_hi = w <= 32 ? __mmask32{0} : static_cast<__mmask32>((uint64_t{1} << (w - 32)) - 1);
-      const auto k = static_cast<__mmask64>((uint64_t{1} << w) - 1);
-      const auto cc = static_cast<size_t>(c);
-      const __m512i y = _mm512_packus_epi16(norm32_u8<false>(q + c, k_lo, t, cc, r), norm32_u8<false>(q + c + 32, k_hi, t, cc + 32, r));
-      _mm512_mask_storeu_epi8(o + c, k, _mm512_permutexvar_epi8(order, y));
+      _mm512_mask_storeu_epi8(o + c, static_cast<__mmask64>((uint64_t{1} << w) - 1), block(std::false_type{}, c, k_lo, k_hi));
     }
   }
 
