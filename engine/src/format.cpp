@@ -194,7 +194,6 @@ bool overlap(const Interval& a, const Interval& b) {
   return a.begin < a.end && b.begin < b.end && a.begin < b.end && b.begin < a.end;
 }
 
-// Writes all n bytes, retrying short writes and EINTR.
 bool path_exists(const std::string& path) {
   struct stat st;
   return ::lstat(path.c_str(), &st) == 0;
@@ -413,9 +412,8 @@ std::vector<uint8_t> Writer::to_bytes() const {
 }
 
 void Writer::write(const std::string& path, bool overwrite) const {
-  if (path.empty()) throw Error("model file path is empty");
+  // Refused before the file is written; commit() checks again.
   if (!overwrite && path_exists(path)) throw_exists(path, "model file");
-  if (path.back() == '/') throw Error("model file path " + path + " names a directory, not a file");
   OutputFiles out;
   add_to(out, path, "model file");
   out.commit(overwrite);

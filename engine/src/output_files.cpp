@@ -33,6 +33,8 @@ std::string OutputFiles::add(const std::string& path, const std::string& what, c
 
 std::string OutputFiles::add(const std::string& path, const std::string& what,
                              const std::function<void(const Sink&)>& fill) {
+  if (path.empty()) throw Error(what + " path is empty");
+  if (path.back() == '/') throw Error(what + " path " + path + " names a directory, not a file");
   const std::string fail = "cannot write " + what + " " + path + ": ";
   // In the same directory, so that commit()'s rename is atomic.
   std::string temp = directory_of(path) + "/." + std::filesystem::path(path).filename().string() + ".tmp-XXXXXX";

@@ -24,7 +24,8 @@ class OutputFiles {
   OutputFiles& operator=(const OutputFiles&) = delete;
   ~OutputFiles();
   // Writes `size` bytes to a new temporary file in PATH's directory and
-  // returns its path; throws vitint::Error ("cannot write <what> PATH: REASON").
+  // returns its path; throws vitint::Error ("cannot write <what> PATH: REASON",
+  // or for an empty PATH or one ending in '/', before anything is written).
   std::string add(const std::string& path, const std::string& what, const void* data, size_t size);
   // The same for bytes that `fill` passes to its sink (a file too large to
   // hold twice in memory).
