@@ -750,10 +750,19 @@ Calibration calibrate(const ReferenceModel& model, const std::vector<std::vector
   std::vector<StreamGrid> grids;
   const StreamPoints stream_points(cfg);
   const int points = stream_points.count();
+  // Each point's range, or with shared_stream their union for every point.
+  auto point_range = [&](int p) {
+    const auto [site, block] = stream_points.site(p);
+    return ranges[at(site, block)];
+  };
+  Range all = point_range(0);
+  for (int p = 1; p < points; ++p) {
+    all.min = std::min(all.min, point_range(p).min);
+    all.max = std::max(all.max, point_range(p).max);
+  }
   for (int p = 0; p < points; ++p) {
     StreamCalib sc;
-    const auto [site, block] = stream_points.site(p);
-    sc.range = ranges[at(site, block)];
+    sc.range = recipe.shared_stream ? all : point_range(p);
     sc.alpha.assign(static_cast<size_t>(cfg.embed_dim), 0);
     grids.push_back(stream_grid(sc.range, recipe.residual_bits, recipe.pts));
     cal.streams.push_back(std::move(sc));
@@ -762,7 +771,13 @@ Calibration calibrate(const ReferenceModel& model, const std::vector<std::vector
     std::vector<double> err;
     run_pass<PtsObserver>(model, images, [&] { return PtsObserver(grids, cfg.embed_dim, stream_points); }, &err,
                           "calibrating PTS shifts", progress);
-    for (int p = 0; p < points; ++p) cal.streams[static_cast<size_t>(p)].alpha = best_alpha(err, p, cfg.embed_dim);
+    if (recipe.shared_stream) {
+      // One alpha per channel: the least error summed over the points.
+      const size_t per_point = static_cast<size_t>(cfg.embed_dim) * 4;
+      for (size_t i = per_point; i < err.size(); ++i) err[i % per_point] += err[i];
+    }
+    for (int p = 0; p < points; ++p)
+      cal.streams[static_cast<size_t>(p)].alpha = best_alpha(err, recipe.shared_stream ? 0 : p, cfg.embed_dim);
   }
   return cal;
 }
@@ -776,7 +791,8 @@ nlohmann::json recipe_json(const Recipe& r) {
           {"bias_correction", r.bias_correction},
           {"lis_normalize", r.lis_normalize},
           {"attention_bits", r.attention_bits},
-          {"residual_bits", r.residual_bits}};
+          {"residual_bits", r.residual_bits},
+          {"shared_stream", r.shared_stream}};
 }
 
 }  // namespace vitint::convert

@@ -35,6 +35,12 @@ struct Recipe {
   bool lis_normalize = true;
   int attention_bits = 8;         // 8: uniform uint8 probabilities, 4: Log-Int-Softmax
   int residual_bits = 16;         // residual stream bits (8 as FQ-ViT, 16 as I-ViT)
+  // One grid for every residual-stream point: the union of their ranges and
+  // one PTS alpha per channel (least summed error over the points). Each
+  // residual add's skip term is then the stream's code itself, and the
+  // runtime's 16-bit residual add (kernels::residual_add16) runs it. Off:
+  // a grid per point (FQ-ViT), the skip term an exact dyadic rescale.
+  bool shared_stream = true;
 };
 
 // The recipe's switches as JSON (model metadata, tool output, reports).

@@ -21,6 +21,7 @@ namespace {
 const char* kUsage = R"(usage: vitint-convert CHECKPOINT_DIR -o MODEL.vti --calib-list LIST --calib-root DIR
                       [--calib-count N] [--attn-bits 8|4] [--quant-method minmax|ema|percentile|omse]
                       [--pts | --no-pts] [--lis | --no-lis] [--residual-bits 16|8]
+                      [--shared-stream | --no-shared-stream]
                       [--labels FILE] [--report FILE.json] [--force] [--quiet] [--json]
 
 CHECKPOINT_DIR holds model.safetensors and config.json as timm publishes them
@@ -49,6 +50,10 @@ LIST has "FILE LABEL" lines (ImageNet val.txt style); the first N images
   --bias-correction    absorb the weight rounding's expected output shift into the biases
                       (from calibration means; default off)
   --residual-bits     bits of the integer residual stream (default 16)
+  --shared-stream / --no-shared-stream
+                      one grid for every residual-stream point, so that each residual add
+                      keeps the stream's codes and rescales only the branch (the fast 16-bit
+                      residual add); default on with --residual-bits 16, off with 8
   --labels FILE       class names, one "nXXXXXXXX name" line per class, stored in the model
   --force             overwrite MODEL.vti and the --report file if they exist
   --report FILE.json  per-layer statistics (range, outlier channels, quantization error as SQNR
@@ -64,7 +69,8 @@ void convert_tool(int argc, char** argv) {
                   {"output", "calib-list", "calib-root", "calib-count", "attn-bits", "quant-method",
                    "residual-bits", "labels", "report"},
                   {"pts", "no-pts", "lis", "no-lis", "channel-ln", "no-channel-ln", "channel-gelu", "no-channel-gelu",
-                   "channel-attn", "no-channel-attn", "bias-correction", "no-lis-normalize", "force", "quiet", "json",
+                   "channel-attn", "no-channel-attn", "shared-stream", "no-shared-stream", "bias-correction",
+                   "no-lis-normalize", "force", "quiet", "json",
                    "help"});
   if (args.has("help")) {
     std::fputs(kUsage, stdout);
@@ -101,6 +107,7 @@ void convert_tool(int argc, char** argv) {
     info.recipe.attention_bits = lis ? 4 : 8;
   }
   info.recipe.residual_bits = args.get_choice("residual-bits", 16, {16, 8});
+  info.recipe.shared_stream = toggle("shared-stream") && (info.recipe.residual_bits == 16 || args.has("shared-stream"));
   info.calib_count = args.get_int("calib-count", 100, 1, 100000);
   info.calib_list = args.require("calib-list");
   const std::string calib_root = args.require("calib-root");

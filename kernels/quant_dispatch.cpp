@@ -52,6 +52,13 @@ void residual_add(Isa isa, int m, int n, const int32_t* acc, int ld_acc, const R
       (m, n, acc, ld_acc, p, stream, ld_stream);
 }
 
+void residual_add16(Isa isa, int m, int n, const int32_t* acc, int ld_acc, const Residual16Params& p,
+                    int16_t* stream, int ld_stream) {
+  require_isa("residual_add16", isa);
+  path(isa, residual_add16_ref, detail::avx2_residual_add16, detail::avx512_residual_add16)
+      (m, n, acc, ld_acc, p, stream, ld_stream);
+}
+
 namespace {
 void check_prepared(const char* kernel, Isa isa, const LayerNormParams& p) {
   require_isa(kernel, isa);

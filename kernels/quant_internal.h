@@ -29,6 +29,8 @@ void avx2_gelu_u8(int m, int n, const int32_t* acc, int ld_acc, const GeluU8Para
                   int ld_out);
 void avx2_residual_add(int m, int n, const int32_t* acc, int ld_acc, const ResidualParams& p,
                        int16_t* stream, int ld_stream);
+void avx2_residual_add16(int m, int n, const int32_t* acc, int ld_acc, const Residual16Params& p, int16_t* stream,
+                         int ld_stream);
 void avx2_layernorm(int rows, const int16_t* in, int ld_in, const LayerNormParams& p, uint8_t* out,
                     int ld_out);
 void avx2_layernorm_stream(int rows, const int16_t* in, int ld_in, const LayerNormParams& p, int32_t qmin,
@@ -47,6 +49,8 @@ void avx512_gelu_u8(int m, int n, const int32_t* acc, int ld_acc, const GeluU8Pa
                     int ld_out);
 void avx512_residual_add(int m, int n, const int32_t* acc, int ld_acc, const ResidualParams& p,
                          int16_t* stream, int ld_stream);
+void avx512_residual_add16(int m, int n, const int32_t* acc, int ld_acc, const Residual16Params& p, int16_t* stream,
+                           int ld_stream);
 void avx512_layernorm(int rows, const int16_t* in, int ld_in, const LayerNormParams& p,
                       uint8_t* out, int ld_out);
 void avx512_layernorm_stream(int rows, const int16_t* in, int ld_in, const LayerNormParams& p, int32_t qmin,

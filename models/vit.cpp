@@ -404,6 +404,9 @@ class Builder {
     op.zp_out = out.zp;
     op.qmin = out.qmin;
     op.qmax = out.qmax;
+    const kernels::ResidualParams rp{op.linear.bias, 0, op.linear.mult, op.linear.shift, op.skip_mult, op.skip_shift,
+                                     op.zp_in, op.zp_out, op.qmin, op.qmax};
+    op.residual16 = kernels::residual16_channels(n, rp, &op.residual);
   }
 
   void add_block(const Meta& q, int i) {

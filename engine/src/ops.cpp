@@ -295,7 +295,9 @@ void LinearOp::epilogue(const LinearOp& op, const ExecContext& ctx, int row, int
   const PackedLinear& l = op.linear;
   const int j = col;
   const size_t at = static_cast<size_t>(row) * op.out_ld + col;
-  if (op.skip_mult) {
+  if (op.residual16) {
+    k::residual_add16(ctx.isa, rows, cols, c, ldc, op.residual.params().from(j), ctx.buf<int16_t>(op.out) + at, op.out_ld);
+  } else if (op.skip_mult) {
     const k::ResidualParams rp{l.bias + j, 0, l.mult + j, l.shift + j, op.skip_mult + j, op.skip_shift + j,
                                op.zp_in, op.zp_out, op.qmin, op.qmax};
     k::residual_add(ctx.isa, rows, cols, c, ldc, rp, ctx.buf<int16_t>(op.out) + at, op.out_ld);

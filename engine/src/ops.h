@@ -140,6 +140,9 @@ struct LinearOp final : Op {
   const int32_t* skip_mult = nullptr;
   const int32_t* skip_shift = nullptr;
   int32_t zp_in = 0, zp_out = 0, qmin = 0, qmax = 0;
+  // residual_add16's numbers where they exist (residual16 set), else the exact residual_add runs
+  bool residual16 = false;
+  kernels::ResidualChannels residual;
   int in = -1, out = -1;
   void run(ExecContext& ctx) const override;
   static void epilogue(const LinearOp& op, const ExecContext& ctx, int row, int col, int rows, int cols,

@@ -1,6 +1,5 @@
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <stdexcept>
 #include <string>
 
@@ -205,6 +204,37 @@ void residual_add_ref(int m, int n, const int32_t* acc, int ld_acc, const Residu
       int32_t v = p.zp_out + apply_dyadic(int64_t{a[j]} + bias[j], p.branch_mult[j], p.branch_shift[j]);
       if (p.skip_mult) v += apply_dyadic(int64_t{s[j]} - p.zp_in, p.skip_mult[j], p.skip_shift[j]);
       s[j] = static_cast<int16_t>(clamp_i32(v, p.qmin_out, p.qmax_out));
+    }
+  }
+}
+
+bool residual16_channels(int n, const ResidualParams& p, ResidualChannels* out) {
+  if (p.skip_mult == nullptr || p.bias_ld != 0 || p.zp_in != p.zp_out || p.qmin_out != -32768 || p.qmax_out != 32767)
+    return false;
+  ResidualChannels r;
+  for (int c = 0; c < n; ++c) {
+    if (p.skip_mult[c] != (1 << 30) || p.skip_shift[c] != 30 || !requant_ratio_ok(p.branch_mult[c], p.branch_shift[c]) ||
+        p.bias[c] < -(1 << 29) || p.bias[c] > (1 << 29))
+      return false;
+    int s = 0;
+    while (s < 30 && scaled(p.branch_mult[c], 16 + s - p.branch_shift[c]) <= 65535) ++s;
+    r.bias.push_back(p.bias[c] + (s > 0 ? 1 << (s - 1) : 0));
+    r.in_shift.push_back(s);
+    r.mult.push_back(static_cast<int16_t>(scaled(p.branch_mult[c], 15 + s - p.branch_shift[c]) - 32768));
+  }
+  *out = std::move(r);
+  return true;
+}
+
+void residual_add16_ref(int m, int n, const int32_t* acc, int ld_acc, const Residual16Params& p, int16_t* stream,
+                        int ld_stream) {
+  for (int i = 0; i < m; ++i) {
+    const int32_t* a = acc + static_cast<int64_t>(i) * ld_acc;
+    int16_t* q = stream + static_cast<int64_t>(i) * ld_stream;
+    for (int j = 0; j < n; ++j) {
+      const int32_t t = to16(a[j], p.bias[j], p.in_shift[j]);
+      const int32_t b = sat16(int64_t{t} + mulhrs(t, p.mult[j]));
+      q[j] = static_cast<int16_t>(sat16(int64_t{b} + q[j]));
     }
   }
 }

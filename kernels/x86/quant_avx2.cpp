@@ -582,6 +582,24 @@ void avx2_residual_add(int m, int n, const int32_t* acc, int ld_acc, const Resid
   }
 }
 
+// 16 columns per operation; the last < 16 by the reference.
+void avx2_residual_add16(int m, int n, const int32_t* acc, int ld_acc, const Residual16Params& p, int16_t* stream,
+                         int ld_stream) {
+  if (m <= 0 || n <= 0) return;
+  const int full = n / 16 * 16;
+  for (int j0 = 0; j0 < full; j0 += 16) {
+    const Front16 f = front16(p.bias + j0, p.in_shift + j0);
+    const __m256i mult = load16(p.mult + j0);
+    for (int i = 0; i < m; ++i) {
+      const __m256i t = t16<false>(acc + static_cast<int64_t>(i) * ld_acc + j0, _mm256_setzero_si256(), f);
+      auto* s = reinterpret_cast<__m256i*>(stream + static_cast<int64_t>(i) * ld_stream + j0);
+      const __m256i b = _mm256_adds_epi16(t, _mm256_mulhrs_epi16(t, mult));
+      _mm256_storeu_si256(s, _mm256_adds_epi16(_mm256_loadu_si256(s), b));
+    }
+  }
+  if (full < n) residual_add16_ref(m, n - full, acc + full, ld_acc, p.from(full), stream + full, ld_stream);
+}
+
 namespace {
 class NormStatsPass {
  public:

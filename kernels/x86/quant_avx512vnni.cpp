@@ -586,6 +586,32 @@ void avx512_residual_add(int m, int n, const int32_t* acc, int ld_acc, const Res
   }
 }
 
+// 32 columns per operation: t in pack order (t16), put back in column order
+// by one qword permutation.
+void avx512_residual_add16(int m, int n, const int32_t* acc, int ld_acc, const Residual16Params& p, int16_t* stream,
+                           int ld_stream) {
+  if (m <= 0 || n <= 0) return;
+  const __m512i order = _mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7);
+  for (int j0 = 0; j0 < n; j0 += 32) {
+    const Front32 f = front32(p.bias + j0, p.in_shift + j0, n - j0);
+    const __m512i mult = _mm512_maskz_loadu_epi16(f.k, p.mult + j0);
+    with_flag(n - j0 >= 32, [&](auto full) {
+      constexpr bool kFull = decltype(full)::value;
+      for (int i = 0; i < m; ++i) {
+        const __m512i t = _mm512_permutexvar_epi64(order, t16<false, kFull>(acc + static_cast<int64_t>(i) * ld_acc + j0,
+                                                                            _mm512_setzero_si512(), f));
+        const __m512i b = _mm512_adds_epi16(t, _mm512_mulhrs_epi16(t, mult));
+        int16_t* s = stream + static_cast<int64_t>(i) * ld_stream + j0;
+        if constexpr (kFull) {
+          _mm512_storeu_si512(s, _mm512_adds_epi16(_mm512_loadu_si512(s), b));
+        } else {
+          _mm512_mask_storeu_epi16(s, f.k, _mm512_adds_epi16(_mm512_maskz_loadu_epi16(f.k, s), b));
+        }
+      }
+    });
+  }
+}
+
 namespace {
 // The stream LayerNorm's second pass in double precision, exactly. With
 // u = C x - S and |u| * inv <= 2^53 - 2^32 (layernorm_f64_exact: deviations of up

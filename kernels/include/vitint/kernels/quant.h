@@ -209,6 +209,39 @@ struct ResidualParams {
 void residual_add_ref(int m, int n, const int32_t* acc, int ld_acc, const ResidualParams& p,
                       int16_t* stream, int ld_stream);
 
+// The residual add where both stream points share one grid (the same base
+// scale, zero point and alphas, so the skip term is the stream's own code),
+// onto an int16 stream, in 16-bit steps. With mulhrs and sat16 as for
+// gelu_u8, per element of channel c, q the stream's code and a the
+// accumulator:
+//   t = sat16(floor((a + b) / 2^s))        s = in_shift, b = bias + 2^(s-1)
+//   B = sat16(t + mulhrs(t, m))            the branch in stream steps: t * (1 + m / 2^15)
+//   q = sat16(q + B)
+// s (<= 30) is the largest for which round(ratio * 2^(15 + s)) <= 65535 (the
+// branch dyadic's ratio < 1), m that number less 2^15, so t's step is at
+// most one stream step and t saturates only for a branch beyond ~2^15 steps.
+// Against residual_add's exact dyadic this is off by at most two stream
+// steps (t's and mulhrs's roundings, m's 16 bits).
+struct Residual16Params {
+  const int32_t* bias;      // [n] b
+  const int32_t* in_shift;  // [n] s
+  const int16_t* mult;      // [n] m
+  Residual16Params from(int j) const { return {bias + j, in_shift + j, mult + j}; }
+};
+struct ResidualChannels {
+  std::vector<int32_t> bias, in_shift;
+  std::vector<int16_t> mult;
+  Residual16Params params() const { return {bias.data(), in_shift.data(), mult.data()}; }
+};
+// residual_add16's numbers for a ResidualParams with one bias row; false
+// where that does not apply (no skip input, a skip dyadic other than the
+// identity 2^30 * 2^-30, zero points that differ, a stream range other than
+// int16's, a branch ratio >= 1, a bias outside [-2^29, 2^29]): the exact
+// residual_add runs then.
+bool residual16_channels(int n, const ResidualParams& p, ResidualChannels* out);
+void residual_add16_ref(int m, int n, const int32_t* acc, int ld_acc, const Residual16Params& p, int16_t* stream,
+                        int ld_stream);
+
 // ---------------------------------------------------------------------------
 // Integer LayerNorm on a PTS stream row. Both forms share the statistics:
 // x_c = (q_c - zp) << alpha_c; S = sum x_c; D = C * sum x_c^2 - S^2 + eps_term;

@@ -16,6 +16,8 @@ void gelu_u8(Isa isa, int m, int n, const int32_t* acc, int ld_acc, const GeluU8
              int ld_out);
 void residual_add(Isa isa, int m, int n, const int32_t* acc, int ld_acc, const ResidualParams& p,
                   int16_t* stream, int ld_stream);
+void residual_add16(Isa isa, int m, int n, const int32_t* acc, int ld_acc, const Residual16Params& p,
+                    int16_t* stream, int ld_stream);
 void layernorm(Isa isa, int rows, const int16_t* in, int ld_in, const LayerNormParams& p,
                uint8_t* out, int ld_out);
 void layernorm_stream(Isa isa, int rows, const int16_t* in, int ld_in, const LayerNormParams& p, int32_t qmin,
