@@ -13,6 +13,7 @@
 #include "converter/calibrate.h"
 #include "converter/report.h"
 #include "engine/src/format.h"
+#include "models/vit_spec.h"
 #include "tiny_model.h"
 
 namespace vc = vitint::convert;
@@ -232,6 +233,35 @@ TEST_CASE("calibrate: every method on a random model, deterministic, ranges insi
   recipe.method = "kl";
   CHECK_THROWS_WITH_AS(vc::calibrate(ref, images, recipe, false),
                        doctest::Contains("minmax, ema, percentile, omse"), vitint::Error);
+}
+
+TEST_CASE("calibrate: one residual-stream grid for every point by default (identity skips), one per point without") {
+  for (bool shared : {true, false}) {
+    CAPTURE(shared);
+    const auto file = vitint::format::Reader::from_bytes(
+        vitint::test::random_model_bytes("deit_tiny_patch16_224", 9, 2, 8, shared), "grids");
+    const nlohmann::json& meta = file->metadata();
+    CHECK(meta["calibration"]["shared_stream"] == shared);
+    const nlohmann::json& streams = meta["quant"]["streams"];
+    REQUIRE(streams.size() == 25u);  // 2 per block, the final norm's input
+    auto alpha = [&](size_t p) {
+      const auto& t = file->tensor("streams." + std::to_string(p) + ".alpha");
+      const auto* a = static_cast<const uint8_t*>(t.data);
+      return std::vector<uint8_t>(a, a + t.nbytes);
+    };
+    bool same_grid = true, identity_skips = true;
+    for (size_t p = 1; p < streams.size(); ++p)
+      same_grid = same_grid && streams[p]["zero_point"] == streams[0]["zero_point"] && alpha(p) == alpha(0);
+    for (int b = 0; b < 12; ++b)
+      for (const char* lin : {"proj", "fc2"}) {
+        const std::string name = vitint::models::vit::block(b, lin);
+        const auto* m = static_cast<const int32_t*>(file->tensor(name + ".skip_mult").data);
+        const auto* s = static_cast<const int32_t*>(file->tensor(name + ".skip_shift").data);
+        for (int c = 0; c < 192; ++c) identity_skips = identity_skips && m[c] == (1 << 30) && s[c] == 30;
+      }
+    CHECK(same_grid == shared);
+    CHECK(identity_skips == shared);
+  }
 }
 
 TEST_CASE("Report: JSON structure and table on a random model") {

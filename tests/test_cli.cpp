@@ -225,10 +225,27 @@ TEST_CASE("vitint-convert: contradictory arguments and outputs over inputs are r
             ": No such file or directory");
   CHECK(error({"-o", model, "--attn-bits", "8", "--lis"}) == "--attn-bits 8 and --lis contradict each other");
   CHECK(error({"-o", model, "--attn-bits", "4", "--no-lis"}) == "--attn-bits 4 and --no-lis contradict each other");
+  CHECK(error({"-o", model, "--shared-stream", "--no-shared-stream"}) ==
+        "--shared-stream and --no-shared-stream contradict each other");
   CHECK(error({"-o", model}) ==
         "calibration list " + list +
             " has only 1 image, fewer than the default --calib-count 100: pass --calib-count 1 or a longer list");
   CHECK(dir.files() == std::vector<std::string>{"list.txt"});
+}
+
+TEST_CASE("vitint-convert: one shared stream grid by default for 16-bit streams, per point for 8-bit ones") {
+  const vitint::test::TempDir dir;
+  const std::string list = dir.file("list.txt"), model = dir.file("m.vti");
+  std::ofstream(list) << vitint::test::kPilProbeImage << " 1\n";
+  auto shared = [&](std::vector<std::string> extra) {
+    extra.insert(extra.end(), {"-o", model, "--calib-count", "1", "--force"});
+    REQUIRE(convert_error(convert_args(list, extra)) == "");
+    return vitint::format::Reader::open(model)->metadata()["calibration"]["shared_stream"].get<bool>();
+  };
+  CHECK(shared({}));
+  CHECK_FALSE(shared({"--no-shared-stream"}));
+  CHECK_FALSE(shared({"--residual-bits", "8"}));
+  CHECK(shared({"--residual-bits", "8", "--shared-stream"}));
 }
 
 TEST_CASE("vitint-convert: paths that are not UTF-8 are stored and printed with U+FFFD") {

@@ -340,6 +340,87 @@ TEST_CASE("residual_add_ref: two dyadic terms, clamped to the stream range") {
   CHECK(s3[3] == 14);
 }
 
+TEST_CASE("residual16_channels and residual_add16_ref: the branch in 16-bit steps onto the stream's own codes") {
+  // Branch ratio 3/4 (3 * 2^29 * 2^-31): s = 1 (round(0.75 * 2^17) > 65535),
+  // m = 0.75 * 2^16 - 2^15 = 2^14, b = bias + 1. The skip: the identity.
+  const int32_t bias[2] = {0, 6}, bm[2] = {3 << 29, 3 << 29}, bs[2] = {31, 31};
+  const int32_t im[2] = {kOne, kOne}, is[2] = {30, 30};
+  vk::ResidualParams p{bias, 0, bm, bs, im, is, 7, 7, -32768, 32767};
+  vk::ResidualChannels r;
+  REQUIRE(vk::residual16_channels(2, p, &r));
+  CHECK(r.in_shift == std::vector<int32_t>{1, 1});
+  CHECK(r.mult == std::vector<int16_t>{1 << 14, 1 << 14});
+  CHECK(r.bias == std::vector<int32_t>{1, 7});
+  // t = floor((9 + 1) / 2) = 5, B = 5 + mulhrs(5, 2^14) = 5 + 3 (exact:
+  // round(6.75) = 7); t = floor((-9 + 7) / 2) = -1, B = -1 + 0.
+  const int32_t acc[4] = {9, -9, 200000, -200000};
+  int16_t q[4] = {100, 100, 32000, -32000};
+  vk::residual_add16_ref(2, 2, acc, 2, r.params(), q, 2);
+  CHECK(q[0] == 108);
+  CHECK(q[1] == 99);
+  CHECK(q[2] == 32767);   // t = 100000 saturates to 32767, B and the sum saturate too
+  CHECK(q[3] == -32768);  // t = -99997 saturates to -32768 first, B = -32768 + -16384 saturates too
+  // Where it does not apply (the exact residual_add runs): a skip other than
+  // the identity, zero points that differ, a narrower stream, no skip, a
+  // branch ratio >= 1, a bias beyond 2^29.
+  auto refused = [&](vk::ResidualParams v) { return !vk::residual16_channels(2, v, &r); };
+  const int32_t half_s[2] = {31, 31}, one_s[2] = {30, 30}, big_bias[2] = {0, (1 << 29) + 1};
+  vk::ResidualParams v = p;
+  v.skip_shift = half_s;
+  CHECK(refused(v));
+  v = p;
+  v.zp_out = 8;
+  CHECK(refused(v));
+  v = p;
+  v.qmax_out = 32000;
+  CHECK(refused(v));
+  v = p;
+  v.skip_mult = nullptr;
+  CHECK(refused(v));
+  v = p;
+  v.branch_mult = im;
+  v.branch_shift = one_s;
+  CHECK(refused(v));
+  v = p;
+  v.bias = big_bias;
+  CHECK(refused(v));
+  v = p;
+  v.bias_ld = 2;
+  CHECK(refused(v));
+}
+
+TEST_CASE("residual_add16_ref: within two stream steps of residual_add_ref where nothing saturates") {
+  std::mt19937_64 rng(77);
+  auto draw = [&](int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(rng); };
+  const int n = 64, m = 50;
+  std::vector<int32_t> bias(n), bm(n), bs(n), im(n, kOne), is(n, 30), acc(static_cast<size_t>(m) * n);
+  std::vector<int16_t> q(static_cast<size_t>(m) * n);
+  for (int j = 0; j < n; ++j) {
+    bm[static_cast<size_t>(j)] = static_cast<int32_t>(draw(kOne, INT32_MAX));
+    bs[static_cast<size_t>(j)] = static_cast<int32_t>(draw(31, 52));
+    bias[static_cast<size_t>(j)] = static_cast<int32_t>(draw(-(1 << 20), 1 << 20));
+  }
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < n; ++j) {
+      const size_t at = static_cast<size_t>(i) * n + j;
+      // A branch of up to 16000 stream steps, the stream within +-16000.
+      const double ratio = std::ldexp(static_cast<double>(bm[static_cast<size_t>(j)]), -bs[static_cast<size_t>(j)]);
+      const int64_t lim = std::min<int64_t>(static_cast<int64_t>(16000 / ratio), (int64_t{1} << 30));
+      acc[at] = static_cast<int32_t>(draw(-lim, lim) - bias[static_cast<size_t>(j)]);
+      q[at] = static_cast<int16_t>(draw(-16000, 16000));
+    }
+  const vk::ResidualParams p{bias.data(), 0, bm.data(), bs.data(), im.data(), is.data(), -3, -3, -32768, 32767};
+  vk::ResidualChannels r;
+  REQUIRE(vk::residual16_channels(n, p, &r));
+  std::vector<int16_t> exact = q, fast = q;
+  vk::residual_add_ref(m, n, acc.data(), n, p, exact.data(), n);
+  vk::residual_add16_ref(m, n, acc.data(), n, r.params(), fast.data(), n);
+  int worst = 0;
+  for (size_t i = 0; i < exact.size(); ++i) worst = std::max(worst, std::abs(exact[i] - fast[i]));
+  CHECK(worst <= 2);
+  CHECK(worst >= 1);  // the two definitions do differ
+}
+
 TEST_CASE("requant_channels and requant_u8_ref: a ratio in 16-bit steps, zero point and clamp") {
   // Ratio 1/2 (2^30 * 2^-31): r = 0 (m = 2^14 with s = 0; r = 1 would need
   // 2^15), s = 0, so v = mulhrs(acc + bias, 2^14) = round half up of the half.

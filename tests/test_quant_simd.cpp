@@ -94,6 +94,23 @@ std::string ctx_of(vk::Isa isa, const char* kernel, int rows, int cols, int tria
   return os.str();
 }
 
+// An accumulator for which (acc + bias) >> s is t (t clamped to where
+// |acc + bias| < 2^31, the contract, and acc to +-2^30).
+int32_t acc_for(Rng& rng, int64_t t, int s, int64_t bias) {
+  const int64_t lim = (int64_t{1} << 31) - 1;
+  const int64_t sum = std::clamp<int64_t>(t * (int64_t{1} << s) + uniform(rng, 0, (int64_t{1} << s) - 1), -lim, lim);
+  return static_cast<int32_t>(std::clamp<int64_t>(sum - bias, -(int64_t{1} << 30), (int64_t{1} << 30) - 1));
+}
+
+// t aimed at its int16 limits and past them, small, or anything.
+int64_t draw_t(Rng& rng) {
+  switch (uniform(rng, 0, 3)) {
+    case 0: return uniform(rng, 0, 1) ? 32767 + uniform(rng, -1, 2) : -32768 + uniform(rng, -2, 1);
+    case 1: return uniform(rng, -300, 300);
+    default: return uniform(rng, -40000, 40000);
+  }
+}
+
 // ---------------------------------------------------------------------------
 // requant_u8
 
@@ -129,16 +146,7 @@ RequantCase make_requant(Rng& rng, int m, int n, int flavour) {
   for (int i = 0; i < m; ++i)
     for (int j = 0; j < n; ++j) {
       const size_t jj = static_cast<size_t>(j);
-      const int s = c.in_shift[jj];
-      int64_t t;
-      switch (uniform(rng, 0, 3)) {
-        case 0: t = uniform(rng, 0, 1) ? 32767 + uniform(rng, -1, 2) : -32768 + uniform(rng, -2, 1); break;
-        case 1: t = uniform(rng, -300, 300); break;
-        default: t = uniform(rng, -40000, 40000); break;
-      }
-      const int64_t lim = (int64_t{1} << 31) - 1;
-      const int64_t sum = std::clamp<int64_t>(t * (int64_t{1} << s) + uniform(rng, 0, (int64_t{1} << s) - 1), -lim, lim);
-      const int64_t a = std::clamp<int64_t>(sum - c.bias[jj], -(int64_t{1} << 30), (int64_t{1} << 30) - 1);
+      const int32_t a = acc_for(rng, draw_t(rng), c.in_shift[jj], c.bias[jj]);
       const uint32_t sub = c.row_sub.empty() ? 0 : static_cast<uint32_t>(c.row_sub[static_cast<size_t>(i)]);
       c.acc[static_cast<size_t>(i) * c.ld_acc + j] = static_cast<int32_t>(static_cast<uint32_t>(a) + sub);
     }
@@ -232,9 +240,7 @@ GeluCase make_gelu(Rng& rng, int m, int n) {
         case 2: t = uniform(rng, -300, 300); break;
         default: t = uniform(rng, -40000, 40000); break;
       }
-      const int64_t lim = (int64_t{1} << 31) - 1;
-      int64_t sum = std::clamp<int64_t>(t * (int64_t{1} << s) + uniform(rng, 0, (int64_t{1} << s) - 1), -lim, lim);
-      c.acc[static_cast<size_t>(i) * c.ld_acc + j] = static_cast<int32_t>(std::clamp<int64_t>(sum - bias, -(int64_t{1} << 30), (int64_t{1} << 30) - 1));
+      c.acc[static_cast<size_t>(i) * c.ld_acc + j] = acc_for(rng, t, s, bias);
     }
   return c;
 }
@@ -327,6 +333,50 @@ std::vector<int16_t> run_residual(vk::Isa isa, ResidualCase c) {
     vk::residual_add_ref(c.m, c.n, c.acc.data(), c.ld_acc, c.p, s.data(), c.ld_s);
   } else {
     vk::residual_add(isa, c.m, c.n, c.acc.data(), c.ld_acc, c.p, s.data(), c.ld_s);
+  }
+  return s;
+}
+
+// ---------------------------------------------------------------------------
+// residual_add16
+
+// Per-column numbers over the kernels' whole ranges (s 0..30, m in
+// [-32767, 32767]), biases in [-2^30, 2^30], t at and past its int16 limits,
+// stream codes at int16's ends and anywhere, so that every saturation of the
+// definition happens.
+struct Residual16Case {
+  int m, n, ld_acc, ld_s;
+  std::vector<int32_t> acc, bias, in_shift;
+  std::vector<int16_t> mult, stream;
+  vk::Residual16Params params() const { return {bias.data(), in_shift.data(), mult.data()}; }
+};
+
+Residual16Case make_residual16(Rng& rng, int m, int n) {
+  Residual16Case c{m, n, n + 3, n + 5, {}, {}, {}, {}, {}};
+  for (int j = 0; j < n; ++j) {
+    const int sk = static_cast<int>(uniform(rng, 0, 5));
+    c.in_shift.push_back(sk == 0 ? 0 : sk == 1 ? 30 : static_cast<int32_t>(uniform(rng, 0, 20)));
+    const int mk = static_cast<int>(uniform(rng, 0, 5));
+    c.mult.push_back(static_cast<int16_t>(mk == 0 ? -32767 : mk == 1 ? 32767 : mk == 2 ? 0 : uniform(rng, -32767, 32767)));
+    c.bias.push_back(static_cast<int32_t>(draw_in(rng, int64_t{1} << 30)));
+  }
+  c.acc.resize(static_cast<size_t>(m) * c.ld_acc, 0x7777);
+  c.stream.resize(static_cast<size_t>(m) * c.ld_s, int16_t{0x2222});
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < n; ++j) {
+      const size_t jj = static_cast<size_t>(j);
+      c.acc[static_cast<size_t>(i) * c.ld_acc + j] = acc_for(rng, draw_t(rng), c.in_shift[jj], c.bias[jj]);
+      c.stream[static_cast<size_t>(i) * c.ld_s + j] = static_cast<int16_t>(draw_in(rng, 32767, -32768, 32767));
+    }
+  return c;
+}
+
+std::vector<int16_t> run_residual16(vk::Isa isa, const Residual16Case& c) {
+  std::vector<int16_t> s = c.stream;
+  if (isa == vk::Isa::kRef) {
+    vk::residual_add16_ref(c.m, c.n, c.acc.data(), c.ld_acc, c.params(), s.data(), c.ld_s);
+  } else {
+    vk::residual_add16(isa, c.m, c.n, c.acc.data(), c.ld_acc, c.params(), s.data(), c.ld_s);
   }
   return s;
 }
@@ -554,6 +604,19 @@ TEST_CASE("residual_add: every path equals the reference") {
       const auto want = run_residual(vk::Isa::kRef, c);
       for (vk::Isa isa : supported_isas())
         EXPECT_SAME(run_residual(isa, c), want, c.ld_s, "stream", ctx_of(isa, "residual_add", m, n, flavour));
+    }
+  }
+}
+
+TEST_CASE("residual_add16: every path equals the reference") {
+  Rng rng(212);
+  for (int n : kSizes) {
+    for (int trial = 0; trial < 3; ++trial) {
+      const int m = n >= 768 ? 2 : 9;
+      const Residual16Case c = make_residual16(rng, m, n);
+      const auto want = run_residual16(vk::Isa::kRef, c);
+      for (vk::Isa isa : supported_isas())
+        EXPECT_SAME(run_residual16(isa, c), want, c.ld_s, "stream", ctx_of(isa, "residual_add16", m, n, trial));
     }
   }
 }

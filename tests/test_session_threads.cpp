@@ -86,13 +86,16 @@ namespace {
 
 constexpr int kImages = 3;
 
-// One converted model per attention width, shared by the test cases.
+// One converted model per attention width, shared by the test cases. The
+// 8-bit one has the default shared residual-stream grid (its residual adds
+// run residual_add16), the 4-bit one a grid per stream point (the exact
+// residual_add).
 const vitint::test::TempFile& model_file(int attention_bits) {
   if (attention_bits == 8) {
     static const vitint::test::TempFile eight(vitint::test::tiny_model_bytes(8, 11));
     return eight;
   }
-  static const vitint::test::TempFile four(vitint::test::tiny_model_bytes(4, 11));
+  static const vitint::test::TempFile four(vitint::test::tiny_model_bytes(4, 11, false));
   return four;
 }
 

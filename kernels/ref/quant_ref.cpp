@@ -220,7 +220,7 @@ bool residual16_channels(int n, const ResidualParams& p, ResidualChannels* out) 
     while (s < 30 && scaled(p.branch_mult[c], 16 + s - p.branch_shift[c]) <= 65535) ++s;
     r.bias.push_back(p.bias[c] + (s > 0 ? 1 << (s - 1) : 0));
     r.in_shift.push_back(s);
-    r.mult.push_back(static_cast<int16_t>(scaled(p.branch_mult[c], 15 + s - p.branch_shift[c]) - 32768));
+    r.mult.push_back(static_cast<int16_t>(std::max<int64_t>(scaled(p.branch_mult[c], 15 + s - p.branch_shift[c]) - 32768, -32767)));
   }
   *out = std::move(r);
   return true;

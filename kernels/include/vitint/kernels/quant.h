@@ -218,10 +218,11 @@ void residual_add_ref(int m, int n, const int32_t* acc, int ld_acc, const Residu
 //   B = sat16(t + mulhrs(t, m))            the branch in stream steps: t * (1 + m / 2^15)
 //   q = sat16(q + B)
 // s (<= 30) is the largest for which round(ratio * 2^(15 + s)) <= 65535 (the
-// branch dyadic's ratio < 1), m that number less 2^15, so t's step is at
-// most one stream step and t saturates only for a branch beyond ~2^15 steps.
-// Against residual_add's exact dyadic this is off by at most two stream
-// steps (t's and mulhrs's roundings, m's 16 bits).
+// branch dyadic's ratio < 1), m that number less 2^15 (at least -32767, for
+// ratios below 2^-45), so t's step is at most one stream step and t
+// saturates only for a branch beyond ~2^15 steps. Where nothing saturates
+// this is within two stream steps of residual_add's exact dyadic (t's and
+// mulhrs's roundings, m's 16 bits). The kernels take m in [-32767, 32767].
 struct Residual16Params {
   const int32_t* bias;      // [n] b
   const int32_t* in_shift;  // [n] s
