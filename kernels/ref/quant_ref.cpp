@@ -78,12 +78,10 @@ std::vector<int16_t> quick_gelu_table() {
 bool gelu_spline(const int16_t* table, GeluSpline* spline) {
   auto at = [table](int x) { return int32_t{table[x + kGeluTableSize / 2]}; };
   for (int j = 0; j < kGeluPieces; ++j) {
-    const int32_t t0 = at(-128 * j), t1 = at(-128 * j - 64), t2 = at(-128 * j - 128);
-    const int32_t c1 = 4 * t1 - 3 * t0 - t2, c2 = t2 - 2 * t1 + t0;
-    if (t0 <= -2048 || t0 >= 2048 || c1 < -127 || c1 > 127 || c2 < -63 || c2 > 63) return false;
+    const int32_t t0 = at(-128 * j), c1 = at(-128 * j - 128) - t0;
+    if (t0 <= -2048 || t0 >= 2048 || c1 < -127 || c1 > 127) return false;
     spline->c0[j] = static_cast<int16_t>(t0);
     spline->c1[j] = static_cast<int16_t>(c1);
-    spline->c2[j] = static_cast<int16_t>(c2);
   }
   return true;
 }
@@ -148,7 +146,7 @@ int32_t gelu_one(int32_t acc, const GeluU8Params& p, int j) {
   const int32_t x = mulhrs(to16(acc, p.bias[j], p.in_shift[j]), p.in_mult[j]);
   const int32_t a = std::min(x < 0 ? -x : x, (1 << (12 - e)) - 1) << (e + 2);
   const int32_t piece = a >> 9, u = (a & 511) << 6;
-  const int32_t y = 8 * sp.c0[piece] + mulhrs(u, 8 * sp.c1[piece] + mulhrs(u, 16 * sp.c2[piece]));
+  const int32_t y = 8 * sp.c0[piece] + mulhrs(u, 8 * sp.c1[piece]);
   const int32_t g = sat16(int64_t{mulhrs(y, 1 << (12 - e))} + std::max(x, 0));
   return to_u8(mulhrs(g, p.out_mult[j]), p.out_shift[j], p.zero_point[j]);
 }

@@ -167,7 +167,7 @@ inline void store_out16(uint8_t* o, __m256i v, const Out16& c) {
 // GELU (quant.h's definition). AVX2 has no vpermw: the spline's
 // coefficients come from byte tables by vpshufb, 16 entries per 128-bit
 // lane, the pieces 16-31 from a second table blended in by bit 4 of the
-// piece; c1 and c2 are bytes, c0 (12 bits) a low and a high byte.
+// piece; c1 is a byte, c0 (12 bits) a low and a high byte.
 struct GeluColumns16 {
   Front16 f;
   Out16 o;
@@ -210,12 +210,11 @@ void gelu_rows16(int m, const int32_t* acc, int ld_acc, const GeluColumns16& c, 
     const __m256i piece = _mm256_srli_epi16(ax, 9);
     const __m256i u = _mm256_slli_epi16(_mm256_and_si256(ax, low9), 6);
     const __m256i sel = _mm256_slli_epi16(piece, 3);
-    // 8 c1 and 16 c2 from signed bytes; 8 c0 from its low and high byte.
+    // 8 c1 from a signed byte; 8 c0 from its low and high byte.
     const __m256i c1 = _mm256_srai_epi16(_mm256_slli_epi16(lookup(tables[0], piece, sel), 8), 5);
-    const __m256i c2 = _mm256_srai_epi16(_mm256_slli_epi16(lookup(tables[1], piece, sel), 8), 4);
-    const __m256i c0 = _mm256_slli_epi16(_mm256_or_si256(_mm256_and_si256(lookup(tables[2], piece, sel), byte),
-                                                         _mm256_slli_epi16(lookup(tables[3], piece, sel), 8)), 3);
-    const __m256i y = _mm256_add_epi16(c0, _mm256_mulhrs_epi16(u, _mm256_add_epi16(c1, _mm256_mulhrs_epi16(u, c2))));
+    const __m256i c0 = _mm256_slli_epi16(_mm256_or_si256(_mm256_and_si256(lookup(tables[1], piece, sel), byte),
+                                                         _mm256_slli_epi16(lookup(tables[2], piece, sel), 8)), 3);
+    const __m256i y = _mm256_add_epi16(c0, _mm256_mulhrs_epi16(u, c1));
     const __m256i g = _mm256_adds_epi16(_mm256_mulhrs_epi16(y, c.back), _mm256_max_epi16(x, zero));
     store_out16(out + static_cast<int64_t>(i) * ld_out, _mm256_mulhrs_epi16(g, c.om), c.o);
   }
@@ -540,15 +539,14 @@ void avx2_requant_u8(int m, int n, const int32_t* acc, int ld_acc, const Requant
 void avx2_gelu_u8(int m, int n, const int32_t* acc, int ld_acc, const GeluU8Params& p, uint8_t* out,
                   int ld_out) {
   if (m <= 0 || n <= 0) return;
-  // Byte tables: c1, c2, c0's low byte, c0's high byte.
-  alignas(32) uint8_t bytes[4][kGeluPieces];
+  // Byte tables: c1, c0's low byte, c0's high byte.
+  alignas(32) uint8_t bytes[3][kGeluPieces];
   for (int j = 0; j < kGeluPieces; ++j) {
     bytes[0][j] = static_cast<uint8_t>(p.spline->c1[j]);
-    bytes[1][j] = static_cast<uint8_t>(p.spline->c2[j]);
-    bytes[2][j] = static_cast<uint8_t>(p.spline->c0[j] & 0xFF);
-    bytes[3][j] = static_cast<uint8_t>((p.spline->c0[j] >> 8) & 0xFF);
+    bytes[1][j] = static_cast<uint8_t>(p.spline->c0[j] & 0xFF);
+    bytes[2][j] = static_cast<uint8_t>((p.spline->c0[j] >> 8) & 0xFF);
   }
-  const ByteTable tables[4] = {byte_table(bytes[0]), byte_table(bytes[1]), byte_table(bytes[2]), byte_table(bytes[3])};
+  const ByteTable tables[3] = {byte_table(bytes[0]), byte_table(bytes[1]), byte_table(bytes[2])};
   const int full = n / 16 * 16;
   for (int j0 = 0; j0 < full; j0 += 16)
     gelu_rows16(m, acc + j0, ld_acc, gelu_columns16(p.from(j0)), tables, out + j0, ld_out);

@@ -471,8 +471,7 @@ inline GeluColumns gelu_columns(const GeluU8Params& p, int w) {
 template <bool kFull>
 void gelu_rows(int m, const int32_t* acc, int ld_acc, const GeluColumns& c, const GeluSpline& sp, uint8_t* out,
                int ld_out) {
-  const __m512i c0 = _mm512_slli_epi16(_mm512_loadu_si512(sp.c0), 3), c1 = _mm512_slli_epi16(_mm512_loadu_si512(sp.c1), 3),
-                c2 = _mm512_slli_epi16(_mm512_loadu_si512(sp.c2), 4);
+  const __m512i c0 = _mm512_slli_epi16(_mm512_loadu_si512(sp.c0), 3), c1 = _mm512_slli_epi16(_mm512_loadu_si512(sp.c1), 3);
   const __m512i zero = _mm512_setzero_si512();
   const __m512i low9 = _mm512_set1_epi16(511);
   // A row's steps up to the spline's piece and position, then the rest.
@@ -485,9 +484,8 @@ void gelu_rows(int m, const int32_t* acc, int ld_acc, const GeluColumns& c, cons
     return In{x, _mm512_srli_epi16(ax, 9), _mm512_slli_epi16(_mm512_and_si512(ax, low9), 6)};
   };
   auto back = [&](const In& a) {
-    const __m512i inner = _mm512_add_epi16(_mm512_permutexvar_epi16(a.piece, c1),
-                                           _mm512_mulhrs_epi16(a.u, _mm512_permutexvar_epi16(a.piece, c2)));
-    const __m512i y = _mm512_add_epi16(_mm512_permutexvar_epi16(a.piece, c0), _mm512_mulhrs_epi16(a.u, inner));
+    const __m512i y = _mm512_add_epi16(_mm512_permutexvar_epi16(a.piece, c0),
+                                       _mm512_mulhrs_epi16(a.u, _mm512_permutexvar_epi16(a.piece, c1)));
     const __m512i g = _mm512_adds_epi16(_mm512_mulhrs_epi16(y, c.back), _mm512_max_epi16(a.x, zero));
     return _mm512_mulhrs_epi16(g, c.om);
   };

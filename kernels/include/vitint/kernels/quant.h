@@ -88,8 +88,8 @@ void requant_u8_ref(int m, int n, const int32_t* acc, int ld_acc, const RequantU
 // after the input, no table gather). The activation is given as a table of
 // round(f(x / 2^10) * 2^10) for x in [-2^15, 2^15), entry x + 2^15 (what the
 // converter stores: GELU, or QuickGELU for OpenAI-style CLIP towers), of
-// which the definition reads 65 entries: the spline knots at x = -64 k,
-// k = 0..64. Both activations satisfy f(x) = x + f(-x), which the
+// which the definition reads 33 entries: the spline knots at x = -128 k,
+// k = 0..32. Both activations satisfy f(x) = x + f(-x), which the
 // definition uses for x > 0. With mulhrs(a, b) = (a * b + 2^14) >> 15 (the
 // rounding high half of a 16-bit product), sat16 = clamp to int16 and >>
 // an arithmetic shift, per element of channel c (numbers of gelu_channels /
@@ -98,14 +98,16 @@ void requant_u8_ref(int m, int n, const int32_t* acc, int ld_acc, const RequantU
 //   x = mulhrs(t, m)              the input in units of 2^-(10 - e), e = frac_cut in [-2, 7]
 //   a = min(|x|, 2^(12 - e) - 1) * 2^(e + 2)                    |x| in units of 2^-12, capped below 4
 //   j = a >> 9;  u = (a mod 512) * 2^6                          spline piece (width 1/8), position in Q15
-//   y = 8 c0[j] + mulhrs(u, 8 c1[j] + mulhrs(u, 16 c2[j]))      f(-|x|) in units of 2^-13
+//   y = 8 c0[j] + mulhrs(u, 8 c1[j])                            f(-|x|) in units of 2^-13
 //   g = sat16(mulhrs(y, 2^(12 - e)) + max(x, 0))                f(x) = x + f(-x)
 //   v = mulhrs(g, om);  out = clamp(zp + ((v + 2^(r-1)) >> r), 0, 255)   (r = 0: zp + v)
-// The spline's piece j is the quadratic through the table at x = -128 j,
-// -128 j - 64 and -128 j - 128 (T0, T1, T2): c0 = T0, c1 = 4 T1 - 3 T0 - T2,
-// c2 = T2 - 2 T1 + T0; within 2^-10 of GELU between the knots. No step
-// overflows int16 (|c0| < 2^11, |c1| <= 127, |c2| <= 63: gelu_spline
-// refuses other tables, and the kernels require a spline it made).
+// The spline's piece j is the line through the table at x = -128 j and
+// -128 j - 128 (T0, T1): c0 = T0, c1 = T1 - T0; within 2.5 * 2^-10 of the
+// activation between the knots (the line's own error, at most f''/8 of the
+// piece's width squared, is below 1.7 * 2^-10 for GELU and QuickGELU; the
+// table's and mulhrs's roundings add the rest). No step overflows int16
+// (|c0| < 2^11, |c1| <= 127: gelu_spline refuses other tables, and the
+// kernels require a spline it made).
 // Contract: |acc + b| < 2^31 (the vector paths add in int32; |acc| <= 2^30,
 // i.e. a GEMM with k <= 32896, and |bias| <= 2^29 keep it); s in [0, 30],
 // m and om in [0, 2^15), e in [-2, 7], r in [0, 15] (what gelu_channels
@@ -122,7 +124,7 @@ std::vector<int16_t> gelu_table();
 std::vector<int16_t> quick_gelu_table();
 
 struct GeluSpline {
-  int16_t c0[kGeluPieces], c1[kGeluPieces], c2[kGeluPieces];
+  int16_t c0[kGeluPieces], c1[kGeluPieces];
 };
 // The spline of a table; false where a coefficient is out of the bounds
 // above (not a GELU-like activation at 2^-10).
