@@ -475,8 +475,8 @@ class Builder {
       kernels::GeluSpline spline;
       if (!kernels::gelu_spline(file_.tensor("gelu_table", DType::kS16, {kernels::kGeluTableSize}).as<int16_t>(), &spline))
         throw Error("model file " + file_.path() +
-                    ": tensor 'gelu_table' is not a GELU-like activation (its spline coefficients at x = -64 k leave "
-                    "|c0| < 2^11, |c1|, |c2| <= 127)");
+                    ": tensor 'gelu_table' is not a GELU-like activation (its spline coefficients at x = -128 k leave "
+                    "|c0| < 2^11, |c1| <= 127)");
       gelu_spline_ = std::make_shared<const kernels::GeluSpline>(spline);
     }
     fc1->gelu_spline = gelu_spline_;

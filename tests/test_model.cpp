@@ -250,6 +250,10 @@ TEST_CASE("model: requantizations the 16-bit kernels cannot run are refused, nam
                   "tensor 'blocks.0.qkv.bias' element 3 (536870913) is outside [-2^29, 2^29]");
   expect_rejected(kSameMeta, set_element<int32_t>("blocks.4.fc1.bias", 9, -(1 << 29) - 1),
                   "tensor 'blocks.4.fc1.bias' element 9");
+  // A GELU table whose spline leaves the kernels' bounds: a knot (x = -128 * 3)
+  // far off the curve makes a slope of more than 127 per piece.
+  expect_rejected(kSameMeta, set_element<int16_t>("gelu_table", 32768 - 128 * 3, int16_t{-300}),
+                  "tensor 'gelu_table' is not a GELU-like activation");
 }
 
 TEST_CASE("model: the head's scales must be finite, and any int32 head bias gives finite logits") {
