@@ -757,8 +757,9 @@ Calibration calibrate(const ReferenceModel& model, const std::vector<std::vector
   };
   Range all = point_range(0);
   for (int p = 1; p < points; ++p) {
-    all.min = std::min(all.min, point_range(p).min);
-    all.max = std::max(all.max, point_range(p).max);
+    const Range r = point_range(p);
+    all.min = std::min(all.min, r.min);
+    all.max = std::max(all.max, r.max);
   }
   for (int p = 0; p < points; ++p) {
     StreamCalib sc;

@@ -2,6 +2,7 @@
 // parameters from the model file -> integer graph.
 #include <cmath>
 #include <sstream>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -404,9 +405,8 @@ class Builder {
     op.zp_out = out.zp;
     op.qmin = out.qmin;
     op.qmax = out.qmax;
-    const kernels::ResidualParams rp{op.linear.bias, 0, op.linear.mult, op.linear.shift, op.skip_mult, op.skip_shift,
-                                     op.zp_in, op.zp_out, op.qmin, op.qmax};
-    op.residual16 = kernels::residual16_channels(n, rp, &op.residual);
+    kernels::ResidualChannels fast;
+    if (kernels::residual16_channels(n, op.residual_params(0), &fast)) op.residual16 = std::move(fast);
   }
 
   void add_block(const Meta& q, int i) {

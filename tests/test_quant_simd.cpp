@@ -102,14 +102,16 @@ int32_t acc_for(Rng& rng, int64_t t, int s, int64_t bias) {
   return static_cast<int32_t>(std::clamp<int64_t>(sum - bias, -(int64_t{1} << 30), (int64_t{1} << 30) - 1));
 }
 
-// t aimed at its int16 limits and past them, small, or anything.
-int64_t draw_t(Rng& rng) {
-  switch (uniform(rng, 0, 3)) {
+// t aimed at its int16 limits and past them (kind 0), small (1), or
+// anything (2 and up); without a kind, one drawn from 0..3.
+int64_t draw_t(Rng& rng, int64_t kind) {
+  switch (kind) {
     case 0: return uniform(rng, 0, 1) ? 32767 + uniform(rng, -1, 2) : -32768 + uniform(rng, -2, 1);
     case 1: return uniform(rng, -300, 300);
     default: return uniform(rng, -40000, 40000);
   }
 }
+int64_t draw_t(Rng& rng) { return draw_t(rng, uniform(rng, 0, 3)); }
 
 // ---------------------------------------------------------------------------
 // requant_u8
@@ -225,19 +227,16 @@ GeluCase make_gelu(Rng& rng, int m, int n) {
       const int64_t bias = c.bias[jj], mult = c.in_mult[jj];
       // t = (acc + bias) >> s aimed at: its int16 limits or past them, or a
       // value whose x = mulhrs(t, m) is a chosen edge.
+      const int64_t kind = uniform(rng, 0, 3);
       int64_t t;
-      switch (uniform(rng, 0, 3)) {
-        case 0: t = uniform(rng, 0, 1) ? 32767 + uniform(rng, -1, 2) : -32768 + uniform(rng, -2, 1); break;
-        case 1: {
-          const int64_t cap = (int64_t{1} << (12 - e)) - 1;
-          const int64_t edges[] = {0, 1, -1, cap, cap + 1, cap - 1, -cap, -cap - 1, -cap + 1,
-                                   (uniform(rng, 0, 31) << (7 - std::min(e, 7))) + uniform(rng, -1, 1)};
-          const int64_t x = edges[uniform(rng, 0, 9)] * (uniform(rng, 0, 1) ? 1 : -1);
-          t = mult == 0 ? x : (x * 32768 + mult / 2) / mult;
-          break;
-        }
-        case 2: t = uniform(rng, -300, 300); break;
-        default: t = uniform(rng, -40000, 40000); break;
+      if (kind == 1) {
+        const int64_t cap = (int64_t{1} << (12 - e)) - 1;
+        const int64_t edges[] = {0, 1, -1, cap, cap + 1, cap - 1, -cap, -cap - 1, -cap + 1,
+                                 (uniform(rng, 0, 31) << (7 - std::min(e, 7))) + uniform(rng, -1, 1)};
+        const int64_t x = edges[uniform(rng, 0, 9)] * (uniform(rng, 0, 1) ? 1 : -1);
+        t = mult == 0 ? x : (x * 32768 + mult / 2) / mult;
+      } else {
+        t = draw_t(rng, kind == 0 ? 0 : kind - 1);  // the limits, small, anything
       }
       c.acc[static_cast<size_t>(i) * c.ld_acc + j] = acc_for(rng, t, s, bias);
     }

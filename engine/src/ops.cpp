@@ -290,17 +290,19 @@ void LinearOp::run(ExecContext& ctx) const {
   });
 }
 
+k::ResidualParams LinearOp::residual_params(int j) const {
+  return {linear.bias + j, 0, linear.mult + j, linear.shift + j, skip_mult + j, skip_shift + j, zp_in, zp_out, qmin, qmax};
+}
+
 void LinearOp::epilogue(const LinearOp& op, const ExecContext& ctx, int row, int col, int rows, int cols,
                         const int32_t* c, int ldc) {
-  const PackedLinear& l = op.linear;
   const int j = col;
   const size_t at = static_cast<size_t>(row) * op.out_ld + col;
   if (op.residual16) {
-    k::residual_add16(ctx.isa, rows, cols, c, ldc, op.residual.params().from(j), ctx.buf<int16_t>(op.out) + at, op.out_ld);
+    k::residual_add16(ctx.isa, rows, cols, c, ldc, op.residual16->params().from(j), ctx.buf<int16_t>(op.out) + at,
+                      op.out_ld);
   } else if (op.skip_mult) {
-    const k::ResidualParams rp{l.bias + j, 0, l.mult + j, l.shift + j, op.skip_mult + j, op.skip_shift + j,
-                               op.zp_in, op.zp_out, op.qmin, op.qmax};
-    k::residual_add(ctx.isa, rows, cols, c, ldc, rp, ctx.buf<int16_t>(op.out) + at, op.out_ld);
+    k::residual_add(ctx.isa, rows, cols, c, ldc, op.residual_params(j), ctx.buf<int16_t>(op.out) + at, op.out_ld);
   } else if (op.gelu_spline) {
     k::gelu_u8(ctx.isa, rows, cols, c, ldc, op.gelu.params(op.zero_point, op.gelu_spline.get()).from(j),
                ctx.buf<uint8_t>(op.out) + at, op.out_ld);

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -140,10 +141,11 @@ struct LinearOp final : Op {
   const int32_t* skip_mult = nullptr;
   const int32_t* skip_shift = nullptr;
   int32_t zp_in = 0, zp_out = 0, qmin = 0, qmax = 0;
-  // residual_add16's numbers where they exist (residual16 set), else the exact residual_add runs
-  bool residual16 = false;
-  kernels::ResidualChannels residual;
+  // residual_add16's numbers where they exist, else the exact residual_add runs
+  std::optional<kernels::ResidualChannels> residual16;
   int in = -1, out = -1;
+  // The exact residual add's parameters for the columns from j on.
+  kernels::ResidualParams residual_params(int j) const;
   void run(ExecContext& ctx) const override;
   static void epilogue(const LinearOp& op, const ExecContext& ctx, int row, int col, int rows, int cols,
                        const int32_t* c, int ldc);

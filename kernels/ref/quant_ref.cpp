@@ -95,11 +95,12 @@ int64_t scaled(int64_t v, int k) {
   return (v + (int64_t{1} << (-k - 1))) >> -k;
 }
 int16_t to_i16(int64_t v) { return static_cast<int16_t>(std::min<int64_t>(v, 32767)); }
-// The largest k in [0, limit] for which round(v * 2^(base + k)) fits 15 bits
-// (0 if none does): how far a 15-bit multiplier can be scaled up.
-int fit15(int64_t v, int base, int limit) {
+// The largest k in [0, limit] for which round(v * 2^(base + k)) <= bound
+// (0 if none is): how far a 15-bit (or, with bound 65535, 16-bit)
+// multiplier can be scaled up.
+int fit15(int64_t v, int base, int limit, int64_t bound = 32767) {
   int k = 0;
-  while (k < limit && scaled(v, base + k + 1) <= 32767) ++k;
+  while (k < limit && scaled(v, base + k + 1) <= bound) ++k;
   return k;
 }
 int32_t sat16(int64_t v) { return static_cast<int32_t>(std::clamp<int64_t>(v, -32768, 32767)); }
@@ -215,8 +216,7 @@ bool residual16_channels(int n, const ResidualParams& p, ResidualChannels* out) 
     if (p.skip_mult[c] != (1 << 30) || p.skip_shift[c] != 30 || !requant_ratio_ok(p.branch_mult[c], p.branch_shift[c]) ||
         p.bias[c] < -(1 << 29) || p.bias[c] > (1 << 29))
       return false;
-    int s = 0;
-    while (s < 30 && scaled(p.branch_mult[c], 16 + s - p.branch_shift[c]) <= 65535) ++s;
+    const int s = fit15(p.branch_mult[c], 15 - p.branch_shift[c], 30, 65535);
     r.bias.push_back(p.bias[c] + (s > 0 ? 1 << (s - 1) : 0));
     r.in_shift.push_back(s);
     r.mult.push_back(static_cast<int16_t>(std::max<int64_t>(scaled(p.branch_mult[c], 15 + s - p.branch_shift[c]) - 32768, -32767)));

@@ -101,12 +101,14 @@ inline __m512i dyadic16(__m512i x, const Dyadic16& d, const Folded& c) {
 // ---------------------------------------------------------------------------
 // Softmax helpers.
 
-// Two vectors of 16 int32 as 32 int16, saturating, in order: vpackssdw
-// interleaves the operands' halves of each 128-bit lane (a qword each), the
-// qword permutation puts the first operand's before the second's.
-inline __m512i pack16(__m512i lo, __m512i hi) {
-  return _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), _mm512_packs_epi32(lo, hi));
+// A vpack* of two vectors back in order: the packs interleave the operands'
+// halves of each 128-bit lane (a qword each), the qword permutation puts the
+// first operand's before the second's.
+inline __m512i pack_order(__m512i packed) {
+  return _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), packed);
 }
+// Two vectors of 16 int32 as 32 int16, saturating, in order.
+inline __m512i pack16(__m512i lo, __m512i hi) { return pack_order(_mm512_packs_epi32(lo, hi)); }
 
 // Pack order: vpackssdw(a, b) of columns 0-15 (a) and 16-31 (b) leaves in
 // word w = 8 L + p (128-bit lane L) column packed_column(w). The uint8
@@ -585,19 +587,17 @@ void avx512_residual_add(int m, int n, const int32_t* acc, int ld_acc, const Res
 }
 
 // 32 columns per operation: t in pack order (t16), put back in column order
-// by one qword permutation.
+// by pack_order.
 void avx512_residual_add16(int m, int n, const int32_t* acc, int ld_acc, const Residual16Params& p, int16_t* stream,
                            int ld_stream) {
   if (m <= 0 || n <= 0) return;
-  const __m512i order = _mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7);
   for (int j0 = 0; j0 < n; j0 += 32) {
     const Front32 f = front32(p.bias + j0, p.in_shift + j0, n - j0);
     const __m512i mult = _mm512_maskz_loadu_epi16(f.k, p.mult + j0);
     with_flag(n - j0 >= 32, [&](auto full) {
       constexpr bool kFull = decltype(full)::value;
       for (int i = 0; i < m; ++i) {
-        const __m512i t = _mm512_permutexvar_epi64(order, t16<false, kFull>(acc + static_cast<int64_t>(i) * ld_acc + j0,
-                                                                            _mm512_setzero_si512(), f));
+        const __m512i t = pack_order(t16<false, kFull>(acc + static_cast<int64_t>(i) * ld_acc + j0, _mm512_setzero_si512(), f));
         const __m512i b = _mm512_adds_epi16(t, _mm512_mulhrs_epi16(t, mult));
         int16_t* s = stream + static_cast<int64_t>(i) * ld_stream + j0;
         if constexpr (kFull) {
